@@ -1,0 +1,40 @@
+"""Exceptions raised by zenml-quant.
+
+Every message says what was wrong and what to do about it. Catch :class:`ZenmlQuantError` to
+handle all of them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ZenmlQuantError",
+    "InvalidModelError",
+    "InvalidDatasetError",
+    "ConversionError",
+    "ConstraintNotMetError",
+    "DeviceUnreachableError",
+]
+
+
+class ZenmlQuantError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidModelError(ZenmlQuantError, ValueError):
+    """The model cannot be loaded or used (format, unsafe code, subclassed, mismatched data)."""
+
+
+class InvalidDatasetError(ZenmlQuantError, ValueError):
+    """The dataset is malformed or does not fit the model."""
+
+
+class ConversionError(ZenmlQuantError, RuntimeError):
+    """The TFLite converter refused the model; the message names the op or layer."""
+
+
+class ConstraintNotMetError(ZenmlQuantError):
+    """A candidate misses a deployment target (accuracy, size, latency, memory)."""
+
+
+class DeviceUnreachableError(ZenmlQuantError, ConnectionError):
+    """The benchmark device could not be reached."""

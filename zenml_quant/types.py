@@ -1,0 +1,201 @@
+"""Types that cross a step boundary.
+
+All are frozen dataclasses. Those made of plain values (reports, summaries) round-trip through
+ZenML's built-in dataclass materializer; :class:`LabeledDataset` and :class:`TFLiteModel` carry
+arrays or bytes and have materializers of their own in :mod:`zenml_quant.integration`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "MODES",
+    "Mode",
+    "SPLITS",
+    "Split",
+    "Preprocessing",
+    "LabeledDataset",
+    "ConversionOptions",
+    "TensorDetails",
+    "TFLiteModel",
+    "Evaluation",
+    "Latency",
+    "BaselineSummary",
+    "CandidateResult",
+]
+
+Mode = Literal["float32", "dynamic_range", "float16", "int8", "int16x8"]
+#: The conversion modes, in the order reports list them.
+MODES: tuple[str, ...] = ("float32", "dynamic_range", "float16", "int8", "int16x8")
+
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What was done to the raw data, so the same can be done on the device.
+
+    Integer inputs became ``float32(x) * scale + offset``; float inputs were left as they were
+    (``applied`` is False then).
+    """
+
+    scale: float
+    offset: float
+    applied: bool
+    channel_axis_added: bool
+    source: str
+
+
+@dataclass(frozen=True, eq=False)
+class LabeledDataset:
+    """Features and integer labels in train / validation / test splits.
+
+    Searches and accuracy budgets decide on ``validation`` (carved from train with a seed);
+    reports use ``test``. Labels are int64 class indices in ``[0, len(class_names))``.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    preprocessing: Preprocessing
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one example (no batch axis)."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` of ``"train"``, ``"validation"`` or ``"test"``."""
+        if name == "train":
+            return self.x_train, self.y_train
+        if name == "validation":
+            return self.x_val, self.y_val
+        if name == "test":
+            return self.x_test, self.y_test
+        raise ValueError(f"Unknown split {name!r}: use one of {', '.join(SPLITS)}.")
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    """Knobs of the TFLite conversion that a mode name alone does not fix.
+
+    ``calibration_samples`` train examples (drawn with ``seed``) calibrate the activation ranges
+    of ``int8`` and ``int16x8``. ``quantized_io`` makes those modes take and return integer
+    tensors (int8, or int16 for ``int16x8``) instead of float32 with (de)quantize ops at the
+    edges; an integer-only microcontroller needs it.
+    """
+
+    calibration_samples: int = 500
+    quantized_io: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TensorDetails:
+    """An input or output of a TFLite model, with its (per-tensor) quantization."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class TFLiteModel:
+    """A converted model: the flatbuffer and what we know about it.
+
+    ``error`` is set when the converter produced a file that the interpreter cannot allocate
+    (seen with some ``int16x8`` models); such a candidate is reported as failed, not raised.
+    """
+
+    content: bytes
+    mode: str
+    options: ConversionOptions
+    operators: tuple[str, ...]
+    inputs: tuple[TensorDetails, ...]
+    outputs: tuple[TensorDetails, ...]
+    peak_activation_bytes: int | None = None
+    source_model: str = ""
+    error: str | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.content)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Accuracy (and any other metric) of a model on one split."""
+
+    split: str
+    n_samples: int
+    accuracy: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Single-inference latency (batch 1) over ``runs`` timed runs after a warm-up."""
+
+    p50_ms: float
+    mean_ms: float
+    p95_ms: float
+    threads: int
+    runs: int
+
+
+@dataclass(frozen=True)
+class BaselineSummary:
+    """Key figures of the Keras model before any compression."""
+
+    model_name: str
+    flavour: str
+    split: str
+    n_samples: int
+    accuracy: float
+    metrics: dict[str, float]
+    params: int
+    trainable_params: int
+    macs: int
+    float32_weight_bytes: int
+    peak_activation_bytes: int
+    float_tflite_bytes: int
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One compressed candidate, evaluated: a row of the comparison report."""
+
+    name: str
+    mode: str
+    size_bytes: int
+    accuracy: float | None
+    split: str
+    metrics: dict[str, float]
+    latency_ms_p50: float | None
+    threads: int
+    peak_activation_bytes: int | None
+    operators: tuple[str, ...]
+    error: str | None = None
