@@ -16,18 +16,18 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # TensorFlow's C++ start-up chatter (CUDA probing on a CPU box, oneDNN notes) buries our output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-import tf_keras  # noqa: E402
+import tensorflow as tf
+import tf_keras
 
 try:  # Keras 3 is installed alongside TensorFlow, but a user's environment may lack it.
-    import keras as keras3  # noqa: E402
+    import keras as keras3
 
     if not keras3.__version__.startswith("3."):
         keras3 = None  # type: ignore[assignment]
 except ImportError:  # pragma: no cover - depends on the environment
     keras3 = None  # type: ignore[assignment]
 
-__all__ = ["tf", "tf_keras", "keras3", "MODEL_TYPES", "is_keras3_model", "is_tf_keras_model"]
+__all__ = ["MODEL_TYPES", "is_keras3_model", "is_tf_keras_model", "keras3", "tf", "tf_keras"]
 
 
 def is_tf_keras_model(obj: object) -> bool:

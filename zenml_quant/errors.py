@@ -7,12 +7,12 @@ handle all of them.
 from __future__ import annotations
 
 __all__ = [
-    "ZenmlQuantError",
-    "InvalidModelError",
-    "InvalidDatasetError",
-    "ConversionError",
     "ConstraintNotMetError",
+    "ConversionError",
     "DeviceUnreachableError",
+    "InvalidDatasetError",
+    "InvalidModelError",
+    "ZenmlQuantError",
 ]
 
 

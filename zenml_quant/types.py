@@ -14,18 +14,18 @@ import numpy as np
 
 __all__ = [
     "MODES",
-    "Mode",
     "SPLITS",
-    "Split",
-    "Preprocessing",
-    "LabeledDataset",
-    "ConversionOptions",
-    "TensorDetails",
-    "TFLiteModel",
-    "Evaluation",
-    "Latency",
     "BaselineSummary",
     "CandidateResult",
+    "ConversionOptions",
+    "Evaluation",
+    "LabeledDataset",
+    "Latency",
+    "Mode",
+    "Preprocessing",
+    "Split",
+    "TFLiteModel",
+    "TensorDetails",
 ]
 
 Mode = Literal["float32", "dynamic_range", "float16", "int8", "int16x8"]

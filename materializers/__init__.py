@@ -1,0 +1,9 @@
+"""The plugin's materializers, as a user's project would import them."""
+
+from zenml_quant.integration.materializers import (
+    KerasModelMaterializer,
+    LabeledDatasetMaterializer,
+    TFLiteModelMaterializer,
+)
+
+__all__ = ["KerasModelMaterializer", "LabeledDatasetMaterializer", "TFLiteModelMaterializer"]

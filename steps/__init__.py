@@ -1,0 +1,22 @@
+"""This repository's ZenML project: the plugin's steps, plus demo-only ones."""
+
+from zenml_quant.integration.steps import (
+    compare_candidates,
+    convert_to_tflite,
+    evaluate_baseline,
+    evaluate_tflite_model,
+    load_keras_model,
+    load_labeled_dataset,
+)
+
+from .train_demo_model import train_demo_model_step
+
+__all__ = [
+    "compare_candidates",
+    "convert_to_tflite",
+    "evaluate_baseline",
+    "evaluate_tflite_model",
+    "load_keras_model",
+    "load_labeled_dataset",
+    "train_demo_model_step",
+]

@@ -1,0 +1,30 @@
+"""The core never imports ZenML: only zenml_quant.integration may."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "zenml_quant"
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_core_modules_do_not_import_zenml():
+    core = [p for p in PACKAGE.rglob("*.py") if "integration" not in p.relative_to(PACKAGE).parts]
+    assert len(core) >= 8, "the core modules were not found"
+    offenders = [str(p.relative_to(PACKAGE)) for p in core if "zenml" in _imports(p)]
+    assert offenders == []
+
+
+def test_only_compat_sets_the_keras_flavour_variable():
+    setters = [p.name for p in PACKAGE.rglob("*.py") if "TF_USE_LEGACY_KERAS" in p.read_text()]
+    assert setters == ["_compat.py"]

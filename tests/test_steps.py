@@ -1,0 +1,57 @@
+"""Each step's logic through ``.entrypoint()``: no pipeline run, no ZenML server."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from zenml_quant.errors import InvalidDatasetError, InvalidModelError
+from zenml_quant.integration import steps
+
+
+def test_load_steps(digits_model_path):
+    model = steps.load_keras_model.entrypoint(str(digits_model_path))
+    assert model.name == "demo_cnn"
+    data = steps.load_labeled_dataset.entrypoint("digits", model=model)
+    assert data.sample_shape == (8, 8, 1) and data.preprocessing.channel_axis_added
+
+
+def test_load_model_step_rejects_missing_file(tmp_path):
+    with pytest.raises(InvalidModelError, match="no model"):
+        steps.load_keras_model.entrypoint(str(tmp_path / "nope.keras"))
+
+
+def test_load_dataset_step_checks_against_the_model(digits_model, tmp_path):
+    import numpy as np
+
+    path = tmp_path / "wrong.npz"
+    rng = np.random.default_rng(0)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 255, (20, 28, 28), dtype=np.uint8),
+        y_train=np.arange(20) % 10,
+        x_test=rng.integers(0, 255, (10, 28, 28), dtype=np.uint8),
+        y_test=np.arange(10),
+    )
+    with pytest.raises(InvalidDatasetError, match="expects"):
+        steps.load_labeled_dataset.entrypoint(str(path), model=digits_model)
+
+
+def test_baseline_convert_evaluate_compare(digits_model, digits):
+    summary, layers, page = steps.evaluate_baseline.entrypoint(digits_model, digits)
+    assert isinstance(layers, pd.DataFrame) and summary.params == layers["params"].sum()
+    assert "<table" in page
+    candidates = []
+    for mode in ("float32", "int8"):
+        tflite = steps.convert_to_tflite.entrypoint(
+            digits_model, digits, mode=mode, calibration_samples=50
+        )
+        assert tflite.mode == mode and tflite.ok
+        candidates.append(
+            steps.evaluate_tflite_model.entrypoint(tflite, digits, name=mode, latency_runs=10)
+        )
+    assert candidates[0].accuracy == pytest.approx(summary.accuracy)
+    table, html = steps.compare_candidates.entrypoint(summary, candidates)
+    assert list(table["name"]) == ["keras", "float32", "int8"]
+    assert table.iloc[2]["size_bytes"] < table.iloc[1]["size_bytes"] / 2
+    assert "int8" in html

@@ -1,0 +1,51 @@
+"""The baseline: what the Keras model costs and scores before any compression."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .convert import convert_model
+from .evaluate import MetricFn, evaluate_keras
+from .models import check_model, model_flavour
+from .profile import layer_table, parameter_counts
+from .types import BaselineSummary, LabeledDataset
+
+__all__ = ["profile_baseline"]
+
+
+def profile_baseline(
+    model: Any,
+    dataset: LabeledDataset,
+    *,
+    split: str = "test",
+    metric_fn: MetricFn | None = None,
+) -> tuple[BaselineSummary, pd.DataFrame]:
+    """Evaluate ``model`` on ``split`` and profile it layer by layer.
+
+    Returns the summary (accuracy, metrics, parameters, MACs, float32 weight bytes, estimated
+    peak activation memory and float32 TFLite size) and the per-layer table of
+    :func:`zenml_quant.profile.layer_table`. The peak memory is read off the float32 TFLite
+    graph, where BatchNorm is already folded, so it is what the device will see.
+    """
+    check_model(model)
+    evaluation = evaluate_keras(model, dataset, split=split, metric_fn=metric_fn)
+    layers = layer_table(model)
+    total, trainable = parameter_counts(model)
+    float_model = convert_model(model, "float32")
+    summary = BaselineSummary(
+        model_name=str(model.name),
+        flavour=model_flavour(model),
+        split=split,
+        n_samples=evaluation.n_samples,
+        accuracy=evaluation.accuracy,
+        metrics=evaluation.metrics,
+        params=int(total),
+        trainable_params=int(trainable),
+        macs=int(layers["macs"].sum()),
+        float32_weight_bytes=int(layers["weight_bytes_float32"].sum()),
+        peak_activation_bytes=int(float_model.peak_activation_bytes or 0),
+        float_tflite_bytes=float_model.size_bytes,
+    )
+    return summary, layers

@@ -1,0 +1,208 @@
+"""``zenml-quant``: the command line.
+
+``demo`` trains a small CNN on the bundled digits and compresses it; ``compress`` does the same
+for the user's model and data. Both run ``compress_pipeline`` on the active ZenML stack (ZenML
+creates its local SQLite store on first use when none is configured).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ZenmlQuantError
+from ..types import MODES
+
+
+def _run_and_collect(
+    model_path: str,
+    data_source: str,
+    *,
+    config: str | None,
+    overrides: dict[str, Any],
+    output_dir: Path,
+) -> tuple[Any, list[Any], dict[str, str]]:
+    """Run ``compress_pipeline``; return the baseline, the candidates and the written files."""
+    from .pipelines import compress_pipeline
+
+    runnable = compress_pipeline.with_options(config_path=config) if config else compress_pipeline
+    run = runnable(model_path=model_path, data_source=data_source, **overrides)
+    steps = run.steps
+    baseline = steps["evaluate_baseline"].outputs["zq_baseline"][0].load()
+    candidates, paths = [], {}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(model_path.rstrip("/")).stem or "model"
+    for name in sorted(steps, key=lambda s: list(steps).index(s)):
+        if not name.startswith("evaluate_") or name == "evaluate_baseline":
+            continue
+        result = steps[name].outputs["zq_candidate"][0].load()
+        tflite = (
+            steps[f"convert_{name.removeprefix('evaluate_')}"].outputs["zq_tflite_model"][0].load()
+        )
+        target = output_dir / f"{stem}_{result.name}.tflite"
+        target.write_bytes(tflite.content)
+        candidates.append(result)
+        paths[result.name] = str(target)
+    return baseline, candidates, paths
+
+
+def _print_table(baseline: Any, candidates: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{baseline.model_name}: accuracy on {baseline.split} ({baseline.n_samples} examples)"
+    )
+    for column in (
+        "candidate",
+        "accuracy",
+        "Δ pts",
+        "size",
+        "vs float32",
+        "p50 latency",
+        "threads",
+    ):
+        table.add_column(column, justify="left" if column == "candidate" else "right")
+    table.add_row(
+        f"keras ({baseline.flavour})", f"{100 * baseline.accuracy:.2f} %", "", "", "", "", ""
+    )
+    for c in candidates:
+        if c.error:
+            table.add_row(c.name, "failed", "", f"{c.size_bytes:,} B", "", "", "", style="red")
+            continue
+        table.add_row(
+            c.name,
+            f"{100 * c.accuracy:.2f} %",
+            f"{100 * (c.accuracy - baseline.accuracy):+.2f}",
+            f"{c.size_bytes:,} B",
+            f"{c.size_bytes / baseline.float_tflite_bytes:.2f}x",
+            f"{c.latency_ms_p50 * 1000:.0f} µs",
+            str(c.threads),
+        )
+    Console().print(table)
+    for c in candidates:
+        if c.error:
+            click.echo(f"{c.name} failed: {c.error}", err=True)
+
+
+def _finish(
+    model_path: str,
+    data_source: str,
+    config: str | None,
+    overrides: dict[str, Any],
+    output_dir: str,
+    json_path: str | None,
+) -> None:
+    from ..report import summary_dict
+
+    try:
+        baseline, candidates, paths = _run_and_collect(
+            model_path, data_source, config=config, overrides=overrides, output_dir=Path(output_dir)
+        )
+    except ZenmlQuantError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # ZenML re-raises step failures; show the cause, not its traceback
+        cause = _our_error(exc)
+        if cause is None:
+            raise
+        raise click.ClickException(str(cause)) from None
+    _print_table(baseline, candidates)
+    click.echo(f"TFLite files written to {Path(output_dir).resolve()}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(summary_dict(baseline, candidates, paths), indent=2))
+        click.echo(f"Summary written to {json_path}")
+
+
+def _our_error(exc: BaseException) -> BaseException | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ZenmlQuantError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@click.group()
+@click.version_option(package_name="zenml-quant")
+def main() -> None:
+    """Make a trained Keras model fit an edge device, with ZenML tracking every step."""
+
+
+@main.command()
+@click.option("--epochs", default=15, show_default=True, help="Training epochs for the demo CNN.")
+@click.option("--output-dir", default="zenml-quant-output", show_default=True)
+@click.option("--json", "json_path", default=None, help="Also write the summary as JSON here.")
+def demo(epochs: int, output_dir: str, json_path: str | None) -> None:
+    """Train a small CNN on the bundled 8x8 digits and compress it to float32 and int8 TFLite."""
+    from ..datasets import load_digits
+    from ..demo import train_demo_model
+
+    click.echo("Training the demo CNN on scikit-learn's 8x8 digits ...")
+    model = train_demo_model(load_digits(), epochs=epochs)
+    model_path = os.path.join(tempfile.mkdtemp(prefix="zenml-quant-demo-"), "demo_cnn.keras")
+    model.save(model_path)
+    _finish(model_path, "digits", None, {}, output_dir, json_path)
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, help=".keras, .h5 or SavedModel folder.")
+@click.option(
+    "--data",
+    "data_source",
+    required=True,
+    help='.npz (Keras keys), .csv (label column), image folder, or "digits".',
+)
+@click.option(
+    "--config",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="ZenML YAML run config (pipeline parameters and per-step options).",
+)
+@click.option(
+    "--scale", type=float, default=None, help="Integer inputs become x * scale + offset [1/255]."
+)
+@click.option("--offset", type=float, default=None, help="See --scale [0].")
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(MODES),
+    help="Conversion mode; repeat for several [float32, int8].",
+)
+@click.option("--allow-unsafe", is_flag=True, help="Load Lambda layers (runs code from the file).")
+@click.option("--output-dir", default="zenml-quant-output", show_default=True)
+@click.option("--json", "json_path", default=None, help="Also write the summary as JSON here.")
+def compress(
+    model_path: str,
+    data_source: str,
+    config: str | None,
+    scale: float | None,
+    offset: float | None,
+    modes: tuple[str, ...],
+    allow_unsafe: bool,
+    output_dir: str,
+    json_path: str | None,
+) -> None:
+    """Profile MODEL on DATA, convert it to TFLite and compare the candidates."""
+    # Only options given on the command line are passed: ZenML refuses a parameter set both
+    # in code and in the YAML config, so unset flags leave the config (or defaults) in charge.
+    overrides: dict[str, Any] = {}
+    if scale is not None:
+        overrides["scale"] = scale
+    if offset is not None:
+        overrides["offset"] = offset
+    if modes:
+        overrides["modes"] = tuple(modes)
+    if allow_unsafe:
+        overrides["allow_unsafe"] = True
+    _finish(model_path, data_source, config, overrides, output_dir, json_path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

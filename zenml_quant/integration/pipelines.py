@@ -1,0 +1,43 @@
+"""Reusable pipeline definitions built from the plugin's steps."""
+
+from __future__ import annotations
+
+from zenml import pipeline
+
+from .steps import (
+    compare_candidates,
+    convert_to_tflite,
+    evaluate_baseline,
+    evaluate_tflite_model,
+    load_keras_model,
+    load_labeled_dataset,
+)
+
+__all__ = ["compress_pipeline"]
+
+
+@pipeline
+def compress_pipeline(
+    model_path: str,
+    data_source: str = "digits",
+    modes: tuple[str, ...] = ("float32", "int8"),
+    split: str = "test",
+    scale: float = 1 / 255,
+    offset: float = 0.0,
+    allow_unsafe: bool = False,
+) -> None:
+    """load -> baseline -> convert (one step per mode) -> evaluate -> comparison report.
+
+    Step ids are ``convert_<mode>`` and ``evaluate_<mode>``, so a YAML config can set options
+    per mode (e.g. ``steps: {convert_int8: {parameters: {calibration_samples: 1000}}}``).
+    """
+    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+    dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
+    baseline, _, _ = evaluate_baseline(model, dataset, split=split)
+    candidates = []
+    for mode in modes:
+        tflite = convert_to_tflite(model, dataset, mode=mode, id=f"convert_{mode}")
+        candidates.append(
+            evaluate_tflite_model(tflite, dataset, split=split, name=mode, id=f"evaluate_{mode}")
+        )
+    compare_candidates(baseline, candidates)

@@ -1,0 +1,348 @@
+"""Loading, checking and saving the Keras models that enter the package.
+
+Both flavours are accepted. ``.keras`` and ``.h5`` files record the Keras version that wrote
+them, which picks the loader (Keras 3 or ``tf_keras``); a SavedModel directory is ``tf_keras``
+(Keras 3 cannot load a SavedModel as a model, only as an inference-only ``TFSMLayer``).
+Loading is safe by default: the config is read and checked before anything is deserialised,
+because tf_keras's ``.h5`` and SavedModel loaders run ``Lambda`` bytecode without asking.
+Only Sequential and Functional models are accepted: conversion, per-layer profiling and the
+architecture search need the static layer graph.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._compat import is_keras3_model, is_tf_keras_model, keras3, tf_keras
+from .errors import InvalidModelError
+
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "check_model",
+    "count_params",
+    "input_shape",
+    "load_model",
+    "model_flavour",
+    "num_outputs",
+    "save_model",
+]
+
+SUPPORTED_FORMATS = ".keras file, .h5/.hdf5 file, or a SavedModel directory (with saved_model.pb)"
+
+_Config = dict[str, Any]
+_Objects = Mapping[str, Any] | None
+_CONTAINERS = frozenset({"Sequential", "Functional", "Model"})
+_SUBCLASSED = (
+    "subclassed models are not supported: conversion, per-layer profiling and the architecture "
+    "search need the static layer graph of a Sequential or Functional model; rebuild it with the "
+    "Functional API (or wrap its call in a Functional model)"
+)
+# The loaders word "class not found" differently per flavour and format; all quote the name.
+_UNKNOWN_CLASS = re.compile(
+    r"(?:Unknown [a-z_]+(?: type)?|Could not locate (?:class|function)|"
+    r"Cannot deserialize object of type)\s*:?\s*[`'\"]([^`'\"\s]+)[`'\"]"
+)
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    custom_objects: Mapping[str, Any] | None = None,
+    allow_unsafe: bool = False,
+    compile: bool = True,
+) -> tf_keras.Model | keras3.Model:
+    """Load a Sequential or Functional model from a ``.keras``/``.h5`` file or SavedModel dir.
+
+    Args:
+        path: the model file or SavedModel directory.
+        custom_objects: custom classes (layers, activations, ...) by the name in the file.
+        allow_unsafe: load ``Lambda`` layers, whose Python code runs while loading. Only for
+            files you trust.
+        compile: restore the optimizer, loss and metrics saved with the model.
+
+    Raises:
+        InvalidModelError: missing, unsupported or corrupt file; ``Lambda`` layers without
+            ``allow_unsafe``; an unknown custom class; a subclassed model.
+    """
+    path = Path(path)
+    flavour, config = _inspect(path)
+    unsafe = _unsafe_layers(config)
+    if unsafe and not allow_unsafe:
+        raise InvalidModelError(
+            f"{path} holds Lambda layer(s) {', '.join(unsafe)}: Lambda layers carry Python code "
+            "that runs on load; rebuild them as registered custom layers, or, if you trust the "
+            "file, pass allow_unsafe=True"
+        )
+    if _config_is_subclassed(config, flavour, custom_objects):
+        raise InvalidModelError(f"{path}: {_SUBCLASSED}")
+    if flavour == "keras3" and keras3 is None:
+        raise InvalidModelError(f"{path} was written by Keras 3, which is not installed")
+    # tf_keras honours safe_mode for .keras only; its .h5 and SavedModel loaders run Lambda code
+    # regardless, which is why the config was checked above.
+    loader = keras3.saving.load_model if flavour == "keras3" else tf_keras.saving.load_model
+    try:
+        objects = dict(custom_objects or {})
+        model = loader(
+            str(path), custom_objects=objects, compile=compile, safe_mode=not allow_unsafe
+        )
+    except Exception as exc:  # noqa: BLE001 - loaders raise ValueError, TypeError, OSError...
+        # One line names the file and the reason; the loader's exception stays on __context__.
+        raise _explain_failure(path, flavour, config, custom_objects, exc) from None
+    model_flavour(model)  # a SavedModel of plain tf.Modules comes back as a non-Keras object
+    if not _is_graph_model(model):
+        raise InvalidModelError(f"{path}: {_SUBCLASSED}")
+    return model
+
+
+def check_model(model: Any) -> None:
+    """Refuse a model the package cannot work with, saying why and what to do.
+
+    It must be a ``tf_keras`` or Keras 3 Sequential/Functional model, built with a known input
+    shape, with one input and one output.
+    """
+    model_flavour(model)  # raises for anything but a Keras model
+    if not _is_graph_model(model):
+        raise InvalidModelError(f"model {model.name!r} ({type(model).__name__}): {_SUBCLASSED}")
+    inputs, outputs = _symbolic(model, "inputs"), _symbolic(model, "outputs")
+    if not inputs or not outputs:
+        raise InvalidModelError(
+            f"model {model.name!r} is not built, so its input shape is unknown: start it with an "
+            "Input layer (keras.Input(shape=...)) or call model.build((None, ...)) first"
+        )
+    for what, tensors in (("inputs", inputs), ("outputs", outputs)):
+        if len(tensors) != 1:
+            raise InvalidModelError(
+                f"model {model.name!r} has {len(tensors)} {what}: models with {len(tensors)} "
+                f"{what} are not supported yet; pass a model with one input and one output"
+            )
+
+
+def model_flavour(model: Any) -> str:
+    """``"tf_keras"`` for a Keras 2 model, ``"keras3"`` for a Keras 3 model."""
+    if is_tf_keras_model(model):
+        return "tf_keras"
+    if is_keras3_model(model):
+        return "keras3"
+    got = f"{type(model).__module__}.{type(model).__qualname__}"
+    hint = "; to read a file, call load_model(path)" if isinstance(model, (str, Path)) else ""
+    raise InvalidModelError(
+        f"expected a Keras model (tf_keras.Model or keras.Model), got {got}{hint}"
+    )
+
+
+def input_shape(model: Any) -> tuple[int | None, ...]:
+    """The shape of one example (no batch axis), e.g. ``(28, 28, 1)``."""
+    check_model(model)
+    return tuple(None if d is None else int(d) for d in model.inputs[0].shape[1:])
+
+
+def num_outputs(model: Any) -> int:
+    """The last dimension of the output: 10 for 10-class logits, 1 for a sigmoid."""
+    check_model(model)
+    shape = tuple(model.outputs[0].shape)
+    if len(shape) < 2:  # one scalar per example
+        return 1
+    if shape[-1] is None:
+        raise InvalidModelError(f"model {model.name!r} has an output of unknown width {shape}")
+    return int(shape[-1])
+
+
+def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``model`` in its flavour's native ``.keras`` format and return the path."""
+    model_flavour(model)
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise InvalidModelError(f"save_model writes the native .keras format; got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(path), overwrite=True)
+    return path
+
+
+def count_params(model: Any) -> tuple[int, int]:
+    """``(total, trainable)`` parameter counts; non-trainable ones include BatchNorm statistics."""
+    model_flavour(model)
+    if not model.built:
+        raise InvalidModelError(f"model {model.name!r} is not built: its weights do not exist yet")
+
+    total, trainable = (
+        sum(math.prod(int(d) for d in w.shape) for w in weights)
+        for weights in (model.weights, model.trainable_weights)
+    )
+    return total, trainable
+
+
+def _inspect(path: Path) -> tuple[str, _Config]:
+    """``(flavour, config)`` of the file at ``path``; runs no code from it."""
+    if not path.exists():
+        raise InvalidModelError(f"no model at {path}: the path does not exist")
+    suffix = path.suffix
+    if path.is_dir() and not (path / "saved_model.pb").is_file():
+        raise InvalidModelError(
+            f"{path} is a directory without saved_model.pb; supported: {SUPPORTED_FORMATS}"
+        )
+    if not path.is_dir() and suffix not in (".keras", ".h5", ".hdf5"):
+        raise InvalidModelError(
+            f"unsupported model format {path.name!r}; supported: {SUPPORTED_FORMATS}"
+        )
+    try:
+        if path.is_dir():
+            return "tf_keras", _savedmodel_config(path)
+        if suffix == ".keras":
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+                meta = json.loads(zf.read("metadata.json")) if "metadata.json" in names else {}
+                config = json.loads(zf.read("config.json"))
+            return _flavour_of(meta.get("keras_version")), config
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+            version = f.attrs.get("keras_version")
+        if raw is None:
+            raise InvalidModelError(
+                f"{path} holds no model config (a weights-only file?): build the model in code "
+                "and call model.load_weights on it"
+            )
+        return _flavour_of(version), json.loads(raw)
+    except InvalidModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zip, HDF5, JSON, protobuf: all a broken file
+        raise InvalidModelError(
+            f"could not read model file {path}: {_one_line(exc)} (corrupt, truncated, or not a "
+            "Keras model)"
+        ) from None
+
+
+def _savedmodel_config(path: Path) -> _Config:
+    meta_file = path / "keras_metadata.pb"
+    if not meta_file.is_file():
+        raise InvalidModelError(
+            f"{path} is a SavedModel without keras_metadata.pb (written by tf.saved_model.save or "
+            "Keras 3's model.export): it holds a serving graph, not a Keras model, and Keras 3 "
+            "cannot load a SavedModel as a model; save the model with model.save('model.keras')"
+        )
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    metadata = saved_metadata_pb2.SavedMetadata()
+    metadata.ParseFromString(meta_file.read_bytes())
+    nodes = [json.loads(node.metadata) for node in metadata.nodes]
+    root = next(n for node, n in zip(metadata.nodes, nodes) if node.node_path == "root")
+    # The root keeps class_name and is_graph_network; the nodes let the walk see every layer.
+    return {**root, "_nodes": nodes}
+
+
+def _flavour_of(version: Any) -> str:
+    if isinstance(version, bytes):  # older h5py hands back bytes attributes
+        version = version.decode("utf-8")
+    return "keras3" if str(version).startswith("3.") else "tf_keras"
+
+
+def _walk(node: Any) -> Iterator[_Config]:
+    """Every ``{"class_name": ...}`` dict in a config, nested models and wrappers included."""
+    if isinstance(node, dict):
+        if "class_name" in node:
+            yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _unsafe_layers(config: _Config) -> list[str]:
+    # Other Python lambdas (e.g. an activation) are refused by the loaders' own safe_mode.
+    names: dict[str, None] = {}
+    for node in _walk(config):
+        if node["class_name"] == "Lambda":
+            inner = node.get("config")
+            name = (inner.get("name") if isinstance(inner, dict) else None) or node.get("name")
+            names[repr(name or "?")] = None  # a SavedModel lists each layer twice
+    return list(names)
+
+
+def _config_is_subclassed(config: _Config, flavour: str, custom_objects: _Objects) -> bool:
+    if "is_graph_network" in config:  # SavedModel metadata states it outright
+        return config.get("class_name") != "Sequential" and not config["is_graph_network"]
+    cls = config.get("class_name")
+    inner = config.get("config")
+    if cls in _CONTAINERS or (isinstance(inner, dict) and "layers" in inner):
+        return False
+    # An unknown top-level class without a layer list is a subclassed model. If its class is
+    # available, load it and decide on the object: a registered Functional subclass is fine.
+    return not _resolvable(config, flavour, custom_objects)
+
+
+def _explain_failure(
+    path: Path, flavour: str, config: _Config, custom_objects: _Objects, exc: Exception
+) -> InvalidModelError:
+    text = str(exc)
+    if "safe_mode" in text:  # unsafe code our walk did not recognise; the loader caught it
+        return InvalidModelError(
+            f"{path} holds Python code that runs on load ({_one_line(exc)}); rebuild it as "
+            "registered custom layers, or, if you trust the file, pass allow_unsafe=True"
+        )
+    names = [n.split(">")[-1] for n in _UNKNOWN_CLASS.findall(text)]
+    if not names:
+        # tf_keras fails on an unregistered class from an importable module with a bare
+        # "'str' object is not callable", so fall back on what the config says is unresolvable.
+        names = [
+            node["class_name"]
+            for node in _walk(config)
+            if isinstance(node.get("registered_name"), str)
+            and node["class_name"] not in _CONTAINERS
+            and not _resolvable(node, flavour, custom_objects)
+        ]
+    if names:
+        names = list(dict.fromkeys(names))
+        mapping = ", ".join(f'"{n}": {n}' for n in names)
+        return InvalidModelError(
+            f"{path} uses custom class(es) {', '.join(names)} that {flavour} does not know: pass "
+            f"custom_objects={{{mapping}}} to load_model, or register the class(es) with "
+            "@keras.saving.register_keras_serializable()"
+        )
+    return InvalidModelError(f"could not load {path} ({flavour}): {_one_line(exc)}")
+
+
+def _resolvable(node: _Config, flavour: str, custom_objects: _Objects) -> bool:
+    """Whether the loader can find the class of a config node besides the built-in ones."""
+    keras_module = keras3 if flavour == "keras3" else tf_keras
+    names = [n for n in (node.get("class_name"), node.get("registered_name")) if isinstance(n, str)]
+    return keras_module is None or any(
+        n in (custom_objects or {}) or keras_module.saving.get_registered_object(n) for n in names
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    # Keras 3 puts the real reason after a dump of the whole config.
+    text = str(exc).rsplit("Exception encountered:", 1)[-1]
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = first if len(first) <= 300 else first[:297] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _is_graph_model(model: Any) -> bool:
+    if is_tf_keras_model(model):
+        # An unbuilt Sequential is not a graph network yet, but becomes one when built.
+        return isinstance(model, tf_keras.Sequential) or bool(model._is_graph_network)
+    if isinstance(model, keras3.Sequential):
+        return True
+    try:
+        from keras.src.models.functional import Functional
+    except ImportError:  # private path; fall back on the class name
+        return type(model).__name__ in ("Functional", "Sequential")
+    return isinstance(model, Functional)
+
+
+def _symbolic(model: Any, attr: str) -> list[Any] | None:
+    try:  # Keras 3 raises on an unbuilt Sequential; tf_keras returns None
+        value = getattr(model, attr)
+    except (AttributeError, ValueError):
+        return None
+    return list(value) if value is not None else None
