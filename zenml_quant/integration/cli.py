@@ -45,7 +45,7 @@ def _run_and_collect(
         tflite = (
             steps[f"convert_{name.removeprefix('evaluate_')}"].outputs["zq_tflite_model"][0].load()
         )
-        target = output_dir / f"{stem}_{result.name}.tflite"
+        target = (output_dir / f"{stem}_{result.name}.tflite").resolve()
         target.write_bytes(tflite.content)
         candidates.append(result)
         paths[result.name] = str(target)

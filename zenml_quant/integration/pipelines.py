@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from zenml import pipeline
+from zenml.enums import ExecutionMode
 
 from .steps import (
     compare_candidates,
@@ -16,7 +17,9 @@ from .steps import (
 __all__ = ["compress_pipeline"]
 
 
-@pipeline
+# Fail fast: nothing downstream of a model or dataset that did not load is worth running, and
+# the local orchestrator then re-raises the step's own error (with its actionable message).
+@pipeline(execution_mode=ExecutionMode.FAIL_FAST)
 def compress_pipeline(
     model_path: str,
     data_source: str = "digits",

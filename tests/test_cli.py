@@ -1,0 +1,62 @@
+"""The ``zenml-quant`` command: a real compress run, and clean errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from zenml_quant.integration.cli import main
+
+
+def test_compress_writes_tflite_files_and_summary(digits_model_path, tmp_path):
+    summary_path = tmp_path / "summary.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            "compress",
+            "--model",
+            str(digits_model_path),
+            "--data",
+            "digits",
+            "--mode",
+            "float32",
+            "--mode",
+            "int8",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--json",
+            str(summary_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(summary_path.read_text())
+    assert summary["baseline"]["params"] > 0 and 0.5 < summary["baseline"]["accuracy"] <= 1
+    names = [c["name"] for c in summary["candidates"]]
+    assert names == ["float32", "int8"]
+    for candidate in summary["candidates"]:
+        path = Path(candidate["path"])
+        assert path.is_absolute() and path.stat().st_size == candidate["size_bytes"]
+        assert candidate["threads"] == 1 and candidate["latency_ms_p50"] > 0
+    assert "int8" in result.output and "float32" in result.output
+
+
+def test_compress_reports_a_missing_model_without_traceback(tmp_path):
+    result = CliRunner().invoke(
+        main, ["compress", "--model", str(tmp_path / "missing.keras"), "--data", "digits"]
+    )
+    assert result.exit_code == 1
+    assert "no model at" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_compress_reports_a_bad_dataset_without_traceback(digits_model_path, tmp_path):
+    bad = tmp_path / "data.txt"
+    bad.write_text("not data")
+    result = CliRunner().invoke(
+        main, ["compress", "--model", str(digits_model_path), "--data", str(bad)]
+    )
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "Traceback" not in result.output
+    assert ".npz" in result.output  # the message lists the supported sources
