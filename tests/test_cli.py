@@ -60,3 +60,32 @@ def test_compress_reports_a_bad_dataset_without_traceback(digits_model_path, tmp
     assert result.exit_code == 1
     assert "Error:" in result.output and "Traceback" not in result.output
     assert ".npz" in result.output  # the message lists the supported sources
+
+
+def test_yaml_config_sets_modes_and_step_options(digits_model_path, tmp_path):
+    config = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "compress.yaml"
+    summary_path = tmp_path / "summary.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            "compress",
+            "--model",
+            str(digits_model_path),
+            "--data",
+            "digits",
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--json",
+            str(summary_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = {c["name"]: c for c in json.loads(summary_path.read_text())["candidates"]}
+    assert set(rows) == {"float32", "dynamic_range", "float16", "int8", "int16x8"}
+    sizes = {name: row["size_bytes"] for name, row in rows.items()}
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+    for row in rows.values():
+        # every mode either scored close to float32 or says why it failed
+        assert row["error"] or abs(row["accuracy"] - rows["float32"]["accuracy"]) < 0.05

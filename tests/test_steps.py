@@ -55,3 +55,34 @@ def test_baseline_convert_evaluate_compare(digits_model, digits):
     assert list(table["name"]) == ["keras", "float32", "int8"]
     assert table.iloc[2]["size_bytes"] < table.iloc[1]["size_bytes"] / 2
     assert "int8" in html
+
+
+def test_metric_is_passed_by_name_to_both_evaluations(digits_model, digits, tmp_path, monkeypatch):
+    (tmp_path / "my_metrics.py").write_text(
+        "def error_rate(labels, outputs):\n    return float((outputs.argmax(1) != labels).mean())\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    summary, _, _ = steps.evaluate_baseline.entrypoint(
+        digits_model, digits, metric="my_metrics:error_rate"
+    )
+    assert summary.metrics["error_rate"] == pytest.approx(1 - summary.accuracy)
+    tflite = steps.convert_to_tflite.entrypoint(digits_model, digits, mode="float32")
+    result = steps.evaluate_tflite_model.entrypoint(
+        tflite, digits, metric="my_metrics:error_rate", latency_runs=5
+    )
+    assert result.metrics["error_rate"] == pytest.approx(1 - result.accuracy)
+
+
+@pytest.mark.parametrize(
+    ("spec", "phrase"),
+    [
+        ("no_colon", "package.module:function"),
+        ("nowhere_module:f", "Cannot import"),
+        ("math:pi", "not a function"),
+    ],
+)
+def test_bad_metric_reference_is_explained(digits_model, digits, spec, phrase):
+    from zenml_quant.errors import InvalidOptionError
+
+    with pytest.raises(InvalidOptionError, match=phrase):
+        steps.evaluate_baseline.entrypoint(digits_model, digits, metric=spec)

@@ -11,6 +11,7 @@ __all__ = [
     "ConversionError",
     "DeviceUnreachableError",
     "InvalidDatasetError",
+    "InvalidOptionError",
     "InvalidModelError",
     "ZenmlQuantError",
 ]
@@ -26,6 +27,10 @@ class InvalidModelError(ZenmlQuantError, ValueError):
 
 class InvalidDatasetError(ZenmlQuantError, ValueError):
     """The dataset is malformed or does not fit the model."""
+
+
+class InvalidOptionError(ZenmlQuantError, ValueError):
+    """An option or parameter has a value the function cannot use."""
 
 
 class ConversionError(ZenmlQuantError, RuntimeError):

@@ -6,12 +6,13 @@ an optional user metric, so a Keras model and its TFLite conversions are measure
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .errors import InvalidDatasetError
+from .errors import InvalidDatasetError, InvalidOptionError
 from .interpreter import measure_latency, run_tflite
 from .types import CandidateResult, Evaluation, LabeledDataset, TFLiteModel
 
@@ -26,6 +27,32 @@ __all__ = [
 #: ``metric_fn(labels, outputs) -> float``: labels are int class indices, outputs the model's
 #: raw float outputs (logits or probabilities). Its ``__name__`` names it in reports.
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+def resolve_metric(spec: str | None) -> MetricFn | None:
+    """The function named by ``"package.module:function"`` (``None`` stays ``None``).
+
+    Pipelines pass metrics by name because step parameters must be plain values; the module
+    must be importable where the step runs.
+    """
+    if spec is None:
+        return None
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise InvalidOptionError(
+            f"Metric {spec!r} is not of the form 'package.module:function': name an importable "
+            "function that takes (labels, outputs) and returns a float."
+        )
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidOptionError(
+            f"Cannot import metric {spec!r} ({exc}): make sure the module is on the Python path "
+            "where the step runs (for a container, in its image)."
+        ) from None
+    if not callable(function):
+        raise InvalidOptionError(f"Metric {spec!r} is not a function.")
+    return function
 
 
 def accuracy_from_outputs(outputs: np.ndarray, labels: np.ndarray) -> float:

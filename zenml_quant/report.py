@@ -131,6 +131,7 @@ def summary_dict(
             "macs": baseline.macs,
             "peak_activation_bytes": baseline.peak_activation_bytes,
             "float_tflite_bytes": baseline.float_tflite_bytes,
+            "metrics": baseline.metrics,
         },
         "candidates": [
             {
@@ -143,6 +144,7 @@ def summary_dict(
                 "peak_activation_bytes": c.peak_activation_bytes,
                 "path": paths.get(c.name),
                 "error": c.error,
+                "metrics": c.metrics,
             }
             for c in candidates
         ],

@@ -176,6 +176,11 @@ def demo(epochs: int, output_dir: str, json_path: str | None) -> None:
     help="Conversion mode; repeat for several [float32, int8].",
 )
 @click.option("--allow-unsafe", is_flag=True, help="Load Lambda layers (runs code from the file).")
+@click.option(
+    "--metric",
+    default=None,
+    help='Extra metric "package.module:function" taking (labels, outputs) -> float.',
+)
 @click.option("--output-dir", default="zenml-quant-output", show_default=True)
 @click.option("--json", "json_path", default=None, help="Also write the summary as JSON here.")
 def compress(
@@ -186,6 +191,7 @@ def compress(
     offset: float | None,
     modes: tuple[str, ...],
     allow_unsafe: bool,
+    metric: str | None,
     output_dir: str,
     json_path: str | None,
 ) -> None:
@@ -201,6 +207,8 @@ def compress(
         overrides["modes"] = tuple(modes)
     if allow_unsafe:
         overrides["allow_unsafe"] = True
+    if metric:
+        overrides["metric"] = metric
     _finish(model_path, data_source, config, overrides, output_dir, json_path)
 
 

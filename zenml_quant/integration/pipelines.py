@@ -28,19 +28,24 @@ def compress_pipeline(
     scale: float = 1 / 255,
     offset: float = 0.0,
     allow_unsafe: bool = False,
+    metric: str | None = None,
 ) -> None:
     """load -> baseline -> convert (one step per mode) -> evaluate -> comparison report.
 
     Step ids are ``convert_<mode>`` and ``evaluate_<mode>``, so a YAML config can set options
     per mode (e.g. ``steps: {convert_int8: {parameters: {calibration_samples: 1000}}}``).
+    ``metric`` names an extra ``(labels, outputs) -> float`` function, ``"module:function"``,
+    scored on the baseline and on every candidate.
     """
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
-    baseline, _, _ = evaluate_baseline(model, dataset, split=split)
+    baseline, _, _ = evaluate_baseline(model, dataset, split=split, metric=metric)
     candidates = []
     for mode in modes:
         tflite = convert_to_tflite(model, dataset, mode=mode, id=f"convert_{mode}")
         candidates.append(
-            evaluate_tflite_model(tflite, dataset, split=split, name=mode, id=f"evaluate_{mode}")
+            evaluate_tflite_model(
+                tflite, dataset, split=split, name=mode, metric=metric, id=f"evaluate_{mode}"
+            )
         )
     compare_candidates(baseline, candidates)

@@ -84,14 +84,20 @@ def load_labeled_dataset(
 
 @step(settings=STEP_SETTINGS)
 def evaluate_baseline(
-    model: Any, dataset: LabeledDataset, split: str = "test"
+    model: Any, dataset: LabeledDataset, split: str = "test", metric: str | None = None
 ) -> tuple[
     Annotated[BaselineSummary, "zq_baseline"],
     Annotated[pd.DataFrame, "zq_layer_table"],
     Annotated[HTMLString, "zq_baseline_report"],
 ]:
-    """Accuracy, parameters, per-layer MACs and weight bytes, peak memory, float32 TFLite size."""
-    summary, layers = _baseline.profile_baseline(model, dataset, split=split)
+    """Accuracy, parameters, per-layer MACs and weight bytes, peak memory, float32 TFLite size.
+
+    ``metric`` optionally names an extra ``(labels, outputs) -> float`` function as
+    ``"package.module:function"``.
+    """
+    summary, layers = _baseline.profile_baseline(
+        model, dataset, split=split, metric_fn=_evaluate.resolve_metric(metric)
+    )
     record_metadata(
         {
             "accuracy": summary.accuracy,
@@ -136,8 +142,12 @@ def evaluate_tflite_model(
     num_threads: int = 1,
     latency_runs: int = 200,
     name: str | None = None,
+    metric: str | None = None,
 ) -> Annotated[CandidateResult, "zq_candidate"]:
-    """Accuracy on ``split`` with ai-edge-litert, and median batch-1 latency at ``num_threads``."""
+    """Accuracy on ``split`` with ai-edge-litert, and median batch-1 latency at ``num_threads``.
+
+    ``metric`` as in :func:`evaluate_baseline`.
+    """
     result = _evaluate.evaluate_candidate(
         tflite_model,
         dataset,
@@ -145,6 +155,7 @@ def evaluate_tflite_model(
         split=split,
         num_threads=num_threads,
         latency_runs=latency_runs,
+        metric_fn=_evaluate.resolve_metric(metric),
     )
     record_metadata(
         {
