@@ -1,19 +1,16 @@
-"""The book's MNIST project ("Efficient Deep Learning", ch. 2): zenml-quant vs the plain converter.
+"""The book's MNIST CNN ("Efficient Deep Learning", ch. 2): zenml-quant vs the plain converter.
 
-Trains (or reuses) the book's 35,210-parameter CNN, runs ``zenml-quant compress`` on it as a user
-would, converts it again with the book's plain ``TFLiteConverter`` path, and compares size, test
-accuracy and batch-1 latency side by side. Rewrites its own section of ``BENCHMARKS.md``.
-Run from the project root: ``python benchmarks/book_mnist.py``.
+Trains (or reuses) the book's model, runs ``zenml-quant compress`` on it as a user would, converts
+it again the book's way, compares size, accuracy and batch-1 latency side by side and rewrites
+its own section of ``BENCHMARKS.md``. Run from the project root: ``python benchmarks/book_mnist.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.metadata
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -42,7 +39,7 @@ def parse_args() -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--mnist", default=str(ROOT.parent / "shared/datasets/mnist.npz"))
+    p.add_argument("--mnist", type=Path, default=ROOT.parent / "shared/datasets/mnist.npz")
     p.add_argument("--work-dir", default=str(ROOT / "benchmarks/_work"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", type=int, default=500, help="timed invokes per latency round")
@@ -55,10 +52,9 @@ def load_mnist(path: Path) -> tuple[np.ndarray, ...]:
     if not path.is_file():
         sys.exit(f"MNIST not found at {path}: pass --mnist /path/to/mnist.npz (Keras layout).")
     with np.load(path) as d:
-        scaled = {k: d[k].astype(np.float32) * np.float32(SCALE) + np.float32(OFFSET)
-                  for k in ("x_train", "x_test")}  # fmt: skip
-        return (scaled["x_train"][..., None], d["y_train"].astype(np.int64),
-                scaled["x_test"][..., None], d["y_test"].astype(np.int64))  # fmt: skip
+        scale, offset = np.float32(SCALE), np.float32(OFFSET)  # what zenml-quant computes too
+        x = {k: d[k].astype(np.float32) * scale + offset for k in ("x_train", "x_test")}
+        return x["x_train"][..., None], d["y_train"], x["x_test"][..., None], d["y_test"]
 
 
 def build_model() -> tf_keras.Model:
@@ -69,8 +65,7 @@ def build_model() -> tf_keras.Model:
         layers += [L.Conv2D(filters, 3), L.BatchNormalization(), L.ReLU(), L.MaxPooling2D(2)]
     model = tf_keras.Sequential(layers + [L.Flatten(), L.Dropout(0.5), L.Dense(10)], "book_mnist")
     assert model.count_params() == PARAMS, f"{model.count_params():,} params, not {PARAMS:,}"
-    loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(True), ["accuracy"])
     return model
 
 
@@ -79,28 +74,27 @@ def train_or_reuse(args, x, y, keras_path: Path) -> tuple[tf_keras.Model, str]:
     meta_path = keras_path.with_suffix(".train.json")
     if keras_path.exists() and not args.retrain:
         print(f"Reusing {keras_path} (pass --retrain to train again)")
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        note = f"reused the cached model ({meta.get('epochs', '?')} epochs, trained in "
-        return tf_keras.models.load_model(keras_path), note + f"{meta.get('seconds', '?')} s)"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"note": "?"}
+        return tf_keras.models.load_model(keras_path), f"reused the cached model ({meta['note']})"
     print(f"Training the book's CNN for {args.epochs} epochs on {len(x):,} images ...")
     tf_keras.utils.set_random_seed(SEED)
     model, start = build_model(), time.perf_counter()
     model.fit(x, y, batch_size=128, epochs=args.epochs, verbose=2)
-    seconds = round(time.perf_counter() - start, 1)
+    note = f"{time.perf_counter() - start:.1f} s for {args.epochs} epochs"
     model.save(keras_path)
-    meta_path.write_text(json.dumps({"seconds": seconds, "epochs": args.epochs}))
-    return tf_keras.models.load_model(keras_path), f"{seconds} s ({args.epochs} epochs, this run)"
+    meta_path.write_text(json.dumps({"note": note}))
+    return tf_keras.models.load_model(keras_path), f"{note} (this run)"
 
 
 def run_ours(args, keras_path: Path, work: Path) -> tuple[dict, float]:
     """``zenml-quant compress`` as a user runs it, with an isolated ZenML store; JSON and seconds."""
-    opts = {"--model": keras_path, "--data": args.mnist, "--scale": SCALE, "--offset": -1}
+    opts = {"--model": keras_path, "--data": args.mnist.resolve(), "--scale": SCALE, "--offset": -1}
     opts.update({"--output-dir": work / "ours", "--json": work / "ours.json"})
     cli = Path(sys.executable).with_name("zenml-quant")
     cmd = [str(cli), "compress", *(str(a) for pair in opts.items() for a in pair)]
     env = {**os.environ, "ZENML_CONFIG_PATH": str(work / "zenml_config")}
     env["ZENML_ANALYTICS_OPT_IN"] = "false"
-    print("Running:", shlex.join(cmd), flush=True)
+    print("Running:", shlex.join(cmd))
     start = time.perf_counter()
     if subprocess.run(cmd, env=env).returncode != 0:
         sys.exit("zenml-quant compress failed (see its output above).")
@@ -116,8 +110,7 @@ def convert_plain(model, x_train: np.ndarray) -> dict[str, bytes]:
             yield [x_train[i : i + 1].astype(np.float32)]
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
+    conv.optimizations, conv.representative_dataset = [tf.lite.Optimize.DEFAULT], representative
     plain_float = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     return {"float32": bytes(plain_float), "int8": bytes(conv.convert())}
 
@@ -162,18 +155,16 @@ def median_latency_us(it: Interpreter, runs: int) -> float:
 def side_by_side(models: dict[str, bytes], image: np.ndarray, threads: int, runs: int) -> dict:
     """Interleaved rounds over all models (the machine is shared); median of per-round medians."""
     its = {k: ready_interpreter(v, image, threads) for k, v in models.items()}
-    rounds: dict[str, list[float]] = {k: [] for k in its}
-    for _ in range(ROUNDS):
-        for k, it in its.items():
-            rounds[k].append(median_latency_us(it, runs))
-    return {k: float(np.median(v)) for k, v in rounds.items()}
+    rounds = [{k: median_latency_us(it, runs) for k, it in its.items()} for _ in range(ROUNDS)]
+    return {k: float(np.median([r[k] for r in rounds])) for k in its}
 
 
-def checks(size: dict, acc: dict, keras_acc: float) -> list[tuple[str, bool]]:
+def checks(m: dict) -> list[tuple[str, bool]]:
     """The issue's acceptance checks, computed from the measured numbers."""
-    o8, d8 = size["ours int8"], acc["ours int8"] - keras_acc
-    rel = {m: size[f"ours {m}"] / size[f"plain {m}"] - 1 for m in MODES}
-    rel_s = ", ".join(f"{m} {100 * r:+.2f} %" for m, r in rel.items())
+    size, d8 = m["size"], m["acc"]["zenml-quant int8"] - m["keras"]
+    o8 = size["zenml-quant int8"]
+    rel = {k: size[f"zenml-quant {k}"] / size[f"plain converter {k}"] - 1 for k in MODES}
+    rel_s = ", ".join(f"{k} {100 * r:+.2f} %" for k, r in rel.items())
     return [
         (f"(a) zenml-quant int8 is {o8:,} B (≤ 41,000 B)", o8 <= 41_000),
         (f"(b) zenml-quant int8 is {100 * d8:+.2f} pts from Keras (≤ ±0.10)", abs(d8) <= 1.0001e-3),
@@ -181,20 +172,19 @@ def checks(size: dict, acc: dict, keras_acc: float) -> list[tuple[str, bool]]:
     ]
 
 
-def render(args, m: dict, keras_acc: float, base: dict, times: dict, ok: list) -> str:
-    """The Markdown section (without markers); ``m`` maps each measure to {model key: value}."""
+def render(args, m: dict, base: dict, ok: list) -> str:
+    """The Markdown section (without markers); ``m`` holds the measures (per row: {name: value})."""
     cpus = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if "model name" in ln]
     v, cmd = importlib.metadata.version, shlex.join(["python", *sys.argv])
     lines = [
-        "## The book's MNIST CNN: zenml-quant vs the plain TFLite converter",
-        "",
-        f"- Date: {datetime.date.today().isoformat()}; machine: {cpus[0] if cpus else '?'}, "
-        f"{os.cpu_count()} cores; Python {platform.python_version()}, TensorFlow "
+        "## The book's MNIST CNN: zenml-quant vs the plain TFLite converter\n",
+        f"- Date: {time.strftime('%Y-%m-%d')}; machine: {cpus[0] if cpus else '?'}, "
+        f"{os.cpu_count()} cores; Python {sys.version.split()[0]}, TensorFlow "
         f"{tf.__version__}, tf-keras {v('tf-keras')}, ai-edge-litert {v('ai-edge-litert')}",
         f"- Command: `{cmd}` (epochs {args.epochs}, {args.threads} thread(s), "
         f"{ROUNDS} rounds of {args.runs} timed invokes)",
-        f"- Training: {times['train']}; `zenml-quant compress` wall time: {times['ours']:.1f} s",
-        f"- Keras test accuracy: {100 * keras_acc:.2f} % (zenml-quant's baseline: "
+        f"- Training: {m['train']}; `zenml-quant compress` wall time: {m['ours_s']:.1f} s",
+        f"- Keras test accuracy: {100 * m['keras']:.2f} % (zenml-quant's baseline: "
         f"{100 * base['accuracy']:.2f} % on {base['n_samples']:,} {base['split']} images)",
         "",
         "| model | size bytes | size vs plain float32 | test accuracy % | Δ vs Keras (pts) "
@@ -204,13 +194,12 @@ def render(args, m: dict, keras_acc: float, base: dict, times: dict, ok: list) -
     for mode, (kb, acc) in BOOK.items():
         ratio = kb / BOOK["float32"][0]
         lines.append(f"| book (reported) {mode} | {kb} KB | {ratio:.3f}x | {acc:.2f} | | | | |")
-    for key in [f"{who} {mode}" for who in ("plain", "ours") for mode in MODES]:
-        name = key.replace("plain", "plain converter").replace("ours", "zenml-quant")
-        size, acc = m["size"][key], m["acc"][key]
+    for name in [f"{who} {mode}" for who in ("plain converter", "zenml-quant") for mode in MODES]:
+        size, acc = m["size"][name], m["acc"][name]
         lines.append(
-            f"| {name} | {size:,} | {size / m['size']['plain float32']:.3f}x | {100 * acc:.2f} | "
-            f"{100 * (acc - keras_acc):+.2f} | {m['lat'][key]:.1f} | {m['own'].get(key, '')} "
-            f"| {args.threads} |"
+            f"| {name} | {size:,} | {size / m['size']['plain converter float32']:.3f}x | "
+            f"{100 * acc:.2f} | {100 * (acc - m['keras']):+.2f} | {m['lat'][name]:.1f} | "
+            f"{m['own'].get(name, '')} | {args.threads} |"
         )
     lines += ["", NOTE, "", *(f"- {'PASS' if good else 'FAIL'} {text}" for text, good in ok)]
     return "\n".join(lines)
@@ -220,12 +209,9 @@ def write_section(section: str) -> Path:
     """Replace (or append) this script's section of BENCHMARKS.md, leaving the rest alone."""
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text.split(START, 1)[1]:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    block, (head, found, rest) = f"{START}\n{section}\n{END}", text.partition(START)
+    keep = found and END in rest
+    text = head + block + rest.partition(END)[2] if keep else f"{text.rstrip()}\n\n{block}\n"
     path.write_text(text)
     return path
 
@@ -236,8 +222,7 @@ def main() -> None:
     args = parse_args()
     work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    args.mnist = str(Path(args.mnist).resolve())
-    x_train, y_train, x_test, y_test = load_mnist(Path(args.mnist))
+    x_train, y_train, x_test, y_test = load_mnist(args.mnist)
     keras_path = work / "book_mnist.keras"
     model, train_note = train_or_reuse(args, x_train, y_train, keras_path)
     keras_acc = float(model.evaluate(x_test, y_test, batch_size=512, verbose=0)[1])
@@ -246,20 +231,18 @@ def main() -> None:
     print("Converting with the plain converter; scoring and timing side by side ...")
     plain = convert_plain(model, x_train)
     models, acc, own = {}, {}, {}
-    for c in (c for c in ours["candidates"] if c["mode"] in MODES):
-        p, o = f"plain {c['mode']}", f"ours {c['mode']}"
+    for c in ours["candidates"]:  # the CLI's default modes: float32 and int8
+        if c["error"]:
+            sys.exit(f"zenml-quant's {c['mode']} candidate failed: {c['error']}")
+        p, o = f"plain converter {c['mode']}", f"zenml-quant {c['mode']}"
         models[p], models[o] = plain[c["mode"]], Path(c["path"]).read_bytes()
         acc[p] = plain_accuracy(models[p], x_test, y_test, args.threads)
         acc[o], own[o] = c["accuracy"], f"{1e3 * c['latency_ms_p50']:.1f} ({c['threads']} thr.)"
-    lat = side_by_side(models, x_test[0], args.threads, args.runs)
-    size = {k: len(v) for k, v in models.items()}
-    measures = {"size": size, "acc": acc, "lat": lat, "own": own}
-    times = {"train": train_note, "ours": ours_s}
-    section = render(
-        args, measures, keras_acc, ours["baseline"], times, checks(size, acc, keras_acc)
-    )
-    print("\n" + section)
-    print(f"\nWrote {write_section(section)}")
+    m = {"size": {k: len(v) for k, v in models.items()}, "acc": acc, "own": own, "keras": keras_acc}
+    m.update(lat=side_by_side(models, x_test[0], args.threads, args.runs))
+    m.update(train=train_note, ours_s=ours_s)
+    section = render(args, m, ours["baseline"], checks(m))
+    print(f"\n{section}\n\nWrote {write_section(section)}")
 
 
 if __name__ == "__main__":

@@ -72,3 +72,11 @@ def test_summary_keys_are_the_documented_ones():
         row
     )
     assert row["path"] == "/tmp/m_int8.tflite"
+
+
+def test_html_report_embeds_a_size_accuracy_chart_of_the_scored_candidates():
+    ok, failed = _candidate("int8", 0.88, 1500), _candidate("int16x8", None, 3000, error="x")
+    page = comparison_html(_baseline(), [ok, failed])
+    assert page.count("<svg") == 1 and "<?xml" not in page
+    svg = page[page.index("<svg") :]
+    assert "int8" in svg and "int16x8" not in svg  # failed rows are only in the table

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from .plots import size_accuracy_svg
 from .types import BaselineSummary, CandidateResult
 
 __all__ = ["comparison_html", "comparison_table", "layer_table_html", "render_html", "summary_dict"]
@@ -69,13 +70,15 @@ def comparison_table(
     return pd.DataFrame(rows)
 
 
-def render_html(frame: pd.DataFrame, *, title: str, notes: Sequence[str] = ()) -> str:
-    """A self-contained HTML page of ``frame`` with a caption and footnotes."""
+def render_html(
+    frame: pd.DataFrame, *, title: str, notes: Sequence[str] = (), figure: str = ""
+) -> str:
+    """A self-contained HTML page of ``frame`` with a caption, footnotes and an inline figure."""
     table = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:,.4g}", border=0)
     opening_end = table.index(">") + 1  # the caption must sit right inside <table ...>
     table = f"{table[:opening_end]}<caption>{html.escape(title)}</caption>{table[opening_end:]}"
     foot = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
-    return f"<html><head>{_STYLE}</head><body>{table}{foot}</body></html>"
+    return f"<html><head>{_STYLE}</head><body>{table}{foot}{figure}</body></html>"
 
 
 def comparison_html(baseline: BaselineSummary, candidates: Sequence[CandidateResult]) -> str:
@@ -92,6 +95,7 @@ def comparison_html(baseline: BaselineSummary, candidates: Sequence[CandidateRes
             "size_bytes of the Keras row is its float32 weights; of the others, the .tflite file.",
             "latency_ms_p50: median batch-1 invoke() on this machine's CPU, at the stated thread count.",
         ),
+        figure=size_accuracy_svg(baseline, candidates),
     )
 
 
