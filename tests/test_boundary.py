@@ -28,3 +28,16 @@ def test_core_modules_do_not_import_zenml():
 def test_only_compat_sets_the_keras_flavour_variable():
     setters = [p.name for p in PACKAGE.rglob("*.py") if "TF_USE_LEGACY_KERAS" in p.read_text()]
     assert setters == ["_compat.py"]
+
+
+def test_any_submodule_import_gets_tf_keras_as_tf_keras():
+    # A fresh interpreter importing a module whose own imports pull in TensorFlow first.
+    import subprocess
+    import sys
+
+    code = (
+        "import zenml_quant.convert, tensorflow as tf, tf_keras; "
+        "assert tf.keras.Model is tf_keras.Model, tf.keras.Model"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

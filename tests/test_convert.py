@@ -112,3 +112,31 @@ def test_unallocatable_flatbuffer_is_a_failed_candidate_not_a_crash(tiny_dense):
     assert not result.ok
     assert "cannot allocate" in result.error
     assert result.size_bytes == len(broken)
+
+
+def test_compact_names_only_shortens_fused_tensor_names(digits_model, digits):
+    full = convert_model(
+        digits_model,
+        "int8",
+        representative_data=digits.x_train,
+        options=ConversionOptions(compact_names=False),
+    )
+    compact = convert_model(digits_model, "int8", representative_data=digits.x_train)
+    assert compact.size_bytes < full.size_bytes
+    np.testing.assert_array_equal(
+        run_tflite(compact, digits.x_test), run_tflite(full, digits.x_test)
+    )
+    assert compact.inputs == full.inputs and compact.outputs == full.outputs
+    assert compact.operators == full.operators
+    from zenml_quant.profile import tflite_graph
+
+    full_names = [t.name for t in tflite_graph(full.content).tensors]
+    compact_names = [t.name for t in tflite_graph(compact.content).tensors]
+    assert any(";" in n for n in full_names) and not any(";" in n for n in compact_names)
+    assert compact_names == [n.split(";")[0] for n in full_names]
+
+
+def test_without_compaction_the_file_is_the_converters_own(tiny_dense):
+    plain = tf.lite.TFLiteConverter.from_keras_model(tiny_dense).convert()
+    ours = convert_model(tiny_dense, "float32", options=ConversionOptions(compact_names=False))
+    assert ours.content == plain

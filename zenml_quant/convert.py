@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from tensorflow.lite.tools import flatbuffer_utils
 
 from ._compat import is_keras3_model, tf
 from .errors import ConversionError, InvalidDatasetError
@@ -28,7 +29,7 @@ from .interpreter import make_interpreter, tensor_details
 from .profile import peak_activation_bytes, tflite_graph
 from .types import MODES, ConversionOptions, TFLiteModel
 
-__all__ = ["convert_model", "inspect_tflite"]
+__all__ = ["compact_tensor_names", "convert_model", "inspect_tflite"]
 
 _QUANTIZED_IO_TYPE = {"int8": tf.int8, "int16x8": tf.int16}
 
@@ -70,7 +71,23 @@ def convert_model(
         content = converter.convert()
     except Exception as exc:  # the converter raises ConverterError, but also plain errors
         raise ConversionError(_explain_failure(exc, model, mode)) from None
-    return inspect_tflite(bytes(content), mode=mode, options=options, source_model=model.name)
+    content = bytes(content)
+    if options.compact_names:
+        content = compact_tensor_names(content)
+    return inspect_tflite(content, mode=mode, options=options, source_model=model.name)
+
+
+def compact_tensor_names(content: bytes) -> bytes:
+    """``content`` with every ``a;b;c`` tensor name cut to ``a``; all else byte for byte.
+
+    Uses TensorFlow's flatbuffer object API, which round-trips a model to the same bytes.
+    """
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            if tensor.name and b";" in tensor.name:
+                tensor.name = tensor.name.split(b";", 1)[0]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def inspect_tflite(

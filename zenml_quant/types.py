@@ -95,12 +95,16 @@ class ConversionOptions:
     ``calibration_samples`` train examples (drawn with ``seed``) calibrate the activation ranges
     of ``int8`` and ``int16x8``. ``quantized_io`` makes those modes take and return integer
     tensors (int8, or int16 for ``int16x8``) instead of float32 with (de)quantize ops at the
-    edges; an integer-only microcontroller needs it.
+    edges; an integer-only microcontroller needs it. ``compact_names`` keeps only the first
+    part of each fused tensor name (the op that produces the tensor, which still names its Keras
+    layer): the converter joins every fused op's name with ``;``, which costs ~0.6 KB on a small
+    CNN, over 1 % of an int8 file. Signatures, I/O and results are unchanged.
     """
 
     calibration_samples: int = 500
     quantized_io: bool = True
     seed: int = 0
+    compact_names: bool = True
 
 
 @dataclass(frozen=True)

@@ -119,10 +119,14 @@ def convert_to_tflite(
     calibration_samples: int = 500,
     quantized_io: bool = True,
     seed: int = 0,
+    compact_names: bool = True,
 ) -> Annotated[TFLiteModel, "zq_tflite_model"]:
     """Convert to TFLite in ``mode``; ``int8``/``int16x8`` calibrate on the train split."""
     options = ConversionOptions(
-        calibration_samples=calibration_samples, quantized_io=quantized_io, seed=seed
+        calibration_samples=calibration_samples,
+        quantized_io=quantized_io,
+        seed=seed,
+        compact_names=compact_names,
     )
     tflite = _convert.convert_model(
         model, mode, representative_data=dataset.x_train, options=options
