@@ -36,8 +36,9 @@ def test_any_submodule_import_gets_tf_keras_as_tf_keras():
     import sys
 
     code = (
-        "import zenml_quant.convert, tensorflow as tf, tf_keras; "
-        "assert tf.keras.Model is tf_keras.Model, tf.keras.Model"
+        "import sys, zenml_quant.convert, tensorflow as tf, tf_keras; "
+        "assert tf.keras.Model is tf_keras.Model, tf.keras.Model; "
+        "assert 'zenml' not in sys.modules, 'the core pulled in zenml'"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

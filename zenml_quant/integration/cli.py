@@ -38,7 +38,8 @@ def _run_and_collect(
     candidates, paths = [], {}
     output_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(model_path.rstrip("/")).stem or "model"
-    for name in sorted(steps, key=lambda s: list(steps).index(s)):
+    # Step ids come from compress_pipeline: evaluate_<mode> scores the output of convert_<mode>.
+    for name in steps:  # in run order, i.e. the order of the modes
         if not name.startswith("evaluate_") or name == "evaluate_baseline":
             continue
         result = steps[name].outputs["zq_candidate"][0].load()
@@ -105,9 +106,7 @@ def _finish(
         baseline, candidates, paths = _run_and_collect(
             model_path, data_source, config=config, overrides=overrides, output_dir=Path(output_dir)
         )
-    except ZenmlQuantError as exc:
-        raise click.ClickException(str(exc)) from None
-    except Exception as exc:  # ZenML re-raises step failures; show the cause, not its traceback
+    except Exception as exc:  # our errors, raised directly or inside a failed step: no traceback
         cause = _our_error(exc)
         if cause is None:
             raise
@@ -120,6 +119,7 @@ def _finish(
 
 
 def _our_error(exc: BaseException) -> BaseException | None:
+    """The ZenmlQuantError that ``exc`` is or was caused by, if any."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ZenmlQuantError):
