@@ -67,7 +67,7 @@ def run_tflite(
     dynamic_batch = (
         len(detail.get("shape_signature", ())) > 0 and detail["shape_signature"][0] == -1
     )
-    batch = batch_size if dynamic_batch else 1
+    batch = min(batch_size, max(len(x), 1)) if dynamic_batch else 1
     if batch != detail["shape"][0]:
         interpreter.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
         interpreter.allocate_tensors()
