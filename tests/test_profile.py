@@ -210,7 +210,7 @@ def dense_chain():
 def test_tflite_graph_lists_ops_and_tensors():
     graph = tflite_graph(convert(dense_chain()))
     assert [op.op_name for op in graph.operators] == ["FULLY_CONNECTED"] * 2
-    tensors = {t.index: t for t in graph.tensors}
+    tensors = {t.tensor_index: t for t in graph.tensors}
     assert all(i >= 0 for op in graph.operators for i in op.inputs + op.outputs)
     (inp,), (out,) = graph.inputs, graph.outputs
     assert graph.operators[0].inputs[0] == inp and graph.operators[-1].outputs == (out,)
@@ -259,7 +259,9 @@ def test_int8_peak_is_about_a_quarter_of_float():
     ops = ["CONV_2D", "MAX_POOL_2D", "CONV_2D", "RESHAPE", "FULLY_CONNECTED"]
     assert op_names(float_content) == op_names(int8_content) == ops
     graph = tflite_graph(int8_content)
-    assert {t.dtype for t in graph.tensors if t.index in graph.inputs + graph.outputs} == {"int8"}
+    assert {t.dtype for t in graph.tensors if t.tensor_index in graph.inputs + graph.outputs} == {
+        "int8"
+    }
     # Peak at MAX_POOL_2D: its input 10*10*8 and output 5*5*8 values.
     float_peak = peak_activation_bytes(float_content)
     assert float_peak == 4 * (10 * 10 * 8 + 5 * 5 * 8)

@@ -11,6 +11,7 @@ them through a concrete function.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # TensorFlow's C++ start-up chatter (CUDA probing on a CPU box, oneDNN notes) buries our output.
@@ -40,4 +41,6 @@ def is_keras3_model(obj: object) -> bool:
     return keras3 is not None and isinstance(obj, keras3.Model)
 
 
-MODEL_TYPES: tuple[type, ...] = (tf_keras.Model,) + ((keras3.Model,) if keras3 is not None else ())
+MODEL_TYPES: tuple[type[Any], ...] = (tf_keras.Model,) + (
+    (keras3.Model,) if keras3 is not None else ()
+)

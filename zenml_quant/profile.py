@@ -100,12 +100,15 @@ def _macs(layer: Any, in_shape: tuple[int | None, ...], out_shape: tuple[int | N
             f"Layer {layer.name!r} has an unknown dimension (input {in_shape}, output "
             f"{out_shape}): give the model a fixed input shape to count its MACs."
         )
+    # Past the check only the batch axis may be None: count one example.
+    ins = tuple(1 if d is None else int(d) for d in in_shape)
+    outs = tuple(1 if d is None else int(d) for d in out_shape)
     if kind == "dense":
-        return math.prod(in_shape[1:-1]) * in_shape[-1] * int(inner.units)
+        return math.prod(ins[1:-1]) * ins[-1] * int(inner.units)
     if getattr(inner, "data_format", "channels_last") == "channels_first":
-        in_ch, in_sp, out_ch, out_sp = in_shape[1], in_shape[2:], out_shape[1], out_shape[2:]
+        in_ch, in_sp, out_ch, out_sp = ins[1], ins[2:], outs[1], outs[2:]
     else:
-        in_ch, in_sp, out_ch, out_sp = in_shape[-1], in_shape[1:-1], out_shape[-1], out_shape[1:-1]
+        in_ch, in_sp, out_ch, out_sp = ins[-1], ins[1:-1], outs[-1], outs[1:-1]
     kernel = math.prod(inner.kernel_size)
     if kind == "transpose":  # each input pixel scatters a kernel-sized patch to every out channel
         return math.prod(in_sp) * in_ch * kernel * out_ch
@@ -220,7 +223,7 @@ class TFLiteOp(NamedTuple):
 class TFLiteTensor(NamedTuple):
     """One tensor of the main subgraph; ``nbytes`` is at batch 1 with the tensor's own dtype."""
 
-    index: int
+    tensor_index: int  # not `index`: that would shadow tuple.index
     name: str
     shape: tuple[int, ...]
     dtype: str
@@ -328,7 +331,7 @@ def peak_activation_bytes(content: bytes | TFLiteGraph) -> int:
         InvalidModelError: the interpreter cannot load or allocate the model.
     """
     graph = content if isinstance(content, TFLiteGraph) else tflite_graph(content)
-    nbytes = {t.index: t.nbytes for t in graph.tensors}
+    nbytes = {t.tensor_index: t.nbytes for t in graph.tensors}
     start = dict.fromkeys(graph.inputs, 0)  # activation -> first op it occupies memory at
     end: dict[int, int] = {}  # activation -> last op that reads it
     for i, op in enumerate(graph.operators):

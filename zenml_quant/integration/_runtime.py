@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from zenml import get_step_context, log_metadata
 from zenml.config import DockerSettings
+from zenml.config.base_settings import BaseSettings
 from zenml.io import fileio
 from zenml.utils import io_utils
 
@@ -26,7 +27,7 @@ DOCKER_SETTINGS = DockerSettings(
         "matplotlib>=3.8",
     ]
 )
-STEP_SETTINGS = {"docker": DOCKER_SETTINGS}
+STEP_SETTINGS: dict[str, BaseSettings | dict[str, Any]] = {"docker": DOCKER_SETTINGS}
 
 
 def _plain(value: Any) -> Any:

@@ -33,6 +33,11 @@ def _run_and_collect(
 
     runnable = compress_pipeline.with_options(config_path=config) if config else compress_pipeline
     run = runnable(model_path=model_path, data_source=data_source, **overrides)
+    if run is None:  # e.g. the config holds a schedule: nothing ran now
+        raise click.ClickException(
+            "The pipeline did not run now (a schedule in the config?), so there is nothing to "
+            "write: drop the schedule to compress immediately."
+        )
     steps = run.steps
     baseline = steps["evaluate_baseline"].outputs["zq_baseline"][0].load()
     candidates, paths = [], {}
