@@ -90,3 +90,15 @@ def test_baseline_profile(digits_model, digits):
     assert summary.peak_activation_bytes > 0
     assert summary.flavour == "tf_keras"
     assert list(layers["layer"])[:2] == ["conv1", "bn1"]
+
+
+def test_baseline_reuses_a_given_float_model_and_refuses_another_mode(digits_model, digits):
+    from zenml_quant.errors import InvalidOptionError
+
+    float_model = convert_model(digits_model, "float32")
+    summary, _ = profile_baseline(digits_model, digits, float_model=float_model)
+    assert summary.float_tflite_bytes == float_model.size_bytes
+    assert summary.peak_activation_bytes == float_model.peak_activation_bytes
+    int8 = convert_model(digits_model, "int8", representative_data=digits.x_train)
+    with pytest.raises(InvalidOptionError, match="float32 conversion"):
+        profile_baseline(digits_model, digits, float_model=int8)

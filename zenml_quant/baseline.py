@@ -7,10 +7,11 @@ from typing import Any
 import pandas as pd
 
 from .convert import convert_model
+from .errors import InvalidOptionError
 from .evaluate import MetricFn, evaluate_keras
 from .models import check_model, model_flavour
 from .profile import layer_table, parameter_counts
-from .types import BaselineSummary, LabeledDataset
+from .types import BaselineSummary, LabeledDataset, TFLiteModel
 
 __all__ = ["profile_baseline"]
 
@@ -21,19 +22,27 @@ def profile_baseline(
     *,
     split: str = "test",
     metric_fn: MetricFn | None = None,
+    float_model: TFLiteModel | None = None,
 ) -> tuple[BaselineSummary, pd.DataFrame]:
     """Evaluate ``model`` on ``split`` and profile it layer by layer.
 
     Returns the summary (accuracy, metrics, parameters, MACs, float32 weight bytes, estimated
     peak activation memory and float32 TFLite size) and the per-layer table of
     :func:`zenml_quant.profile.layer_table`. The peak memory is read off the float32 TFLite
-    graph, where BatchNorm is already folded, so it is what the device will see.
+    graph, where BatchNorm is already folded, so it is what the device will see. Pass
+    ``float_model`` when the float32 conversion exists already, to avoid converting twice.
     """
     check_model(model)
     evaluation = evaluate_keras(model, dataset, split=split, metric_fn=metric_fn)
     layers = layer_table(model)
     total, trainable = parameter_counts(model)
-    float_model = convert_model(model, "float32")
+    if float_model is None:
+        float_model = convert_model(model, "float32")
+    elif float_model.mode != "float32":
+        raise InvalidOptionError(
+            f"float_model must be the float32 conversion of the model, got a {float_model.mode!r} "
+            "one: pass the output of the float32 conversion, or nothing."
+        )
     summary = BaselineSummary(
         model_name=str(model.name),
         flavour=model_flavour(model),

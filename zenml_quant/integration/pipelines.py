@@ -30,7 +30,7 @@ def compress_pipeline(
     allow_unsafe: bool = False,
     metric: str | None = None,
 ) -> None:
-    """load -> baseline -> convert (one step per mode) -> evaluate -> comparison report.
+    """load -> convert (one step per mode) -> baseline and evaluate -> comparison report.
 
     Step ids are ``convert_<mode>`` and ``evaluate_<mode>``, so a YAML config can set options
     per mode (e.g. ``steps: {convert_int8: {parameters: {calibration_samples: 1000}}}``).
@@ -39,10 +39,19 @@ def compress_pipeline(
     """
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
-    baseline, _, _ = evaluate_baseline(model, dataset, split=split, metric=metric)
+    # The baseline needs the float32 file (size, peak memory) and so does the float32
+    # candidate: convert once and share it.
+    float_model = convert_to_tflite(model, dataset, mode="float32", id="convert_float32")
+    baseline, _, _ = evaluate_baseline(
+        model, dataset, float_model=float_model, split=split, metric=metric
+    )
     candidates = []
     for mode in modes:
-        tflite = convert_to_tflite(model, dataset, mode=mode, id=f"convert_{mode}")
+        tflite = (
+            float_model
+            if mode == "float32"
+            else convert_to_tflite(model, dataset, mode=mode, id=f"convert_{mode}")
+        )
         candidates.append(
             evaluate_tflite_model(
                 tflite, dataset, split=split, name=mode, metric=metric, id=f"evaluate_{mode}"

@@ -84,7 +84,11 @@ def load_labeled_dataset(
 
 @step(settings=STEP_SETTINGS)
 def evaluate_baseline(
-    model: Any, dataset: LabeledDataset, split: str = "test", metric: str | None = None
+    model: Any,
+    dataset: LabeledDataset,
+    float_model: TFLiteModel | None = None,
+    split: str = "test",
+    metric: str | None = None,
 ) -> tuple[
     Annotated[BaselineSummary, "zq_baseline"],
     Annotated[pd.DataFrame, "zq_layer_table"],
@@ -93,10 +97,15 @@ def evaluate_baseline(
     """Accuracy, parameters, per-layer MACs and weight bytes, peak memory, float32 TFLite size.
 
     ``metric`` optionally names an extra ``(labels, outputs) -> float`` function as
-    ``"package.module:function"``.
+    ``"package.module:function"``. ``float_model``, the output of a float32
+    :func:`convert_to_tflite`, spares a second conversion.
     """
     summary, layers = _baseline.profile_baseline(
-        model, dataset, split=split, metric_fn=_evaluate.resolve_metric(metric)
+        model,
+        dataset,
+        split=split,
+        metric_fn=_evaluate.resolve_metric(metric),
+        float_model=float_model,
     )
     record_metadata(
         {
