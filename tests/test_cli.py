@@ -89,3 +89,42 @@ def test_yaml_config_sets_modes_and_step_options(digits_model_path, tmp_path):
     for row in rows.values():
         # every mode either scored close to float32 or says why it failed
         assert row["error"] or abs(row["accuracy"] - rows["float32"]["accuracy"]) < 0.05
+
+
+def test_compress_h5_model_on_csv_pixels(digits_model, tmp_path):
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    model_path = tmp_path / "digits.h5"
+    digits_model.save(model_path)
+    raw = sklearn_digits()
+    frame = pd.DataFrame(raw.data.astype(np.uint8), columns=[f"px{i}" for i in range(64)])
+    frame["label"] = raw.target
+    data_path = tmp_path / "digits.csv"
+    frame.to_csv(data_path, index=False)
+    summary_path = tmp_path / "summary.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            "compress",
+            "--model",
+            str(model_path),
+            "--data",
+            str(data_path),
+            "--scale",
+            "0.0625",
+            "--mode",
+            "int8",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--json",
+            str(summary_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(summary_path.read_text())
+    # 0..16 pixels scaled by 1/16 as in training: the model scores as it did on the digits.
+    assert summary["baseline"]["accuracy"] > 0.8
+    (int8,) = summary["candidates"]
+    assert abs(int8["accuracy"] - summary["baseline"]["accuracy"]) < 0.03

@@ -370,3 +370,21 @@ def test_real_mnist():
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (54000, 6000, 10000)
     assert data.sample_shape == (28, 28) and data.num_classes == 10
     assert data.x_test.min() == 0.0 and data.x_test.max() == 1.0
+
+
+def test_conform_reshapes_flat_pixel_rows_to_the_model_input(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(40, 4, 4), dtype=np.uint8)
+    frame = pd.DataFrame(images.reshape(40, 16), columns=[f"p{i}" for i in range(16)])
+    frame["label"] = np.arange(40) % 3
+    path = tmp_path / "pixels.csv"
+    frame.to_csv(path, index=False)
+    data = load_csv(path, test_fraction=0.25)
+    assert data.sample_shape == (16,)
+    fitted = conform_to_model(data, input_shape=(4, 4, 1), num_classes=3)
+    assert fitted.sample_shape == (4, 4, 1)
+    # Row-major: a row's first four pixels are the image's first row.
+    row = data.x_test[0]
+    np.testing.assert_array_equal(fitted.x_test[0][0, :, 0], row[:4])
+    with pytest.raises(InvalidDatasetError, match="expects"):
+        conform_to_model(data, input_shape=(5, 5, 1), num_classes=3)

@@ -86,3 +86,34 @@ def test_bad_metric_reference_is_explained(digits_model, digits, spec, phrase):
 
     with pytest.raises(InvalidOptionError, match=phrase):
         steps.evaluate_baseline.entrypoint(digits_model, digits, metric=spec)
+
+
+def test_keras3_model_through_the_steps(digits, tmp_path):
+    from zenml_quant._compat import keras3
+
+    if keras3 is None:
+        pytest.skip("Keras 3 is not installed")
+    keras3.utils.set_random_seed(0)
+    model = keras3.Sequential(
+        [
+            keras3.Input((8, 8, 1)),
+            keras3.layers.Conv2D(8, 3, activation="relu"),
+            keras3.layers.Flatten(),
+            keras3.layers.Dense(10),
+        ],
+        name="k3_cnn",
+    )
+    model.compile("adam", keras3.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(digits.x_train, digits.y_train, epochs=3, verbose=0)
+    path = tmp_path / "k3.keras"
+    model.save(path)
+
+    loaded = steps.load_keras_model.entrypoint(str(path))
+    data = steps.load_labeled_dataset.entrypoint("digits", model=loaded)
+    summary, layers, _ = steps.evaluate_baseline.entrypoint(loaded, data)
+    assert summary.flavour == "keras3" and summary.accuracy > 0.6
+    assert layers["macs"].sum() == 6 * 6 * 8 * 9 + 288 * 10
+    int8 = steps.convert_to_tflite.entrypoint(loaded, data, mode="int8", calibration_samples=100)
+    result = steps.evaluate_tflite_model.entrypoint(int8, data, name="int8", latency_runs=5)
+    assert int8.inputs[0].dtype == "int8"
+    assert abs(result.accuracy - summary.accuracy) < 0.05

@@ -562,15 +562,20 @@ def conform_to_model(
 ) -> LabeledDataset:
     """Fit ``dataset`` to a model with per-example ``input_shape`` and ``num_classes`` outputs.
 
-    Adds a trailing channel axis the model expects, checks shapes (``None`` matches any size)
-    and labels, and pads ``class_names`` up to ``num_classes``. ``num_classes=1`` means a
+    Flat rows (e.g. pixel columns of a CSV) are reshaped to a fully known ``input_shape`` of
+    the same size; a trailing channel axis the model expects is added. Then checks shapes
+    (``None`` matches any size) and labels, and pads ``class_names`` up to ``num_classes``. ``num_classes=1`` means a
     single sigmoid output: labels 0 and 1, two class names.
     """
     expected = tuple(None if d is None else int(d) for d in input_shape)
     shape = dataset.sample_shape
     xs = {"x_train": dataset.x_train, "x_val": dataset.x_val, "x_test": dataset.x_test}
     added = dataset.preprocessing.channel_axis_added
-    if len(expected) == len(shape) + 1 and expected[-1] == 1:
+    known = tuple(d for d in expected if d is not None)
+    if len(shape) == 1 and len(expected) > 1 and len(known) == len(expected):
+        if math.prod(known) == shape[0]:  # row-major, as images are flattened into columns
+            xs = {name: x.reshape(len(x), *known) for name, x in xs.items()}
+    elif len(expected) == len(shape) + 1 and expected[-1] == 1:
         xs, added = {name: np.expand_dims(x, -1) for name, x in xs.items()}, True
     got = xs["x_train"].shape[1:]
     if len(expected) != len(got) or any(e not in (None, d) for e, d in zip(expected, got)):
