@@ -10,28 +10,29 @@ from click.testing import CliRunner
 from zenml_quant.integration.cli import main
 
 
-def test_compress_writes_tflite_files_and_summary(digits_model_path, tmp_path):
+def _compress_ok(tmp_path: Path, *args: str) -> tuple[object, dict]:
+    """Run ``zenml-quant compress ARGS`` into ``tmp_path``; its result and JSON summary."""
     summary_path = tmp_path / "summary.json"
     result = CliRunner().invoke(
         main,
-        [
-            "compress",
-            "--model",
-            str(digits_model_path),
-            "--data",
-            "digits",
-            "--mode",
-            "float32",
-            "--mode",
-            "int8",
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--json",
-            str(summary_path),
-        ],
+        ["compress", *args, "--output-dir", str(tmp_path / "out"), "--json", str(summary_path)],
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads(summary_path.read_text())
+    return result, json.loads(summary_path.read_text())
+
+
+def test_compress_writes_tflite_files_and_summary(digits_model_path, tmp_path):
+    result, summary = _compress_ok(
+        tmp_path,
+        "--model",
+        str(digits_model_path),
+        "--data",
+        "digits",
+        "--mode",
+        "float32",
+        "--mode",
+        "int8",
+    )
     assert summary["baseline"]["params"] > 0 and 0.5 < summary["baseline"]["accuracy"] <= 1
     names = [c["name"] for c in summary["candidates"]]
     assert names == ["float32", "int8"]
@@ -64,25 +65,10 @@ def test_compress_reports_a_bad_dataset_without_traceback(digits_model_path, tmp
 
 def test_yaml_config_sets_modes_and_step_options(digits_model_path, tmp_path):
     config = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "compress.yaml"
-    summary_path = tmp_path / "summary.json"
-    result = CliRunner().invoke(
-        main,
-        [
-            "compress",
-            "--model",
-            str(digits_model_path),
-            "--data",
-            "digits",
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--json",
-            str(summary_path),
-        ],
+    _, summary = _compress_ok(
+        tmp_path, "--model", str(digits_model_path), "--data", "digits", "--config", str(config)
     )
-    assert result.exit_code == 0, result.output
-    rows = {c["name"]: c for c in json.loads(summary_path.read_text())["candidates"]}
+    rows = {c["name"]: c for c in summary["candidates"]}
     assert set(rows) == {"float32", "dynamic_range", "float16", "int8", "int16x8"}
     sizes = {name: row["size_bytes"] for name, row in rows.items()}
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
@@ -103,27 +89,17 @@ def test_compress_h5_model_on_csv_pixels(digits_model, tmp_path):
     frame["label"] = raw.target
     data_path = tmp_path / "digits.csv"
     frame.to_csv(data_path, index=False)
-    summary_path = tmp_path / "summary.json"
-    result = CliRunner().invoke(
-        main,
-        [
-            "compress",
-            "--model",
-            str(model_path),
-            "--data",
-            str(data_path),
-            "--scale",
-            "0.0625",
-            "--mode",
-            "int8",
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--json",
-            str(summary_path),
-        ],
+    _, summary = _compress_ok(
+        tmp_path,
+        "--model",
+        str(model_path),
+        "--data",
+        str(data_path),
+        "--scale",
+        "0.0625",
+        "--mode",
+        "int8",
     )
-    assert result.exit_code == 0, result.output
-    summary = json.loads(summary_path.read_text())
     # 0..16 pixels scaled by 1/16 as in training: the model scores as it did on the digits.
     assert summary["baseline"]["accuracy"] > 0.8
     (int8,) = summary["candidates"]
