@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,18 @@ from .interpreter import make_interpreter, tensor_details
 from .profile import peak_activation_bytes, tflite_graph
 from .types import MODES, ConversionOptions, TFLiteModel
 
-__all__ = ["compact_tensor_names", "convert_model", "inspect_tflite"]
+__all__ = [
+    "MIN_CALIBRATION_SAMPLES",
+    "compact_tensor_names",
+    "configure_converter",
+    "convert_model",
+    "explain_failure",
+    "inspect_tflite",
+    "make_converter",
+]
+
+#: Below this many calibration examples a quantized model carries a note saying so.
+MIN_CALIBRATION_SAMPLES = 100
 
 _QUANTIZED_IO_TYPE = {"int8": tf.int8, "int16x8": tf.int16}
 
@@ -51,13 +63,39 @@ def convert_model(
     options = options or ConversionOptions()
     if mode not in MODES:
         raise ConversionError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
-    converter = _make_converter(model)
+    converter = make_converter(model)
+    notes = configure_converter(converter, mode, representative_data, options)
+    try:
+        content = converter.convert()
+    except Exception as exc:  # the converter raises ConverterError, but also plain errors
+        raise ConversionError(explain_failure(exc, model, mode)) from None
+    content = bytes(content)
+    if options.compact_names:
+        content = compact_tensor_names(content)
+    tflite = inspect_tflite(content, mode=mode, options=options, source_model=model.name)
+    return replace(tflite, notes=notes) if notes else tflite
+
+
+def configure_converter(
+    converter: Any, mode: str, representative_data: np.ndarray | None, options: ConversionOptions
+) -> tuple[str, ...]:
+    """Set ``converter`` up for ``mode``; returns notes for the user (e.g. a tiny calibration set).
+
+    Raises :class:`InvalidDatasetError` when a calibrating mode gets no or non-finite data.
+    """
+    notes: tuple[str, ...] = ()
     if mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if mode in ("int8", "int16x8"):
-        converter.representative_dataset = _calibration_batches(representative_data, mode, options)
+        batches, count = _calibration_batches(representative_data, mode, options)
+        converter.representative_dataset = batches
+        if count < MIN_CALIBRATION_SAMPLES:
+            notes = (
+                f"calibrated on only {count} example(s): activation ranges seen on so few inputs "
+                f"may clip real ones; use at least {MIN_CALIBRATION_SAMPLES} (default 500).",
+            )
         if mode == "int8":
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         else:
@@ -67,14 +105,7 @@ def convert_model(
         if options.quantized_io:
             converter.inference_input_type = _QUANTIZED_IO_TYPE[mode]
             converter.inference_output_type = _QUANTIZED_IO_TYPE[mode]
-    try:
-        content = converter.convert()
-    except Exception as exc:  # the converter raises ConverterError, but also plain errors
-        raise ConversionError(_explain_failure(exc, model, mode)) from None
-    content = bytes(content)
-    if options.compact_names:
-        content = compact_tensor_names(content)
-    return inspect_tflite(content, mode=mode, options=options, source_model=model.name)
+    return notes
 
 
 def compact_tensor_names(content: bytes) -> bytes:
@@ -134,7 +165,8 @@ def inspect_tflite(
     )
 
 
-def _make_converter(model: Any) -> Any:
+def make_converter(model: Any) -> Any:
+    """A ``TFLiteConverter`` for a ``tf_keras`` or Keras 3 model."""
     if is_keras3_model(model):
         # from_keras_model only takes tf_keras models in this process, and a traced concrete
         # function of a Keras 3 model leaves its weights as uninitialised resource variables
@@ -145,7 +177,9 @@ def _make_converter(model: Any) -> Any:
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
-def _calibration_batches(data: np.ndarray | None, mode: str, options: ConversionOptions) -> Any:
+def _calibration_batches(
+    data: np.ndarray | None, mode: str, options: ConversionOptions
+) -> tuple[Any, int]:
     if data is None or len(data) == 0:
         raise InvalidDatasetError(
             f"Mode {mode!r} calibrates activation ranges on sample inputs, but none were given: "
@@ -158,15 +192,20 @@ def _calibration_batches(data: np.ndarray | None, mode: str, options: Conversion
     count = min(options.calibration_samples, len(data))
     picks = np.random.default_rng(options.seed).choice(len(data), size=count, replace=False)
     samples = np.asarray(data[np.sort(picks)], dtype=np.float32)
+    if not np.isfinite(samples).all():
+        raise InvalidDatasetError(
+            f"The calibration data for mode {mode!r} holds NaN or infinite values: clean the "
+            "train split (or pass other representative_data) before quantizing."
+        )
 
     def batches() -> Iterator[list[np.ndarray]]:
         for i in range(count):
             yield [samples[i : i + 1]]
 
-    return batches
+    return batches, count
 
 
-def _explain_failure(exc: Exception, model: Any, mode: str) -> str:
+def explain_failure(exc: Exception, model: Any, mode: str) -> str:
     text = str(exc)
     ops = sorted(set(re.findall(r"'((?:tf|tfl)\.\w+)' op", text)))
     layer_names = [

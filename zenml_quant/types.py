@@ -12,7 +12,14 @@ from typing import Literal
 
 import numpy as np
 
+from .errors import InvalidOptionError
+
 __all__ = [
+    "MIXED_MODE",
+    "PTQ_STATUSES",
+    "AccuracyBudget",
+    "PTQResult",
+    "QuantizationAttempt",
     "MODES",
     "SPLITS",
     "BaselineSummary",
@@ -29,6 +36,8 @@ __all__ = [
 ]
 
 Mode = Literal["float32", "dynamic_range", "float16", "int8", "int16x8"]
+#: The mode of an int8 model that keeps some layers in float (``TFLiteModel.float_layers``).
+MIXED_MODE = "mixed"
 #: The conversion modes, in the order reports list them.
 MODES: tuple[str, ...] = ("float32", "dynamic_range", "float16", "int8", "int16x8")
 
@@ -128,6 +137,9 @@ class TFLiteModel:
 
     ``error`` is set when the converter produced a file that the interpreter cannot allocate
     (seen with some ``int16x8`` models); such a candidate is reported as failed, not raised.
+    ``float_layers`` names the Keras layers a mixed-precision model keeps in float (mode
+    ``"mixed"``); ``notes`` carries warnings a user should see next to the figures (e.g. a
+    calibration set too small to trust).
     """
 
     content: bytes
@@ -139,6 +151,8 @@ class TFLiteModel:
     peak_activation_bytes: int | None = None
     source_model: str = ""
     error: str | None = None
+    float_layers: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def size_bytes(self) -> int:
@@ -203,3 +217,84 @@ class CandidateResult:
     peak_activation_bytes: int | None
     operators: tuple[str, ...]
     error: str | None = None
+    float_layers: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+#: Outcomes of post-training quantization (:class:`PTQResult.status`).
+PTQ_STATUSES: tuple[str, ...] = ("converted", "budget met", "budget not met")
+
+
+@dataclass(frozen=True)
+class AccuracyBudget:
+    """How much accuracy quantization may cost, against the float model on the same split.
+
+    ``max_drop`` is in accuracy units (``0.005`` is half a percentage point) when ``relative``
+    is False, and a fraction of the float accuracy (``0.01`` = 1 % of it) when True.
+    """
+
+    max_drop: float = 0.01
+    relative: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.max_drop >= 0):  # also rejects NaN
+            raise InvalidOptionError(
+                f"max_accuracy_drop must be a number >= 0 (0.005 is half an accuracy point), got "
+                f"{self.max_drop!r}."
+            )
+        if self.relative and self.max_drop > 1:
+            raise InvalidOptionError(
+                f"A relative max_accuracy_drop is a fraction of the float accuracy (0.01 = 1 %), "
+                f"got {self.max_drop!r}."
+            )
+
+    def allowed_drop(self, reference_accuracy: float) -> float:
+        """The largest absolute accuracy drop allowed from ``reference_accuracy``."""
+        return self.max_drop * reference_accuracy if self.relative else self.max_drop
+
+    def met(self, reference_accuracy: float, accuracy: float) -> bool:
+        """Whether ``accuracy`` is within the budget (a tiny tolerance absorbs float rounding)."""
+        return reference_accuracy - accuracy <= self.allowed_drop(reference_accuracy) + 1e-9
+
+    def describe(self) -> str:
+        if self.relative:
+            return f"at most {100 * self.max_drop:g} % of the float accuracy"
+        return f"at most {100 * self.max_drop:g} accuracy points"
+
+
+@dataclass(frozen=True)
+class QuantizationAttempt:
+    """One model tried by accuracy control: which layers stayed float and what it scored."""
+
+    step: int
+    action: str
+    float_layers: tuple[str, ...]
+    accuracy: float
+    drop: float
+    size_bytes: int
+    meets_budget: bool
+
+
+@dataclass(frozen=True, eq=False)
+class PTQResult:
+    """A post-training quantized model and how it was chosen.
+
+    ``status`` is ``"converted"`` (a plain or selective conversion, no budget), ``"budget met"``
+    or ``"budget not met"``; in the last case ``model`` is the best attempt and ``reason`` says
+    why nothing better was found, and the deployment gate decides what happens next.
+    ``accuracy`` and ``reference_accuracy`` (the float Keras model) are on ``split`` when a
+    budget was checked, else None.
+    """
+
+    model: TFLiteModel
+    status: str
+    reason: str
+    split: str
+    budget: AccuracyBudget | None = None
+    reference_accuracy: float | None = None
+    accuracy: float | None = None
+    attempts: tuple[QuantizationAttempt, ...] = ()
+
+    @property
+    def float_layers(self) -> tuple[str, ...]:
+        return self.model.float_layers

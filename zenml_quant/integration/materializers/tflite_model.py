@@ -53,6 +53,8 @@ class TFLiteModelMaterializer(BaseMaterializer):
             peak_activation_bytes=meta["peak_activation_bytes"],
             source_model=meta["source_model"],
             error=meta["error"],
+            float_layers=tuple(meta.get("float_layers", ())),
+            notes=tuple(meta.get("notes", ())),
         )
 
     def save_visualizations(self, model: TFLiteModel) -> dict[str, VisualizationType]:
@@ -64,6 +66,9 @@ class TFLiteModelMaterializer(BaseMaterializer):
             {"property": "peak activations", "value": f"{model.peak_activation_bytes or 0:,} B"},
             {"property": "status", "value": model.error or "ok"},
         ]
+        if model.float_layers:
+            rows.append({"property": "float layers", "value": ", ".join(model.float_layers)})
+        rows.extend({"property": "note", "value": note} for note in model.notes)
         for kind, tensors in (("input", model.inputs), ("output", model.outputs)):
             for t in tensors:
                 quant = f", scale={t.scale:.6g}, zero_point={t.zero_point}" if t.quantized else ""
@@ -87,4 +92,5 @@ class TFLiteModelMaterializer(BaseMaterializer):
             "operators": len(model.operators),
             "peak_activation_bytes": int(model.peak_activation_bytes or 0),
             "ok": model.ok,
+            "float_layers": list(model.float_layers),
         }

@@ -1,0 +1,251 @@
+"""Int8 models that keep chosen Keras layers in float, from one calibration.
+
+TensorFlow's quantization debugger (``tf.lite.experimental.QuantizationDebugger``) calibrates a
+model once and can then quantize it again and again with different operators left in float
+("denylisted nodes"), in milliseconds each. It only speaks TFLite tensor names; this module
+speaks Keras layer names (through :mod:`zenml_quant.layermap`), which is what sensitivity
+profiling and accuracy control iterate over.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._compat import tf
+from .convert import (
+    compact_tensor_names,
+    configure_converter,
+    explain_failure,
+    inspect_tflite,
+    make_converter,
+)
+from .errors import ConversionError, InvalidOptionError
+from .layermap import LayerOps, map_layers
+from .profile import tflite_graph
+from .types import MIXED_MODE, ConversionOptions, TFLiteModel
+
+__all__ = ["SelectiveQuantizer", "convert_selective"]
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    # The debugger runs the deprecated tf.lite.Interpreter, which warns on every creation.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+class SelectiveQuantizer:
+    """Calibrate ``model`` once, then build int8 models with any set of layers kept in float.
+
+    Args:
+        model: a ``tf_keras`` or Keras 3 model.
+        representative_data: calibration examples (usually the train split's features);
+            ``options.calibration_samples`` of them are drawn with ``options.seed``.
+        options: conversion options; ``quantized_io`` gives int8 inputs and outputs.
+
+    Raises:
+        InvalidDatasetError: no, or non-finite, calibration data.
+        ConversionError: the converter refuses the model (names the op and layer).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        representative_data: np.ndarray | None,
+        *,
+        options: ConversionOptions | None = None,
+    ) -> None:
+        self.options = options or ConversionOptions()
+        self.model_name = str(model.name)
+        converter = make_converter(model)
+        self.notes = configure_converter(converter, "int8", representative_data, self.options)
+        self._debug_samples: np.ndarray = np.zeros((0,), np.float32)
+        try:
+            with _quiet():
+                self._debugger = tf.lite.experimental.QuantizationDebugger(
+                    converter=converter,
+                    debug_dataset=self._debug_batches,
+                    debug_options=self._debug_options(()),
+                )
+        except Exception as exc:  # ConverterError, ValueError from inside TensorFlow
+            raise ConversionError(explain_failure(exc, model, "int8")) from None
+        self.layers: tuple[LayerOps, ...] = map_layers(
+            tflite_graph(self._debugger.calibrated_model), model
+        )
+        self._by_name = {layer.layer: layer for layer in self.layers}
+
+    @property
+    def quantizable_layers(self) -> tuple[str, ...]:
+        """Names of the layers whose quantization rounds values (candidates to keep in float)."""
+        return tuple(layer.layer for layer in self.layers if layer.quantizable)
+
+    def resolve(self, names: Iterable[str] = (), types: Iterable[str] = ()) -> tuple[str, ...]:
+        """Layer names (checked) plus every layer of the given Keras class names, in model order.
+
+        Raises:
+            InvalidOptionError: a name or type that matches no layer of the converted model.
+        """
+        names, types = list(names), list(types)
+        unknown = [n for n in names if n not in self._by_name]
+        if unknown:
+            raise InvalidOptionError(
+                f"No layer named {', '.join(map(repr, unknown))} in the converted model "
+                f"{self.model_name!r}. Layers that can be kept in float: "
+                f"{', '.join(self.quantizable_layers)}. (Layers the converter folds away, such "
+                "as BatchNormalization or Dropout, are part of the layer before them.)"
+            )
+        known_types = {layer.layer_type for layer in self.layers}
+        unknown_types = [t for t in types if t not in known_types]
+        if unknown_types:
+            raise InvalidOptionError(
+                f"No layer of type {', '.join(map(repr, unknown_types))} in the converted model "
+                f"{self.model_name!r}; its layer types are {', '.join(sorted(known_types))}."
+            )
+        chosen = set(names) | {layer.layer for layer in self.layers if layer.layer_type in types}
+        return tuple(layer.layer for layer in self.layers if layer.layer in chosen)
+
+    def quantize(self, float_layers: Sequence[str] = ()) -> TFLiteModel:
+        """The int8 model with ``float_layers`` (Keras layer names) left in float.
+
+        With no float layers this is the full int8 model (mode ``"int8"``), otherwise mode
+        ``"mixed"`` with ``float_layers`` recorded on the result.
+        """
+        float_layers = self.resolve(float_layers)
+        nodes = [node for name in float_layers for node in self._by_name[name].nodes]
+        with _quiet():
+            try:
+                self._debugger.options = self._debug_options(nodes)
+            except ValueError:
+                # With every operator in float there is nothing left to verify, and rebuilding
+                # the debug model fails; the options are already set for the plain model below.
+                pass
+            content = bytes(self._debugger.get_nondebug_quantized_model())
+        if self.options.compact_names:
+            content = compact_tensor_names(content)
+        mode = MIXED_MODE if float_layers else "int8"
+        model = inspect_tflite(
+            content, mode=mode, options=self.options, source_model=self.model_name
+        )
+        return replace(model, float_layers=float_layers, notes=self.notes)
+
+    def layer_errors(self, samples: np.ndarray, *, max_samples: int = 200) -> pd.DataFrame:
+        """The debugger's per-layer error statistics for the full int8 model, by Keras layer.
+
+        Each quantized operator runs on the same (quantized) input in float and in int8 for up to
+        ``max_samples`` of ``samples``; per layer: ``rmse_over_scale`` (the error in units of
+        the output's quantization step: ~0.29 is rounding alone, more means clipping or a poor
+        range) and ``noise_to_signal`` (per output channel, RMS error over RMS value, averaged
+        over channels that are ever non-zero: an outlier channel that squeezes every other
+        channel into a few int8 steps shows here, not in ``rmse_over_scale``). ``input_*``
+        columns are the same figures for the activations the layer reads.
+        """
+        self._debug_samples = np.asarray(samples[:max_samples], np.float32)
+        options = self._debug_options(())
+        options.layer_direct_compare_metrics = {
+            "rmse_over_scale": _rmse_over_scale,
+            "noise_to_signal": _noise_to_signal,
+        }
+        with _quiet():
+            self._debugger.options = options
+            self._debugger.run()
+        stats = self._debugger.layer_statistics or {}
+        by_tensor = _stats_by_tensor(stats, self.layers)
+        producer = {t: layer.layer for layer in self.layers for t in layer.outputs}
+        rows = []
+        for layer in self.layers:
+            own = [by_tensor[t] for t in layer.outputs if t in by_tensor]
+            read = [by_tensor[t] for t in layer.inputs if t in by_tensor and t in producer]
+            rows.append(
+                {
+                    "layer": layer.layer,
+                    "type": layer.layer_type,
+                    "ops": " ".join(layer.op_names),
+                    "rmse_over_scale": _max(own, "rmse_over_scale"),
+                    "noise_to_signal": _max(own, "noise_to_signal"),
+                    "input_noise_to_signal": _max(read, "noise_to_signal"),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def _debug_options(self, nodes: Sequence[str]) -> Any:
+        return tf.lite.experimental.QuantizationDebugOptions(
+            fully_quantize=self.options.quantized_io, denylisted_nodes=list(nodes) or None
+        )
+
+    def _debug_batches(self) -> Iterator[list[np.ndarray]]:
+        for i in range(len(self._debug_samples)):
+            yield [self._debug_samples[i : i + 1]]
+
+
+def convert_selective(
+    model: Any,
+    *,
+    representative_data: np.ndarray | None,
+    float_layers: Sequence[str] = (),
+    float_layer_types: Sequence[str] = (),
+    options: ConversionOptions | None = None,
+) -> TFLiteModel:
+    """Full int8 except the named layers and every layer of the named Keras types, kept in float.
+
+    Example: ``convert_selective(model, representative_data=x, float_layers=["logits"],
+    float_layer_types=["DepthwiseConv2D"])``. Raises :class:`InvalidOptionError` for a name or
+    type that matches no layer.
+    """
+    quantizer = SelectiveQuantizer(model, representative_data, options=options)
+    return quantizer.quantize(quantizer.resolve(float_layers, float_layer_types))
+
+
+def _rmse_over_scale(
+    float_values: np.ndarray, quant_values: np.ndarray, scale: float, zero_point: int
+) -> float:
+    error = (quant_values.astype(np.float32) - zero_point) * scale - float_values
+    return float(np.sqrt(np.mean(np.square(error))) / scale) if scale else float("nan")
+
+
+def _noise_to_signal(
+    float_values: np.ndarray, quant_values: np.ndarray, scale: float, zero_point: int
+) -> float:
+    error = (quant_values.astype(np.float32) - zero_point) * scale - float_values
+    channels = float_values.shape[-1] if float_values.ndim else 1
+    signal = np.sqrt(np.mean(np.square(float_values.reshape(-1, channels)), axis=0))
+    noise = np.sqrt(np.mean(np.square(error.reshape(-1, channels)), axis=0))
+    alive = signal > 0
+    # NaN (not 0) when no channel carries a value: the debugger averages with nanmean.
+    return float(np.mean(noise[alive] / signal[alive])) if alive.any() else float("nan")
+
+
+def _stats_by_tensor(
+    stats: dict[str, Any], layers: Sequence[LayerOps]
+) -> dict[int, dict[str, float]]:
+    """Debugger statistics keyed by the calibrated model's tensor index.
+
+    The debugger names each entry ``NumericVerify/<tensor name><suffix>:<index>``, where the
+    suffix is whatever the quantizer appended to keep names unique; the longest tensor name
+    that prefixes the entry is the one it verifies.
+    """
+    names = {}
+    for layer in layers:
+        for node, tensor in zip(layer.nodes, layer.outputs):
+            names[node] = tensor
+    by_length = sorted(names, key=len, reverse=True)
+    result: dict[int, dict[str, float]] = {}
+    for key, values in stats.items():
+        body = re.sub(r":\d+$", "", key.removeprefix("NumericVerify/"))
+        match = next((n for n in by_length if n and body.startswith(n)), None)
+        if match is not None:
+            result[names[match]] = {k: float(v) for k, v in values.items()}
+    return result
+
+
+def _max(entries: Sequence[dict[str, float]], key: str) -> float:
+    values = [e[key] for e in entries if key in e and np.isfinite(e[key])]
+    return max(values) if values else float("nan")
