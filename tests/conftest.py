@@ -64,3 +64,20 @@ def tiny_dense():
 @pytest.fixture()
 def tiny_features():
     return np.random.default_rng(0).normal(size=(64, 16)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def wide_digits():
+    """Digits with a larger validation split (25 %), so half a point is more than one example."""
+    from zenml_quant.datasets import conform_to_model, load_digits
+
+    data = load_digits(validation_fraction=0.25)
+    return conform_to_model(data, input_shape=(8, 8, 1), num_classes=10)
+
+
+@pytest.fixture(scope="session")
+def hard_case(wide_digits):
+    """A CNN whose bottleneck has one outlier activation channel: full int8 loses > 1 point."""
+    from zenml_quant.hard_case import build_hard_case_model
+
+    return build_hard_case_model(wide_digits, seed=0)

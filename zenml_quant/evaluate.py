@@ -165,6 +165,8 @@ def evaluate_candidate(
             peak_activation_bytes=None,
             operators=(),
             error=model.error,
+            float_layers=model.float_layers,
+            notes=model.notes,
         )
     evaluation = evaluate_tflite(
         model, dataset, split=split, num_threads=num_threads, metric_fn=metric_fn
@@ -182,4 +184,6 @@ def evaluate_candidate(
         threads=latency.threads,
         peak_activation_bytes=model.peak_activation_bytes,
         operators=tuple(sorted(set(model.operators))),
+        float_layers=model.float_layers,
+        notes=model.notes,
     )

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # reports are rendered in steps and tests, never on a screen
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from .types import BaselineSummary, CandidateResult  # noqa: E402
 
-__all__ = ["size_accuracy_svg"]
+__all__ = ["sensitivity_bars_svg", "size_accuracy_svg"]
 
 
 def size_accuracy_svg(baseline: BaselineSummary, candidates: Sequence[CandidateResult]) -> str:
@@ -49,6 +52,38 @@ def size_accuracy_svg(baseline: BaselineSummary, candidates: Sequence[CandidateR
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    return _svg(fig)
+
+
+def sensitivity_bars_svg(table: pd.DataFrame) -> str:
+    """Per-layer bars: exact accuracy drops (left) and the debugger's noise-to-signal (right).
+
+    ``table`` is :attr:`SensitivityReport.table`; layers are drawn in its (ranked) order.
+    """
+    layers = list(table["layer"])[::-1]  # barh draws bottom-up: most sensitive on top
+    rows = table.set_index("layer").loc[layers]
+    height = max(2.4, 0.32 * len(layers) + 1.2)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, height), dpi=100, sharey=True)
+    y = np.arange(len(layers))
+    left.barh(y + 0.2, rows["drop_alone_pts"].fillna(0), height=0.4, label="only this layer int8")
+    left.barh(
+        y - 0.2, rows["recovery_pts"].fillna(0), height=0.4, label="won back by keeping it float"
+    )
+    for i, measured in enumerate(rows["measured"]):
+        if not measured:
+            left.annotate("not measured", (0, y[i]), fontsize=8, color="grey", va="center")
+    left.set_yticks(y, layers)
+    left.set_xlabel("accuracy points")
+    left.legend(fontsize=8, loc="lower right")
+    left.grid(axis="x", alpha=0.3)
+    right.barh(y, rows["noise_to_signal"].fillna(0), color="tab:purple", height=0.6)
+    right.set_xlabel("debugger: noise-to-signal of the output")
+    right.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _svg(fig: Any) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg")
     plt.close(fig)
