@@ -11,6 +11,7 @@ architecture search need the static layer graph.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -39,6 +40,10 @@ SUPPORTED_FORMATS = ".keras file, .h5/.hdf5 file, or a SavedModel directory (wit
 _Config = dict[str, Any]
 _Objects = Mapping[str, Any] | None
 _CONTAINERS = frozenset({"Sequential", "Functional", "Model"})
+# tfmot's QAT layers; .h5 and SavedModel configs name them without a module.
+_TFMOT_CLASSES = frozenset(
+    {"QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2", "QuantizeAnnotate"}
+)
 _SUBCLASSED = (
     "subclassed models are not supported: conversion, per-layer profiling and the architecture "
     "search need the static layer graph of a Sequential or Functional model; rebuild it with the "
@@ -89,9 +94,10 @@ def load_model(
     loader = keras3.saving.load_model if flavour == "keras3" else tf_keras.saving.load_model
     try:
         objects = dict(custom_objects or {})
-        model = loader(
-            str(path), custom_objects=objects, compile=compile, safe_mode=not allow_unsafe
-        )
+        with _tfmot_scope(config, flavour):
+            model = loader(
+                str(path), custom_objects=objects, compile=compile, safe_mode=not allow_unsafe
+            )
     except Exception as exc:  # noqa: BLE001 - loaders raise ValueError, TypeError, OSError...
         # One line names the file and the reason; the loader's exception stays on __context__.
         raise _explain_failure(path, flavour, config, custom_objects, exc) from None
@@ -254,6 +260,66 @@ def _walk(node: Any) -> Iterator[_Config]:
     elif isinstance(node, list):
         for value in node:
             yield from _walk(value)
+
+
+def _tfmot_scope(config: _Config, flavour: str) -> contextlib.AbstractContextManager[Any]:
+    """tfmot's ``quantize_scope`` when the file holds a quantization-aware trained model.
+
+    tfmot's layers (QuantizeWrapperV2, QuantizeLayer, ...) are not registered with tf_keras; the
+    scope makes them known, so a QAT model saved with :func:`save_model` loads back. Two of them
+    also need a fix to load from ``.keras`` (tfmot 0.8.1; model-optimization PR #1123, unmerged):
+    see :func:`_loadable_tfmot_layers`.
+    """
+    if flavour != "tf_keras" or not any(
+        str(node.get("module", "")).startswith("tensorflow_model_optimization")
+        or node["class_name"] in _TFMOT_CLASSES
+        for node in _walk(config)
+    ):
+        return contextlib.nullcontext()
+    import tensorflow_model_optimization as tfmot  # after _compat: it picks tf_keras
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(tfmot.quantization.keras.quantize_scope())
+    # Entered last, so these win over quantize_scope's classes of the same name.
+    stack.enter_context(tf_keras.utils.custom_object_scope(_loadable_tfmot_layers()))
+    return stack
+
+
+def _loadable_tfmot_layers() -> dict[str, type]:
+    """tfmot's QuantizeLayer and QuantizeWrapper(V2), fixed to load from a ``.keras`` file.
+
+    The ``.keras`` loader builds every layer from its saved input shape before wiring the
+    model, then assigns each layer's own variables by position. QuantizeLayer.build never sets
+    ``built``, so it is built twice (5 variables for 3 saved); a QuantizeWrapper lists its own
+    variables in a different order when it builds the layer it wraps itself than when that
+    layer was built first, which is how tfmot's quantize_apply makes it. The subclasses build
+    once, and build the wrapped layer first, so the variables line up with the saved ones.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras import (
+        quantize_layer,
+        quantize_wrapper,
+    )
+
+    class QuantizeLayer(quantize_layer.QuantizeLayer):  # type: ignore[misc]
+        def build(self, input_shape: Any) -> None:
+            super().build(input_shape)
+            self.built = True
+
+    def build_wrapped_first(base: type) -> type:
+        class Fixed(base):  # type: ignore[misc,valid-type]
+            def build(self, input_shape: Any) -> None:
+                if not self.layer.built:
+                    self.layer.build(input_shape)
+                super().build(input_shape)
+
+        Fixed.__name__ = Fixed.__qualname__ = base.__name__
+        return Fixed
+
+    return {
+        "QuantizeLayer": QuantizeLayer,
+        "QuantizeWrapper": build_wrapped_first(quantize_wrapper.QuantizeWrapper),
+        "QuantizeWrapperV2": build_wrapped_first(quantize_wrapper.QuantizeWrapperV2),
+    }
 
 
 def _unsafe_layers(config: _Config) -> list[str]:
