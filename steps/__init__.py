@@ -7,6 +7,9 @@ from zenml_quant.integration.steps import (
     evaluate_tflite_model,
     load_keras_model,
     load_labeled_dataset,
+    profile_sensitivity,
+    quantization_aware_training,
+    quantize_post_training,
 )
 
 from .train_demo_model import train_demo_model_step
@@ -18,5 +21,8 @@ __all__ = [
     "evaluate_tflite_model",
     "load_keras_model",
     "load_labeled_dataset",
+    "profile_sensitivity",
+    "quantization_aware_training",
+    "quantize_post_training",
     "train_demo_model_step",
 ]

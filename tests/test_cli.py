@@ -32,10 +32,14 @@ def test_compress_writes_tflite_files_and_summary(digits_model_path, tmp_path):
         "float32",
         "--mode",
         "int8",
+        "--sensitivity",
+        "off",
+        "--no-mixed",
     )
     assert summary["baseline"]["params"] > 0 and 0.5 < summary["baseline"]["accuracy"] <= 1
     names = [c["name"] for c in summary["candidates"]]
     assert names == ["float32", "int8"]
+    assert "sensitivity" not in summary
     for candidate in summary["candidates"]:
         path = Path(candidate["path"])
         assert path.is_absolute() and path.stat().st_size == candidate["size_bytes"]
@@ -69,12 +73,20 @@ def test_yaml_config_sets_modes_and_step_options(digits_model_path, tmp_path):
         tmp_path, "--model", str(digits_model_path), "--data", "digits", "--config", str(config)
     )
     rows = {c["name"]: c for c in summary["candidates"]}
-    assert set(rows) == {"float32", "dynamic_range", "float16", "int8", "int16x8"}
+    modes = {"float32", "dynamic_range", "float16", "int8", "int16x8"}
+    assert set(rows) == modes | {"mixed", "qat"}
     sizes = {name: row["size_bytes"] for name, row in rows.items()}
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
     for row in rows.values():
-        # every mode either scored close to float32 or says why it failed
+        # every candidate either scored close to float32 or says why it failed
         assert row["error"] or abs(row["accuracy"] - rows["float32"]["accuracy"]) < 0.05
+        assert isinstance(row["float_layers"], list) and isinstance(row["notes"], list)
+    # The demo CNN loses little in int8: a 1-point budget keeps at most a layer or two in float.
+    assert rows["mixed"]["mode"] in ("int8", "mixed") and len(rows["mixed"]["float_layers"]) <= 2
+    assert rows["qat"]["mode"] == "int8" and rows["qat"]["size_bytes"] < sizes["float16"]
+    layers = [row["layer"] for row in summary["sensitivity"]]
+    assert {"conv1", "conv2", "logits"} == set(layers)
+    assert sum(row["measured"] for row in summary["sensitivity"]) == 3  # top_k in the YAML
 
 
 def test_compress_h5_model_on_csv_pixels(digits_model, tmp_path):
@@ -99,8 +111,46 @@ def test_compress_h5_model_on_csv_pixels(digits_model, tmp_path):
         "0.0625",
         "--mode",
         "int8",
+        "--no-mixed",
     )
     # 0..16 pixels scaled by 1/16 as in training: the model scores as it did on the digits.
     assert summary["baseline"]["accuracy"] > 0.8
     (int8,) = summary["candidates"]
     assert abs(int8["accuracy"] - summary["baseline"]["accuracy"]) < 0.03
+
+
+def test_mixed_candidate_with_budget_and_float_layers_in_the_table(hard_case, tmp_path):
+    model_path = tmp_path / "hard_case.keras"
+    hard_case.save(model_path)
+    result, summary = _compress_ok(
+        tmp_path,
+        "--model",
+        str(model_path),
+        "--data",
+        "digits",
+        "--mode",
+        "int8",
+        "--accuracy-budget",
+        "0.01",
+    )
+    rows = {c["name"]: c for c in summary["candidates"]}
+    assert set(rows["mixed"]["float_layers"]) == {"bottleneck", "logits"}
+    assert rows["mixed"]["accuracy"] - rows["int8"]["accuracy"] > 0.3
+    assert "bottleneck" in result.output  # the float layers column of the printed table
+
+
+def test_no_mixed_contradicts_a_budget(digits_model_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "compress",
+            "--model",
+            str(digits_model_path),
+            "--data",
+            "digits",
+            "--no-mixed",
+            "--accuracy-budget",
+            "0.01",
+        ],
+    )
+    assert result.exit_code == 2 and "contradict" in result.output

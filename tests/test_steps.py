@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from zenml_quant.errors import InvalidDatasetError, InvalidModelError
+from zenml_quant.errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
 from zenml_quant.integration import steps
 
 
@@ -117,3 +117,37 @@ def test_keras3_model_through_the_steps(digits, tmp_path):
     result = steps.evaluate_tflite_model.entrypoint(int8, data, name="int8", latency_runs=5)
     assert int8.inputs[0].dtype == "int8"
     assert abs(result.accuracy - summary.accuracy) < 0.05
+
+
+def test_sensitivity_then_budgeted_ptq_steps(hard_case, wide_digits):
+    table, page = steps.profile_sensitivity.entrypoint(hard_case, wide_digits, top_k=2)
+    assert set(table["layer"][:2]) == {"bottleneck", "logits"} and "<svg" in page
+    model, attempts, report = steps.quantize_post_training.entrypoint(
+        hard_case, wide_digits, sensitivity=table, max_accuracy_drop=0.005
+    )
+    assert model.mode == "mixed" and set(model.float_layers) <= {"bottleneck", "logits"}
+    assert attempts["meets_budget"].any() and "budget met" in report
+    # The ranking came from the table: the first float layer tried is its top layer.
+    assert attempts.iloc[1]["float_layers"] == table["layer"].iloc[0]
+
+
+def test_ptq_step_plain_and_selective(digits_model, digits):
+    model, attempts, _ = steps.quantize_post_training.entrypoint(
+        digits_model, digits, mode="float16"
+    )
+    assert model.mode == "float16" and attempts.empty
+    model, _, _ = steps.quantize_post_training.entrypoint(
+        digits_model, digits, float_layer_types=["Dense"]
+    )
+    assert model.float_layers == ("logits",)
+    with pytest.raises(InvalidOptionError, match="'dense_7'"):
+        steps.quantize_post_training.entrypoint(digits_model, digits, float_layers=["dense_7"])
+
+
+def test_qat_step(digits_model, digits):
+    tflite, history, page = steps.quantization_aware_training.entrypoint(
+        digits_model, digits, epochs=1, calibration_samples=100
+    )
+    assert tflite.mode == "int8" and tflite.inputs[0].dtype == "int8"
+    assert len(history) == 1 and "accuracy" in history.columns
+    assert "Quantization-aware training" in page

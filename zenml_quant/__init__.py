@@ -22,8 +22,15 @@ from .evaluate import evaluate_candidate, evaluate_keras, evaluate_tflite
 from .interpreter import measure_latency, run_tflite
 from .models import check_model, input_shape, load_model, num_outputs
 from .profile import layer_table, peak_activation_bytes
+from .ptq import quantize_post_training, quantize_with_accuracy_budget
+from .qat import QATOptions, QATResult, quantization_aware_training
+from .selective import SelectiveQuantizer, convert_selective
+from .sensitivity import SensitivityReport, profile_sensitivity
 from .types import (
     MODES,
+    AccuracyBudget,
+    PTQResult,
+    QuantizationAttempt,
     BaselineSummary,
     CandidateResult,
     ConversionOptions,
@@ -37,6 +44,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MODES",
+    "AccuracyBudget",
+    "PTQResult",
+    "QATOptions",
+    "QATResult",
+    "QuantizationAttempt",
+    "SelectiveQuantizer",
+    "SensitivityReport",
     "BaselineSummary",
     "CandidateResult",
     "ConversionError",
@@ -52,6 +66,7 @@ __all__ = [
     "check_model",
     "conform_to_model",
     "convert_model",
+    "convert_selective",
     "evaluate_candidate",
     "evaluate_keras",
     "evaluate_tflite",
@@ -64,5 +79,9 @@ __all__ = [
     "num_outputs",
     "peak_activation_bytes",
     "profile_baseline",
+    "profile_sensitivity",
+    "quantization_aware_training",
+    "quantize_post_training",
+    "quantize_with_accuracy_budget",
     "run_tflite",
 ]

@@ -11,10 +11,22 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .plots import size_accuracy_svg
-from .types import BaselineSummary, CandidateResult
+from .plots import sensitivity_bars_svg, size_accuracy_svg
+from .qat import QATResult
+from .sensitivity import SensitivityReport
+from .types import BaselineSummary, CandidateResult, PTQResult
 
-__all__ = ["comparison_html", "comparison_table", "layer_table_html", "render_html", "summary_dict"]
+__all__ = [
+    "attempts_table",
+    "comparison_html",
+    "comparison_table",
+    "layer_table_html",
+    "ptq_html",
+    "qat_html",
+    "render_html",
+    "sensitivity_html",
+    "summary_dict",
+]
 
 _STYLE = """
 <style>
@@ -47,7 +59,9 @@ def comparison_table(
             "latency_ms_p50": None,
             "threads": None,
             "peak_activation_bytes": baseline.peak_activation_bytes,
+            "float_layers": "",
             "error": None,
+            "notes": "",
         }
     ]
     for c in candidates:
@@ -64,7 +78,9 @@ def comparison_table(
                 "latency_ms_p50": c.latency_ms_p50,
                 "threads": c.threads,
                 "peak_activation_bytes": c.peak_activation_bytes,
+                "float_layers": ", ".join(c.float_layers),
                 "error": c.error,
+                "notes": " ".join(c.notes),
             }
         )
     return pd.DataFrame(rows)
@@ -94,6 +110,7 @@ def comparison_html(baseline: BaselineSummary, candidates: Sequence[CandidateRes
         notes=(
             "size_bytes of the Keras row is its float32 weights; of the others, the .tflite file.",
             "latency_ms_p50: median batch-1 invoke() on this machine's CPU, at the stated thread count.",
+            "float_layers: the Keras layers a mixed-precision candidate keeps in float.",
         ),
         figure=size_accuracy_svg(baseline, candidates),
     )
@@ -122,8 +139,12 @@ def summary_dict(
     baseline: BaselineSummary,
     candidates: Sequence[CandidateResult],
     paths: dict[str, str] | None = None,
+    sensitivity: list[dict] | None = None,
 ) -> dict:
-    """The CLI's JSON summary. Key names are stable: users script against them."""
+    """The CLI's JSON summary. Key names are stable: users script against them.
+
+    ``sensitivity`` (rows of the sensitivity table) is included when profiling ran.
+    """
     paths = paths or {}
     return {
         "baseline": {
@@ -149,7 +170,104 @@ def summary_dict(
                 "path": paths.get(c.name),
                 "error": c.error,
                 "metrics": c.metrics,
+                "float_layers": list(c.float_layers),
+                "notes": list(c.notes),
             }
             for c in candidates
         ],
+        **({"sensitivity": sensitivity} if sensitivity is not None else {}),
     }
+
+
+def sensitivity_html(report: SensitivityReport) -> str:
+    """The ranked sensitivity table with its bar chart, as a dashboard page."""
+    return render_html(
+        report.table,
+        title=(
+            f"Int8 sensitivity per layer ({report.mode} mode, {report.split} split, "
+            f"{report.n_samples} examples): float {100 * report.float_accuracy:.2f} %, full int8 "
+            f"{100 * report.int8_accuracy:.2f} %"
+        ),
+        notes=(
+            "drop_alone_pts: accuracy lost when only this layer is int8. drop_all_but_pts: lost "
+            "when every layer but this one is int8; recovery_pts: what keeping this one layer in "
+            "float wins back from full int8. sensitivity_pts: the larger of the two.",
+            "rmse_over_scale and noise_to_signal: TFLite quantization debugger, full int8, each "
+            "layer fed the same quantized input in float and in int8. rmse_over_scale ~0.29 is "
+            "rounding alone; noise_to_signal is per output channel, averaged.",
+            f"{report.evaluations} evaluations in {report.seconds:.1f} s; "
+            + (
+                "every layer measured exactly."
+                if report.mode == "exhaustive"
+                else "exact drops only for the layers the debugger suspected most."
+            ),
+        ),
+        figure=sensitivity_bars_svg(report.table),
+    )
+
+
+def attempts_table(result: PTQResult) -> pd.DataFrame:
+    """Every model accuracy control tried, in order (empty for a plain conversion)."""
+    return pd.DataFrame(
+        [
+            {
+                "step": a.step,
+                "action": a.action,
+                "float_layers": ", ".join(a.float_layers),
+                "n_float_layers": len(a.float_layers),
+                "accuracy": a.accuracy,
+                "drop_pts": 100 * a.drop,
+                "size_bytes": a.size_bytes,
+                "meets_budget": a.meets_budget,
+            }
+            for a in result.attempts
+        ],
+        columns=[
+            "step",
+            "action",
+            "float_layers",
+            "n_float_layers",
+            "accuracy",
+            "drop_pts",
+            "size_bytes",
+            "meets_budget",
+        ],
+    )
+
+
+def ptq_html(result: PTQResult) -> str:
+    """Post-training quantization outcome: status, reason and the attempts trace."""
+    model = result.model
+    title = f"Post-training quantization: {result.status} ({model.mode}, {model.size_bytes:,} B)"
+    notes = [result.reason]
+    if result.budget is not None and result.reference_accuracy is not None:
+        notes.append(
+            f"Budget: {result.budget.describe()} on the {result.split} split; float Keras "
+            f"{100 * result.reference_accuracy:.2f} %, chosen model "
+            f"{100 * (result.accuracy or 0):.2f} %."
+        )
+    notes.append(f"Float layers: {', '.join(model.float_layers) or 'none'}.")
+    notes.extend(model.notes)
+    frame = attempts_table(result)
+    if frame.empty:
+        frame = pd.DataFrame([{"mode": model.mode, "size_bytes": model.size_bytes}])
+    return render_html(frame, title=title, notes=notes)
+
+
+def qat_html(result: QATResult, history: pd.DataFrame) -> str:
+    """QAT outcome: Keras QAT vs deployed int8 accuracy, layers, and the training history."""
+    gap = 100 * (result.tflite_accuracy - result.keras_accuracy)
+    return render_html(
+        history,
+        title=(
+            f"Quantization-aware training: Keras QAT {100 * result.keras_accuracy:.2f} %, int8 "
+            f".tflite {100 * result.tflite_accuracy:.2f} % ({gap:+.2f} pts) on {result.split}, "
+            f"{result.tflite.size_bytes:,} B"
+        ),
+        notes=(
+            f"{result.epochs_run} epoch(s) run (early stopping on validation).",
+            f"Quantized layers: {', '.join(result.quantized_layers) or 'none'}.",
+            f"Float layers: {', '.join(result.float_layers) or 'none'}.",
+            *result.tflite.notes,
+        ),
+    )

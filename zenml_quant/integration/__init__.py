@@ -17,6 +17,9 @@ from .steps import (
     evaluate_tflite_model,
     load_keras_model,
     load_labeled_dataset,
+    profile_sensitivity,
+    quantization_aware_training,
+    quantize_post_training,
 )
 
 __all__ = [
@@ -30,4 +33,7 @@ __all__ = [
     "evaluate_tflite_model",
     "load_keras_model",
     "load_labeled_dataset",
+    "profile_sensitivity",
+    "quantization_aware_training",
+    "quantize_post_training",
 ]

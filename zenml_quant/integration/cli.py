@@ -27,8 +27,8 @@ def _run_and_collect(
     config: str | None,
     overrides: dict[str, Any],
     output_dir: Path,
-) -> tuple[Any, list[Any], dict[str, str]]:
-    """Run ``compress_pipeline``; return the baseline, the candidates and the written files."""
+) -> tuple[Any, list[Any], dict[str, str], list[dict] | None]:
+    """Run ``compress_pipeline``; return the baseline, candidates, written files, sensitivity."""
     from .pipelines import compress_pipeline
 
     runnable = compress_pipeline.with_options(config_path=config) if config else compress_pipeline
@@ -43,19 +43,23 @@ def _run_and_collect(
     candidates, paths = [], {}
     output_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(model_path.rstrip("/")).stem or "model"
-    # Step ids come from compress_pipeline: evaluate_<mode> scores the output of convert_<mode>.
-    for name in steps:  # in run order, i.e. the order of the modes
+    # Every candidate is scored by an evaluate_<name> step; its input is the .tflite file.
+    for name in steps:  # in run order
         if not name.startswith("evaluate_") or name == "evaluate_baseline":
             continue
         result = steps[name].outputs["zq_candidate"][0].load()
-        tflite = (
-            steps[f"convert_{name.removeprefix('evaluate_')}"].outputs["zq_tflite_model"][0].load()
-        )
+        tflite = steps[name].inputs["tflite_model"][0].load()
         target = (output_dir / f"{stem}_{result.name}.tflite").resolve()
         target.write_bytes(tflite.content)
         candidates.append(result)
         paths[result.name] = str(target)
-    return baseline, candidates, paths
+    sensitivity = None
+    if "profile_sensitivity" in steps:
+        table = steps["profile_sensitivity"].outputs["zq_sensitivity"][0].load()
+        columns = ["rank", "layer", "type", "measured", "sensitivity_pts"]
+        columns += ["drop_alone_pts", "recovery_pts", "noise_to_signal"]
+        sensitivity = json.loads(table[columns].to_json(orient="records"))
+    return baseline, candidates, paths, sensitivity
 
 
 def _print_table(baseline: Any, candidates: list[Any]) -> None:
@@ -73,14 +77,15 @@ def _print_table(baseline: Any, candidates: list[Any]) -> None:
         "vs float32",
         "p50 latency",
         "threads",
+        "float layers",
     ):
         table.add_column(column, justify="left" if column == "candidate" else "right")
     table.add_row(
-        f"keras ({baseline.flavour})", f"{100 * baseline.accuracy:.2f} %", "", "", "", "", ""
+        f"keras ({baseline.flavour})", f"{100 * baseline.accuracy:.2f} %", "", "", "", "", "", ""
     )
     for c in candidates:
         if c.error:
-            table.add_row(c.name, "failed", "", f"{c.size_bytes:,} B", "", "", "", style="red")
+            table.add_row(c.name, "failed", "", f"{c.size_bytes:,} B", "", "", "", "", style="red")
             continue
         table.add_row(
             c.name,
@@ -90,11 +95,16 @@ def _print_table(baseline: Any, candidates: list[Any]) -> None:
             f"{c.size_bytes / baseline.float_tflite_bytes:.2f}x",
             f"{c.latency_ms_p50 * 1000:.0f} µs",
             str(c.threads),
+            ", ".join(c.float_layers),
         )
     Console().print(table)
     for c in candidates:
         if c.error:
             click.echo(f"{c.name} failed: {c.error}", err=True)
+        if c.float_layers:  # the table column is cut on narrow terminals
+            click.echo(f"{c.name} keeps in float: {', '.join(c.float_layers)}")
+        for note in c.notes:
+            click.echo(f"{c.name}: {note}", err=True)
 
 
 def _finish(
@@ -108,7 +118,7 @@ def _finish(
     from ..report import summary_dict
 
     try:
-        baseline, candidates, paths = _run_and_collect(
+        baseline, candidates, paths, sensitivity = _run_and_collect(
             model_path, data_source, config=config, overrides=overrides, output_dir=Path(output_dir)
         )
     except Exception as exc:  # our errors, raised directly or inside a failed step: no traceback
@@ -119,7 +129,8 @@ def _finish(
     _print_table(baseline, candidates)
     click.echo(f"TFLite files written to {Path(output_dir).resolve()}")
     if json_path:
-        Path(json_path).write_text(json.dumps(summary_dict(baseline, candidates, paths), indent=2))
+        summary = summary_dict(baseline, candidates, paths, sensitivity=sensitivity)
+        Path(json_path).write_text(json.dumps(summary, indent=2))
         click.echo(f"Summary written to {json_path}")
 
 
@@ -144,7 +155,8 @@ def main() -> None:
 @click.option("--output-dir", default="zenml-quant-output", show_default=True)
 @click.option("--json", "json_path", default=None, help="Also write the summary as JSON here.")
 def demo(epochs: int, output_dir: str, json_path: str | None) -> None:
-    """Train a small CNN on the bundled 8x8 digits and compress it to float32 and int8 TFLite."""
+    """Train a small CNN on the bundled 8x8 digits and compress it: float32, int8, the
+    accuracy-controlled mixed model and quantization-aware training."""
     from ..datasets import load_digits
     from ..demo import train_demo_model
 
@@ -152,7 +164,7 @@ def demo(epochs: int, output_dir: str, json_path: str | None) -> None:
     model = train_demo_model(load_digits(), epochs=epochs)
     model_path = os.path.join(tempfile.mkdtemp(prefix="zenml-quant-demo-"), "demo_cnn.keras")
     model.save(model_path)
-    _finish(model_path, "digits", None, {}, output_dir, json_path)
+    _finish(model_path, "digits", None, {"qat": True}, output_dir, json_path)
 
 
 @main.command()
@@ -186,6 +198,24 @@ def demo(epochs: int, output_dir: str, json_path: str | None) -> None:
     default=None,
     help='Extra metric "package.module:function" taking (labels, outputs) -> float.',
 )
+@click.option(
+    "--sensitivity",
+    type=click.Choice(["fast", "exhaustive", "off"]),
+    default=None,
+    help="Per-layer int8 sensitivity profiling [fast].",
+)
+@click.option(
+    "--accuracy-budget",
+    type=float,
+    default=None,
+    help="Accuracy drop the mixed int8 candidate may cost on validation, e.g. 0.005 = half a "
+    "point [0.01]; layers are kept in float until it holds.",
+)
+@click.option(
+    "--relative-budget", is_flag=True, help="--accuracy-budget is a fraction of the float accuracy."
+)
+@click.option("--no-mixed", is_flag=True, help="Skip the accuracy-controlled mixed candidate.")
+@click.option("--qat", is_flag=True, help="Add a quantization-aware-training candidate.")
 @click.option("--output-dir", default="zenml-quant-output", show_default=True)
 @click.option("--json", "json_path", default=None, help="Also write the summary as JSON here.")
 def compress(
@@ -197,6 +227,11 @@ def compress(
     modes: tuple[str, ...],
     allow_unsafe: bool,
     metric: str | None,
+    sensitivity: str | None,
+    accuracy_budget: float | None,
+    relative_budget: bool,
+    no_mixed: bool,
+    qat: bool,
     output_dir: str,
     json_path: str | None,
 ) -> None:
@@ -214,6 +249,18 @@ def compress(
         overrides["allow_unsafe"] = True
     if metric:
         overrides["metric"] = metric
+    if sensitivity is not None:
+        overrides["sensitivity_mode"] = None if sensitivity == "off" else sensitivity
+    if accuracy_budget is not None:
+        overrides["max_accuracy_drop"] = accuracy_budget
+    if relative_budget:
+        overrides["relative_drop"] = True
+    if no_mixed:
+        if accuracy_budget is not None:
+            raise click.UsageError("--no-mixed and --accuracy-budget contradict each other.")
+        overrides["max_accuracy_drop"] = None
+    if qat:
+        overrides["qat"] = True
     _finish(model_path, data_source, config, overrides, output_dir, json_path)
 
 

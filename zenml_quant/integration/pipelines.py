@@ -12,6 +12,9 @@ from .steps import (
     evaluate_tflite_model,
     load_keras_model,
     load_labeled_dataset,
+    profile_sensitivity,
+    quantization_aware_training,
+    quantize_post_training,
 )
 
 __all__ = ["compress_pipeline"]
@@ -29,13 +32,22 @@ def compress_pipeline(
     offset: float = 0.0,
     allow_unsafe: bool = False,
     metric: str | None = None,
+    sensitivity_mode: str | None = "fast",
+    max_accuracy_drop: float | None = 0.01,
+    relative_drop: bool = False,
+    qat: bool = False,
 ) -> None:
-    """load -> convert (one step per mode) -> baseline and evaluate -> comparison report.
+    """load -> sensitivity -> convert / quantize / QAT -> baseline and evaluate -> comparison.
 
-    Step ids are ``convert_<mode>`` and ``evaluate_<mode>``, so a YAML config can set options
-    per mode (e.g. ``steps: {convert_int8: {parameters: {calibration_samples: 1000}}}``).
-    ``metric`` names an extra ``(labels, outputs) -> float`` function, ``"module:function"``,
-    scored on the baseline and on every candidate.
+    Candidates: one per ``modes`` entry (step ids ``convert_<mode>``, ``evaluate_<mode>``);
+    ``mixed``, the accuracy-controlled int8 model with the fewest float layers whose drop on
+    the validation split is at most ``max_accuracy_drop`` (``quantize_mixed``; None skips it);
+    and ``qat``, quantization-aware training converted to int8, when ``qat`` is set
+    (``quantization_aware_training``). ``sensitivity_mode`` (``"fast"``, ``"exhaustive"`` or
+    None) profiles the layers first; accuracy control then tries them in that order. A YAML
+    config sets step options by id, e.g. ``steps: {convert_int8: {parameters:
+    {calibration_samples: 1000}}}``. ``metric`` names an extra ``(labels, outputs) -> float``
+    function, ``"module:function"``, scored on the baseline and on every candidate.
     """
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
@@ -55,6 +67,30 @@ def compress_pipeline(
         candidates.append(
             evaluate_tflite_model(
                 tflite, dataset, split=split, name=mode, metric=metric, id=f"evaluate_{mode}"
+            )
+        )
+    sensitivity = None
+    if sensitivity_mode is not None:
+        sensitivity, _ = profile_sensitivity(model, dataset, mode=sensitivity_mode)
+    if max_accuracy_drop is not None:
+        mixed, _, _ = quantize_post_training(
+            model,
+            dataset,
+            sensitivity=sensitivity,
+            max_accuracy_drop=max_accuracy_drop,
+            relative_drop=relative_drop,
+            id="quantize_mixed",
+        )
+        candidates.append(
+            evaluate_tflite_model(
+                mixed, dataset, split=split, name="mixed", metric=metric, id="evaluate_mixed"
+            )
+        )
+    if qat:
+        qat_tflite, _, _ = quantization_aware_training(model, dataset)
+        candidates.append(
+            evaluate_tflite_model(
+                qat_tflite, dataset, split=split, name="qat", metric=metric, id="evaluate_qat"
             )
         )
     compare_candidates(baseline, candidates)

@@ -15,8 +15,18 @@ from .. import convert as _convert
 from .. import datasets as _datasets
 from .. import evaluate as _evaluate
 from .. import models as _models
+from .. import ptq as _ptq
+from .. import qat as _qat
 from .. import report as _report
-from ..types import BaselineSummary, CandidateResult, ConversionOptions, LabeledDataset, TFLiteModel
+from .. import sensitivity as _sensitivity
+from ..types import (
+    AccuracyBudget,
+    BaselineSummary,
+    CandidateResult,
+    ConversionOptions,
+    LabeledDataset,
+    TFLiteModel,
+)
 from ._runtime import STEP_SETTINGS, local_copy, record_metadata
 from .materializers import (
     KerasModelMaterializer,
@@ -31,6 +41,9 @@ __all__ = [
     "evaluate_tflite_model",
     "load_keras_model",
     "load_labeled_dataset",
+    "profile_sensitivity",
+    "quantization_aware_training",
+    "quantize_post_training",
 ]
 
 
@@ -199,3 +212,167 @@ def compare_candidates(
         }
     )
     return table, HTMLString(_report.comparison_html(baseline, candidates))
+
+
+@step(settings=STEP_SETTINGS)
+def profile_sensitivity(
+    model: Any,
+    dataset: LabeledDataset,
+    mode: str = "fast",
+    top_k: int = 3,
+    split: str = "validation",
+    debug_samples: int = 200,
+    calibration_samples: int = 500,
+    quantized_io: bool = True,
+    seed: int = 0,
+) -> tuple[
+    Annotated[pd.DataFrame, "zq_sensitivity"], Annotated[HTMLString, "zq_sensitivity_report"]
+]:
+    """Rank the layers by the accuracy int8 costs them (``mode`` ``"fast"`` or ``"exhaustive"``).
+
+    The table is ranked, most sensitive first; feed it to :func:`quantize_post_training` so
+    accuracy control tries the most sensitive layers first.
+    """
+    report = _sensitivity.profile_sensitivity(
+        model,
+        dataset,
+        mode=mode,
+        top_k=top_k,
+        split=split,
+        debug_samples=debug_samples,
+        options=ConversionOptions(
+            calibration_samples=calibration_samples, quantized_io=quantized_io, seed=seed
+        ),
+    )
+    top = report.table.head(5)
+    record_metadata(
+        {
+            "mode": report.mode,
+            "float_accuracy": report.float_accuracy,
+            "int8_accuracy": report.int8_accuracy,
+            "evaluations": report.evaluations,
+            "seconds": report.seconds,
+            "most_sensitive": {
+                str(row.layer): None if pd.isna(row.sensitivity_pts) else float(row.sensitivity_pts)
+                for row in top.itertuples()
+            },
+        }
+    )
+    return report.table, HTMLString(_report.sensitivity_html(report))
+
+
+@step(output_materializers={"zq_ptq_model": TFLiteModelMaterializer}, settings=STEP_SETTINGS)
+def quantize_post_training(
+    model: Any,
+    dataset: LabeledDataset,
+    sensitivity: pd.DataFrame | None = None,
+    mode: str = "int8",
+    float_layers: list[str] | None = None,
+    float_layer_types: list[str] | None = None,
+    max_accuracy_drop: float | None = None,
+    relative_drop: bool = False,
+    search: str = "greedy",
+    max_float_layers: int | None = None,
+    split: str = "validation",
+    calibration_samples: int = 500,
+    quantized_io: bool = True,
+    seed: int = 0,
+) -> tuple[
+    Annotated[TFLiteModel, "zq_ptq_model"],
+    Annotated[pd.DataFrame, "zq_ptq_attempts"],
+    Annotated[HTMLString, "zq_ptq_report"],
+]:
+    """Post-training quantization: a plain ``mode``, int8 with float layers, or a budget.
+
+    ``max_accuracy_drop`` (accuracy units: 0.005 is half a point; a fraction of the float
+    accuracy with ``relative_drop``) turns on accuracy control on ``split``: the fewest layers
+    kept in float, most sensitive first (from ``sensitivity``, the output of
+    :func:`profile_sensitivity`, else a fast profile). A budget that cannot be met gives the
+    best model found, marked ``budget not met``; it does not fail the step.
+    """
+    result = _ptq.quantize_post_training(
+        model,
+        dataset,
+        mode=mode,
+        float_layers=float_layers or (),
+        float_layer_types=float_layer_types or (),
+        budget=None
+        if max_accuracy_drop is None
+        else AccuracyBudget(max_drop=max_accuracy_drop, relative=relative_drop),
+        ranking=None if sensitivity is None else list(sensitivity["layer"]),
+        search=search,
+        max_float_layers=max_float_layers,
+        split=split,
+        options=ConversionOptions(
+            calibration_samples=calibration_samples, quantized_io=quantized_io, seed=seed
+        ),
+    )
+    record_metadata(
+        {
+            "status": result.status,
+            "reason": result.reason,
+            "mode": result.model.mode,
+            "size_bytes": result.model.size_bytes,
+            "float_layers": list(result.float_layers),
+            "accuracy": result.accuracy,
+            "reference_accuracy": result.reference_accuracy,
+            "attempts": len(result.attempts),
+        }
+    )
+    return result.model, _report.attempts_table(result), HTMLString(_report.ptq_html(result))
+
+
+@step(output_materializers={"zq_qat_model": TFLiteModelMaterializer}, settings=STEP_SETTINGS)
+def quantization_aware_training(
+    model: Any,
+    dataset: LabeledDataset,
+    layers: list[str] | None = None,
+    skip_layers: list[str] | None = None,
+    epochs: int = 3,
+    batch_size: int = 64,
+    learning_rate: float = 1e-4,
+    early_stopping_patience: int = 2,
+    split: str = "validation",
+    calibration_samples: int = 500,
+    quantized_io: bool = True,
+    seed: int = 0,
+) -> tuple[
+    Annotated[TFLiteModel, "zq_qat_model"],
+    Annotated[pd.DataFrame, "zq_qat_history"],
+    Annotated[HTMLString, "zq_qat_report"],
+]:
+    """Fine-tune with fake quantization (tfmot, ``tf_keras`` models) and convert to int8.
+
+    Whole model by default; ``layers`` quantizes only those, ``skip_layers`` all but those
+    (e.g. layers tfmot cannot quantize, or the most sensitive ones). Early stopping watches
+    the validation accuracy. Reports the Keras QAT and the int8 ``.tflite`` accuracy on ``split``.
+    """
+    result = _qat.quantization_aware_training(
+        model,
+        dataset,
+        layers=layers,
+        skip_layers=skip_layers or (),
+        options=_qat.QATOptions(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            early_stopping_patience=early_stopping_patience,
+            seed=seed,
+        ),
+        conversion=ConversionOptions(
+            calibration_samples=calibration_samples, quantized_io=quantized_io, seed=seed
+        ),
+        split=split,
+    )
+    record_metadata(
+        {
+            "keras_qat_accuracy": result.keras_accuracy,
+            "tflite_accuracy": result.tflite_accuracy,
+            "epochs_run": result.epochs_run,
+            "size_bytes": result.tflite.size_bytes,
+            "float_layers": list(result.float_layers),
+            "quantized_layers": len(result.quantized_layers),
+        }
+    )
+    history = pd.DataFrame(result.history).rename_axis("epoch").reset_index()
+    return result.tflite, history, HTMLString(_report.qat_html(result, history))
