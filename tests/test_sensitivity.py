@@ -48,8 +48,11 @@ def test_fast_mode_measures_only_the_debuggers_suspects(hard_case, wide_digits, 
     # the one that reads it.
     assert set(table[table["measured"]]["layer"]) == {"bottleneck", "logits"}
     assert table[~table["measured"]]["drop_alone_pts"].isna().all()
-    assert calls == [(2, 4), (4, 4)]
-    assert report.evaluations == 5
+    # Fast mode takes the drop alone only: one evaluation per suspect, plus full int8.
+    assert (table[table["measured"]]["drop_alone_pts"] > 1).all()
+    assert table["drop_all_but_pts"].isna().all()
+    assert calls == [(1, 2), (2, 2)]
+    assert report.evaluations == 3
 
 
 def test_debugger_statistics_flag_the_outlier(quantizer, wide_digits):

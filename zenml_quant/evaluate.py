@@ -90,11 +90,16 @@ def evaluate_keras(
     split: str = "test",
     batch_size: int = 256,
     metric_fn: MetricFn | None = None,
+    compiled_metrics: bool = True,
 ) -> Evaluation:
-    """Accuracy, the model's compiled Keras metrics (if compiled) and ``metric_fn`` on ``split``."""
+    """Accuracy, the model's compiled Keras metrics (if compiled) and ``metric_fn`` on ``split``.
+
+    ``compiled_metrics=False`` skips the second pass over the data that Keras' own metrics need,
+    for callers that only want the accuracy.
+    """
     x, y = dataset.split(split)
     outputs = model.predict(x, batch_size=batch_size, verbose=0)
-    metrics = _compiled_metrics(model, x, y, batch_size)
+    metrics = _compiled_metrics(model, x, y, batch_size) if compiled_metrics else {}
     metrics.update(_user_metric(metric_fn, y, outputs))
     return Evaluation(
         split=split, n_samples=len(y), accuracy=accuracy_from_outputs(outputs, y), metrics=metrics

@@ -136,7 +136,7 @@ def quantize_with_accuracy_budget(
     if max_float_layers is not None:
         candidates = candidates[:max_float_layers]
 
-    reference = evaluate_keras(model, dataset, split=split).accuracy
+    reference = evaluate_keras(model, dataset, split=split, compiled_metrics=False).accuracy
     trial = _Trials(quantizer, budget, reference, x, y)
     trial.run(base, "start" if base else "full int8")
     if not trial.best_met():

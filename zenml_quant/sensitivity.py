@@ -7,10 +7,11 @@ Two exact measures per quantizable layer, on one split, against the float Keras 
   much of the full-int8 drop keeping this one layer in float wins back).
 
 Plus the TFLite quantization debugger's per-layer error statistics (see
-:meth:`SelectiveQuantizer.layer_errors`). ``mode="exhaustive"`` measures every layer exactly
-(two evaluations each); ``mode="fast"`` runs the debugger once and measures only the ``top_k``
-layers it suspects most. Both calibrate once and re-quantize in milliseconds, so the cost is
-dominated by the evaluations.
+:meth:`SelectiveQuantizer.layer_errors`). ``mode="exhaustive"`` measures both drops for every
+layer (two evaluations each); ``mode="fast"`` runs the debugger once and measures the drop
+alone of only the ``top_k`` layers it suspects most (one evaluation each: the drop alone is the
+one that also flags a pair of layers that only help together, such as both ends of an outlier
+tensor). Both calibrate once and re-quantize in milliseconds, so the cost is the evaluations.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class SensitivityReport:
 
     ``table`` has one row per quantizable layer, most sensitive first: ``rank``, ``layer``,
     ``type``, ``ops``, ``measured`` (exact drops taken), ``drop_alone_pts``,
-    ``drop_all_but_pts``, ``recovery_pts``, ``sensitivity_pts`` (the larger of drop-alone and
-    recovery: what this layer costs or can win back), ``rmse_over_scale``, ``noise_to_signal``
+    ``drop_all_but_pts`` and ``recovery_pts`` (exhaustive mode only), ``sensitivity_pts`` (the
+    larger of drop-alone and recovery: what this layer costs or can win back), ``rmse_over_scale``, ``noise_to_signal``
     and ``input_noise_to_signal`` (debugger statistics) and ``suspicion`` (the debugger's
     ranking signal). Accuracy figures are in percentage points.
     """
@@ -113,18 +114,22 @@ def profile_sensitivity(
     errors["suspicion"] = errors[["noise_to_signal", "input_noise_to_signal"]].max(axis=1)
     chosen = layers if mode == "exhaustive" else _top(errors, top_k)
 
-    float_accuracy = evaluate_keras(model, dataset, split=split).accuracy
+    float_accuracy = evaluate_keras(model, dataset, split=split, compiled_metrics=False).accuracy
     int8_accuracy = tflite_accuracy(quantizer.quantize(), x, y)
-    total, done = 2 * len(chosen), 0
+    per_layer = 2 if mode == "exhaustive" else 1
+    total, done = per_layer * len(chosen), 0
     exact: dict[str, tuple[float, float]] = {}
     for name in chosen:
         alone = tflite_accuracy(quantizer.quantize([n for n in layers if n != name]), x, y)
-        all_but = tflite_accuracy(quantizer.quantize([name]), x, y)
-        exact[name] = (float_accuracy - alone, float_accuracy - all_but)
-        done += 2
+        all_but = math.nan
+        if mode == "exhaustive":
+            all_but = float_accuracy - tflite_accuracy(quantizer.quantize([name]), x, y)
+        exact[name] = (float_accuracy - alone, all_but)
+        done += per_layer
         message = (
-            f"sensitivity {done // 2}/{len(chosen)}: {name} drop alone "
-            f"{100 * exact[name][0]:+.2f} pts, all but it {100 * exact[name][1]:+.2f} pts"
+            f"sensitivity {done // per_layer}/{len(chosen)}: {name} drop alone "
+            f"{100 * exact[name][0]:+.2f} pts"
+            + (f", all but it {100 * all_but:+.2f} pts" if mode == "exhaustive" else "")
         )
         logger.info(message)
         if progress is not None:
