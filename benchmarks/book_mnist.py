@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _sections import write_section  # beside this script
 from ai_edge_litert.interpreter import Interpreter
 
 from zenml_quant._compat import tf, tf_keras  # sets TF_USE_LEGACY_KERAS before TensorFlow
@@ -29,7 +30,6 @@ from zenml_quant.types import ConversionOptions
 ROOT = Path(__file__).resolve().parent.parent
 SCALE, OFFSET, SEED, PARAMS, ROUNDS = 2 / 255, -1.0, 0, 35_210, 5
 MODES = ("float32", "int8")
-START, END = "<!-- book_mnist:start -->", "<!-- book_mnist:end -->"
 BOOK = {"float32": (138.71, 98.62), "int8": (39.65, 98.61)}  # KB, % (DESIGN.md section 5)
 NOTE = (
     "Book rows: as the book reports them, not measured (KB as printed; ratio vs the book's float). "
@@ -258,17 +258,6 @@ def render(args, m: dict, base: dict, ok: list) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str) -> Path:
-    """Replace (or append) this script's section of BENCHMARKS.md, leaving the rest alone."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block, (head, found, rest) = f"{START}\n{section}\n{END}", text.partition(START)
-    keep = found and END in rest
-    text = head + block + rest.partition(END)[2] if keep else f"{text.rstrip()}\n\n{block}\n"
-    path.write_text(text)
-    return path
-
-
 def main() -> None:
     """Train, compress both ways, measure side by side, write the table."""
     sys.stdout.reconfigure(line_buffering=True)  # per-epoch progress shows up in logs too
@@ -303,7 +292,7 @@ def main() -> None:
         train=train_note, ours_s=ours_s, eval_s=evaluation_seconds(ours_files, x_test, args.threads)
     )
     section = render(args, m, ours["baseline"], checks(m))
-    print(f"\n{section}\n\nWrote {write_section(section)}")
+    print(f"\n{section}\n\nWrote {write_section('book_mnist', section)}")
 
 
 if __name__ == "__main__":
