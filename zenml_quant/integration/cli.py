@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +54,16 @@ def _run_and_collect(
         target.write_bytes(tflite.content)
         candidates.append(result)
         paths[result.name] = str(target)
-    sensitivity = None
-    if "profile_sensitivity" in steps:
-        table = steps["profile_sensitivity"].outputs["zq_sensitivity"][0].load()
-        columns = ["rank", "layer", "type", "measured", "sensitivity_pts"]
-        columns += ["drop_alone_pts", "recovery_pts", "noise_to_signal"]
-        sensitivity = json.loads(table[columns].to_json(orient="records"))
+    with warnings.catch_warnings():  # ZenML's CSV loader guesses at dates in every column
+        warnings.simplefilter("ignore", UserWarning)
+        order = list(steps["compare_candidates"].outputs["zq_comparison"][0].load()["name"])
+        candidates.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
+        sensitivity = None
+        if "profile_sensitivity" in steps:
+            table = steps["profile_sensitivity"].outputs["zq_sensitivity"][0].load()
+            columns = ["rank", "layer", "type", "measured", "sensitivity_pts"]
+            columns += ["drop_alone_pts", "recovery_pts", "noise_to_signal"]
+            sensitivity = json.loads(table[columns].to_json(orient="records"))
     return baseline, candidates, paths, sensitivity
 
 
@@ -66,43 +71,34 @@ def _print_table(baseline: Any, candidates: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    threads = sorted({c.threads for c in candidates if not c.error})
     table = Table(
-        title=f"{baseline.model_name}: accuracy on {baseline.split} ({baseline.n_samples} examples)"
+        title=f"{baseline.model_name}: accuracy on {baseline.split} ({baseline.n_samples} "
+        f"examples); latency: median batch-1 invoke, {'/'.join(map(str, threads))} thread(s)"
     )
-    for column in (
-        "candidate",
-        "accuracy",
-        "Δ pts",
-        "size",
-        "vs float32",
-        "p50 latency",
-        "threads",
-        "float layers",
-    ):
+    for column in ("candidate", "accuracy", "Δ pts", "bytes", "vs f32", "latency", "float layers"):
         table.add_column(column, justify="left" if column == "candidate" else "right")
     table.add_row(
-        f"keras ({baseline.flavour})", f"{100 * baseline.accuracy:.2f} %", "", "", "", "", "", ""
+        f"keras ({baseline.flavour})", f"{100 * baseline.accuracy:.2f} %", "", "", "", "", ""
     )
     for c in candidates:
         if c.error:
-            table.add_row(c.name, "failed", "", f"{c.size_bytes:,} B", "", "", "", "", style="red")
+            table.add_row(c.name, "failed", "", f"{c.size_bytes:,}", "", "", "", style="red")
             continue
         table.add_row(
             c.name,
             f"{100 * c.accuracy:.2f} %",
             f"{100 * (c.accuracy - baseline.accuracy):+.2f}",
-            f"{c.size_bytes:,} B",
+            f"{c.size_bytes:,}",
             f"{c.size_bytes / baseline.float_tflite_bytes:.2f}x",
-            f"{c.latency_ms_p50 * 1000:.0f} µs",
-            str(c.threads),
+            f"{c.latency_ms_p50 * 1000:.0f} µs" + (f" ×{c.threads}" if len(threads) > 1 else ""),
             ", ".join(c.float_layers),
         )
-    Console().print(table)
+    # Wide enough for every column even when stdout is not a terminal (rich would assume 80).
+    Console(width=max(100, Console().width)).print(table)
     for c in candidates:
         if c.error:
             click.echo(f"{c.name} failed: {c.error}", err=True)
-        if c.float_layers:  # the table column is cut on narrow terminals
-            click.echo(f"{c.name} keeps in float: {', '.join(c.float_layers)}")
         for note in c.notes:
             click.echo(f"{c.name}: {note}", err=True)
 
