@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._compat import is_keras3_model, tf_keras
+from .demo import compile_classifier, fit_classifier
 from .errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
 from .types import LabeledDataset
 
@@ -147,9 +148,7 @@ def build_hard_case_model(
             raise InvalidOptionError(f"{name}={value!r}: use a whole number >= 1.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidOptionError(f"batch_size={batch_size!r}: use a whole number >= 1.")
-    x_train, x_val = dataset.x_train, dataset.x_val
-    if x_train.ndim == 3:
-        x_train, x_val = x_train[..., None], x_val[..., None]
+    x_train = dataset.x_train[..., None] if dataset.x_train.ndim == 3 else dataset.x_train
     if x_train.ndim != 4:
         raise InvalidDatasetError(
             f"The hard-case model is a CNN on images, but the examples have shape "
@@ -160,20 +159,12 @@ def build_hard_case_model(
     model = build_hard_case_cnn(
         x_train.shape[1:], dataset.num_classes, bottleneck_units=bottleneck_units
     )
-    _compile(model)
-    model.fit(
-        x_train,
-        dataset.y_train,
-        validation_data=(x_val, dataset.y_val),
-        epochs=epochs,
-        batch_size=batch_size,
-        verbose=0,
-    )
+    fit_classifier(model, dataset, epochs=epochs, batch_size=batch_size)
     probe = tf_keras.Model(model.inputs, model.get_layer("bottleneck").output)
     activations = probe.predict(x_train, batch_size=256, verbose=0)
     unit = int(np.argmax(activations.max(axis=0)))
     hard = add_activation_outlier(model, "bottleneck", unit=unit, factor=factor)
-    _compile(hard)
+    compile_classifier(hard)
     return hard
 
 
@@ -205,14 +196,6 @@ def build_hard_case_cnn(
         layers.Dense(num_classes, name="logits"),
     ]
     return tf_keras.Sequential(stack, name="hard_case_cnn")
-
-
-def _compile(model: tf_keras.Model) -> None:
-    model.compile(
-        optimizer=tf_keras.optimizers.Adam(2e-3),
-        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
 
 
 def _check_graph_model(model: Any) -> None:
