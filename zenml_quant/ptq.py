@@ -186,13 +186,10 @@ class _Trials:
         x: Any,
         y: Any,
     ) -> None:
-        self.quantizer, self.budget, self.reference, self.x, self.y = (
-            quantizer,
-            budget,
-            reference,
-            x,
-            y,
-        )
+        self.quantizer = quantizer
+        self.budget = budget
+        self.reference = reference
+        self.x, self.y = x, y
         self.attempts: list[QuantizationAttempt] = []
         self.models: dict[tuple[str, ...], TFLiteModel] = {}
         self._order = {name: i for i, name in enumerate(layer.layer for layer in quantizer.layers)}

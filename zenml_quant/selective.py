@@ -123,6 +123,8 @@ class SelectiveQuantizer:
         nodes = [node for name in float_layers for node in self._by_name[name].nodes]
         with _quiet():
             try:
+                # The options setter is the debugger's public way to change the denylist; it
+                # also rebuilds its debug model, which costs milliseconds on models this size.
                 self._debugger.options = self._debug_options(nodes)
             except ValueError:
                 # With every operator in float there is nothing left to verify, and rebuilding
