@@ -1,5 +1,6 @@
 """This repository's ZenML project: the plugin's steps, plus demo-only ones."""
 
+from zenml_quant.integration import benchmark_on_device, deployment_gate, gate_inputs
 from zenml_quant.integration.steps import (
     compare_candidates,
     convert_to_tflite,
@@ -15,6 +16,9 @@ from zenml_quant.integration.steps import (
 from .train_demo_model import train_demo_model_step
 
 __all__ = [
+    "benchmark_on_device",
+    "deployment_gate",
+    "gate_inputs",
     "compare_candidates",
     "convert_to_tflite",
     "evaluate_baseline",

@@ -229,3 +229,47 @@ def test_no_credentials_at_all_is_an_auth_error(sshd, int8_model, monkeypatch, t
     benchmarker = SSHBenchmarker(target(sshd, retries=2), SSHCredentials())
     with pytest.raises(DeviceUnreachableError, match=f"user {sshd.user!r}.*secret"):
         benchmarker.run(int8_model[0], options=FAST)
+
+
+def test_benchmark_step_reads_credentials_from_a_zenml_secret(sshd, digits_model, digits):
+    import sys
+    import uuid
+
+    from zenml.client import Client
+
+    from zenml_quant.convert import convert_model
+    from zenml_quant.evaluate import evaluate_tflite
+    from zenml_quant.integration import benchmark_on_device
+
+    secret = f"zq-test-ssh-{uuid.uuid4().hex[:8]}"
+    Client().create_secret(
+        secret,
+        values={"private_key": sshd.client_key, "known_hosts": sshd.known_hosts.read_text()},
+    )
+    int8 = convert_model(digits_model, "int8", representative_data=digits.x_train)
+    results, page = benchmark_on_device.entrypoint(
+        int8,
+        digits,
+        name="int8",
+        device=f"ssh://{sshd.user}@127.0.0.1:{sshd.port}",
+        ssh_secret=secret,
+        ssh_python=sys.executable,
+        min_runs=10,
+        min_seconds=0.1,
+        accuracy_split="test",
+    )
+    (result,) = results
+    assert result.ok and result.device == f"ssh://{sshd.user}@127.0.0.1:{sshd.port}"
+    assert result.accuracy == pytest.approx(evaluate_tflite(int8, digits, split="test").accuracy)
+    assert "ssh://" in page
+
+
+def test_benchmark_step_refuses_ssh_without_a_secret(int8_model):
+    from zenml_quant.integration import benchmark_on_device
+
+    with pytest.raises(InvalidOptionError, match="ZenML secret"):
+        benchmark_on_device.entrypoint(int8_model[0], device="ssh://pi@127.0.0.1:22")
+    with pytest.raises(InvalidOptionError, match="neither 'local'"):
+        benchmark_on_device.entrypoint(
+            int8_model[0], device="telnet://pi@host", ssh_secret="whatever"
+        )

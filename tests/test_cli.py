@@ -154,3 +154,47 @@ def test_no_mixed_contradicts_a_budget(digits_model_path):
         ],
     )
     assert result.exit_code == 2 and "contradict" in result.output
+
+
+def test_gate_flags_fail_with_reasons_and_pass_with_promotion(digits_model_path, tmp_path):
+    common = ["compress", "--model", str(digits_model_path), "--data", "digits", "--mode", "int8"]
+    common += ["--sensitivity", "off", "--no-mixed", "--stage", "staging"]
+    summary_path = tmp_path / "fail.json"
+    failed = CliRunner().invoke(
+        main, [*common, "--max-size-kb", "5", "--json", str(summary_path)]
+    )
+    assert failed.exit_code == 1 and "deployment gate failed" in failed.output
+    gate = json.loads(summary_path.read_text())["gate"]
+    assert gate["passed"] is False and gate["stage"] is None
+    size = next(c for c in gate["checks"] if c["name"] == "size")
+    assert size == {**size, "limit": 5000, "passed": False}
+
+    _, summary = _compress_ok(
+        tmp_path,
+        *common[1:],
+        "--max-size-kb",
+        "50",
+        "--max-accuracy-drop",
+        "0.02",
+        "--min-accuracy",
+        "0.5",
+        "--max-latency-ms",
+        "100",
+        "--threads",
+        "1",
+        "--threads",
+        "2",
+    )
+    gate = summary["gate"]
+    assert gate["passed"] and gate["stage"] == "staging" and gate["selected"] == "int8"
+    assert {c["name"] for c in gate["checks"]} == {"accuracy", "accuracy_drop", "size", "latency"}
+    (int8,) = summary["candidates"]
+    assert [b["threads"] for b in int8["benchmark"]] == [1, 2]
+    assert all(b["p50_ms"] > 0 and b["error"] is None for b in int8["benchmark"])
+
+
+def test_retrain_schedule_on_the_local_stack_says_what_to_do():
+    result = CliRunner().invoke(main, ["retrain", "--schedule", "0 3 * * 1", "--epochs", "1"])
+    assert result.exit_code == 1
+    assert "cannot run pipelines on a schedule" in result.output
+    assert "nothing was scheduled" in result.output and "Traceback" not in result.output

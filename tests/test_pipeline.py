@@ -34,6 +34,12 @@ def test_pipeline_tracks_every_artifact(run):
         "quantization_aware_training",
         "evaluate_qat",
         "compare_candidates",
+        "benchmark_float32",
+        "benchmark_int8",
+        "benchmark_mixed",
+        "benchmark_qat",
+        "gate_inputs",
+        "deployment_gate",
     }
     assert expected <= set(steps)
     table = steps["compare_candidates"].outputs["zq_comparison"][0].load()
@@ -71,3 +77,85 @@ def test_quantization_steps_report_and_log(run):
     # The mixed step ranked its layers with the profile it was given, not a second one.
     mixed_inputs = steps["quantize_mixed"].inputs
     assert "sensitivity" in mixed_inputs
+
+
+def test_every_candidate_is_benchmarked_and_gated(run):
+    steps = run.steps
+    results = steps["benchmark_int8"].outputs["zq_benchmark"][0].load()
+    assert [r.threads for r in results] == [1] and results[0].ok
+    assert results[0].p50_ms <= results[0].p90_ms <= results[0].p99_ms
+    assert steps["benchmark_int8"].outputs["zq_benchmark_report"][0].visualizations
+    measurements = steps["gate_inputs"].outputs["zq_gate_inputs"][0].load()
+    assert [m.name for m in measurements] == ["float32", "int8", "mixed", "qat"]
+    assert "p99@1" in measurements[1].latency_ms and measurements[1].peak_memory_bytes > 0
+    decision = steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    # No targets were set: every candidate passes and the smallest is selected.
+    assert decision.passed and decision.selected in ("int8", "mixed", "qat")
+
+
+def _gated_run(model_path, model_name, **gate):
+    from zenml import Model
+
+    from zenml_quant.integration import compress_pipeline
+
+    return compress_pipeline.with_options(model=Model(name=model_name), enable_cache=False)(
+        model_path=str(model_path),
+        modes=("float32", "int8"),
+        sensitivity_mode=None,
+        max_accuracy_drop=None,
+        gate_raise_on_fail=False,
+        **gate,
+    )
+
+
+def test_compress_gate_promotes_only_a_candidate_that_meets_the_targets(digits_model_path):
+    from zenml.client import Client
+
+    name = "zq-test-compress-gate"
+    missed = _gated_run(digits_model_path, name, gate_max_size_bytes=5_000, gate_stage="staging")
+    decision = missed.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    assert not decision.passed
+    assert any("size" in reason and "5,000 B" in reason for reason in decision.reasons)
+    first = Client().get_model_version(name, 1)
+    assert first.stage is None  # nothing promoted
+
+    met = _gated_run(
+        digits_model_path, name, gate_max_size_bytes=50_000, gate_stage="production"
+    )
+    decision = met.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    assert decision.passed and decision.selected == "int8"
+    second = Client().get_model_version(name, 2)
+    assert str(second.stage) in ("production", "ModelStages.PRODUCTION")
+    assert second.run_metadata["zq_gate_size_bytes"] < 50_000
+    assert second.run_metadata["zq_gate_candidate"] == "int8"
+
+
+def test_retrain_and_compress_promotes_to_staging():
+    from zenml import Model
+    from zenml.client import Client
+
+    from zenml_quant.integration import retrain_and_compress
+
+    name = "zq-test-retrain"
+    run = retrain_and_compress.with_options(model=Model(name=name), enable_cache=False)(
+        data_source="digits",
+        epochs=3,
+        modes=("int8",),
+        sensitivity_mode=None,
+        max_accuracy_drop=None,
+        gate_max_accuracy_drop=0.03,
+    )
+    steps = run.steps
+    assert {"load_training_data", "train_demo_model_step", "deployment_gate"} <= set(steps)
+    decision = steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    assert decision.passed and decision.stage == "staging"
+    version = Client().get_model_version(name, 1)
+    assert str(version.stage) in ("staging", "ModelStages.STAGING")
+
+
+def test_a_schedule_on_the_local_orchestrator_is_refused_clearly():
+    from zenml_quant.errors import InvalidOptionError
+    from zenml_quant.integration import schedule_retrain_and_compress
+
+    with pytest.raises(InvalidOptionError, match="cannot run pipelines on a schedule"):
+        schedule_retrain_and_compress("0 3 * * 1", epochs=1)

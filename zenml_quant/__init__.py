@@ -12,12 +12,16 @@ from .baseline import profile_baseline
 from .convert import convert_model, inspect_tflite
 from .datasets import conform_to_model, load_dataset
 from .errors import (
+    ConstraintNotMetError,
     ConversionError,
+    DeviceUnreachableError,
     InvalidDatasetError,
     InvalidModelError,
     InvalidOptionError,
     ZenmlQuantError,
 )
+from .gate import CandidateMeasurements, GateDecision, GatePolicy, decide
+from .benchmark import BenchmarkOptions, BenchmarkResult, LocalBenchmarker
 from .evaluate import evaluate_candidate, evaluate_keras, evaluate_tflite
 from .interpreter import measure_latency, run_tflite
 from .models import check_model, input_shape, load_model, num_outputs
@@ -44,6 +48,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MODES",
+    "BenchmarkOptions",
+    "BenchmarkResult",
+    "CandidateMeasurements",
+    "ConstraintNotMetError",
+    "DeviceUnreachableError",
+    "GateDecision",
+    "GatePolicy",
+    "LocalBenchmarker",
     "AccuracyBudget",
     "PTQResult",
     "QATOptions",
@@ -67,6 +79,7 @@ __all__ = [
     "conform_to_model",
     "convert_model",
     "convert_selective",
+    "decide",
     "evaluate_candidate",
     "evaluate_keras",
     "evaluate_tflite",

@@ -140,10 +140,14 @@ def summary_dict(
     candidates: Sequence[CandidateResult],
     paths: dict[str, str] | None = None,
     sensitivity: list[dict] | None = None,
+    benchmarks: dict[str, list[dict]] | None = None,
+    gate: dict | None = None,
 ) -> dict:
     """The CLI's JSON summary. Key names are stable: users script against them.
 
-    ``sensitivity`` (rows of the sensitivity table) is included when profiling ran.
+    ``sensitivity`` (rows of the sensitivity table) and ``gate`` (the deployment decision) are
+    included when they ran; each candidate's ``benchmark`` lists its device runs, one per
+    thread count.
     """
     paths = paths or {}
     return {
@@ -172,10 +176,12 @@ def summary_dict(
                 "metrics": c.metrics,
                 "float_layers": list(c.float_layers),
                 "notes": list(c.notes),
+                "benchmark": (benchmarks or {}).get(c.name, []),
             }
             for c in candidates
         ],
         **({"sensitivity": sensitivity} if sensitivity is not None else {}),
+        **({"gate": gate} if gate is not None else {}),
     }
 
 

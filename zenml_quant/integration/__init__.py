@@ -4,12 +4,19 @@ This subpackage is the only part of zenml-quant that imports ZenML; the core wor
 Keras models, numpy arrays and TFLite bytes.
 """
 
+from .device_steps import benchmark_on_device, gate_inputs
+from .gate_step import deployment_gate
 from .materializers import (
     KerasModelMaterializer,
     LabeledDatasetMaterializer,
     TFLiteModelMaterializer,
 )
-from .pipelines import compress_pipeline
+from .pipelines import (
+    build_retrain_and_compress,
+    compress_pipeline,
+    retrain_and_compress,
+    schedule_retrain_and_compress,
+)
 from .steps import (
     compare_candidates,
     convert_to_tflite,
@@ -20,12 +27,20 @@ from .steps import (
     profile_sensitivity,
     quantization_aware_training,
     quantize_post_training,
+    train_demo_model_step,
 )
 
 __all__ = [
     "KerasModelMaterializer",
     "LabeledDatasetMaterializer",
     "TFLiteModelMaterializer",
+    "benchmark_on_device",
+    "build_retrain_and_compress",
+    "deployment_gate",
+    "gate_inputs",
+    "retrain_and_compress",
+    "schedule_retrain_and_compress",
+    "train_demo_model_step",
     "compare_candidates",
     "compress_pipeline",
     "convert_to_tflite",

@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,16 @@ def _run_and_collect(
     config: str | None,
     overrides: dict[str, Any],
     output_dir: Path,
-) -> tuple[Any, list[Any], dict[str, str], list[dict] | None]:
-    """Run ``compress_pipeline``; return the baseline, candidates, written files, sensitivity."""
+    model_name: str | None = None,
+) -> dict[str, Any]:
+    """Run ``compress_pipeline``; return what the table and the JSON summary need."""
     from .pipelines import compress_pipeline
 
     runnable = compress_pipeline.with_options(config_path=config) if config else compress_pipeline
+    if model_name:  # promotion needs a ZenML model; each run becomes one of its versions
+        from zenml import Model
+
+        runnable = runnable.with_options(model=Model(name=model_name))
     run = runnable(model_path=model_path, data_source=data_source, **overrides)
     if run is None:  # e.g. the config holds a schedule: nothing ran now
         raise click.ClickException(
@@ -64,7 +70,22 @@ def _run_and_collect(
             columns = ["rank", "layer", "type", "measured", "sensitivity_pts"]
             columns += ["drop_alone_pts", "recovery_pts", "noise_to_signal"]
             sensitivity = json.loads(table[columns].to_json(orient="records"))
-    return baseline, candidates, paths, sensitivity
+    benchmarks = {
+        name.removeprefix("benchmark_"): [asdict(r) for r in step.outputs["zq_benchmark"][0].load()]
+        for name, step in steps.items()
+        if name.startswith("benchmark_")
+    }
+    gate = None
+    if "deployment_gate" in steps and steps["deployment_gate"].outputs.get("zq_gate_decision"):
+        gate = steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    return {
+        "baseline": baseline,
+        "candidates": candidates,
+        "paths": paths,
+        "sensitivity": sensitivity,
+        "benchmarks": benchmarks,
+        "gate": gate,
+    }
 
 
 def _print_table(baseline: Any, candidates: list[Any]) -> None:
@@ -110,24 +131,71 @@ def _finish(
     overrides: dict[str, Any],
     output_dir: str,
     json_path: str | None,
+    model_name: str | None = None,
 ) -> None:
     from ..report import summary_dict
 
     try:
-        baseline, candidates, paths, sensitivity = _run_and_collect(
-            model_path, data_source, config=config, overrides=overrides, output_dir=Path(output_dir)
+        got = _run_and_collect(
+            model_path,
+            data_source,
+            config=config,
+            overrides=overrides,
+            output_dir=Path(output_dir),
+            model_name=model_name,
         )
     except Exception as exc:  # our errors, raised directly or inside a failed step: no traceback
         cause = _our_error(exc)
         if cause is None:
             raise
         raise click.ClickException(str(cause)) from None
-    _print_table(baseline, candidates)
+    _print_table(got["baseline"], got["candidates"])
     click.echo(f"TFLite files written to {Path(output_dir).resolve()}")
+    gate = got["gate"]
     if json_path:
-        summary = summary_dict(baseline, candidates, paths, sensitivity=sensitivity)
-        Path(json_path).write_text(json.dumps(summary, indent=2))
+        summary = summary_dict(
+            got["baseline"],
+            got["candidates"],
+            got["paths"],
+            sensitivity=got["sensitivity"],
+            benchmarks=got["benchmarks"],
+            gate=None if gate is None else _gate_summary(gate),
+        )
+        Path(json_path).write_text(json.dumps(summary, indent=2, default=str))
         click.echo(f"Summary written to {json_path}")
+    if gate is not None:
+        _print_gate(gate)
+        if not gate.passed:
+            raise click.ClickException("the deployment gate failed: nothing was promoted.")
+
+
+def _gate_summary(gate: Any) -> dict[str, Any]:
+    return {
+        "passed": gate.passed,
+        "stage": gate.stage if gate.passed else None,
+        "selected": gate.selected,
+        "checks": [
+            {
+                "name": c.name,
+                "value": c.value,
+                "limit": c.limit,
+                "passed": c.passed,
+                "reason": c.reason,
+            }
+            for c in gate.checks
+        ],
+        "reasons": list(gate.reasons),
+    }
+
+
+def _print_gate(gate: Any) -> None:
+    if gate.passed:
+        where = f", promoted to {gate.stage}" if gate.stage else ""
+        click.echo(f"Deployment gate passed: {gate.selected}{where}.")
+    else:
+        click.echo("Deployment gate failed:", err=True)
+    for reason in gate.reasons if not gate.passed else ():
+        click.echo(f"  - {reason}", err=True)
 
 
 def _our_error(exc: BaseException) -> BaseException | None:
@@ -211,6 +279,37 @@ def demo(epochs: int, output_dir: str, json_path: str | None) -> None:
     "--relative-budget", is_flag=True, help="--accuracy-budget is a fraction of the float accuracy."
 )
 @click.option("--no-mixed", is_flag=True, help="Skip the accuracy-controlled mixed candidate.")
+@click.option(
+    "--threads",
+    "benchmark_threads",
+    type=int,
+    multiple=True,
+    help="Benchmark thread count; repeat to sweep [1].",
+)
+@click.option(
+    "--max-size-kb", type=float, default=None, help="Gate: largest .tflite, in KB (1000 B)."
+)
+@click.option(
+    "--max-latency-ms", type=float, default=None, help="Gate: slowest p50 latency at 1 thread."
+)
+@click.option(
+    "--max-accuracy-drop",
+    type=float,
+    default=None,
+    help="Gate: accuracy lost against the Keras model, e.g. 0.01 = 1 point.",
+)
+@click.option("--min-accuracy", type=float, default=None, help="Gate: lowest accuracy, e.g. 0.98.")
+@click.option(
+    "--stage",
+    type=click.Choice(["staging", "production"]),
+    default=None,
+    help="Promote the best passing candidate's ZenML model version to this stage.",
+)
+@click.option(
+    "--model-name",
+    default=None,
+    help="ZenML model whose version the run becomes [the model file's name, with --stage].",
+)
 @click.option("--qat", is_flag=True, help="Add a quantization-aware-training candidate.")
 @click.option("--output-dir", default="zenml-quant-output", show_default=True)
 @click.option("--json", "json_path", default=None, help="Also write the summary as JSON here.")
@@ -227,6 +326,13 @@ def compress(
     accuracy_budget: float | None,
     relative_budget: bool,
     no_mixed: bool,
+    benchmark_threads: tuple[int, ...],
+    max_size_kb: float | None,
+    max_latency_ms: float | None,
+    max_accuracy_drop: float | None,
+    min_accuracy: float | None,
+    stage: str | None,
+    model_name: str | None,
     qat: bool,
     output_dir: str,
     json_path: str | None,
@@ -257,7 +363,77 @@ def compress(
         overrides["max_accuracy_drop"] = None
     if qat:
         overrides["qat"] = True
-    _finish(model_path, data_source, config, overrides, output_dir, json_path)
+    if benchmark_threads:
+        overrides["benchmark_threads"] = tuple(benchmark_threads)
+    gate = {
+        "gate_max_size_bytes": None if max_size_kb is None else int(max_size_kb * 1000),
+        "gate_max_latency_ms": max_latency_ms,
+        "gate_max_accuracy_drop": max_accuracy_drop,
+        "gate_min_accuracy": min_accuracy,
+        "gate_stage": stage,
+    }
+    overrides.update({key: value for key, value in gate.items() if value is not None})
+    # The CLI reports a failed gate itself, after writing the summary that says why.
+    overrides["gate_raise_on_fail"] = False
+    if stage and not model_name:
+        model_name = Path(model_path.rstrip("/")).stem or "model"
+    _finish(model_path, data_source, config, overrides, output_dir, json_path, model_name)
+
+
+@main.command()
+@click.option("--data", "data_source", default="digits", show_default=True)
+@click.option("--epochs", default=15, show_default=True)
+@click.option("--model-name", default="zenml-quant-demo", show_default=True)
+@click.option(
+    "--stage",
+    type=click.Choice(["staging", "production"]),
+    default="staging",
+    show_default=True,
+)
+@click.option(
+    "--config",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="ZenML run config, e.g. pipelines/configs/retrain.yaml; its parameters replace the flags.",
+)
+@click.option(
+    "--schedule",
+    "cron",
+    default=None,
+    help='Register a cron schedule (e.g. "0 3 * * 1") instead of running now; needs an '
+    "orchestrator that schedules (not the local one).",
+)
+def retrain(
+    data_source: str,
+    epochs: int,
+    model_name: str,
+    stage: str,
+    config: str | None,
+    cron: str | None,
+) -> None:
+    """Retrain the demo CNN, compress, benchmark and promote what passes the gate."""
+    from zenml import Model
+
+    from .pipelines import retrain_and_compress, schedule_retrain_and_compress
+
+    runnable = retrain_and_compress.with_options(model=Model(name=model_name))
+    params: dict[str, Any] = {"data_source": data_source, "epochs": epochs, "gate_stage": stage}
+    if config:  # ZenML refuses a parameter set twice: the config's parameters win
+        runnable = runnable.with_options(config_path=config)
+        params = {}
+    try:
+        if cron:
+            schedule_retrain_and_compress(cron, pipeline_=runnable, **params)
+            click.echo(f"retrain_and_compress scheduled: {cron}")
+            return
+        run = runnable(**params)
+    except Exception as exc:
+        cause = _our_error(exc)
+        if cause is None:
+            raise
+        raise click.ClickException(str(cause)) from None
+    decision = run.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    _print_gate(decision)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from zenml import pipeline
+from zenml.client import Client
+from zenml.config.schedule import Schedule
 from zenml.enums import ExecutionMode
 
+from ..errors import InvalidOptionError
+from .device_steps import benchmark_on_device, gate_inputs
+from .gate_step import deployment_gate
 from .steps import (
     compare_candidates,
     convert_to_tflite,
@@ -15,9 +22,78 @@ from .steps import (
     profile_sensitivity,
     quantization_aware_training,
     quantize_post_training,
+    train_demo_model_step,
 )
 
-__all__ = ["compress_pipeline"]
+__all__ = [
+    "build_retrain_and_compress",
+    "compress_pipeline",
+    "retrain_and_compress",
+    "schedule_retrain_and_compress",
+]
+
+
+def _compress_and_gate(
+    model: Any,
+    dataset: Any,
+    *,
+    modes: tuple[str, ...],
+    split: str,
+    metric: str | None,
+    sensitivity_mode: str | None,
+    max_accuracy_drop: float | None,
+    relative_drop: bool,
+    qat: bool,
+    benchmark_threads: tuple[int, ...] | None,
+    gate: dict[str, Any],
+) -> None:
+    """The steps both pipelines share, from a loaded model and dataset to the gate."""
+    # The baseline needs the float32 file (size, peak memory) and so does the float32
+    # candidate: convert once and share it.
+    float_model = convert_to_tflite(model, dataset, mode="float32", id="convert_float32")
+    baseline, _, _ = evaluate_baseline(
+        model, dataset, float_model=float_model, split=split, metric=metric
+    )
+    tflite_models = {}
+    for mode in modes:
+        tflite_models[mode] = (
+            float_model
+            if mode == "float32"
+            else convert_to_tflite(model, dataset, mode=mode, id=f"convert_{mode}")
+        )
+    sensitivity = None
+    if sensitivity_mode is not None:
+        sensitivity, _ = profile_sensitivity(model, dataset, mode=sensitivity_mode)
+    if max_accuracy_drop is not None:
+        tflite_models["mixed"], _, _ = quantize_post_training(
+            model,
+            dataset,
+            sensitivity=sensitivity,
+            max_accuracy_drop=max_accuracy_drop,
+            relative_drop=relative_drop,
+            id="quantize_mixed",
+        )
+    if qat:
+        tflite_models["qat"], _, _ = quantization_aware_training(model, dataset)
+    candidates, benchmarks = [], []
+    for name, tflite in tflite_models.items():
+        candidates.append(
+            evaluate_tflite_model(
+                tflite, dataset, split=split, name=name, metric=metric, id=f"evaluate_{name}"
+            )
+        )
+        if benchmark_threads:
+            results, _ = benchmark_on_device(
+                tflite, dataset, name=name, threads=list(benchmark_threads), id=f"benchmark_{name}"
+            )
+            benchmarks.append(results)
+    compare_candidates(baseline, candidates)
+    measurements = gate_inputs(baseline, candidates, benchmarks or None)
+    deployment_gate(measurements, **gate)
+
+
+def _gate_parameters(**values: Any) -> dict[str, Any]:
+    return {key.removeprefix("gate_"): value for key, value in values.items()}
 
 
 # Fail fast: nothing downstream of a model or dataset that did not load is worth running, and
@@ -36,61 +112,148 @@ def compress_pipeline(
     max_accuracy_drop: float | None = 0.01,
     relative_drop: bool = False,
     qat: bool = False,
+    benchmark_threads: tuple[int, ...] | None = (1,),
+    gate_min_accuracy: float | None = None,
+    gate_max_accuracy_drop: float | None = None,
+    gate_relative_drop: bool = False,
+    gate_max_size_bytes: int | None = None,
+    gate_max_latency_ms: float | None = None,
+    gate_latency_percentile: str = "p50",
+    gate_latency_threads: int = 1,
+    gate_max_peak_memory_bytes: int | None = None,
+    gate_champion_margin: float | None = None,
+    gate_stage: str | None = None,
+    gate_raise_on_fail: bool = True,
 ) -> None:
-    """load -> sensitivity -> convert / quantize / QAT -> baseline and evaluate -> comparison.
+    """load -> sensitivity -> convert / quantize / QAT -> evaluate, benchmark -> compare -> gate.
 
-    Candidates: one per ``modes`` entry (step ids ``convert_<mode>``, ``evaluate_<mode>``);
-    ``mixed``, the accuracy-controlled int8 model with the fewest float layers whose drop on
-    the validation split is at most ``max_accuracy_drop`` (``quantize_mixed``; None skips it);
-    and ``qat``, quantization-aware training converted to int8, when ``qat`` is set
-    (``quantization_aware_training``). ``sensitivity_mode`` (``"fast"``, ``"exhaustive"`` or
-    None) profiles the layers first; accuracy control then tries them in that order. A YAML
-    config sets step options by id, e.g. ``steps: {convert_int8: {parameters:
-    {calibration_samples: 1000}}}``. ``metric`` names an extra ``(labels, outputs) -> float``
-    function, ``"module:function"``, scored on the baseline and on every candidate.
+    Candidates: one per ``modes`` entry (step ids ``convert_<mode>``, ``evaluate_<mode>``,
+    ``benchmark_<mode>``); ``mixed``, the accuracy-controlled int8 model with the fewest float
+    layers whose drop on the validation split is at most ``max_accuracy_drop``
+    (``quantize_mixed``; None skips it); and ``qat``, quantization-aware training converted to
+    int8, when ``qat`` is set. ``sensitivity_mode`` (``"fast"``, ``"exhaustive"`` or None)
+    profiles the layers first. Each candidate is benchmarked in a fresh process at
+    ``benchmark_threads`` (None skips it; the gate then uses the evaluation's latency). The
+    ``gate_*`` parameters are the deployment gate's policy (:class:`zenml_quant.gate.GatePolicy`);
+    with ``gate_stage`` and a ZenML model on the run, the best passing candidate's model version
+    is promoted to that stage. A YAML config sets step options by id. ``metric`` names an extra
+    ``(labels, outputs) -> float`` function, ``"module:function"``.
     """
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
-    # The baseline needs the float32 file (size, peak memory) and so does the float32
-    # candidate: convert once and share it.
-    float_model = convert_to_tflite(model, dataset, mode="float32", id="convert_float32")
-    baseline, _, _ = evaluate_baseline(
-        model, dataset, float_model=float_model, split=split, metric=metric
+    _compress_and_gate(
+        model,
+        dataset,
+        modes=modes,
+        split=split,
+        metric=metric,
+        sensitivity_mode=sensitivity_mode,
+        max_accuracy_drop=max_accuracy_drop,
+        relative_drop=relative_drop,
+        qat=qat,
+        benchmark_threads=benchmark_threads,
+        gate=_gate_parameters(
+            gate_min_accuracy=gate_min_accuracy,
+            gate_max_accuracy_drop=gate_max_accuracy_drop,
+            gate_relative_drop=gate_relative_drop,
+            gate_max_size_bytes=gate_max_size_bytes,
+            gate_max_latency_ms=gate_max_latency_ms,
+            gate_latency_percentile=gate_latency_percentile,
+            gate_latency_threads=gate_latency_threads,
+            gate_max_peak_memory_bytes=gate_max_peak_memory_bytes,
+            gate_champion_margin=gate_champion_margin,
+            gate_stage=gate_stage,
+            gate_raise_on_fail=gate_raise_on_fail,
+        ),
     )
-    candidates = []
-    for mode in modes:
-        tflite = (
-            float_model
-            if mode == "float32"
-            else convert_to_tflite(model, dataset, mode=mode, id=f"convert_{mode}")
-        )
-        candidates.append(
-            evaluate_tflite_model(
-                tflite, dataset, split=split, name=mode, metric=metric, id=f"evaluate_{mode}"
-            )
-        )
-    sensitivity = None
-    if sensitivity_mode is not None:
-        sensitivity, _ = profile_sensitivity(model, dataset, mode=sensitivity_mode)
-    if max_accuracy_drop is not None:
-        mixed, _, _ = quantize_post_training(
+
+
+def build_retrain_and_compress(trainer: Any = train_demo_model_step) -> Any:
+    """A ``retrain_and_compress`` pipeline whose training step is ``trainer``.
+
+    ``trainer`` is a ZenML step taking ``(dataset: LabeledDataset, epochs: int)`` and returning
+    a Keras model (use ``output_materializers=KerasModelMaterializer``). The pipeline: load the
+    data -> train -> fit the data to the model -> compress -> benchmark -> gate -> promote.
+    """
+
+    @pipeline(name="retrain_and_compress", execution_mode=ExecutionMode.FAIL_FAST)
+    def retrain_and_compress(
+        data_source: str = "digits",
+        epochs: int = 15,
+        modes: tuple[str, ...] = ("float32", "int8"),
+        split: str = "test",
+        scale: float = 1 / 255,
+        offset: float = 0.0,
+        sensitivity_mode: str | None = "fast",
+        max_accuracy_drop: float | None = 0.01,
+        qat: bool = False,
+        benchmark_threads: tuple[int, ...] | None = (1,),
+        gate_min_accuracy: float | None = None,
+        gate_max_accuracy_drop: float | None = 0.01,
+        gate_max_size_bytes: int | None = None,
+        gate_max_latency_ms: float | None = None,
+        gate_latency_percentile: str = "p50",
+        gate_max_peak_memory_bytes: int | None = None,
+        gate_champion_margin: float | None = 0.0,
+        gate_stage: str | None = "staging",
+    ) -> None:
+        """Retrain on fresh data, compress, benchmark, and promote only what passes the gate.
+
+        By default the gate asks for at most 1 point of accuracy lost to compression and no
+        regression against the current production model (``gate_champion_margin=0``), and
+        promotes the run's model version to ``staging``. Run it with a ZenML model
+        (``.with_options(model=Model(name=...))``) for the promotion to happen.
+        """
+        raw = load_labeled_dataset(data_source, scale=scale, offset=offset, id="load_training_data")
+        model = trainer(raw, epochs=epochs)
+        dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
+        _compress_and_gate(
             model,
             dataset,
-            sensitivity=sensitivity,
+            modes=modes,
+            split=split,
+            metric=None,
+            sensitivity_mode=sensitivity_mode,
             max_accuracy_drop=max_accuracy_drop,
-            relative_drop=relative_drop,
-            id="quantize_mixed",
+            relative_drop=False,
+            qat=qat,
+            benchmark_threads=benchmark_threads,
+            gate=_gate_parameters(
+                gate_min_accuracy=gate_min_accuracy,
+                gate_max_accuracy_drop=gate_max_accuracy_drop,
+                gate_max_size_bytes=gate_max_size_bytes,
+                gate_max_latency_ms=gate_max_latency_ms,
+                gate_latency_percentile=gate_latency_percentile,
+                gate_max_peak_memory_bytes=gate_max_peak_memory_bytes,
+                gate_champion_margin=gate_champion_margin,
+                gate_stage=gate_stage,
+            ),
         )
-        candidates.append(
-            evaluate_tflite_model(
-                mixed, dataset, split=split, name="mixed", metric=metric, id="evaluate_mixed"
-            )
+
+    return retrain_and_compress
+
+
+#: ``retrain_and_compress`` with the demo CNN's trainer.
+retrain_and_compress = build_retrain_and_compress()
+
+
+def schedule_retrain_and_compress(cron: str, *, pipeline_: Any = None, **parameters: Any) -> Any:
+    """Register ``retrain_and_compress`` to run on the ``cron`` schedule (e.g. ``"0 3 * * 1"``).
+
+    Needs an orchestrator that schedules (Kubernetes, Kubeflow, Vertex, SageMaker, AzureML,
+    Airflow, Databricks). The local orchestrator has no scheduler: this raises
+    :class:`InvalidOptionError` saying so, instead of ZenML's generic stack error.
+    """
+    stack = Client().active_stack
+    if not stack.orchestrator.config.is_schedulable:
+        raise InvalidOptionError(
+            f"The active stack {stack.name!r} uses the {stack.orchestrator.flavor!r} "
+            "orchestrator, which cannot run pipelines on a schedule: nothing was scheduled. "
+            "Switch to a stack whose orchestrator schedules (kubernetes, kubeflow, vertex, "
+            "sagemaker, azureml, airflow, databricks), or run `zenml-quant retrain` from cron "
+            "on this machine."
         )
-    if qat:
-        qat_tflite, _, _ = quantization_aware_training(model, dataset)
-        candidates.append(
-            evaluate_tflite_model(
-                qat_tflite, dataset, split=split, name="qat", metric=metric, id="evaluate_qat"
-            )
-        )
-    compare_candidates(baseline, candidates)
+    runnable = (pipeline_ or retrain_and_compress).with_options(
+        schedule=Schedule(cron_expression=cron)
+    )
+    return runnable(**parameters)

@@ -44,6 +44,7 @@ __all__ = [
     "profile_sensitivity",
     "quantization_aware_training",
     "quantize_post_training",
+    "train_demo_model_step",
 ]
 
 
@@ -376,3 +377,17 @@ def quantization_aware_training(
     )
     history = pd.DataFrame(result.history).rename_axis("epoch").reset_index()
     return result.tflite, history, HTMLString(_report.qat_html(result, history))
+
+
+@step(output_materializers=KerasModelMaterializer, settings=STEP_SETTINGS)
+def train_demo_model_step(
+    dataset: LabeledDataset, epochs: int = 15, seed: int = 0
+) -> Annotated[Any, "zq_trained_model"]:
+    """Train the demo CNN on ``dataset``: the default trainer of ``retrain_and_compress``.
+
+    Any step with the same inputs (a :class:`LabeledDataset`, ``epochs``) returning a Keras
+    model can take its place.
+    """
+    from ..demo import train_demo_model
+
+    return train_demo_model(dataset, epochs=epochs, seed=seed)
