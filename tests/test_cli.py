@@ -160,9 +160,7 @@ def test_gate_flags_fail_with_reasons_and_pass_with_promotion(digits_model_path,
     common = ["compress", "--model", str(digits_model_path), "--data", "digits", "--mode", "int8"]
     common += ["--sensitivity", "off", "--no-mixed", "--stage", "staging"]
     summary_path = tmp_path / "fail.json"
-    failed = CliRunner().invoke(
-        main, [*common, "--max-size-kb", "5", "--json", str(summary_path)]
-    )
+    failed = CliRunner().invoke(main, [*common, "--max-size-kb", "5", "--json", str(summary_path)])
     assert failed.exit_code == 1 and "deployment gate failed" in failed.output
     gate = json.loads(summary_path.read_text())["gate"]
     assert gate["passed"] is False and gate["stage"] is None

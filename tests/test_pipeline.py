@@ -119,9 +119,7 @@ def test_compress_gate_promotes_only_a_candidate_that_meets_the_targets(digits_m
     first = Client().get_model_version(name, 1)
     assert first.stage is None  # nothing promoted
 
-    met = _gated_run(
-        digits_model_path, name, gate_max_size_bytes=50_000, gate_stage="production"
-    )
+    met = _gated_run(digits_model_path, name, gate_max_size_bytes=50_000, gate_stage="production")
     decision = met.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert decision.passed and decision.selected == "int8"
     second = Client().get_model_version(name, 2)
