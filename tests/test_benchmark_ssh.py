@@ -18,13 +18,8 @@ import pytest
 from sshd import SSHServer, free_port, start_sshd  # tests/sshd.py (tests/ is on sys.path)
 
 from zenml_quant.benchmark import BenchmarkOptions, LocalBenchmarker, remote
-from zenml_quant.benchmark.remote import (
-    DeviceSetupError,
-    SSHBenchmarker,
-    SSHCredentials,
-    SSHTarget,
-)
-from zenml_quant.errors import DeviceUnreachableError, InvalidOptionError
+from zenml_quant.benchmark.remote import SSHBenchmarker, SSHCredentials, SSHTarget
+from zenml_quant.errors import DeviceSetupError, DeviceUnreachableError, InvalidOptionError
 
 FAST = BenchmarkOptions(threads=(1,), warmup=2, min_runs=5, min_seconds=0.0, timeout_s=60.0)
 

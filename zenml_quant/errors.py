@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ConstraintNotMetError",
     "ConversionError",
+    "DeviceSetupError",
     "DeviceUnreachableError",
     "InvalidDatasetError",
     "InvalidOptionError",
@@ -43,3 +44,7 @@ class ConstraintNotMetError(ZenmlQuantError):
 
 class DeviceUnreachableError(ZenmlQuantError, ConnectionError):
     """The benchmark device could not be reached."""
+
+
+class DeviceSetupError(ZenmlQuantError, RuntimeError):
+    """The device answers but cannot run the benchmark (no Python, numpy or TFLite runtime)."""

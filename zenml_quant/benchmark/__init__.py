@@ -17,6 +17,7 @@ from .local import (
     result_from_runner,
     runner_args,
 )
+from .remote import SSHBenchmarker, SSHCredentials, SSHTarget
 from .types import PERCENTILES, Benchmarker, BenchmarkOptions, BenchmarkResult
 
 __all__ = [
@@ -26,6 +27,9 @@ __all__ = [
     "BenchmarkResult",
     "Benchmarker",
     "LocalBenchmarker",
+    "SSHBenchmarker",
+    "SSHCredentials",
+    "SSHTarget",
     "benchmark_table",
     "failed_result",
     "result_from_runner",

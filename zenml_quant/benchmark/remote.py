@@ -39,12 +39,12 @@ from pathlib import Path
 import numpy as np
 import paramiko
 
-from ..errors import DeviceUnreachableError, InvalidOptionError, ZenmlQuantError
+from ..errors import DeviceSetupError, DeviceUnreachableError, InvalidOptionError
 from ..types import TFLiteModel
 from .local import RUNNER_PATH, check_data, result_from_runner, runner_args
 from .types import BenchmarkOptions, BenchmarkResult
 
-__all__ = ["DeviceSetupError", "SSHBenchmarker", "SSHCredentials", "SSHTarget"]
+__all__ = ["SSHBenchmarker", "SSHCredentials", "SSHTarget"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +56,6 @@ _RUNTIME_HINT = (
     "pip install ai-edge-litert numpy on it (or tflite-runtime on 32-bit ARM, where ai-edge-litert "
     "has no wheel), or point SSHTarget.python at an interpreter that has them"
 )
-
-
-class DeviceSetupError(ZenmlQuantError, RuntimeError):
-    """The device answers but cannot run the benchmark (no Python, numpy or TFLite runtime)."""
 
 
 @dataclass(frozen=True)
