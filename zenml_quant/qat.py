@@ -181,7 +181,7 @@ def quantization_aware_training(
 
     tf_keras.utils.set_random_seed(options.seed)
     qat_model = _quantize(model, selected, whole_model)
-    loss = _loss_for(model)
+    loss = loss_for(model)
     qat_model.compile(
         optimizer=tf_keras.optimizers.Adam(learning_rate=options.learning_rate),
         loss=loss,
@@ -498,7 +498,7 @@ def _explain_tfmot_error(exc: BaseException, model: Any) -> InvalidOptionError:
     )
 
 
-def _loss_for(model: Any) -> Any:
+def loss_for(model: Any) -> Any:
     """The model's compiled loss if it has one, else a cross-entropy matching its output."""
     loss = getattr(model, "loss", None)
     if isinstance(loss, (list, tuple)) and len(loss) == 1:

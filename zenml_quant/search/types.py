@@ -1,0 +1,194 @@
+"""Plain types shared by the architecture search: targets, trials and their outcomes.
+
+Everything here is a frozen dataclass of plain values (plus ``bytes`` payloads in
+:class:`TrialOutcome`), so it pickles to process-pool and Ray workers and crosses ZenML step
+boundaries without custom code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidOptionError
+from .edits import EditPlan
+
+__all__ = [
+    "FAILED",
+    "OK",
+    "REWARD_MODES",
+    "RewardOptions",
+    "Targets",
+    "TrialOutcome",
+    "TrialRecord",
+    "TrialTask",
+]
+
+OK = "ok"
+FAILED = "failed"
+REWARD_MODES = ("soft", "hard", "forgiving")
+
+
+def _bad(value: object) -> bool:
+    return isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What the searched model must reach. A limit left at None is not a target.
+
+    - ``min_accuracy``: accuracy units (0.985 is 98.5 %), of the converted model on validation.
+    - ``max_accuracy_drop``: the largest drop from the original model's validation accuracy,
+      in accuracy units; with ``relative_drop`` a fraction of it.
+    - ``max_size_bytes``: the ``.tflite`` file; ``max_peak_memory_bytes``: the activation arena
+      (tensor liveness in the TFLite graph); ``max_latency_ms``: batch-1 p50 at the search's
+      benchmark thread count; ``max_energy_uj``: the per-inference energy estimate.
+    """
+
+    min_accuracy: float | None = None
+    max_accuracy_drop: float | None = None
+    relative_drop: bool = False
+    max_size_bytes: int | None = None
+    max_peak_memory_bytes: int | None = None
+    max_latency_ms: float | None = None
+    max_energy_uj: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in (
+            "min_accuracy",
+            "max_accuracy_drop",
+            "max_size_bytes",
+            "max_peak_memory_bytes",
+            "max_latency_ms",
+            "max_energy_uj",
+        ):
+            value = getattr(self, name)
+            if value is not None and (_bad(value) or value < 0):
+                raise InvalidOptionError(
+                    f"Target {name} must be a number >= 0 or None (no target), got {value!r}."
+                )
+        if self.min_accuracy is not None and self.min_accuracy > 1:
+            raise InvalidOptionError(
+                f"min_accuracy is in accuracy units (0.985 is 98.5 %), got {self.min_accuracy!r}:"
+                " divide a percentage by 100."
+            )
+
+    def accuracy_floor(self, original_accuracy: float) -> float | None:
+        """The lowest acceptable accuracy given the original model's, or None without a target."""
+        floors = []
+        if self.min_accuracy is not None:
+            floors.append(float(self.min_accuracy))
+        if self.max_accuracy_drop is not None:
+            drop = self.max_accuracy_drop
+            floors.append(
+                original_accuracy * (1 - drop) if self.relative_drop else original_accuracy - drop
+            )
+        return max(floors) if floors else None
+
+    def resource_limits(self) -> dict[str, float]:
+        """``{"size_bytes": limit, ...}`` for the resource targets that are set."""
+        pairs = {
+            "size_bytes": self.max_size_bytes,
+            "peak_memory_bytes": self.max_peak_memory_bytes,
+            "latency_ms": self.max_latency_ms,
+            "energy_uj": self.max_energy_uj,
+        }
+        return {k: float(v) for k, v in pairs.items() if v is not None}
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.min_accuracy is None
+            and self.max_accuracy_drop is None
+            and not (self.resource_limits())
+        )
+
+
+@dataclass(frozen=True)
+class RewardOptions:
+    """How a trial's figures become the controller's reward.
+
+    - ``"soft"`` (MnasNet): ``accuracy * prod((cost/target) ** w)`` with ``w = 0`` when a target
+      is met and ``w = -penalty`` when it is missed; accuracy below its floor multiplies by
+      ``(accuracy/floor) ** accuracy_penalty``.
+    - ``"hard"``: the accuracy when every target is met, else 0 (the candidate is rejected).
+    - ``"forgiving"`` (AutoQKeras' forgiving factor): see :func:`reward`.
+    """
+
+    mode: str = "soft"
+    penalty: float = 1.0
+    accuracy_penalty: float = 10.0
+    forgiving_delta: float = 8.0
+    forgiving_rate: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in REWARD_MODES:
+            raise InvalidOptionError(
+                f"Unknown reward mode {self.mode!r}: use one of {', '.join(REWARD_MODES)}."
+            )
+        for name in ("penalty", "accuracy_penalty", "forgiving_delta"):
+            value = getattr(self, name)
+            if _bad(value) or value < 0:
+                raise InvalidOptionError(f"{name} must be a number >= 0, got {value!r}.")
+        if _bad(self.forgiving_rate) or self.forgiving_rate <= 1:
+            raise InvalidOptionError(
+                f"forgiving_rate must be a number > 1, got {self.forgiving_rate!r}."
+            )
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """One candidate to evaluate: its edits and the seed its fine-tuning uses."""
+
+    trial: int
+    plan: EditPlan
+    seed: int
+    fine_tune: bool = True
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What one trial measured. ``status`` is ``"ok"`` or ``"failed"`` (then ``error`` says why
+    and the figures are None). ``accuracy`` is the converted TFLite model's on validation."""
+
+    trial: int
+    plan: EditPlan
+    status: str
+    seconds: float
+    error: str | None = None
+    accuracy: float | None = None
+    keras_accuracy: float | None = None
+    size_bytes: int | None = None
+    peak_memory_bytes: int | None = None
+    latency_ms: float | None = None
+    energy_uj: float | None = None
+    params: int | None = None
+    macs: int | None = None
+    reward: float | None = None
+    meets_targets: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def figures(self) -> dict[str, Any]:
+        """The measured figures by the names :meth:`Targets.resource_limits` uses."""
+        return {
+            "accuracy": self.accuracy,
+            "size_bytes": self.size_bytes,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "latency_ms": self.latency_ms,
+            "energy_uj": self.energy_uj,
+        }
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """A record plus the trial's models: the ``.tflite`` flatbuffer and the fine-tuned Keras
+    model as ``.keras`` file bytes (both None for a failed trial)."""
+
+    record: TrialRecord
+    tflite: bytes | None = field(default=None, repr=False)
+    keras: bytes | None = field(default=None, repr=False)
