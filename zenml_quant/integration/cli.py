@@ -1,7 +1,7 @@
 """``zenml-quant``: the command line.
 
 ``demo`` trains a small CNN on the bundled digits and compresses it; ``compress`` does the same
-for the user's model and data. Both run ``compress_pipeline`` on the active ZenML stack (ZenML
+for the user's model and data; ``search`` runs the architecture search (``nas_pipeline``). Both run ``compress_pipeline`` on the active ZenML stack (ZenML
 creates its local SQLite store on first use when none is configured).
 """
 
@@ -434,6 +434,217 @@ def retrain(
         raise click.ClickException(str(cause)) from None
     decision = run.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
     _print_gate(decision)
+
+
+def _search_summary(result: Any, gate: Any, paths: dict[str, str]) -> dict[str, Any]:
+    from ..search.serialize import record_to_dict
+
+    pareto = set(result.pareto)
+    candidates = []
+    for record in result.trials:
+        row = record_to_dict(record)
+        row["pareto"] = record.trial in pareto
+        candidates.append(row)
+    original = record_to_dict(result.original)
+    return {
+        "original": original,
+        "original_accuracy": result.original_accuracy,
+        "targets": asdict(result.targets),
+        "trials": len(result.trials),
+        "stop_reason": result.stop_reason,
+        "targets_met": result.targets_met,
+        "first_met_trial": result.first_met_trial,
+        "best_trial": result.best_trial,
+        "pareto": list(result.pareto),
+        "seconds": result.seconds,
+        "notes": list(result.notes),
+        "files": paths,
+        "candidates": candidates,
+        "gate": None if gate is None else _gate_summary(gate),
+    }
+
+
+def _print_search(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"Architecture search: {len(result.trials)} trials, {result.stop_reason}; "
+        f"original {100 * result.original_accuracy:.2f} % (Keras, validation)"
+    )
+    for column in ("trial", "accuracy", "KB", "latency", "reward", "met", "edits"):
+        table.add_column(column, justify="left" if column == "edits" else "right")
+    shown = [result.original] + [result.record(t) for t in result.pareto]
+    if result.best is not None and result.best_trial not in result.pareto:
+        shown.append(result.best)
+    for r in shown:
+        if not r.ok:
+            continue
+        star = " *" if r.trial == result.best_trial else ""
+        table.add_row(
+            "original" if r.trial == 0 else f"{r.trial}{star}",
+            f"{100 * r.accuracy:.2f} %",
+            f"{r.size_bytes / 1000:.1f}",
+            "" if r.latency_ms is None else f"{1000 * r.latency_ms:.0f} µs",
+            "" if r.reward is None else f"{r.reward:.3f}",
+            "yes" if r.meets_targets else "no",
+            "; ".join(r.plan.describe()),
+        )
+    Console(width=max(140, Console().width)).print(table)
+    click.echo("Rows: the original model, then the Pareto suggestions; * is the best.")
+    for note in result.notes:
+        click.echo(note, err=True)
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, help=".keras, .h5 or SavedModel folder.")
+@click.option(
+    "--data",
+    "data_source",
+    required=True,
+    help='.npz (Keras keys), .csv (label column), image folder, or "digits".',
+)
+@click.option(
+    "--config",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="ZenML YAML run config (nas_pipeline parameters and search_architecture options).",
+)
+@click.option(
+    "--scale", type=float, default=None, help="Integer inputs become x * scale + offset [1/255]."
+)
+@click.option("--offset", type=float, default=None, help="See --scale [0].")
+@click.option("--allow-unsafe", is_flag=True, help="Load Lambda layers (runs code from the file).")
+@click.option("--max-trials", type=int, default=None, help="Candidates to evaluate [30].")
+@click.option("--time-budget-min", type=float, default=None, help="Stop after this many minutes.")
+@click.option("--seed", type=int, default=None, help="Seed of the controller and fine-tuning [0].")
+@click.option(
+    "--candidates", type=int, default=None, help="Searched models passed to the gate [3]."
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["inprocess", "process", "ray"]),
+    default=None,
+    help="Where candidates are evaluated [inprocess].",
+)
+@click.option(
+    "--max-size-kb", type=float, default=None, help="Target: largest .tflite, in KB (1000 B)."
+)
+@click.option(
+    "--max-latency-ms", type=float, default=None, help="Target: slowest p50 latency at 1 thread."
+)
+@click.option(
+    "--max-accuracy-drop",
+    type=float,
+    default=None,
+    help="Target: accuracy lost against the original model, e.g. 0.01 = 1 point.",
+)
+@click.option(
+    "--min-accuracy", type=float, default=None, help="Target: lowest accuracy, e.g. 0.98."
+)
+@click.option(
+    "--stage",
+    type=click.Choice(["staging", "production"]),
+    default=None,
+    help="Promote the run's ZenML model version to this stage if a candidate passes.",
+)
+@click.option("--model-name", default=None, help="ZenML model for promotion [the file's name].")
+@click.option("--output-dir", default="zenml-quant-output", show_default=True)
+@click.option("--json", "json_path", default=None, help="Also write the summary as JSON here.")
+def search(
+    model_path: str,
+    data_source: str,
+    config: str | None,
+    scale: float | None,
+    offset: float | None,
+    allow_unsafe: bool,
+    max_trials: int | None,
+    time_budget_min: float | None,
+    seed: int | None,
+    candidates: int | None,
+    executor: str | None,
+    max_size_kb: float | None,
+    max_latency_ms: float | None,
+    max_accuracy_drop: float | None,
+    min_accuracy: float | None,
+    stage: str | None,
+    model_name: str | None,
+    output_dir: str,
+    json_path: str | None,
+) -> None:
+    """Search edits of MODEL that meet the targets on DATA, then benchmark and gate the best.
+
+    Writes the best model's .tflite and every Pareto suggestion's edit plan (YAML, for the
+    apply_edits step) to --output-dir.
+    """
+    from zenml import Model
+
+    from .pipelines import nas_pipeline
+
+    given = {
+        "scale": scale,
+        "offset": offset,
+        "max_trials": max_trials,
+        "time_budget_min": time_budget_min,
+        "seed": seed,
+        "candidates": candidates,
+        "executor": executor,
+        "gate_max_size_bytes": None if max_size_kb is None else int(max_size_kb * 1000),
+        "gate_max_latency_ms": max_latency_ms,
+        "gate_max_accuracy_drop": max_accuracy_drop,
+        "gate_min_accuracy": min_accuracy,
+        "gate_stage": stage,
+    }
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if allow_unsafe:
+        overrides["allow_unsafe"] = True
+    overrides["gate_raise_on_fail"] = False
+    targets = ("gate_max_size_bytes", "gate_max_latency_ms", "gate_max_accuracy_drop")
+    if not config and not any(k in overrides for k in (*targets, "gate_min_accuracy")):
+        raise click.UsageError(
+            "Give the search a target: --max-size-kb, --max-latency-ms, --max-accuracy-drop or "
+            "--min-accuracy (or a --config that sets them)."
+        )
+    runnable = nas_pipeline.with_options(config_path=config) if config else nas_pipeline
+    if stage:
+        name = model_name or Path(model_path.rstrip("/")).stem or "model"
+        runnable = runnable.with_options(model=Model(name=name))
+    try:
+        run = runnable(model_path=model_path, data_source=data_source, **overrides)
+    except Exception as exc:
+        cause = _our_error(exc)
+        if cause is None:
+            raise
+        raise click.ClickException(str(cause)) from None
+    if run is None:  # e.g. the config holds a schedule: nothing ran now
+        raise click.ClickException(
+            "The pipeline did not run now (a schedule in the config?): drop the schedule to "
+            "search immediately."
+        )
+    result = run.steps["search_architecture"].outputs["zq_search_result"][0].load()
+    gate = run.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(model_path.rstrip("/")).stem or "model"
+    paths = {}
+    if result.best_trial is not None:
+        best = out / f"{stem}_search_best.tflite"
+        best.write_bytes(result.tflite().content)
+        paths["best_tflite"] = str(best.resolve())
+    for s in result.suggestions:
+        plan = out / f"{stem}_trial_{s.trial}.yaml"
+        plan.write_text(s.plan.to_yaml())
+        paths[f"plan_trial_{s.trial}"] = str(plan.resolve())
+    _print_search(result)
+    click.echo(f"Best model and edit plans written to {out.resolve()}")
+    if json_path:
+        Path(json_path).write_text(
+            json.dumps(_search_summary(result, gate, paths), indent=2, default=str)
+        )
+        click.echo(f"Summary written to {json_path}")
+    _print_gate(gate)
+    if not gate.passed:
+        raise click.ClickException("the deployment gate failed: nothing was promoted.")
 
 
 if __name__ == "__main__":  # pragma: no cover

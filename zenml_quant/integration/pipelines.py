@@ -12,6 +12,7 @@ from zenml.enums import ExecutionMode
 from ..errors import InvalidOptionError
 from .device_steps import benchmark_on_device, gate_inputs
 from .gate_step import deployment_gate
+from .search_steps import search_architecture, search_candidate
 from .steps import (
     compare_candidates,
     convert_to_tflite,
@@ -28,6 +29,7 @@ from .steps import (
 __all__ = [
     "build_retrain_and_compress",
     "compress_pipeline",
+    "nas_pipeline",
     "retrain_and_compress",
     "schedule_retrain_and_compress",
 ]
@@ -46,8 +48,14 @@ def _compress_and_gate(
     qat: bool,
     benchmark_threads: tuple[int, ...] | None,
     gate: dict[str, Any],
+    search: dict[str, Any] | None = None,
 ) -> None:
-    """The steps both pipelines share, from a loaded model and dataset to the gate."""
+    """The steps the pipelines share, from a loaded model and dataset to the gate.
+
+    ``search`` (the ``search_architecture`` parameters plus ``candidates``) adds the
+    architecture search; its targets are the gate's, and its best ``candidates`` models join
+    the others as ``search_1``, ``search_2``, ...
+    """
     # The baseline needs the float32 file (size, peak memory) and so does the float32
     # candidate: convert once and share it.
     float_model = convert_to_tflite(model, dataset, mode="float32", id="convert_float32")
@@ -75,6 +83,22 @@ def _compress_and_gate(
         )
     if qat:
         tflite_models["qat"], _, _ = quantization_aware_training(model, dataset)
+    if search:
+        search = dict(search)
+        count = int(search.pop("candidates", 1))
+        targets = {
+            "min_accuracy": gate.get("min_accuracy"),
+            "max_accuracy_drop": gate.get("max_accuracy_drop"),
+            "relative_drop": gate.get("relative_drop", False),
+            "max_size_bytes": gate.get("max_size_bytes"),
+            "max_latency_ms": gate.get("max_latency_ms"),
+            "max_peak_memory_bytes": gate.get("max_peak_memory_bytes"),
+        }
+        result, _, _, _, _, _ = search_architecture(model, dataset, **search, **targets)
+        for rank in range(count):
+            tflite_models[f"search_{rank + 1}"] = search_candidate(
+                result, rank=rank, id=f"search_candidate_{rank + 1}"
+            )
     candidates, benchmarks = [], []
     for name, tflite in tflite_models.items():
         candidates.append(
@@ -124,8 +148,14 @@ def compress_pipeline(
     gate_champion_margin: float | None = None,
     gate_stage: str | None = None,
     gate_raise_on_fail: bool = True,
+    search_trials: int = 0,
+    search_candidates: int = 1,
+    search_time_budget_min: float | None = None,
+    search_seed: int = 0,
+    search_executor: str = "inprocess",
 ) -> None:
-    """load -> sensitivity -> convert / quantize / QAT -> evaluate, benchmark -> compare -> gate.
+    """load -> sensitivity -> convert / quantize / QAT / search -> evaluate, benchmark -> compare
+    -> gate.
 
     Candidates: one per ``modes`` entry (step ids ``convert_<mode>``, ``evaluate_<mode>``,
     ``benchmark_<mode>``); ``mixed``, the accuracy-controlled int8 model with the fewest float
@@ -137,7 +167,10 @@ def compress_pipeline(
     ``gate_*`` parameters are the deployment gate's policy (:class:`zenml_quant.gate.GatePolicy`);
     with ``gate_stage`` and a ZenML model on the run, the best passing candidate's model version
     is promoted to that stage. A YAML config sets step options by id. ``metric`` names an extra
-    ``(labels, outputs) -> float`` function, ``"module:function"``.
+    ``(labels, outputs) -> float`` function, ``"module:function"``. ``search_trials`` > 0 adds
+    the architecture search (step ``search_architecture``, targets = the gate's) and its best
+    ``search_candidates`` models as candidates ``search_1``, ...; other search options are set
+    on the ``search_architecture`` step in the YAML config.
     """
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
@@ -165,6 +198,84 @@ def compress_pipeline(
             gate_stage=gate_stage,
             gate_raise_on_fail=gate_raise_on_fail,
         ),
+        search=_search_parameters(
+            search_trials,
+            search_candidates,
+            search_time_budget_min,
+            search_seed,
+            search_executor,
+        ),
+    )
+
+
+def _search_parameters(
+    trials: int, candidates: int, time_budget_min: float | None, seed: int, executor: str
+) -> dict[str, Any] | None:
+    if trials <= 0:
+        return None
+    return {
+        "max_trials": trials,
+        "candidates": candidates,
+        "time_budget_min": time_budget_min,
+        "seed": seed,
+        "executor": executor,
+    }
+
+
+@pipeline(execution_mode=ExecutionMode.FAIL_FAST)
+def nas_pipeline(
+    model_path: str,
+    data_source: str = "digits",
+    split: str = "test",
+    scale: float = 1 / 255,
+    offset: float = 0.0,
+    allow_unsafe: bool = False,
+    max_trials: int = 30,
+    candidates: int = 3,
+    time_budget_min: float | None = None,
+    seed: int = 0,
+    executor: str = "inprocess",
+    benchmark_threads: tuple[int, ...] | None = (1,),
+    gate_min_accuracy: float | None = None,
+    gate_max_accuracy_drop: float | None = None,
+    gate_relative_drop: bool = False,
+    gate_max_size_bytes: int | None = None,
+    gate_max_latency_ms: float | None = None,
+    gate_max_peak_memory_bytes: int | None = None,
+    gate_stage: str | None = None,
+    gate_raise_on_fail: bool = True,
+) -> None:
+    """load -> baseline -> architecture search -> the best ``candidates`` searched models ->
+    evaluate on ``split``, benchmark -> compare -> gate.
+
+    The ``gate_*`` targets are both the search's targets and the gate's policy. Search options
+    beyond these (fine-tuning, proposer, batch size, space narrowing, ...) are set on the
+    ``search_architecture`` step in a YAML config.
+    """
+    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+    dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
+    _compress_and_gate(
+        model,
+        dataset,
+        modes=(),
+        split=split,
+        metric=None,
+        sensitivity_mode=None,
+        max_accuracy_drop=None,
+        relative_drop=False,
+        qat=False,
+        benchmark_threads=benchmark_threads,
+        gate=_gate_parameters(
+            gate_min_accuracy=gate_min_accuracy,
+            gate_max_accuracy_drop=gate_max_accuracy_drop,
+            gate_relative_drop=gate_relative_drop,
+            gate_max_size_bytes=gate_max_size_bytes,
+            gate_max_latency_ms=gate_max_latency_ms,
+            gate_max_peak_memory_bytes=gate_max_peak_memory_bytes,
+            gate_stage=gate_stage,
+            gate_raise_on_fail=gate_raise_on_fail,
+        ),
+        search=_search_parameters(max_trials, candidates, time_budget_min, seed, executor),
     )
 
 

@@ -2,6 +2,12 @@
 
 from .dataset import LabeledDatasetMaterializer
 from .keras_model import KerasModelMaterializer
+from .search_result import SearchResultMaterializer
 from .tflite_model import TFLiteModelMaterializer
 
-__all__ = ["KerasModelMaterializer", "LabeledDatasetMaterializer", "TFLiteModelMaterializer"]
+__all__ = [
+    "KerasModelMaterializer",
+    "LabeledDatasetMaterializer",
+    "SearchResultMaterializer",
+    "TFLiteModelMaterializer",
+]

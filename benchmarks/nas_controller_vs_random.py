@@ -1,0 +1,123 @@
+"""The RNN controller against random search in the same space, on the bundled digits.
+
+For each seed, one search with the controller and one with random search (uniform over the
+valid choices at every position), interleaved, each stopping at the first candidate that meets
+the fixed target (or at the trial cap, counted as the cap). Reports the median number of trials
+to first meet the target and rewrites its section of ``BENCHMARKS.md``. Run from the project
+root: ``python benchmarks/nas_controller_vs_random.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from _sections import write_section  # beside this script
+
+from zenml_quant.datasets import conform_to_model, load_digits
+from zenml_quant.demo import train_demo_model
+from zenml_quant.search import (
+    EvaluationOptions,
+    FineTuneOptions,
+    SearchOptions,
+    Targets,
+    search_architecture,
+)
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--cap", type=int, default=60, help="trials before a run counts as not met")
+    p.add_argument("--max-drop", type=float, default=0.08, help="accuracy drop target (points/100)")
+    p.add_argument("--max-bytes", type=int, default=9000, help="int8 .tflite size target")
+    p.add_argument("--batch", type=int, default=2, help="candidates proposed per batch")
+    p.add_argument("--fine-tune-epochs", type=int, default=2)
+    return p.parse_args()
+
+
+def trials_to_target(
+    model, data, targets, proposer: str, seed: int, args
+) -> tuple[int, float, bool]:
+    options = SearchOptions(
+        max_trials=args.cap,
+        patience=0,  # stop at the first candidate that meets the targets
+        batch_size=args.batch,
+        seed=seed,
+        proposer=proposer,
+        evaluation=EvaluationOptions(
+            fine_tune=FineTuneOptions(epochs=args.fine_tune_epochs, batch_size=32),
+            calibration_samples=100,
+            measure_latency=False,
+            estimate_energy=False,
+        ),
+    )
+    start = time.perf_counter()
+    result = search_architecture(model, data, targets=targets, options=options)
+    met = result.first_met_trial
+    return (met if met is not None else args.cap), time.perf_counter() - start, met is not None
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    data = conform_to_model(load_digits(), input_shape=(8, 8, 1), num_classes=10)
+    model = train_demo_model(data, epochs=15, seed=0)
+    targets = Targets(max_accuracy_drop=args.max_drop, max_size_bytes=args.max_bytes)
+    runs: dict[str, list[tuple[int, float, bool]]] = {"controller": [], "random": []}
+    for seed in range(args.seeds):
+        for proposer in ("controller", "random"):  # interleaved: both see the same machine state
+            got = trials_to_target(model, data, targets, proposer, seed, args)
+            runs[proposer].append(got)
+            print(
+                f"seed {seed} {proposer}: {got[0]} trials ({'met' if got[2] else 'cap'}), "
+                f"{got[1]:.0f} s",
+                flush=True,
+            )
+    med = {k: statistics.median(t for t, _, _ in v) for k, v in runs.items()}
+    ratio = med["controller"] / med["random"]
+    write_section("nas-controller", render(args, runs, med, ratio))
+    print(
+        f"median trials: controller {med['controller']}, random {med['random']}, "
+        f"ratio {ratio:.2f} ({'PASS' if ratio <= 0.6 else 'FAIL'} at <= 0.6)"
+    )
+
+
+def render(args, runs, med, ratio) -> str:
+    cmd = "python " + " ".join(
+        shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]
+    )
+    lines = [
+        "## Architecture search: controller vs random search (digits)",
+        "",
+        f"- Command: `{cmd}` ({platform.machine()}, {os.cpu_count()} cores, "
+        f"{time.strftime('%Y-%m-%d')}).",
+        f"- Model: the demo CNN trained 15 epochs on the bundled digits. Target: int8 .tflite "
+        f"<= {args.max_bytes:,} B and at most {100 * args.max_drop:g} points below the original's "
+        f"validation accuracy. Each candidate fine-tuned {args.fine_tune_epochs} epochs; batches "
+        f"of {args.batch}; a run that does not meet the target in {args.cap} trials counts as "
+        f"{args.cap}.",
+        "",
+        "| seed | controller: trials to target | random: trials to target |",
+        "|---:|---:|---:|",
+    ]
+    for seed, (c, r) in enumerate(zip(runs["controller"], runs["random"])):
+        show = lambda x: f"{x[0]}{'' if x[2] else ' (cap)'}"  # noqa: E731
+        lines.append(f"| {seed} | {show(c)} | {show(r)} |")
+    lines += [
+        f"| **median** | **{med['controller']:g}** | **{med['random']:g}** |",
+        "",
+        f"Ratio of medians: **{ratio:.2f}** (target <= 0.6).",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""The trial executors: in process, a local process pool, and a real local Ray cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from pathlib import Path
+
+import _executor_tasks as toy
+import pytest
+
+from zenml_quant.errors import InvalidOptionError
+from zenml_quant.search.executors import (
+    EXECUTORS,
+    InProcessExecutor,
+    ProcessPoolExecutor,
+    RayExecutor,
+    TrialExecutor,
+    make_executor,
+)
+
+TESTS_DIR = str(Path(__file__).resolve().parent)
+
+
+def _context(payload_bytes: int = 0) -> toy.Context:
+    return toy.Context(uuid.uuid4().hex, payload=b"x" * payload_bytes)
+
+
+def _is_error(result: object) -> bool:
+    return isinstance(result, tuple) and len(result) == 3 and result[0] == "error"
+
+
+class Calls:
+    """A progress callback that records its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, object]] = []
+
+    def __call__(self, index: int, result: object) -> None:
+        self.calls.append((index, result))
+
+
+# --- factory and options ----------------------------------------------------------------------
+
+
+def test_make_executor_builds_each_kind():
+    assert EXECUTORS == ("inprocess", "process", "ray")
+    assert isinstance(make_executor("inprocess", threads=2), InProcessExecutor)
+    pool = make_executor("process", workers=3, threads_per_worker=2)
+    assert isinstance(pool, ProcessPoolExecutor)
+    assert (pool.workers, pool.threads_per_worker) == (3, 2)
+    ray_executor = make_executor("Ray", cpus_per_trial=0.5)
+    assert isinstance(ray_executor, RayExecutor) and ray_executor.cpus_per_trial == 0.5
+    for executor in (pool, ray_executor):
+        assert isinstance(executor, TrialExecutor)
+
+
+@pytest.mark.parametrize("name", ["threads", "", None])
+def test_unknown_executor_name_lists_the_valid_ones(name):
+    with pytest.raises(InvalidOptionError, match="'inprocess', 'process', 'ray'"):
+        make_executor(name)
+
+
+def test_unknown_executor_option_lists_the_accepted_ones():
+    with pytest.raises(
+        InvalidOptionError, match="does not take threads.*workers, threads_per_worker"
+    ):
+        make_executor("process", threads=2)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        ("process", {"workers": 0}, "workers must be a whole number >= 1"),
+        ("process", {"workers": 1.5}, "workers must be a whole number >= 1"),
+        ("process", {"workers": True}, "workers must be a whole number >= 1"),
+        ("process", {"threads_per_worker": 0}, "threads_per_worker must be"),
+        ("inprocess", {"threads": -1}, "threads must be a whole number >= 1"),
+        ("ray", {"cpus_per_trial": 0}, "cpus_per_trial must be a number > 0"),
+        ("ray", {"threads_per_trial": 0}, "threads_per_trial must be"),
+        ("ray", {"address": 6379}, "address must be a Ray address string"),
+        ("ray", {"init_kwargs": [("num_cpus", 2)]}, "init_kwargs must be a mapping"),
+    ],
+)
+def test_bad_options_raise(name, kwargs, message):
+    with pytest.raises(InvalidOptionError, match=message):
+        make_executor(name, **kwargs)
+
+
+def test_map_before_start_raises():
+    with pytest.raises(RuntimeError, match="needs start"):
+        ProcessPoolExecutor().map([("square", 1)])
+
+
+def test_start_rejects_what_cannot_reach_a_worker():
+    executor = ProcessPoolExecutor(workers=1)
+    with pytest.raises(InvalidOptionError, match="top level of an importable module"):
+        executor.start(lambda context, task: task, None, on_error=toy.on_error)
+    with pytest.raises(InvalidOptionError, match="context cannot be pickled"):
+        executor.start(toy.trial, threading.Lock(), on_error=toy.on_error)
+    assert executor._pool is None  # nothing was spawned
+
+
+def test_missing_ray_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    executor = RayExecutor()
+    with pytest.raises(InvalidOptionError, match=r'pip install "zenml-quant\[ray\]"'):
+        executor.start(toy.trial, _context(), on_error=toy.on_error)
+
+
+# --- in process -------------------------------------------------------------------------------
+
+
+def test_inprocess_runs_in_order_and_passes_the_context_as_is():
+    context, calls = _context(), Calls()
+    with InProcessExecutor() as executor:
+        executor.start(toy.trial, context, on_error=toy.on_error)
+        results = executor.map(
+            [("square", 3), ("raise", "bad candidate"), ("info", 0)], callback=calls
+        )
+    assert results[0] == 9
+    assert _is_error(results[1]) and results[1][1] == ("raise", "bad candidate")
+    assert "the trial raised ValueError: bad candidate (at _executor_tasks.py" in results[1][2]
+    info = results[2]
+    assert info["pid"] == os.getpid() and info["context_id"] == id(context)
+    assert info["unpickled"] == 0
+    assert calls.calls == list(enumerate(results))
+
+
+def test_inprocess_leaves_initialised_tensorflow_alone(caplog):
+    from zenml_quant._compat import tf
+
+    float(tf.reduce_sum(tf.ones((2, 2))))  # TensorFlow is initialised in this process
+    before = tf.config.threading.get_intra_op_parallelism_threads()
+    wanted = before + 3
+    with caplog.at_level(logging.DEBUG, logger="zenml_quant.search.executors"):
+        executor = InProcessExecutor(threads=wanted)
+        executor.start(toy.trial, _context(), on_error=toy.on_error)
+    assert executor.map([("square", 2)]) == [4]
+    assert tf.config.threading.get_intra_op_parallelism_threads() == before
+    assert "already initialised" in caplog.text and f"asked for {wanted}" in caplog.text
+
+
+def test_inprocess_sets_threads_in_a_fresh_process_and_imports_neither_ray_nor_zenml():
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {TESTS_DIR!r})
+        from zenml_quant.search.executors import InProcessExecutor
+        assert "ray" not in sys.modules, "executors imported ray"
+        assert "zenml" not in sys.modules, "executors imported zenml"
+        import _executor_tasks as toy
+        executor = InProcessExecutor(threads=1)
+        executor.start(toy.trial, toy.Context("fresh"), on_error=toy.on_error)
+        (info,) = executor.map([("info", 0)])
+        print("THREADS", info["intra"], info["inter"])
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "THREADS 1 1" in done.stdout
+
+
+# --- process pool -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """A 2-worker pool whose context carries 2 MB (more than a pipe buffer)."""
+    context = _context(payload_bytes=2_000_000)
+    executor = ProcessPoolExecutor(workers=2, threads_per_worker=1)
+    executor.start(toy.trial, context, on_error=toy.on_error)
+    yield executor
+    executor.close()
+    assert executor._pool is None
+
+
+def test_pool_runs_in_parallel_in_order_with_the_context_once_per_worker(pool):
+    pool.warm_up()
+    assert pool._pool.ready.value == 2
+    calls = Calls()
+    tasks = (
+        [("sleep", 0.5)] * 4
+        + [("square", 0), ("raise", "no good"), ("square", 2)]
+        + [("info", 0)] * 4
+    )
+    results = pool.map(tasks, callback=calls)
+    sleeps = results[:4]
+    sleepers = {pid for pid, _, _ in sleeps}
+    assert len(sleepers) == 2 and os.getpid() not in sleepers  # both workers took sleeps
+    overlaps = [a for a in sleeps for b in sleeps if a[0] != b[0] and a[1] < b[2] and b[1] < a[2]]
+    assert overlaps, "no two sleeps ran at the same time"
+    # An exception fails its own task only.
+    assert results[4] == 0 and results[6] == 4
+    assert results[5][:2] == ("error", ("raise", "no good"))
+    assert "the trial raised ValueError: no good (at _executor_tasks.py" in results[5][2]
+    infos = results[7:]
+    assert all(info["unpickled"] == 1 for info in infos)  # once per worker, not per task
+    assert all(info["payload_len"] == 2_000_000 for info in infos)
+    assert {info["pid"] for info in infos} <= sleepers
+    for info in infos:  # the thread limit, set before anything ran in the worker
+        assert (info["intra"], info["inter"]) == (1, 1)  # TensorFlow's default is 0 ("auto")
+        assert info["env"] == dict.fromkeys(
+            ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"), "1"
+        )
+    assert sorted(index for index, _ in calls.calls) == list(range(len(tasks)))
+    assert all(results[index] == result for index, result in calls.calls)
+
+
+def test_pool_worker_deaths_fail_their_tasks_only_and_the_pool_recovers():
+    # One worker runs the tasks in order: each death breaks the pool before the later tasks
+    # start, and they must survive both breaks.
+    calls = Calls()
+    tasks = [("square", 2), ("kill", 0), ("square", 3), ("kill", 0), ("square", 4)]
+    with ProcessPoolExecutor(workers=1) as executor:
+        executor.start(toy.trial, _context(), on_error=toy.on_error)
+        results = executor.map(tasks, callback=calls)
+        assert [results[i] for i in (0, 2, 4)] == [4, 9, 16]
+        for died in (results[1], results[3]):
+            assert died[:2] == ("error", ("kill", 0))
+            assert "worker process running this trial died" in died[2]
+            assert "lower `workers`" in died[2]
+        assert sorted(index for index, _ in calls.calls) == list(range(5))  # once each
+        assert executor.map([("square", 6), ("square", 7)]) == [36, 49]
+
+
+def test_pool_reruns_trials_that_were_running_next_to_a_crash_one_at_a_time(pool, caplog, tmp_path):
+    pool.warm_up()  # both workers up, so the two trials run side by side
+    marker = str(tmp_path / "sleeper-running")
+    tasks = [("mark_and_sleep", (marker, 1.0)), ("exit_when_marked", marker), ("square", 7)]
+    with caplog.at_level(logging.WARNING, logger="zenml_quant.search.executors"):
+        results = pool.map(tasks)
+    # Both were running when the worker died, so both were suspects and ran again alone: the
+    # sleeper succeeded (a fresh marker was written), the crasher died again and failed.
+    assert "2 trial(s) were running" in caplog.text
+    assert results[0][0] == "slept" and results[2] == 49
+    assert results[1][:2] == ("error", ("exit_when_marked", marker))
+    assert "worker process running this trial died" in results[1][2]
+
+
+# --- Ray --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray cluster, started (and so shut down) by a RayExecutor.
+
+    Under pytest-xdist each worker process that runs a test using it starts its own cluster,
+    so the Ray checks share one test: one cluster per run.
+    """
+    ray = pytest.importorskip("ray")
+    psutil = pytest.importorskip("psutil")  # a Ray dependency
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    assert not ray.is_initialized()
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    owner = RayExecutor(
+        init_kwargs={
+            "num_cpus": 2,
+            "include_dashboard": False,
+            "object_store_memory": 100 * 2**20,
+            "log_to_driver": False,
+        }
+    )
+    owner.start(toy.trial, _context(), on_error=toy.on_error)
+    assert ray.is_initialized()
+    # gcs, raylet, agents: what this cluster started (not, say, a process pool's workers)
+    started = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
+    try:
+        yield ray
+    finally:
+        for process in list(started):  # and the Ray workers started since
+            try:
+                started.extend(process.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+        owner.close()
+        # Ray's agents exit on their own once the raylet is gone; on a loaded machine one can
+        # hang on the way out, so end any of the processes this cluster started still left.
+        _, alive = psutil.wait_procs(started, timeout=20)
+        for process in alive:
+            process.terminate()
+        psutil.wait_procs(alive, timeout=5)
+    assert not ray.is_initialized()  # the executor that started Ray shut it down
+
+
+def test_ray_executor_on_a_local_cluster(ray_cluster):
+    calls = Calls()
+    tasks = [("square", i) for i in range(5)] + [("raise", "bad")] + [("info", 0)] * 4
+    with RayExecutor(cpus_per_trial=1, threads_per_trial=1) as executor:
+        executor.start(toy.trial, _context(payload_bytes=1_000_000), on_error=toy.on_error)
+        results = executor.map(tasks, callback=calls)
+
+        assert results[:5] == [0, 1, 4, 9, 16]
+        assert results[5][:2] == ("error", ("raise", "bad"))
+        assert "the trial raised ValueError: bad" in results[5][2]
+        infos = results[6:]
+        assert all(info["pid"] != os.getpid() for info in infos)
+        assert all(info["unpickled"] == 1 for info in infos)  # once per worker, not per task
+        assert all(info["payload_len"] == 1_000_000 for info in infos)
+        for info in infos:
+            assert (info["intra"], info["inter"]) == (1, 1)
+            assert info["env"]["TF_NUM_INTRAOP_THREADS"] == "1"
+            assert info["env"]["OMP_NUM_THREADS"] == "1"
+        assert sorted(index for index, _ in calls.calls) == list(range(len(tasks)))
+
+        # A worker that dies fails its own trial; Ray starts another for the next one.
+        results = executor.map([("square", 2), ("kill", 0), ("square", 3)])
+        assert results[0] == 4 and results[2] == 9
+        assert results[1][:2] == ("error", ("kill", 0))
+        assert "Ray worker running this trial died" in results[1][2]
+        assert executor.map([("square", 4)]) == [16]
+    assert ray_cluster.is_initialized()  # it used the running Ray, so it left it running

@@ -1,0 +1,150 @@
+"""The search loop end to end on the bundled digits: stops, failures, seeds, suggestions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zenml_quant.errors import ConversionError, InvalidOptionError
+from zenml_quant.search import trial as trial_module
+from zenml_quant.search.apply import apply_plan
+from zenml_quant.search.finetune import FineTuneOptions
+from zenml_quant.search.loop import SearchOptions, search_architecture
+from zenml_quant.search.space import SpaceOptions
+from zenml_quant.search.trial import EvaluationOptions
+from zenml_quant.search.types import Targets
+
+FAST = EvaluationOptions(
+    fine_tune=FineTuneOptions(epochs=1, steps_per_epoch=4, batch_size=32),
+    calibration_samples=32,
+    measure_latency=False,
+)
+#: Reachable on the digits demo CNN: the original is ~14 KB int8.
+TARGETS = Targets(max_accuracy_drop=0.2, max_size_bytes=12_000)
+
+
+def _options(**kw):
+    base = {"max_trials": 4, "batch_size": 2, "seed": 1, "evaluation": FAST}
+    base.update(kw)
+    return SearchOptions(**base)
+
+
+def test_search_records_every_trial_and_keeps_the_best_and_pareto_models(digits, digits_model):
+    seen = []
+    result = search_architecture(
+        digits_model,
+        digits,
+        targets=TARGETS,
+        options=_options(),
+        progress=lambda record, state: seen.append((record.trial, state.done)),
+    )
+    assert [r.trial for r in result.records] == [0, 1, 2, 3, 4]
+    assert result.original.plan.edits == () and result.original.ok
+    assert seen == [(1, 1), (2, 2), (3, 3), (4, 4)]
+    assert result.stop_reason == "trial budget of 4 used"
+    ok = [r for r in result.trials if r.ok]
+    assert result.best is not None
+    assert result.best.reward == max(
+        r.reward for r in ok if r.meets_targets == result.best.meets_targets
+    )
+    for trial in (result.best_trial, *result.pareto):
+        assert trial in result.models
+    frame = result.history()
+    assert list(frame["trial"]) == [0, 1, 2, 3, 4]
+    assert frame["pareto"].sum() == len(result.pareto)
+    tflite = result.tflite()
+    assert tflite.size_bytes == result.best.size_bytes
+    assert "<svg" in result.pareto_svg() and "Pareto" in result.html()
+
+
+def test_a_failing_trial_does_not_stop_the_search(digits, digits_model, monkeypatch):
+    real = trial_module.convert_model
+    calls = {"n": 0}
+
+    def flaky(model, mode, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first candidate's conversion (call 1 is the original)
+            raise ConversionError("the converter refused this candidate (injected)")
+        return real(model, mode, **kw)
+
+    monkeypatch.setattr(trial_module, "convert_model", flaky)
+    no_float_layers = SpaceOptions(precision=False)  # every candidate goes through convert_model
+    result = search_architecture(
+        digits_model, digits, targets=TARGETS, options=_options(space=no_float_layers)
+    )
+    failed = [r for r in result.trials if not r.ok]
+    assert len(failed) == 1 and "injected" in failed[0].error
+    assert failed[0].reward is None and failed[0].accuracy is None
+    assert len(result.trials) == 4 and sum(r.ok for r in result.trials) == 3
+    assert failed[0].trial not in result.pareto
+
+
+def test_time_budget_stops_early_and_returns_the_best_so_far(digits, digits_model):
+    result = search_architecture(
+        digits_model,
+        digits,
+        targets=Targets(min_accuracy=0.999, max_size_bytes=100),  # unreachable: never met
+        options=_options(max_trials=50, batch_size=1, time_budget_s=4.0),
+    )
+    assert result.stop_reason.startswith("time budget")
+    assert 1 <= len(result.trials) < 50
+    assert not result.targets_met
+    ok = [r for r in result.trials if r.ok]
+    assert result.best is not None and result.best.reward == max(r.reward for r in ok)
+    assert any("misses" in n for n in result.notes)
+
+
+def test_targets_met_then_patience_stops_the_search(digits, digits_model):
+    result = search_architecture(
+        digits_model,
+        digits,
+        targets=Targets(max_accuracy_drop=1.0, max_size_bytes=10**7),  # the first trial meets it
+        options=_options(max_trials=40, patience=3, batch_size=1, proposer="random"),
+    )
+    assert result.targets_met and result.first_met_trial == 1
+    assert result.stop_reason.startswith("targets met at trial 1")
+    assert len(result.trials) < 40
+
+
+def test_same_seed_same_trials_other_seed_other_trials(digits, digits_model):
+    runs = [
+        search_architecture(digits_model, digits, targets=TARGETS, options=_options(seed=s))
+        for s in (5, 5, 6)
+    ]
+    plans = [[r.plan.key() for r in run.trials] for run in runs]
+    assert plans[0] == plans[1]
+    assert plans[0] != plans[2]
+    accuracies = [[r.accuracy for r in run.trials] for run in runs[:2]]
+    assert accuracies[0] == accuracies[1]
+
+
+def test_apply_plan_reproduces_a_suggested_model_exactly(digits, digits_model):
+    result = search_architecture(digits_model, digits, targets=TARGETS, options=_options())
+    suggestion = result.suggestions[0]
+    kept = result.keras_model(suggestion.trial)
+    again = apply_plan(digits_model, suggestion.plan, digits).model
+    assert again.to_json() == kept.to_json()
+    for a, b in zip(again.get_weights(), kept.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # and through YAML, as the studio and the apply_edits step read it
+    from zenml_quant.search.edits import EditPlan
+
+    from_yaml = apply_plan(digits_model, EditPlan.from_yaml(suggestion.plan.to_yaml()), digits)
+    for a, b in zip(from_yaml.model.get_weights(), kept.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_search_input_errors(digits, digits_model):
+    with pytest.raises(InvalidOptionError, match="proposer"):
+        SearchOptions(proposer="genetic")
+    with pytest.raises(InvalidOptionError, match="max_trials"):
+        SearchOptions(max_trials=0)
+    with pytest.raises(InvalidOptionError, match="min_accuracy"):
+        Targets(min_accuracy=98.5)
+    from zenml_quant.errors import InvalidDatasetError
+
+    flat = digits.__class__(
+        **{**digits.__dict__, "x_val": digits.x_val.reshape(len(digits.x_val), -1)}
+    )
+    with pytest.raises(InvalidDatasetError, match="conform_to_model"):
+        search_architecture(digits_model, flat, targets=TARGETS, options=_options())

@@ -1,0 +1,315 @@
+"""The search's proposers: ask/tell bookkeeping, masks, determinism, and that the controller learns.
+
+No Keras here: the learning test runs both proposers on :class:`CnnSurrogate`, a synthetic
+stand-in for a small CNN's search space, scored by the real MnasNet reward.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+from zenml_quant.errors import InvalidOptionError
+from zenml_quant.search.proposers import (
+    ControllerRNN,
+    FullSpace,
+    Proposal,
+    RandomSearch,
+    _policy_gradient,
+)
+from zenml_quant.search.reward import meets_targets, reward
+from zenml_quant.search.types import Targets
+
+PROPOSERS = [RandomSearch, ControllerRNN]
+
+
+class RandomMaskSpace:
+    """Masks that depend on the whole prefix, drawn from a hash of it; sometimes only one choice
+    is valid, and choice 0 is often invalid."""
+
+    def __init__(self, sizes: tuple[int, ...], seed: int = 0) -> None:
+        self.sizes = sizes
+        self.seed = seed
+
+    def mask(self, prefix):
+        n = self.sizes[len(prefix)]
+        rng = np.random.default_rng([self.seed, zlib.crc32(repr(tuple(prefix)).encode())])
+        mask = rng.random(n) < 0.5
+        if not mask.any():
+            mask[rng.integers(n)] = True
+        return mask
+
+
+def drive(proposer, rounds: int, reward_of=lambda d: float(sum(d)) / 10.0):
+    """Ask/tell ``rounds`` times with a deterministic reward; the proposals in order."""
+    out = []
+    for _ in range(rounds):
+        p = proposer.ask()
+        out.append(p.decisions)
+        proposer.tell(p.id, reward_of(p.decisions))
+    return out
+
+
+# -- determinism ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", PROPOSERS)
+def test_same_seed_same_proposals_and_different_seed_differs(cls):
+    space = RandomMaskSpace((3, 5, 2, 7, 4, 6, 3, 8))
+    first = drive(cls(space, seed=3), 25)
+    assert drive(cls(space, seed=3), 25) == first
+    assert drive(cls(space, seed=4), 25) != first
+
+
+def test_controller_is_reproducible_after_learning_and_independent_of_other_instances():
+    space = FullSpace((4,) * 10)
+    a = ControllerRNN(space, seed=11)
+    drive(ControllerRNN(space, seed=5), 7)  # another controller in between changes nothing
+    b = ControllerRNN(space, seed=11)
+    assert drive(a, 30) == drive(b, 30)
+    assert a.steps == b.steps == 30
+    assert a.most_likely() == b.most_likely()
+    for name, value in a.params.items():
+        np.testing.assert_array_equal(value, b.params[name])
+
+
+# -- masks ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", PROPOSERS)
+def test_masks_are_always_respected(cls):
+    space = RandomMaskSpace((2, 6, 3, 8, 1, 5, 4, 7, 3, 6), seed=9)
+    proposer = cls(space, seed=0)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(300):
+        p = proposer.ask()
+        assert len(p.decisions) == len(space.sizes)
+        for t, choice in enumerate(p.decisions):
+            assert space.mask(p.decisions[:t])[choice], (p.decisions, t)
+        seen.add(p.decisions)
+        proposer.tell(p.id, float(rng.random()))  # the controller learns while it samples
+    assert len(seen) > 50  # and it is not stuck on one candidate
+
+
+def test_controller_greedy_decoding_respects_masks():
+    space = RandomMaskSpace((5, 5, 5, 5, 5, 5), seed=2)
+    controller = ControllerRNN(space, seed=1)
+    drive(controller, 20)
+    best = controller.most_likely()
+    for t, choice in enumerate(best):
+        assert space.mask(best[:t])[choice]
+
+
+@pytest.mark.parametrize("cls", PROPOSERS)
+def test_a_broken_mask_is_reported(cls):
+    class Broken:
+        sizes = (3, 3)
+
+        def mask(self, prefix):
+            return np.zeros(3, bool) if prefix else np.ones(3, bool)
+
+    with pytest.raises(InvalidOptionError, match="at least one True"):
+        cls(Broken()).ask()
+    with pytest.raises(InvalidOptionError, match="at least one position"):
+        cls(FullSpace(()))
+    with pytest.raises(InvalidOptionError, match=">= 1 choice"):
+        cls(FullSpace((3, 0)))
+
+
+def test_random_search_is_uniform_among_valid_choices():
+    class Space:
+        sizes = (5,)
+
+        def mask(self, prefix):
+            return np.array([False, True, True, False, True])
+
+    proposer = RandomSearch(Space(), seed=0)
+    counts = np.bincount([proposer.ask().decisions[0] for _ in range(3000)], minlength=5)
+    assert counts[0] == counts[3] == 0
+    assert all(abs(c - 1000) < 100 for c in counts[[1, 2, 4]])
+
+
+def test_controller_starts_uniform():
+    space = FullSpace((4, 4))
+    controller = ControllerRNN(space, seed=0)
+    controller._begin()
+    np.testing.assert_allclose(controller._probabilities([], np.ones(4, bool)), 0.25)
+
+
+# -- ask/tell ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", PROPOSERS)
+def test_tell_errors(cls):
+    proposer = cls(FullSpace((3, 3)), seed=0)
+    p = proposer.ask()
+    assert isinstance(p, Proposal) and p.id == 0
+    with pytest.raises(InvalidOptionError, match="Unknown proposal id 7"):
+        proposer.tell(7, 1.0)
+    with pytest.raises(InvalidOptionError, match="a number or None"):
+        proposer.tell(p.id, "0.5")
+    assert proposer.pending == (0,)
+    proposer.tell(p.id, 0.5)
+    with pytest.raises(InvalidOptionError, match="already told"):
+        proposer.tell(p.id, 0.5)
+    assert proposer.pending == ()
+
+
+def test_several_asked_then_told_in_any_order():
+    controller = ControllerRNN(FullSpace((3,) * 5), seed=0, batch_size=2)
+    proposals = [controller.ask() for _ in range(5)]
+    assert [p.id for p in proposals] == [0, 1, 2, 3, 4]
+    for p in reversed(proposals):
+        controller.tell(p.id, 0.1 * p.id)
+    assert controller.steps == 2  # one step per two tells; the fifth waits for a partner
+    assert controller.pending == ()
+
+
+def test_failed_and_nan_rewards_count_as_failure_reward():
+    controller = ControllerRNN(FullSpace((3, 3)), seed=0, failure_reward=-1.0)
+    controller.tell(controller.ask().id, None)
+    assert controller.baseline == -1.0  # the first reward starts the baseline
+    controller.tell(controller.ask().id, math.nan)
+    assert controller.baseline == -1.0
+    controller.tell(controller.ask().id, np.float32(1.0))
+    assert controller.baseline == pytest.approx(0.0)  # decay 0.5: halfway to 1.0
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"learning_rate": 0},
+        {"bias_learning_rate": -1},
+        {"baseline_decay": 1.0},
+        {"entropy_weight": math.nan},
+        {"temperature": 0},
+        {"logit_bound": 0},
+        {"batch_size": 0},
+        {"hidden_size": 2.5},
+        {"seed": "1"},
+        {"failure_reward": None},
+    ],
+)
+def test_controller_options_are_validated(option):
+    with pytest.raises(InvalidOptionError, match=next(iter(option))):
+        ControllerRNN(FullSpace((2, 2)), **option)
+
+
+def test_ask_is_cheap():
+    controller = ControllerRNN(FullSpace((6,) * 30), seed=0)
+    controller.ask()
+    start = time.perf_counter()
+    for _ in range(20):
+        controller.ask()
+    assert (time.perf_counter() - start) / 20 < 0.02  # about 1-2 ms on a laptop core
+
+
+# -- learning ------------------------------------------------------------------------------------
+
+
+def test_sampling_and_learning_use_the_same_policy():
+    """The numpy sampler's log-probability of a proposal equals the TensorFlow loss's."""
+    space = RandomMaskSpace((3, 5, 2, 7, 4), seed=1)
+    controller = ControllerRNN(space, seed=2, logit_bound=2.0, temperature=1.3)
+    drive(controller, 10)  # move the weights away from their initial values
+    p = controller.ask()
+    controller._begin()
+    log_prob, masks = 0.0, np.zeros((1, 5, 7), bool)
+    for t, choice in enumerate(p.decisions):
+        mask = space.mask(p.decisions[:t])
+        masks[0, t, : mask.shape[0]] = mask
+        log_prob += math.log(controller._probabilities(p.decisions[:t], mask)[choice])
+        controller._taken(p.decisions[:t], choice)
+    loss, _ = _policy_gradient(
+        controller.params,
+        np.array([p.decisions], np.int32),
+        masks,
+        np.ones(1, np.float32),
+        np.float32(1.3),
+        np.float32(2.0),
+        np.float32(0.0),
+    )
+    assert float(loss) == pytest.approx(-log_prob, abs=1e-4)
+
+
+def test_controller_learns_a_simple_preference():
+    """Reward = how many positions chose 2: the greedy policy ends at all 2s."""
+    controller = ControllerRNN(FullSpace((4,) * 6), seed=0)
+    drive(controller, 60, reward_of=lambda d: sum(c == 2 for c in d) / 6)
+    assert controller.most_likely() == (2,) * 6
+
+
+class CnnSurrogate:
+    """A synthetic CNN search space standing in for Keras training.
+
+    16 positions with 2-8 choices each: keep the layer (choice 0) or scale its filters by 0.25
+    to 1.5, or remove it (never two removals in a row: the mask depends on the prefix). Layer
+    sizes are log-normal, so a few layers dominate the model size; about half the layers are
+    sensitive (shrinking them costs up to 1.5 accuracy points), the others barely care; more
+    than five aggressive choices (scale <= 0.25) cost accuracy quadratically. The targets, an
+    accuracy drop of at most 3 points and a size limit, are met by about 2 % of uniformly random
+    candidates, so reaching them takes random search about 35 trials (median).
+    """
+
+    ORIGINAL_ACCURACY = 0.95
+    #: Size limits calibrated on 20,000 random candidates: 2 % of them meet both targets.
+    SIZE_TARGETS = {21: 198_586, 22: 116_970, 23: 101_833}
+
+    def __init__(self, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        n = 16
+        self.sizes = tuple(int(k) for k in rng.integers(2, 9, n))
+        self.layer_bytes = rng.lognormal(9.0, 1.0, n)
+        sensitivity = np.where(rng.random(n) < 0.5, rng.uniform(0.005, 0.015, n), 0.0005)
+        self.scale, self.drop = [], []
+        for t, k in enumerate(self.sizes):
+            scale = np.concatenate([[1.0], rng.choice([0.25, 0.5, 0.75, 1.25, 1.5, 0.0], k - 1)])
+            self.scale.append(scale)
+            self.drop.append(
+                sensitivity[t] * np.clip(1 - scale, 0, None) - 0.001 * np.clip(scale - 1, 0, None)
+            )
+        self.targets = Targets(max_size_bytes=self.SIZE_TARGETS[seed], max_accuracy_drop=0.03)
+
+    def mask(self, prefix):
+        t = len(prefix)
+        mask = np.ones(self.sizes[t], dtype=bool)
+        if t and self.scale[t - 1][prefix[-1]] == 0.0 and self.scale[t][-1] == 0.0:
+            mask[-1] = False
+        return mask
+
+    def figures(self, decisions):
+        scales = np.array([self.scale[t][k] for t, k in enumerate(decisions)])
+        aggressive = int(np.sum(scales <= 0.25))
+        drop = sum(self.drop[t][k] for t, k in enumerate(decisions))
+        accuracy = self.ORIGINAL_ACCURACY - drop - 0.002 * max(0, aggressive - 5) ** 2
+        return {"accuracy": accuracy, "size_bytes": 2000 + float(self.layer_bytes @ scales)}
+
+    def trials_to_target(self, proposer, budget: int = 80) -> int:
+        """Trials until the first candidate meeting the targets (``budget + 1``: never)."""
+        for trial in range(1, budget + 1):
+            p = proposer.ask()
+            figures = self.figures(p.decisions)
+            if meets_targets(figures, self.targets, self.ORIGINAL_ACCURACY):
+                return trial
+            proposer.tell(p.id, reward(figures, self.targets, self.ORIGINAL_ACCURACY))
+        return budget + 1
+
+
+def test_controller_reaches_the_target_much_sooner_than_random_search():
+    """Over three surrogate spaces, the controller's median trials-to-target (5 seeds each) is
+    at most 0.6x random search's (60 seeds each, a steadier estimate of its median)."""
+    random_runs, controller_runs = [], []
+    for space_seed in CnnSurrogate.SIZE_TARGETS:
+        space = CnnSurrogate(space_seed)
+        random_runs += [space.trials_to_target(RandomSearch(space, seed=s)) for s in range(60)]
+        controller_runs += [space.trials_to_target(ControllerRNN(space, seed=s)) for s in range(5)]
+    # The surrogate is as hard as intended: random search meets the targets 1.5-4 % of trials.
+    hit_rate = sum(r <= 80 for r in random_runs) / sum(min(r, 80) for r in random_runs)
+    assert 0.015 < hit_rate < 0.04, hit_rate
+    random_median, controller_median = np.median(random_runs), np.median(controller_runs)
+    assert controller_median <= 0.6 * random_median, (controller_median, random_median)

@@ -1,0 +1,231 @@
+"""ZenML steps of the architecture search: ``search_architecture``, ``search_candidate`` and
+``apply_edits``. Each calls one core function of :mod:`zenml_quant.search`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Annotated, Any
+
+import pandas as pd
+from zenml import step
+from zenml.io import fileio
+from zenml.types import HTMLString
+
+from ..errors import InvalidOptionError
+from ..search import apply as _apply
+from ..search import executors as _executors
+from ..search import loop as _loop
+from ..search.edits import EditPlan
+from ..search.finetune import FineTuneOptions
+from ..search.space import SpaceOptions
+from ..search.trial import EvaluationOptions
+from ..search.types import RewardOptions, Targets
+from ..types import LabeledDataset, TFLiteModel
+from ._runtime import STEP_SETTINGS, record_metadata
+from .materializers import (
+    KerasModelMaterializer,
+    SearchResultMaterializer,
+    TFLiteModelMaterializer,
+)
+
+__all__ = ["apply_edits", "search_architecture", "search_candidate"]
+
+
+@step(
+    output_materializers={
+        "zq_search_result": SearchResultMaterializer,
+        "zq_search_best_model": KerasModelMaterializer,
+        "zq_search_best_tflite": TFLiteModelMaterializer,
+    },
+    settings=STEP_SETTINGS,
+)
+def search_architecture(
+    model: Any,
+    dataset: LabeledDataset,
+    max_trials: int = 30,
+    time_budget_min: float | None = None,
+    seed: int = 0,
+    proposer: str = "controller",
+    batch_size: int = 2,
+    patience: int = 10,
+    executor: str = "inprocess",
+    workers: int = 2,
+    ray_address: str | None = None,
+    fine_tune_epochs: int = 1,
+    fine_tune_steps: int | None = None,
+    learning_rate: float = 1e-3,
+    distill: bool = False,
+    measure_latency: bool = True,
+    min_accuracy: float | None = None,
+    max_accuracy_drop: float | None = None,
+    relative_drop: bool = False,
+    max_size_bytes: int | None = None,
+    max_latency_ms: float | None = None,
+    max_peak_memory_bytes: int | None = None,
+    max_energy_uj: float | None = None,
+    reward_mode: str = "soft",
+    layers: list[str] | None = None,
+    frozen_layers: list[str] | None = None,
+    search_precision: bool = True,
+) -> tuple[
+    Annotated[_loop.SearchResult, "zq_search_result"],
+    Annotated[pd.DataFrame, "zq_search_history"],
+    Annotated[pd.DataFrame, "zq_search_suggestions"],
+    Annotated[Any, "zq_search_best_model"],
+    Annotated[TFLiteModel, "zq_search_best_tflite"],
+    Annotated[HTMLString, "zq_search_report"],
+]:
+    """Edit ``model`` with the RNN controller (or ``proposer="random"``) until the targets hold.
+
+    Targets: ``min_accuracy`` / ``max_accuracy_drop`` (from the original's validation accuracy)
+    and any of ``max_size_bytes``, ``max_latency_ms`` (p50, one thread, this machine),
+    ``max_peak_memory_bytes``, ``max_energy_uj``. ``executor`` runs ``batch_size`` candidates
+    at a time: ``"inprocess"``, ``"process"`` (``workers`` processes, one TF thread each) or
+    ``"ray"`` (``ray_address``, or a local Ray). Outputs the full result (models of the best and
+    Pareto trials), the history, the Pareto suggestions, the best model and its ``.tflite``,
+    and an HTML report with the Pareto plot.
+    """
+    targets = Targets(
+        min_accuracy=min_accuracy,
+        max_accuracy_drop=max_accuracy_drop,
+        relative_drop=relative_drop,
+        max_size_bytes=max_size_bytes,
+        max_latency_ms=max_latency_ms,
+        max_peak_memory_bytes=max_peak_memory_bytes,
+        max_energy_uj=max_energy_uj,
+    )
+    if targets.empty:
+        raise InvalidOptionError(
+            "The search needs at least one target: set min_accuracy or max_accuracy_drop and a "
+            "resource limit such as max_size_bytes or max_latency_ms."
+        )
+    options = _loop.SearchOptions(
+        max_trials=max_trials,
+        time_budget_s=None if time_budget_min is None else 60.0 * time_budget_min,
+        patience=patience,
+        batch_size=batch_size,
+        seed=seed,
+        proposer=proposer,
+        reward=RewardOptions(mode=reward_mode),
+        space=SpaceOptions(
+            layers=tuple(layers) if layers else None,
+            frozen_layers=tuple(frozen_layers or ()),
+            precision=search_precision,
+        ),
+        evaluation=EvaluationOptions(
+            fine_tune=FineTuneOptions(
+                epochs=fine_tune_epochs,
+                steps_per_epoch=fine_tune_steps,
+                learning_rate=learning_rate,
+                distill=distill,
+            ),
+            measure_latency=measure_latency or max_latency_ms is not None,
+        ),
+    )
+    kwargs: dict[str, Any] = {"workers": workers} if executor == "process" else {}
+    if executor == "ray":
+        kwargs = {"address": ray_address}
+    with _executors.make_executor(executor, **kwargs) as runner:
+        result = _loop.search_architecture(
+            model, dataset, targets=targets, options=options, executor=runner
+        )
+    if result.best_trial is None:
+        raise InvalidOptionError(
+            "Every search trial failed, so there is no model to pass on; the errors are in the "
+            "step logs. " + " ".join(result.notes)
+        )
+    best = result.best
+    assert best is not None
+    record_metadata(
+        {
+            "trials": len(result.trials),
+            "failed_trials": sum(not r.ok for r in result.trials),
+            "stop_reason": result.stop_reason,
+            "targets_met": result.targets_met,
+            "first_met_trial": result.first_met_trial,
+            "best_trial": best.trial,
+            "best_edits": list(best.plan.describe()),
+            "best_accuracy": best.accuracy,
+            "best_size_bytes": best.size_bytes,
+            "best_latency_ms": best.latency_ms,
+            "original_accuracy": result.original_accuracy,
+            "pareto_trials": list(result.pareto),
+            "trial_figures": {
+                str(r.trial): {
+                    "status": r.status,
+                    "accuracy": r.accuracy,
+                    "size_bytes": r.size_bytes,
+                    "latency_ms": r.latency_ms,
+                    "reward": r.reward,
+                    "edits": len(r.plan),
+                }
+                for r in result.records
+            },
+        }
+    )
+    return (
+        result,
+        result.history(),
+        result.suggestions_table(),
+        result.keras_model(),
+        result.tflite(),
+        HTMLString(result.html()),
+    )
+
+
+@step(output_materializers=TFLiteModelMaterializer, settings=STEP_SETTINGS)
+def search_candidate(
+    result: _loop.SearchResult, rank: int = 0
+) -> Annotated[TFLiteModel, "zq_search_candidate"]:
+    """The ``rank``-th searched candidate: 0 is the best, then the other Pareto suggestions by
+    reward. When the search found fewer, the best is returned again (noted on the model)."""
+    others = sorted(
+        (t for t in result.pareto if t != result.best_trial and t in result.models),
+        key=lambda t: -(result.record(t).reward or 0.0),
+    )
+    order: list[int] = ([result.best_trial] if result.best_trial is not None else []) + others
+    if not order:
+        raise InvalidOptionError("The search result holds no successful candidate.")
+    trial = order[rank] if rank < len(order) else order[0]
+    tflite = result.tflite(trial)
+    notes = [f"search trial {trial}: " + "; ".join(result.record(trial).plan.describe())]
+    if rank >= len(order):
+        notes.append(f"the search found {len(order)} candidate(s); rank {rank} repeats the best")
+    record_metadata({"trial": trial, "edits": list(result.record(trial).plan.describe())})
+    return replace(tflite, notes=tuple(tflite.notes) + tuple(notes), source_model=f"search_{rank}")
+
+
+@step(output_materializers={"zq_edited_model": KerasModelMaterializer}, settings=STEP_SETTINGS)
+def apply_edits(
+    model: Any,
+    plan: str,
+    dataset: LabeledDataset | None = None,
+    fine_tune: bool = True,
+) -> tuple[Annotated[Any, "zq_edited_model"], Annotated[str, "zq_edit_plan"]]:
+    """Apply an edit plan (YAML text, or the path/URI of a ``.yaml`` file the search or the
+    studio wrote) to ``model``. With ``dataset`` the model is fine-tuned with the seed and
+    settings the plan records, which reproduces a search suggestion exactly."""
+    text = _read_plan(plan)
+    parsed = EditPlan.from_yaml(text)
+    options = None if fine_tune else FineTuneOptions(epochs=0)
+    edited = _apply.apply_plan(model, parsed, dataset, fine_tune_options=options)
+    record_metadata(
+        {
+            "edits": parsed.describe(),
+            "transferred_layers": list(edited.transferred),
+            "initialised_layers": list(edited.initialised),
+            "params": int(edited.model.count_params()),
+        }
+    )
+    return edited.model, parsed.to_yaml()
+
+
+def _read_plan(plan: str) -> str:
+    if plan.strip().endswith((".yaml", ".yml")) and "\n" not in plan.strip():
+        path = plan.strip()
+        if not (os.path.exists(path) or fileio.exists(path)):
+            raise InvalidOptionError(f"Edit plan file {path!r} does not exist.")
+        with fileio.open(path, "r") as f:
+            return str(f.read())
+    return plan

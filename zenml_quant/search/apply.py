@@ -1,0 +1,76 @@
+"""Apply an edit plan the way the search did: rebuild, transfer weights, and (given the data)
+fine-tune with the settings and seed the plan records, so a suggestion is reproduced exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidOptionError
+from ..types import LabeledDataset
+from .edits import EditPlan
+from .finetune import FineTuneOptions, fine_tune, outputs_are_logits
+from .rebuild import EditedModel, apply_edits
+from .space import SearchSpace, SpaceOptions
+
+__all__ = ["apply_plan", "plan_meta"]
+
+
+def plan_meta(trial: int, seed: int, options: FineTuneOptions) -> dict[str, Any]:
+    """What the search writes into a candidate's plan so it can be rebuilt identically."""
+    return {
+        "trial": trial,
+        "seed": seed,
+        "fine_tune": {
+            "epochs": options.epochs,
+            "steps_per_epoch": options.steps_per_epoch,
+            "batch_size": options.batch_size,
+            "learning_rate": options.learning_rate,
+            "distill": options.distill,
+            "temperature": options.temperature,
+            "alpha": options.alpha,
+        },
+    }
+
+
+def apply_plan(
+    model: Any,
+    plan: EditPlan,
+    dataset: LabeledDataset | None = None,
+    *,
+    fine_tune_options: FineTuneOptions | None = None,
+    seed: int | None = None,
+    space_options: SpaceOptions | None = None,
+) -> EditedModel:
+    """``apply_edits``, then fine-tuning on ``dataset``'s train split when one is given.
+
+    The fine-tuning settings and seed default to those recorded in ``plan.meta`` by the search
+    (a plan without them, e.g. written by hand, is fine-tuned with ``FineTuneOptions()``); pass
+    ``fine_tune_options=FineTuneOptions(epochs=0)`` to skip it.
+    """
+    meta = dict(plan.meta or {})
+    seed = int(meta.get("seed", 0)) if seed is None else seed
+    edited = apply_edits(model, plan, seed=seed, space=SearchSpace(model, space_options))
+    if dataset is None:
+        return edited
+    if fine_tune_options is None:
+        try:
+            fine_tune_options = FineTuneOptions(**meta.get("fine_tune", {}))
+        except TypeError as exc:
+            raise InvalidOptionError(f"The plan's meta.fine_tune is malformed: {exc}") from None
+    teacher = None
+    if fine_tune_options.distill:
+        outputs = model.predict(dataset.x_train, batch_size=256, verbose=0)
+        teacher = np.asarray(
+            outputs if outputs_are_logits(model) else np.log(outputs + 1e-7), dtype=np.float32
+        )
+    fine_tune(
+        edited.model,
+        dataset.x_train,
+        dataset.y_train,
+        fine_tune_options,
+        teacher_logits=teacher,
+        seed=seed,
+    )
+    return edited

@@ -1,0 +1,470 @@
+"""The search loop: propose edits, evaluate candidates in batches, reward, repeat, stop.
+
+:func:`search_architecture` is the one entry point. The proposer (controller or random search)
+only sees decision vectors and rewards; the executor only runs :func:`evaluate_trial`; this
+module joins them, keeps the history, and decides when to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidDatasetError, InvalidOptionError
+from ..types import LabeledDataset, TFLiteModel
+from .apply import plan_meta
+from .edits import EditPlan
+from .executors import InProcessExecutor, TrialExecutor
+from .finetune import outputs_are_logits
+from .pareto import pareto_front
+from .proposers import ControllerRNN, Proposer, RandomSearch
+from .report import history_frame, pareto_svg, search_html, suggestions_frame
+from .reward import meets_targets, missed_targets, reward
+from .space import SearchSpace, SpaceOptions
+from .trial import EvaluationOptions, SearchContext, evaluate_trial, failed_outcome, keras_bytes
+from .types import RewardOptions, Targets, TrialOutcome, TrialRecord, TrialTask
+
+__all__ = ["SearchOptions", "SearchResult", "Suggestion", "search_architecture"]
+
+logger = logging.getLogger(__name__)
+
+PROPOSERS = ("controller", "random")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """The search's budget and behaviour.
+
+    Stops after ``max_trials`` candidates, after ``time_budget_s`` seconds (checked before each
+    batch), or once the targets are met and ``patience`` further trials brought no better
+    reward. ``batch_size`` candidates are proposed and evaluated together (the executor may run
+    them in parallel). ``proposer`` is ``"controller"`` (the LSTM policy) or ``"random"``;
+    ``controller`` holds extra keyword options for :class:`ControllerRNN`.
+    """
+
+    max_trials: int = 30
+    time_budget_s: float | None = None
+    patience: int = 10
+    batch_size: int = 2
+    seed: int = 0
+    proposer: str = "controller"
+    controller: dict[str, Any] = field(default_factory=dict)
+    reward: RewardOptions = field(default_factory=RewardOptions)
+    space: SpaceOptions = field(default_factory=SpaceOptions)
+    evaluation: EvaluationOptions = field(default_factory=EvaluationOptions)
+
+    def __post_init__(self) -> None:
+        for name in ("max_trials", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidOptionError(f"SearchOptions.{name} must be an integer >= 1.")
+        if (
+            isinstance(self.patience, bool)
+            or not isinstance(self.patience, int)
+            or self.patience < 0
+        ):
+            raise InvalidOptionError("SearchOptions.patience must be an integer >= 0.")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise InvalidOptionError("SearchOptions.time_budget_s must be > 0 seconds or None.")
+        if self.proposer not in PROPOSERS:
+            raise InvalidOptionError(
+                f"Unknown proposer {self.proposer!r}: use one of {', '.join(PROPOSERS)}."
+            )
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A Pareto-optimal candidate: its edits against the original and its figures."""
+
+    trial: int
+    plan: EditPlan
+    edits: tuple[str, ...]
+    accuracy: float | None
+    size_bytes: int | None
+    peak_memory_bytes: int | None
+    latency_ms: float | None
+    energy_uj: float | None
+    reward: float | None
+    meets_targets: bool
+
+
+@dataclass(frozen=True, eq=False)
+class SearchResult:
+    """The history, the original model's figures, the best trial, the Pareto suggestions.
+
+    ``records[0]`` is the original model (trial 0, empty plan, not fine-tuned). ``models``
+    holds ``(tflite, keras)`` bytes for the best and the Pareto trials only.
+    """
+
+    records: tuple[TrialRecord, ...]
+    targets: Targets
+    original_accuracy: float
+    best_trial: int | None
+    pareto: tuple[int, ...]
+    suggestions: tuple[Suggestion, ...]
+    stop_reason: str
+    targets_met: bool
+    first_met_trial: int | None
+    seconds: float
+    models: dict[int, tuple[bytes, bytes | None]] = field(repr=False, default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def original(self) -> TrialRecord:
+        return self.records[0]
+
+    @property
+    def trials(self) -> tuple[TrialRecord, ...]:
+        """The searched candidates (without the original)."""
+        return self.records[1:]
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return self.record(self.best_trial) if self.best_trial is not None else None
+
+    def record(self, trial: int) -> TrialRecord:
+        for r in self.records:
+            if r.trial == trial:
+                return r
+        raise KeyError(trial)
+
+    def history(self) -> pd.DataFrame:
+        return history_frame(self.records, self.pareto)
+
+    def suggestions_table(self) -> pd.DataFrame:
+        return suggestions_frame(self.trials, self.pareto)
+
+    def pareto_svg(self) -> str:
+        return pareto_svg(
+            self.trials,
+            self.pareto,
+            original=self.original,
+            targets=self.targets,
+            original_accuracy=self.original_accuracy,
+        )
+
+    def html(self) -> str:
+        return search_html(
+            self.trials,
+            self.pareto,
+            original=self.original,
+            targets=self.targets,
+            original_accuracy=self.original_accuracy,
+            stop_reason=self.stop_reason,
+            notes=self.notes,
+        )
+
+    def tflite(self, trial: int | None = None) -> TFLiteModel:
+        """The converted model of ``trial`` (default: the best)."""
+        from ..convert import inspect_tflite
+
+        trial = self.best_trial if trial is None else trial
+        if trial is None or trial not in self.models:
+            raise InvalidOptionError(
+                f"No model kept for trial {trial}; models are kept for the best and Pareto trials "
+                f"({sorted(self.models)})."
+            )
+        mode = "int8" if self.record(trial).plan.float_layers() == () else "mixed"
+        tfl = inspect_tflite(self.models[trial][0], mode=mode, source_model=f"trial_{trial}")
+        return replace(tfl, float_layers=self.record(trial).plan.float_layers())
+
+    def keras_model(self, trial: int | None = None) -> Any:
+        """The fine-tuned Keras model of ``trial`` (default: the best)."""
+        from .trial import load_keras_bytes
+
+        trial = self.best_trial if trial is None else trial
+        if trial is None or trial not in self.models or self.models[trial][1] is None:
+            raise InvalidOptionError(f"No Keras model kept for trial {trial}.")
+        return load_keras_bytes(self.models[trial][1])  # type: ignore[arg-type]
+
+
+Progress = Callable[[TrialRecord, "SearchState"], None]
+
+
+@dataclass
+class SearchState:
+    """Where the search is, for progress displays."""
+
+    done: int
+    max_trials: int
+    best: TrialRecord | None
+    elapsed_s: float
+
+
+def make_proposer(space: SearchSpace, options: SearchOptions) -> Proposer:
+    """The proposer ``options.proposer`` names, seeded with ``options.seed``."""
+    if options.proposer == "random":
+        return RandomSearch(space, seed=options.seed)
+    return ControllerRNN(space, seed=options.seed, **options.controller)
+
+
+def search_architecture(
+    model: Any,
+    dataset: LabeledDataset,
+    *,
+    targets: Targets,
+    options: SearchOptions | None = None,
+    proposer: Proposer | None = None,
+    executor: TrialExecutor | None = None,
+    progress: Progress | None = None,
+) -> SearchResult:
+    """Search edits of ``model`` that meet ``targets`` on ``dataset``; return the best so far.
+
+    The original model is measured first (trial 0: converted the same way, not fine-tuned);
+    then ``options.batch_size`` candidates at a time are proposed, evaluated by ``executor``
+    (default: in this process), rewarded and told back to the proposer. ``progress`` is called
+    after every trial.
+    """
+    options = options or SearchOptions()
+    _check_data(model, dataset)
+    space = SearchSpace(model, options.space)
+    if not space.positions:
+        raise InvalidOptionError(
+            f"Model {model.name!r} has no editable layer under these SpaceOptions; the search "
+            "edits Conv2D, SeparableConv2D, DepthwiseConv2D, Dense, pooling, activation and "
+            "Flatten layers."
+        )
+    proposer = proposer or make_proposer(space, options)
+    context = _context(model, dataset, options)
+    own_executor = executor is None
+    executor = executor or InProcessExecutor()
+    executor.start(evaluate_trial, context, on_error=lambda task, msg: failed_outcome(task, msg))
+    start = time.perf_counter()
+    try:
+        original = executor.map([TrialTask(0, EditPlan(model=model.name), options.seed, False)])[0]
+        return _run(space, proposer, executor, original, dataset, targets, options, progress, start)
+    finally:
+        if own_executor:
+            executor.close()
+
+
+def _check_data(model: Any, dataset: LabeledDataset) -> None:
+    expected = tuple(model.inputs[0].shape[1:])
+    if tuple(dataset.x_train.shape[1:]) != expected or tuple(dataset.x_val.shape[1:]) != expected:
+        raise InvalidDatasetError(
+            f"The dataset's examples have shape {tuple(dataset.x_train.shape[1:])} but model "
+            f"{model.name!r} takes {expected}: pass the dataset through conform_to_model first."
+        )
+    if len(dataset.x_val) == 0:
+        raise InvalidDatasetError(
+            "The search measures candidates on the validation split, which is empty: load the "
+            "data with a validation fraction (e.g. validation_split=0.1)."
+        )
+
+
+def _context(model: Any, dataset: LabeledDataset, options: SearchOptions) -> SearchContext:
+    teacher = None
+    if options.evaluation.fine_tune.distill:
+        outputs = model.predict(dataset.x_train, batch_size=256, verbose=0)
+        teacher = np.asarray(
+            outputs if outputs_are_logits(model) else np.log(outputs + 1e-7), dtype=np.float32
+        )
+    return SearchContext(
+        model_bytes=keras_bytes(model),
+        x_train=dataset.x_train,
+        y_train=dataset.y_train,
+        x_val=dataset.x_val,
+        y_val=dataset.y_val,
+        options=options.evaluation,
+        space_options=options.space,
+        teacher_logits=teacher,
+    )
+
+
+class _Books:
+    """The running history: records, kept models, best, and the stop rule's counters."""
+
+    def __init__(self, original: TrialOutcome, targets: Targets, options: SearchOptions) -> None:
+        if not original.record.ok:
+            raise InvalidOptionError(
+                f"The original model could not be measured: {original.record.error}"
+            )
+        self.targets, self.options = targets, options
+        self.original_accuracy = float(original.record.keras_accuracy or 0.0)
+        self.records: list[TrialRecord] = [self._scored(original.record)]
+        self.models: dict[int, tuple[bytes, bytes | None]] = {}
+        self.best: TrialRecord | None = None
+        self.first_met: int | None = None
+        self.since_improvement = 0
+        self.seen: dict[Any, TrialRecord] = {}
+
+    def _scored(self, record: TrialRecord) -> TrialRecord:
+        if not record.ok:
+            return record
+        figures = record.figures()
+        value = reward(figures, self.targets, self.original_accuracy, self.options.reward)
+        met = meets_targets(figures, self.targets, self.original_accuracy)
+        return replace(record, reward=float(value), meets_targets=bool(met))
+
+    def add(self, outcome: TrialOutcome) -> TrialRecord:
+        record = self._scored(outcome.record)
+        self.records.append(record)
+        if record.ok:
+            self.seen.setdefault(record.plan.key(), record)
+        better = record.ok and self._beats(record)
+        if better:
+            self.best = record
+            self.since_improvement = 0
+        elif self.first_met is not None:
+            self.since_improvement += 1
+        if record.meets_targets and self.first_met is None:
+            self.first_met = record.trial
+            self.since_improvement = 0
+        if record.ok and outcome.tflite is not None:
+            self.models[record.trial] = (outcome.tflite, outcome.keras)
+            self._prune()
+        return record
+
+    def _beats(self, record: TrialRecord) -> bool:
+        if self.best is None:
+            return True
+        if record.meets_targets != self.best.meets_targets:
+            return record.meets_targets
+        return (record.reward or 0.0) > (self.best.reward or 0.0)
+
+    def _prune(self) -> None:
+        """Keep models only for the best and the current Pareto trials (memory stays bounded)."""
+        keep = set(pareto_front(self.records[1:]))
+        if self.best is not None:
+            keep.add(self.best.trial)
+        for trial in list(self.models):
+            if trial not in keep:
+                del self.models[trial]
+
+
+def _run(
+    space: SearchSpace,
+    proposer: Proposer,
+    executor: TrialExecutor,
+    original: TrialOutcome,
+    dataset: LabeledDataset,
+    targets: Targets,
+    options: SearchOptions,
+    progress: Progress | None,
+    start: float,
+) -> SearchResult:
+    books = _Books(original, targets, options)
+    logger.info(
+        "search: original model %s, %d positions, up to %d trials",
+        _figures(books.records[0]),
+        len(space.positions),
+        options.max_trials,
+    )
+    stop_reason = f"trial budget of {options.max_trials} used"
+    trial = 0
+    while trial < options.max_trials:
+        elapsed = time.perf_counter() - start
+        if options.time_budget_s is not None and elapsed >= options.time_budget_s:
+            stop_reason = f"time budget of {options.time_budget_s:g} s used"
+            break
+        n = min(options.batch_size, options.max_trials - trial)
+        proposals = [proposer.ask() for _ in range(n)]
+        tasks, cached = [], {}
+        for p in proposals:
+            trial += 1
+            plan = space.plan(p.decisions)
+            repeat = books.seen.get(plan.key())
+            if repeat is not None:  # the same model again: reuse its figures, no re-training
+                cached[trial] = replace(
+                    repeat, trial=trial, seconds=0.0, notes=(f"same edits as trial {repeat.trial}",)
+                )
+            seed = options.seed * 100_003 + trial
+            meta = plan_meta(trial, seed, options.evaluation.fine_tune)
+            tasks.append(TrialTask(trial, replace(plan, meta=meta), seed))
+        todo = [t for t in tasks if t.trial not in cached]
+        outcomes = {o.record.trial: o for o in executor.map(todo)} if todo else {}
+        for p, task in zip(proposals, tasks):
+            outcome = outcomes.get(task.trial) or TrialOutcome(cached[task.trial])
+            record = books.add(outcome)
+            proposer.tell(p.id, record.reward if record.ok else None)
+            state = SearchState(
+                record.trial, options.max_trials, books.best, time.perf_counter() - start
+            )
+            logger.info(
+                "trial %d/%d: %s %s | best so far: %s",
+                record.trial,
+                options.max_trials,
+                record.status,
+                _figures(record) if record.ok else record.error,
+                _figures(books.best) if books.best else "none",
+            )
+            if progress is not None:
+                progress(record, state)
+        if books.first_met is not None and books.since_improvement >= options.patience:
+            stop_reason = (
+                f"targets met at trial {books.first_met}; no better candidate in the "
+                f"{books.since_improvement} trials since"
+            )
+            break
+    return _result(books, stop_reason, time.perf_counter() - start)
+
+
+def _result(books: _Books, stop_reason: str, seconds: float) -> SearchResult:
+    trials = books.records[1:]
+    # Suggestions come from the candidates accurate enough to use, when there are any: a tiny
+    # model at chance accuracy is on the raw front but is no suggestion.
+    floor = books.targets.accuracy_floor(books.original_accuracy)
+    usable = [r for r in trials if r.ok and floor is not None and (r.accuracy or 0.0) >= floor]
+    pareto = tuple(pareto_front(usable or trials))
+    by_trial = {r.trial: r for r in trials}
+    suggestions = tuple(suggestion_of(by_trial[t]) for t in pareto)
+    notes: list[str] = []
+    best = books.best
+    if best is not None and not best.meets_targets:
+        missed = missed_targets(best.figures(), books.targets, books.original_accuracy)
+        notes.append(
+            "No candidate met every target; the best so far misses: " + "; ".join(missed) + "."
+        )
+    if best is None:
+        notes.append("Every trial failed; see the error column of the history.")
+    return SearchResult(
+        records=tuple(books.records),
+        targets=books.targets,
+        original_accuracy=books.original_accuracy,
+        best_trial=best.trial if best else None,
+        pareto=pareto,
+        suggestions=suggestions,
+        stop_reason=stop_reason,
+        targets_met=books.first_met is not None,
+        first_met_trial=books.first_met,
+        seconds=seconds,
+        models=dict(books.models),
+        notes=tuple(notes),
+    )
+
+
+def suggestion_of(record: TrialRecord) -> Suggestion:
+    """The suggestion a (Pareto) trial makes: its plan, readable edits and figures."""
+    return Suggestion(
+        trial=record.trial,
+        plan=record.plan,
+        edits=tuple(record.plan.describe()),
+        accuracy=record.accuracy,
+        size_bytes=record.size_bytes,
+        peak_memory_bytes=record.peak_memory_bytes,
+        latency_ms=record.latency_ms,
+        energy_uj=record.energy_uj,
+        reward=record.reward,
+        meets_targets=record.meets_targets,
+    )
+
+
+def _figures(record: TrialRecord | None) -> str:
+    if record is None:
+        return "-"
+    parts = []
+    if record.accuracy is not None:
+        parts.append(f"acc {100 * record.accuracy:.2f} %")
+    if record.size_bytes is not None:
+        parts.append(f"{record.size_bytes / 1024:.1f} KB")
+    if record.latency_ms is not None:
+        parts.append(f"{1000 * record.latency_ms:.0f} us")
+    if record.reward is not None:
+        parts.append(f"reward {record.reward:.3f}")
+    return ", ".join(parts)

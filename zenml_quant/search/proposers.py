@@ -1,0 +1,414 @@
+"""Proposers: what chooses the next candidate of the architecture search.
+
+A proposer knows nothing of Keras. It sees a :class:`DecisionSpace` (how many choices each
+position has and which are valid given the decisions already taken) and speaks ask/tell:
+:meth:`Proposer.ask` returns a :class:`Proposal` (one choice per position), the caller builds and
+evaluates the candidate however it likes, then :meth:`Proposer.tell` reports the reward. Several
+proposals may be out at once (a pool of workers) and be told in any order.
+
+- :class:`RandomSearch` samples uniformly among the valid choices, position by position: the
+  baseline a learning proposer must beat.
+- :class:`ControllerRNN` is the LSTM policy of Zoph & Le's NAS and ENAS (Pham et al. 2018),
+  trained with REINFORCE, a moving-average baseline and an entropy bonus.
+
+Both are seeded and touch no global random state: the same seed and the same sequence of
+rewards give the same proposals.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .._compat import tf
+from ..errors import InvalidOptionError
+
+__all__ = ["ControllerRNN", "DecisionSpace", "FullSpace", "Proposal", "Proposer", "RandomSearch"]
+
+
+class DecisionSpace(Protocol):
+    """The choices of a search: ``sizes[t]`` choices at position ``t``, fixed.
+
+    ``mask(prefix)`` returns a bool array of length ``sizes[len(prefix)]`` telling which choices
+    are valid at position ``len(prefix)`` after the decisions ``prefix``; at least one is True.
+    Choice 0 usually means "keep the original layer", but nothing here relies on it.
+    """
+
+    @property
+    def sizes(self) -> tuple[int, ...]: ...
+
+    def mask(self, prefix: Sequence[int]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class FullSpace:
+    """A decision space whose every choice is always valid."""
+
+    sizes: tuple[int, ...]
+
+    def mask(self, prefix: Sequence[int]) -> np.ndarray:
+        return np.ones(self.sizes[len(prefix)], dtype=bool)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One candidate: ``decisions[t]`` is the choice taken at position ``t``."""
+
+    id: int
+    decisions: tuple[int, ...]
+
+
+class Proposer(Protocol):
+    def ask(self) -> Proposal: ...
+
+    def tell(self, proposal_id: int, reward: float | None) -> None: ...
+
+
+def _bad(value: object) -> bool:
+    """Not a finite real number (bools excluded)."""
+    return (
+        isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+    )
+
+
+def _mask(space: DecisionSpace, prefix: Sequence[int], size: int) -> np.ndarray:
+    mask = np.asarray(space.mask(tuple(prefix)), dtype=bool)
+    if mask.shape != (size,) or not mask.any():
+        raise InvalidOptionError(
+            f"The decision space's mask at position {len(prefix)} must be {size} booleans with at"
+            f" least one True, got {mask!r}."
+        )
+    return mask
+
+
+class _AskTell:
+    """Proposal ids, masked sequential sampling, and what is still waiting for its reward."""
+
+    space: DecisionSpace
+    sizes: tuple[int, ...]
+    seed: int
+    failure_reward: float
+    _rng: np.random.Generator
+    _next_id: int
+
+    def __init__(self, space: DecisionSpace, seed: int, failure_reward: float) -> None:
+        sizes = tuple(space.sizes)
+        if not sizes or any(
+            isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in sizes
+        ):
+            raise InvalidOptionError(
+                f"A decision space needs at least one position, each with >= 1 choice; got {sizes!r}."
+            )
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise InvalidOptionError(f"seed must be an int, got {seed!r}.")
+        if _bad(failure_reward):
+            raise InvalidOptionError(f"failure_reward must be a number, got {failure_reward!r}.")
+        self.space = space
+        self.sizes = tuple(int(n) for n in sizes)
+        self.seed = int(seed)
+        self.failure_reward = float(failure_reward)
+        self._rng = np.random.default_rng(self.seed)
+        self._next_id = 0
+        self._pending: dict[int, tuple[Proposal, list[np.ndarray]]] = {}
+
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """Ids asked but not yet told."""
+        return tuple(self._pending)
+
+    def ask(self) -> Proposal:
+        """The next candidate. Each position is sampled after the ones before it, so a mask that
+        depends on the prefix is always respected."""
+        decisions: list[int] = []
+        masks: list[np.ndarray] = []
+        self._begin()
+        for size in self.sizes:
+            masks.append(_mask(self.space, decisions, size))
+            decisions.append(self._choose(decisions, masks[-1]))
+        proposal = Proposal(self._next_id, tuple(decisions))
+        self._next_id += 1
+        self._pending[proposal.id] = (proposal, masks)
+        return proposal
+
+    def tell(self, proposal_id: int, reward: float | None) -> None:
+        """Report a proposal's reward. None (a failed trial), NaN or an infinite reward counts as
+        ``failure_reward``. Each asked id is told exactly once."""
+        if proposal_id not in self._pending:
+            told = isinstance(proposal_id, int) and 0 <= proposal_id < self._next_id
+            raise InvalidOptionError(
+                f"Proposal {proposal_id!r} was already told; each proposal is told once."
+                if told
+                else f"Unknown proposal id {proposal_id!r}: tell the id of a proposal from ask()."
+            )
+        if reward is not None and (
+            isinstance(reward, bool) or not isinstance(reward, numbers.Real)
+        ):
+            raise InvalidOptionError(f"A reward is a number or None, got {reward!r}.")
+        value = self.failure_reward if reward is None or _bad(reward) else float(reward)
+        proposal, masks = self._pending.pop(proposal_id)
+        self._learn(proposal.decisions, masks, value)
+
+    def _begin(self) -> None:
+        """Hook before a proposal's first choice."""
+
+    def _choose(self, prefix: Sequence[int], mask: np.ndarray) -> int:
+        raise NotImplementedError
+
+    def _learn(self, decisions: tuple[int, ...], masks: list[np.ndarray], reward: float) -> None:
+        """Hook for a told reward."""
+
+
+class RandomSearch(_AskTell):
+    """Uniform among the valid choices at each position. Rewards are accepted and ignored."""
+
+    def __init__(self, space: DecisionSpace, *, seed: int = 0, failure_reward: float = 0.0) -> None:
+        super().__init__(space, seed, failure_reward)
+
+    def _choose(self, prefix: Sequence[int], mask: np.ndarray) -> int:
+        return int(self._rng.choice(np.flatnonzero(mask)))
+
+
+class ControllerRNN(_AskTell):
+    """An LSTM policy over the decisions, trained with REINFORCE (NAS, ENAS).
+
+    Position ``t`` feeds the LSTM the embedding of the decision taken at ``t - 1`` (a learned
+    start token at ``t = 0``; a row per (position, choice), as a choice index means different
+    things at different positions) and reads its choices' logits from its own dense head.
+    Invalid choices get probability 0. The heads start at zero except for choice 0 ("keep the
+    original"), whose logit starts at ``keep_bias``: the search edits a pre-trained model, and
+    its first proposals should change a few layers rather than every one (``keep_bias=0``
+    starts uniform among the valid choices, like :class:`RandomSearch`). As in ENAS the logits are
+    soft-clipped to ``+-logit_bound`` (``b * tanh(logit / b)``), so no choice's probability
+    collapses to 0 after a few lucky trials and the policy keeps exploring.
+
+    The weights live in numpy. Sampling runs the LSTM in numpy with a seeded generator (about a
+    millisecond for 30 positions). A step recomputes the told decisions' log-probabilities
+    under their stored masks (teacher forcing) in one TensorFlow graph, traced once per process
+    and shared by every controller, and takes an Adam step on
+    ``-mean((R - b) * sum_t log p(a_t)) - entropy_weight * mean(sum_t H_t)``; ``b`` is an
+    exponential moving average of the rewards (``baseline_decay``) starting at the first one.
+
+    The per-position head biases (an independent categorical per position) learn at
+    ``bias_learning_rate``, ten times the rest: which choice suits which position is what the
+    first tens of trials can teach, while the LSTM's interactions between positions need more
+    data and, learned as fast, mostly add noise. ``batch_size`` told rewards make one step; the
+    default, 1, steps on every tell because trials are expensive. Proposals asked before a step
+    are told normally (slightly off-policy, like ENAS's asynchronous workers). The defaults are
+    tuned on the surrogate benchmark in ``tests/test_search_proposers.py``.
+    """
+
+    def __init__(
+        self,
+        space: DecisionSpace,
+        *,
+        hidden_size: int = 32,
+        embedding_size: int = 16,
+        learning_rate: float = 0.05,
+        bias_learning_rate: float = 0.5,
+        baseline_decay: float = 0.5,
+        entropy_weight: float = 0.03,
+        temperature: float = 1.0,
+        logit_bound: float | None = 3.0,
+        keep_bias: float = 1.5,
+        batch_size: int = 1,
+        seed: int = 0,
+        failure_reward: float = 0.0,
+    ) -> None:
+        super().__init__(space, seed, failure_reward)
+        for name, value in (
+            ("hidden_size", hidden_size),
+            ("embedding_size", embedding_size),
+            ("batch_size", batch_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidOptionError(f"{name} must be an int >= 1, got {value!r}.")
+        for name, number, rule, ok in (
+            ("learning_rate", learning_rate, "> 0", lambda v: v > 0),
+            ("bias_learning_rate", bias_learning_rate, ">= 0", lambda v: v >= 0),
+            ("baseline_decay", baseline_decay, "in [0, 1)", lambda v: 0 <= v < 1),
+            ("entropy_weight", entropy_weight, ">= 0", lambda v: v >= 0),
+            ("temperature", temperature, "> 0", lambda v: v > 0),
+            ("keep_bias", keep_bias, ">= 0", lambda v: v >= 0),
+            (
+                "logit_bound",
+                1.0 if logit_bound is None else logit_bound,
+                "> 0 or None",
+                lambda v: v > 0,
+            ),
+        ):
+            if _bad(number) or not ok(number):
+                raise InvalidOptionError(f"{name} must be a number {rule}, got {number!r}.")
+        self.learning_rate = float(learning_rate)
+        self.bias_learning_rate = float(bias_learning_rate)
+        self.baseline_decay = float(baseline_decay)
+        self.entropy_weight = float(entropy_weight)
+        self.temperature = float(temperature)
+        self.logit_bound = None if logit_bound is None else float(logit_bound)
+        self.batch_size = batch_size
+        self.baseline: float | None = None
+        self.steps = 0
+        steps, width, hid, emb = len(self.sizes), max(self.sizes), hidden_size, embedding_size
+        # Its own stream, so the initial weights do not depend on how many proposals were asked.
+        init = np.random.default_rng([self.seed, 7])
+
+        def uniform(*shape: int) -> np.ndarray:
+            return init.uniform(-0.1, 0.1, size=shape).astype(np.float32)
+
+        lstm_bias = np.zeros(4 * hid, np.float32)
+        lstm_bias[hid : 2 * hid] = 1.0  # forget gate open at the start, as usual for LSTMs
+        # Every position's choices are padded to the widest; padded choices are always masked.
+        self.params: dict[str, np.ndarray] = {
+            "start": uniform(emb),
+            "embedding": uniform(steps, width, emb),
+            "lstm_kernel": uniform(emb + hid, 4 * hid),
+            "lstm_bias": lstm_bias,
+            "head_kernel": np.zeros((steps, hid, width), np.float32),
+            "head_bias": np.zeros((steps, width), np.float32),
+        }
+        # Incremental edits of a pre-trained model: start preferring choice 0 ("keep") so the
+        # first proposals change a few layers, not all of them at once.
+        self.params["head_bias"][:, 0] = keep_bias
+        self._moments = {k: (np.zeros_like(v), np.zeros_like(v)) for k, v in self.params.items()}
+        self._batch: list[tuple[tuple[int, ...], list[np.ndarray], float]] = []
+
+    # -- sampling (numpy) ---------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        hid = self.params["lstm_bias"].shape[0] // 4
+        self._state = (self.params["start"], np.zeros(hid), np.zeros(hid))
+
+    def _probabilities(self, prefix: Sequence[int], mask: np.ndarray) -> np.ndarray:
+        """Advance the LSTM to position ``len(prefix)``; its probabilities over the choices."""
+        w, t = self.params, len(prefix)
+        x, h, c = self._state
+        z = np.concatenate([x, h]) @ w["lstm_kernel"] + w["lstm_bias"]
+        i, f, g, o = np.split(z.astype(np.float64), 4)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        h = _sigmoid(o) * np.tanh(c)
+        self._state = (x, h, c)
+        n = mask.shape[0]
+        logits = (h @ w["head_kernel"][t, :, :n] + w["head_bias"][t, :n]) / self.temperature
+        if self.logit_bound is not None:
+            logits = self.logit_bound * np.tanh(logits / self.logit_bound)
+        logits = np.where(mask, logits, -np.inf)
+        p = np.exp(logits - logits.max())
+        return p / p.sum()
+
+    def _taken(self, prefix: Sequence[int], choice: int) -> int:
+        _, h, c = self._state
+        self._state = (self.params["embedding"][len(prefix), choice], h, c)
+        return choice
+
+    def _choose(self, prefix: Sequence[int], mask: np.ndarray) -> int:
+        p = self._probabilities(prefix, mask)
+        return self._taken(prefix, int(self._rng.choice(p.shape[0], p=p)))
+
+    def most_likely(self) -> tuple[int, ...]:
+        """The policy's most probable valid choice at each position (greedy, no sampling)."""
+        decisions: list[int] = []
+        self._begin()
+        for size in self.sizes:
+            p = self._probabilities(decisions, _mask(self.space, decisions, size))
+            decisions.append(self._taken(decisions, int(np.argmax(p))))
+        return tuple(decisions)
+
+    # -- learning (TensorFlow gradient, numpy Adam) -------------------------------------------
+
+    def _learn(self, decisions: tuple[int, ...], masks: list[np.ndarray], reward: float) -> None:
+        self._batch.append((decisions, masks, reward))
+        if len(self._batch) < self.batch_size:
+            return
+        rewards = np.array([r for _, _, r in self._batch])
+        if self.baseline is None:
+            self.baseline = float(rewards[0])
+        padded = np.zeros((len(self._batch), len(self.sizes), max(self.sizes)), dtype=np.bool_)
+        for b, (_, trial_masks, _) in enumerate(self._batch):
+            for t, m in enumerate(trial_masks):
+                padded[b, t, : m.shape[0]] = m
+        _, grads = _policy_gradient(
+            self.params,
+            np.array([d for d, _, _ in self._batch], dtype=np.int32),
+            padded,
+            (rewards - self.baseline).astype(np.float32),
+            np.float32(self.temperature),
+            np.float32(self.logit_bound or 0.0),
+            np.float32(self.entropy_weight),
+        )
+        self._adam({k: v.numpy() for k, v in grads.items()})
+        for r in rewards:
+            self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * r
+        self._batch.clear()
+
+    def _adam(self, grads: dict[str, np.ndarray]) -> None:
+        """Adam (Kingma & Ba) with the usual betas, in numpy: exact and free of global state."""
+        self.steps += 1
+        beta1, beta2, eps = 0.9, 0.999, 1e-7
+        correction = np.sqrt(1 - beta2**self.steps) / (1 - beta1**self.steps)
+        for name, grad in grads.items():
+            m, v = self._moments[name]
+            m[...] = beta1 * m + (1 - beta1) * grad
+            v[...] = beta2 * v + (1 - beta2) * grad * grad
+            rate = self.bias_learning_rate if name == "head_bias" else self.learning_rate
+            self.params[name] -= (rate * correction * m / (np.sqrt(v) + eps)).astype(np.float32)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+_PARAMS = {
+    "start": tf.TensorSpec([None], tf.float32),
+    "embedding": tf.TensorSpec([None, None, None], tf.float32),
+    "lstm_kernel": tf.TensorSpec([None, None], tf.float32),
+    "lstm_bias": tf.TensorSpec([None], tf.float32),
+    "head_kernel": tf.TensorSpec([None, None, None], tf.float32),
+    "head_bias": tf.TensorSpec([None, None], tf.float32),
+}
+
+
+@tf.function(
+    input_signature=[
+        _PARAMS,
+        tf.TensorSpec([None, None], tf.int32),  # decisions [batch, positions]
+        tf.TensorSpec([None, None, None], tf.bool),  # masks [batch, positions, choices]
+        tf.TensorSpec([None], tf.float32),  # advantages R - b
+        tf.TensorSpec([], tf.float32),  # temperature
+        tf.TensorSpec([], tf.float32),  # logit bound, 0 for none
+        tf.TensorSpec([], tf.float32),  # entropy weight
+    ]
+)
+def _policy_gradient(params, chosen, masks, advantages, temperature, bound, entropy_weight):  # type: ignore[no-untyped-def]
+    """The REINFORCE loss and its gradient. Every shape is dynamic, so this traces once."""
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        batch, steps = tf.shape(chosen)[0], tf.shape(chosen)[1]
+        hid = tf.shape(params["lstm_bias"])[0] // 4
+        start = tf.tile(params["start"][None, None, :], [batch, 1, 1])
+        position = tf.broadcast_to(tf.range(steps - 1)[None], [batch, steps - 1])
+        previous = tf.gather_nd(params["embedding"], tf.stack([position, chosen[:, :-1]], -1))
+        inputs = tf.transpose(tf.concat([start, previous], 1), [1, 0, 2])  # [T, B, E]
+
+        def cell(t, h, c, hs):  # type: ignore[no-untyped-def]
+            z = tf.matmul(tf.concat([inputs[t], h], 1), params["lstm_kernel"]) + params["lstm_bias"]
+            i, f, g, o = tf.split(z, 4, axis=1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            h = tf.sigmoid(o) * tf.tanh(c)
+            return t + 1, h, c, hs.write(t, h)
+
+        zeros = tf.zeros([batch, hid])
+        hs = tf.TensorArray(tf.float32, size=steps)
+        _, _, _, hs = tf.while_loop(lambda t, *_: t < steps, cell, (0, zeros, zeros, hs))
+        logits = tf.einsum("tbh,thc->btc", hs.stack(), params["head_kernel"]) + params["head_bias"]
+        logits /= temperature
+        safe = tf.where(bound > 0, bound, 1.0)  # no 0/0, even in the branch tf.where drops
+        logits = tf.where(bound > 0, safe * tf.tanh(logits / safe), logits)
+        logp = tf.nn.log_softmax(tf.where(masks, logits, -1e9))
+        entropy = -tf.reduce_sum(tf.where(masks, tf.exp(logp) * logp, 0.0), axis=[1, 2])
+        log_prob = tf.reduce_sum(tf.gather(logp, chosen, batch_dims=2), axis=1)
+        loss = -tf.reduce_mean(advantages * log_prob) - entropy_weight * tf.reduce_mean(entropy)
+    return loss, tape.gradient(loss, params)

@@ -1,0 +1,241 @@
+"""Evaluate one candidate: build it from the plan, fine-tune, convert, measure.
+
+:func:`evaluate_trial` is what every executor runs, in this process or in a worker: it takes a
+picklable :class:`SearchContext` (the original model as ``.keras`` bytes, the data, the options)
+and a :class:`TrialTask`, and never raises. Anything that goes wrong (the model does not build,
+training diverges, the converter refuses, memory runs out) becomes a failed record with the
+reason, and the search goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._compat import tf
+from ..benchmark import BenchmarkOptions, LocalBenchmarker
+from ..convert import convert_model
+from ..errors import InvalidOptionError
+from ..evaluate import accuracy_from_outputs
+from ..interpreter import run_tflite
+from ..models import load_model
+from ..selective import convert_selective
+from ..types import ConversionOptions
+from .energy import EnergyTable, estimate_energy
+from .finetune import FineTuneOptions, fine_tune
+from .rebuild import apply_edits
+from .space import SearchSpace, SpaceOptions
+from .types import FAILED, OK, TrialOutcome, TrialRecord, TrialTask
+
+__all__ = [
+    "EvaluationOptions",
+    "SearchContext",
+    "evaluate_trial",
+    "keras_bytes",
+    "load_keras_bytes",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Quick timing: enough to rank candidates, not a final figure (the benchmark step gives that).
+SEARCH_BENCHMARK = BenchmarkOptions(threads=(1,), warmup=5, min_runs=30, min_seconds=0.2)
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How candidates are measured.
+
+    ``quantize``: full int8 (with the plan's float32 layers kept in float) or, when False,
+    float32 TFLite. ``calibration_samples``: train examples for int8 calibration.
+    ``measure_latency``: time each candidate with ``benchmarker`` (default: this machine, one
+    thread); needed for a latency target. ``estimate_energy``: the per-inference energy
+    estimate from ``energy_table``.
+    """
+
+    fine_tune: FineTuneOptions = field(default_factory=FineTuneOptions)
+    quantize: bool = True
+    calibration_samples: int = 200
+    measure_latency: bool = True
+    benchmark: BenchmarkOptions = SEARCH_BENCHMARK
+    benchmarker: Any = None
+    estimate_energy: bool = True
+    energy_table: EnergyTable = field(default_factory=EnergyTable)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.calibration_samples, bool) or self.calibration_samples < 1:
+            raise InvalidOptionError(
+                f"calibration_samples must be >= 1, got {self.calibration_samples!r}."
+            )
+        if self.benchmarker is not None and not hasattr(self.benchmarker, "run"):
+            raise InvalidOptionError(
+                "benchmarker must have a run(model, options=, x=, y=) method, e.g. "
+                "LocalBenchmarker() or SSHBenchmarker(...)."
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class SearchContext:
+    """Everything a worker needs, sent to it once: plain bytes, arrays and options."""
+
+    model_bytes: bytes = field(repr=False)
+    x_train: np.ndarray = field(repr=False)
+    y_train: np.ndarray = field(repr=False)
+    x_val: np.ndarray = field(repr=False)
+    y_val: np.ndarray = field(repr=False)
+    options: EvaluationOptions
+    space_options: SpaceOptions
+    teacher_logits: np.ndarray | None = field(default=None, repr=False)
+    keep_models: bool = True
+
+
+# Per-process cache: a worker loads the original model and its space once per context.
+_LOADED: dict[int, tuple[Any, SearchSpace]] = {}
+
+
+def keras_bytes(model: Any) -> bytes:
+    """A Keras model as the bytes of a ``.keras`` file."""
+    with tempfile.TemporaryDirectory(prefix="zq-model-") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(str(path))
+        return path.read_bytes()
+
+
+def load_keras_bytes(content: bytes) -> Any:
+    """The model a ``.keras`` file's bytes hold (through the package's safe loader)."""
+    with tempfile.TemporaryDirectory(prefix="zq-model-") as tmp:
+        path = Path(tmp) / "model.keras"
+        path.write_bytes(content)
+        return load_model(path)
+
+
+def _original(context: SearchContext) -> tuple[Any, SearchSpace]:
+    key = id(context)
+    if key not in _LOADED:
+        _LOADED.clear()  # one search at a time per process; drop an older context's model
+        model = load_keras_bytes(context.model_bytes)
+        _LOADED[key] = (model, SearchSpace(model, context.space_options))
+    return _LOADED[key]
+
+
+def evaluate_trial(context: SearchContext, task: TrialTask) -> TrialOutcome:
+    """Build, fine-tune, convert and measure ``task.plan``; never raises."""
+    start = time.perf_counter()
+    try:
+        return _evaluate(context, task, start)
+    except Exception as exc:  # every failure is a result: the search goes on
+        return failed_outcome(task, describe_failure(exc), time.perf_counter() - start)
+
+
+def failed_outcome(task: TrialTask, error: str, seconds: float = 0.0) -> TrialOutcome:
+    """The outcome of a trial that could not be measured."""
+    record = TrialRecord(
+        trial=task.trial, plan=task.plan, status=FAILED, seconds=seconds, error=error
+    )
+    return TrialOutcome(record)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line: what went wrong and, where we know it, what to do."""
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if isinstance(exc, (MemoryError, tf.errors.ResourceExhaustedError)):
+        return f"out of memory ({type(exc).__name__}): narrow the space's scales or batch size"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _evaluate(context: SearchContext, task: TrialTask, start: float) -> TrialOutcome:
+    options = context.options
+    original, space = _original(context)
+    edited = apply_edits(original, task.plan, seed=task.seed, space=space).model
+    losses: list[float] = []
+    if task.fine_tune:
+        losses = fine_tune(
+            edited,
+            context.x_train,
+            context.y_train,
+            options.fine_tune,
+            teacher_logits=context.teacher_logits,
+            seed=task.seed,
+        )
+    if (losses and not np.isfinite(losses[-1])) or not _finite_weights(edited):
+        return failed_outcome(
+            task,
+            "training diverged (NaN or infinite loss/weights): lower FineTuneOptions.learning_rate",
+            time.perf_counter() - start,
+        )
+    keras_accuracy = accuracy_from_outputs(_outputs(edited, context.x_val), context.y_val)
+    tflite = _convert(edited, task, context)
+    if tflite.error:
+        return failed_outcome(task, tflite.error, time.perf_counter() - start)
+    accuracy = accuracy_from_outputs(run_tflite(tflite, context.x_val), context.y_val)
+    latency = None
+    if options.measure_latency:
+        benchmarker = options.benchmarker or LocalBenchmarker()
+        result = benchmarker.run(tflite, options=options.benchmark)[0]
+        if result.error:
+            return failed_outcome(
+                task, f"benchmark failed: {result.error}", time.perf_counter() - start
+            )
+        latency = result.p50_ms
+    energy = None
+    if options.estimate_energy:
+        energy = estimate_energy(
+            edited,
+            float_layers=task.plan.float_layers(),
+            quantized=options.quantize,
+            table=options.energy_table,
+        ).total_uj
+    record = TrialRecord(
+        trial=task.trial,
+        plan=task.plan,
+        status=OK,
+        seconds=time.perf_counter() - start,
+        accuracy=accuracy,
+        keras_accuracy=keras_accuracy,
+        size_bytes=len(tflite.content),
+        peak_memory_bytes=tflite.peak_activation_bytes,
+        latency_ms=latency,
+        energy_uj=energy,
+        params=int(edited.count_params()),
+        macs=_macs(edited),
+        notes=tflite.notes,
+    )
+    keep = context.keep_models
+    return TrialOutcome(record, tflite.content, keras_bytes(edited) if keep else None)
+
+
+def _convert(model: Any, task: TrialTask, context: SearchContext) -> Any:
+    options = context.options
+    conversion = ConversionOptions(calibration_samples=options.calibration_samples, seed=task.seed)
+    if not options.quantize:
+        return convert_model(model, "float32", options=conversion)
+    floats = task.plan.float_layers()
+    if floats:
+        return convert_selective(
+            model, representative_data=context.x_train, float_layers=floats, options=conversion
+        )
+    return convert_model(model, "int8", representative_data=context.x_train, options=conversion)
+
+
+def _outputs(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    # Direct calls, not predict(): predict traces a new function for every candidate model.
+    parts = [model(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def _finite_weights(model: Any) -> bool:
+    return all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def _macs(model: Any) -> int | None:
+    from ..profile import total_macs
+
+    try:
+        return int(total_macs(model))
+    except Exception:  # MACs are informative; a layer the profiler cannot count is not fatal
+        return None
