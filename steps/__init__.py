@@ -1,6 +1,13 @@
 """This repository's ZenML project: the plugin's steps, plus demo-only ones."""
 
-from zenml_quant.integration import benchmark_on_device, deployment_gate, gate_inputs
+from zenml_quant.integration import (
+    apply_edits,
+    benchmark_on_device,
+    deployment_gate,
+    gate_inputs,
+    search_architecture,
+    search_candidate,
+)
 from zenml_quant.integration.steps import (
     compare_candidates,
     convert_to_tflite,
@@ -16,6 +23,9 @@ from zenml_quant.integration.steps import (
 from .train_demo_model import train_demo_model_step
 
 __all__ = [
+    "apply_edits",
+    "search_architecture",
+    "search_candidate",
     "benchmark_on_device",
     "deployment_gate",
     "gate_inputs",

@@ -149,3 +149,33 @@ def test_cli_search_needs_a_target(digits_model_path):
         main, ["search", "--model", str(digits_model_path), "--data", "digits"]
     )
     assert result.exit_code == 2 and "target" in result.output
+
+
+def test_compress_pipeline_search_stage_feeds_the_gate(digits_model_path, tmp_path):
+    from zenml_quant.integration.pipelines import compress_pipeline
+
+    config = tmp_path / "compress.yaml"
+    config.write_text(
+        "steps:\n  search_architecture:\n    parameters:\n"
+        "      fine_tune_steps: 4\n      measure_latency: false\n      batch_size: 2\n"
+    )
+    run = compress_pipeline.with_options(config_path=str(config))(
+        model_path=str(digits_model_path),
+        modes=("int8",),
+        sensitivity_mode=None,
+        max_accuracy_drop=None,
+        benchmark_threads=None,
+        gate_max_accuracy_drop=0.9,
+        gate_max_size_bytes=100_000,
+        search_trials=2,
+        search_candidates=2,
+    )
+    steps = run.steps
+    assert {"search_architecture", "search_candidate_1", "search_candidate_2"} <= set(steps)
+    assert {"evaluate_search_1", "evaluate_search_2", "evaluate_int8"} <= set(steps)
+    decision = steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    names = {c.name for c in steps["gate_inputs"].outputs["zq_gate_inputs"][0].load()}
+    assert names == {"int8", "search_1", "search_2"}
+    assert decision.passed
+    metadata = steps["search_architecture"].run_metadata
+    assert metadata["trials"] == 2 and "trial_figures" in metadata

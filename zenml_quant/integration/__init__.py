@@ -9,14 +9,17 @@ from .gate_step import deployment_gate
 from .materializers import (
     KerasModelMaterializer,
     LabeledDatasetMaterializer,
+    SearchResultMaterializer,
     TFLiteModelMaterializer,
 )
 from .pipelines import (
     build_retrain_and_compress,
     compress_pipeline,
+    nas_pipeline,
     retrain_and_compress,
     schedule_retrain_and_compress,
 )
+from .search_steps import apply_edits, search_architecture, search_candidate
 from .steps import (
     compare_candidates,
     convert_to_tflite,
@@ -33,7 +36,12 @@ from .steps import (
 __all__ = [
     "KerasModelMaterializer",
     "LabeledDatasetMaterializer",
+    "SearchResultMaterializer",
     "TFLiteModelMaterializer",
+    "apply_edits",
+    "nas_pipeline",
+    "search_architecture",
+    "search_candidate",
     "benchmark_on_device",
     "build_retrain_and_compress",
     "deployment_gate",

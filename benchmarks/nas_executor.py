@@ -1,0 +1,146 @@
+"""A batch of 8 search candidates: evaluated in process vs by the 2-worker process pool.
+
+The candidates are real: 8 seeded random edit plans of the book's MNIST CNN, each rebuilt,
+fine-tuned (``--steps`` batches of 128), converted to int8 and measured, exactly as the search
+does (``evaluate_trial``), latency timing off. In process, TensorFlow uses its default thread
+pools (both cores); the pool runs 2 workers with one TF thread each. Rounds alternate the two;
+"cold" includes starting the pool's workers (importing TensorFlow), "warm" reuses a started
+pool. Rewrites its section of ``BENCHMARKS.md``. Run from the project root:
+``python benchmarks/nas_executor.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _sections import write_section  # beside this script
+from book_mnist import load_mnist, train_or_reuse
+
+from zenml_quant.search import (
+    EvaluationOptions,
+    FineTuneOptions,
+    InProcessExecutor,
+    ProcessPoolExecutor,
+    SearchSpace,
+    TrialTask,
+    evaluate_trial,
+)
+from zenml_quant.search.trial import SearchContext, failed_outcome, keras_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mnist", type=Path, default=ROOT.parent / "shared/datasets/mnist.npz")
+    p.add_argument("--work-dir", default=str(ROOT / "benchmarks/_work"))
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--retrain", action="store_true")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=60, help="fine-tuning batches per candidate")
+    p.add_argument("--rounds", type=int, default=3)
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    x, y, _, _ = load_mnist(args.mnist)
+    model, _ = train_or_reuse(args, x, y, Path(args.work_dir) / "book_mnist.keras")
+    options = EvaluationOptions(
+        fine_tune=FineTuneOptions(epochs=1, steps_per_epoch=args.steps, batch_size=128),
+        calibration_samples=200,
+        measure_latency=False,
+    )
+    space = SearchSpace(model)
+    context = SearchContext(
+        model_bytes=keras_bytes(model),
+        x_train=x[:50_000],
+        y_train=y[:50_000],
+        x_val=x[-2000:],
+        y_val=y[-2000:],
+        options=options,
+        space_options=space.options,
+    )
+    rng = np.random.default_rng(0)
+    tasks = [TrialTask(i + 1, space.plan(space.sample(rng)), i) for i in range(args.batch)]
+
+    def on_error(task, message):
+        return failed_outcome(task, message)
+
+    def run(executor, warm: bool) -> tuple[float, int]:
+        if warm:
+            executor.start(evaluate_trial, context, on_error=on_error)
+            executor.warm_up()
+            executor.map(tasks[:1])  # first use in each process pays TF's one-off set-up
+            start = time.perf_counter()
+        else:
+            start = time.perf_counter()
+            executor.start(evaluate_trial, context, on_error=on_error)
+        outcomes = executor.map(tasks)
+        seconds = time.perf_counter() - start
+        return seconds, sum(o.record.ok for o in outcomes)
+
+    times: dict[str, list[float]] = {"inprocess": [], "pool cold": [], "pool warm": []}
+    for r in range(args.rounds):
+        with InProcessExecutor() as ex:
+            t, ok = run(ex, warm=True)
+        times["inprocess"].append(t)
+        with ProcessPoolExecutor(workers=2, threads_per_worker=1) as ex:
+            t_cold, ok_cold = run(ex, warm=False)
+        times["pool cold"].append(t_cold)
+        with ProcessPoolExecutor(workers=2, threads_per_worker=1) as ex:
+            t_warm, ok_warm = run(ex, warm=True)
+        times["pool warm"].append(t_warm)
+        print(
+            f"round {r}: in-process {t:.1f} s ({ok} ok), pool cold {t_cold:.1f} s "
+            f"({ok_cold} ok), pool warm {t_warm:.1f} s ({ok_warm} ok)",
+            flush=True,
+        )
+    med = {k: statistics.median(v) for k, v in times.items()}
+    write_section("nas-executor", render(args, times, med))
+    print(
+        f"speed-up warm {med['inprocess'] / med['pool warm']:.2f}x, "
+        f"cold {med['inprocess'] / med['pool cold']:.2f}x"
+    )
+
+
+def render(args, times, med) -> str:
+    cmd = "python " + " ".join(
+        shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]
+    )
+    lines = [
+        "## Architecture search: process pool vs in-process, a batch of 8 candidates",
+        "",
+        f"- Command: `{cmd}` ({platform.machine()}, {os.cpu_count()} cores, "
+        f"{time.strftime('%Y-%m-%d')}).",
+        f"- Batch: {args.batch} seeded random edit plans of the book's MNIST CNN, each rebuilt, "
+        f"fine-tuned {args.steps} batches of 128, converted to int8 and evaluated on 2,000 "
+        "images (`evaluate_trial`, as the search runs it). In-process: TensorFlow's default "
+        "thread pools; pool: 2 workers, 1 TF thread each. Medians of "
+        f"{args.rounds} interleaved rounds.",
+        "",
+        "| executor | batch time (median) | rounds | speed-up vs in-process |",
+        "|---|---:|---|---:|",
+    ]
+    for name, label in (
+        ("inprocess", "in-process (warm)"),
+        ("pool warm", "process pool, started"),
+        ("pool cold", "process pool, incl. start-up"),
+    ):
+        rounds = ", ".join(f"{t:.1f}" for t in times[name])
+        lines.append(
+            f"| {label} | {med[name]:.1f} s | {rounds} | {med['inprocess'] / med[name]:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
