@@ -86,14 +86,14 @@ def test_masks_are_always_respected(cls):
     proposer = cls(space, seed=0)
     rng = np.random.default_rng(0)
     seen = set()
-    for _ in range(300):
+    for _ in range(200):
         p = proposer.ask()
         assert len(p.decisions) == len(space.sizes)
         for t, choice in enumerate(p.decisions):
             assert space.mask(p.decisions[:t])[choice], (p.decisions, t)
         seen.add(p.decisions)
         proposer.tell(p.id, float(rng.random()))  # the controller learns while it samples
-    assert len(seen) > 50  # and it is not stuck on one candidate
+    assert len(seen) > 40  # and it is not stuck on one candidate
 
 
 def test_controller_greedy_decoding_respects_masks():
@@ -134,11 +134,22 @@ def test_random_search_is_uniform_among_valid_choices():
     assert all(abs(c - 1000) < 100 for c in counts[[1, 2, 4]])
 
 
-def test_controller_starts_uniform():
+def test_controller_starts_uniform_without_a_keep_bias_and_favours_keep_with_one():
     space = FullSpace((4, 4))
-    controller = ControllerRNN(space, seed=0)
+    controller = ControllerRNN(space, seed=0, keep_bias=0.0)
     controller._begin()
     np.testing.assert_allclose(controller._probabilities([], np.ones(4, bool)), 0.25)
+    # Default keep_bias 1.5, soft-clipped by logit_bound 3: "keep" is e^(3 tanh(0.5)) = 4 times
+    # as likely as each other choice...
+    biased = ControllerRNN(space, seed=0)
+    biased._begin()
+    p = biased._probabilities([], np.ones(4, bool))
+    np.testing.assert_allclose(p[0] / p[1], np.exp(3 * np.tanh(1.5 / 3)), rtol=1e-3)
+    np.testing.assert_allclose(p[1:], p[1])
+    # ...but only when it is valid.
+    biased._begin()
+    p = biased._probabilities([], np.array([False, True, True, True]))
+    np.testing.assert_allclose(p, [0, 1 / 3, 1 / 3, 1 / 3])
 
 
 # -- ask/tell ------------------------------------------------------------------------------------
@@ -238,10 +249,12 @@ def test_sampling_and_learning_use_the_same_policy():
 
 
 def test_controller_learns_a_simple_preference():
-    """Reward = how many positions chose 2: the greedy policy ends at all 2s."""
-    controller = ControllerRNN(FullSpace((4,) * 6), seed=0)
-    drive(controller, 60, reward_of=lambda d: sum(c == 2 for c in d) / 6)
-    assert controller.most_likely() == (2,) * 6
+    """Reward = the share of positions that chose 2 (uniform sampling averages 0.25)."""
+    controller = ControllerRNN(FullSpace((4,) * 6), seed=0, keep_bias=0.0)
+    proposals = drive(controller, 80, reward_of=lambda d: sum(c == 2 for c in d) / 6)
+    share = [sum(c == 2 for c in d) / 6 for d in proposals]
+    assert np.mean(share[-20:]) >= 0.6  # the first 20 average 0.44 (they learn already)
+    assert sum(c == 2 for c in controller.most_likely()) >= 4
 
 
 class CnnSurrogate:
