@@ -214,6 +214,7 @@ def apply_edits(
         {
             "edits": parsed.describe(),
             "transferred_layers": list(edited.transferred),
+            "inherited_layers": list(edited.inherited),
             "initialised_layers": list(edited.initialised),
             "params": int(edited.model.count_params()),
         }

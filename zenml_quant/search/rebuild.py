@@ -1,7 +1,7 @@
 """Build the edited model: apply an :class:`EditPlan` to the original and carry its weights over.
 
-Weights move to every layer whose name, class and weight shapes are unchanged (the unchanged
-layers keep their pre-trained weights exactly); a layer whose shapes changed starts from its
+Unchanged layers keep their pre-trained weights exactly; a scaled or resized layer inherits the
+corresponding part of them (see :mod:`.inherit`); a layer with no correspondence starts from its
 initialiser, seeded so that the same plan and seed give the same model.
 """
 
@@ -14,21 +14,24 @@ from .._compat import tf_keras
 from ..errors import InvalidModelError
 from .edits import EditPlan
 from .graph import model_graph
+from .inherit import inherit_weights
 from .operators import edited_layer
 from .space import SearchSpace, SpaceOptions
 
-__all__ = ["EditedModel", "apply_edits", "transfer_weights"]
+__all__ = ["EditedModel", "apply_edits"]
 
 
 @dataclass(frozen=True, eq=False)
 class EditedModel:
-    """The rebuilt model and which layers got the original weights (``transferred``) or were
-    initialised afresh (``initialised``)."""
+    """The rebuilt model and which weighted layers got the original weights whole
+    (``transferred``), in part (``inherited``: kept filters, rows or a re-centred kernel) or not
+    at all (``initialised``)."""
 
     model: Any
     plan: EditPlan
     transferred: tuple[str, ...]
     initialised: tuple[str, ...]
+    inherited: tuple[str, ...] = ()
 
 
 def apply_edits(
@@ -79,29 +82,7 @@ def apply_edits(
         else tensors[graph.outputs[0]],
         name=model.name,
     )
-    transferred, initialised = transfer_weights(model, edited)
-    return EditedModel(edited, plan, transferred, initialised)
-
-
-def transfer_weights(source: Any, target: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Copy weights layer by layer where name, class and every weight shape match.
-
-    Returns the names of the layers that got the source's weights and of the weighted layers
-    that did not.
-    """
-    originals = {layer.name: layer for layer in source.layers}
-    transferred, initialised = [], []
-    for layer in target.layers:
-        weights = layer.get_weights()
-        if not weights:
-            continue
-        old = originals.get(layer.name)
-        old_weights = old.get_weights() if old is not None and type(old) is type(layer) else None
-        if old_weights is not None and [w.shape for w in old_weights] == [w.shape for w in weights]:
-            layer.set_weights(old_weights)
-            transferred.append(layer.name)
-        else:
-            initialised.append(layer.name)
-    if not transferred and not initialised:
-        raise InvalidModelError(f"Model {target.name!r} has no weights to transfer.")
-    return tuple(transferred), tuple(initialised)
+    if not edited.weights:
+        raise InvalidModelError(f"Model {model.name!r} has no weights to transfer.")
+    done = inherit_weights(model, edited, graph)
+    return EditedModel(edited, plan, done.transferred, done.initialised, done.inherited)

@@ -1,0 +1,131 @@
+"""Channel-aware weight inheritance: scaled layers keep the original's strongest filters and the
+layers after them the matching rows; re-sized kernels keep the original centred."""
+
+from __future__ import annotations
+
+import numpy as np
+from test_search_space import residual_model
+
+from zenml_quant._compat import tf_keras
+from zenml_quant.demo import build_demo_cnn
+from zenml_quant.search.edits import Edit, EditPlan
+from zenml_quant.search.rebuild import apply_edits
+
+L = tf_keras.layers
+
+
+def _trained_like(model: tf_keras.Model) -> tf_keras.Model:
+    """Give every weight distinct random values, so a wrong index cannot go unnoticed."""
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        layer.set_weights([rng.normal(size=w.shape).astype(w.dtype) for w in layer.get_weights()])
+    for layer in model.layers:  # positive variances for BatchNorm
+        if isinstance(layer, L.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma, beta, mean, np.abs(var) + 0.5])
+    return model
+
+
+def test_scaled_conv_keeps_its_largest_filters_and_the_head_their_rows():
+    model = _trained_like(build_demo_cnn())
+    edited = apply_edits(model, EditPlan((Edit("conv2", "scale", 0.5),)))
+    kernel, bias = model.get_layer("conv2").get_weights()
+    norms = np.abs(kernel).sum(axis=(0, 1, 2))
+    kept = np.sort(np.argsort(-norms)[:16])
+    new_kernel, new_bias = edited.model.get_layer("conv2").get_weights()
+    np.testing.assert_array_equal(new_kernel, kernel[..., kept])
+    np.testing.assert_array_equal(new_bias, bias[kept])
+    # Flatten lays out (4, 4, 32) position by position: rows p * 32 + c for each kept c
+    dense = model.get_layer("logits").get_weights()[0]
+    rows = np.concatenate([p * 32 + kept for p in range(16)])
+    np.testing.assert_array_equal(edited.model.get_layer("logits").get_weights()[0], dense[rows])
+    assert set(edited.inherited) == {"conv2", "logits"}
+    assert set(edited.transferred) == {"conv1", "bn1"}
+    # the rebuilt model computes exactly what the original restricted to those channels does
+    x = np.random.default_rng(1).normal(size=(3, 8, 8, 1)).astype("float32")
+    mask = np.zeros(32, "float32")
+    mask[kept] = 1.0
+    probe = tf_keras.Model(model.inputs, model.get_layer("pool").output)
+    pooled = probe(x).numpy() * mask
+    head = model.get_layer("logits")
+    expected = pooled.reshape(3, -1) @ dense + head.get_weights()[1]
+    np.testing.assert_allclose(edited.model(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_scaled_first_conv_carries_its_channels_through_batchnorm_and_the_next_conv():
+    model = _trained_like(build_demo_cnn())
+    edited = apply_edits(model, EditPlan((Edit("conv1", "scale", 0.25),))).model
+    kept = np.sort(
+        np.argsort(-np.abs(model.get_layer("conv1").get_weights()[0]).sum((0, 1, 2)))[:4]
+    )
+    for old, new in zip(
+        model.get_layer("bn1").get_weights(), edited.get_layer("bn1").get_weights()
+    ):
+        np.testing.assert_array_equal(new, old[kept])
+    old_conv2 = model.get_layer("conv2").get_weights()[0]
+    np.testing.assert_array_equal(edited.get_layer("conv2").get_weights()[0], old_conv2[:, :, kept])
+    # conv2 kept all its filters, so the head is unchanged
+    np.testing.assert_array_equal(
+        edited.get_layer("logits").get_weights()[0], model.get_layer("logits").get_weights()[0]
+    )
+
+
+def test_grown_layer_keeps_every_original_filter_and_adds_fresh_ones():
+    model = _trained_like(build_demo_cnn())
+    edited = apply_edits(model, EditPlan((Edit("conv1", "scale", 1.5),))).model
+    old = model.get_layer("conv1").get_weights()[0]
+    new = edited.get_layer("conv1").get_weights()[0]
+    assert new.shape == (3, 3, 1, 24)
+    np.testing.assert_array_equal(new[..., :16], old)
+    assert not np.allclose(new[..., 16:], 0.0)  # the initialiser, not zeros
+
+
+def test_larger_kernel_is_the_original_centred_and_computes_the_same():
+    model = _trained_like(build_demo_cnn())
+    edited = apply_edits(model, EditPlan((Edit("conv1", "replace", "conv5"),)))
+    kernel = edited.model.get_layer("conv1").get_weights()[0]
+    assert kernel.shape == (5, 5, 1, 16)
+    np.testing.assert_array_equal(kernel[1:4, 1:4], model.get_layer("conv1").get_weights()[0])
+    assert not kernel[0].any() and not kernel[:, 4].any()
+    x = np.random.default_rng(2).normal(size=(2, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(edited.model(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert edited.inherited == ("conv1",)
+
+
+def test_no_correspondence_means_a_fresh_layer():
+    model = _trained_like(build_demo_cnn())
+    edited = apply_edits(
+        model, EditPlan((Edit("conv2", "replace", "sepconv3"), Edit("conv1", "scale", 0.5)))
+    )
+    # a new layer class: initialised; the head after it keeps its whole weights (same shapes)
+    assert edited.initialised == ("conv2",)
+    assert "logits" in edited.transferred
+    np.testing.assert_array_equal(
+        edited.model.get_layer("logits").get_weights()[0],
+        model.get_layer("logits").get_weights()[0],
+    )
+
+
+def test_residual_add_passes_channels_on_only_when_both_inputs_line_up():
+    model = _trained_like(residual_model())
+    plan = EditPlan((Edit("stem", "scale", 0.5), Edit("branch", "scale", 0.5)))
+    old_dw = model.get_layer("dw").get_weights()[0]
+
+    def top(name: str) -> np.ndarray:
+        norms = np.abs(model.get_layer(name).get_weights()[0]).sum((0, 1, 2))
+        return np.sort(np.argsort(-norms)[:4])
+
+    edited = apply_edits(model, plan)
+    assert not np.array_equal(top("stem"), top("branch"))  # this seed's weights differ there
+    # stem[i] + branch[j] for i != j corresponds to no original channel: dw starts afresh
+    assert "dw" in edited.initialised and "stem_bn" in edited.inherited
+    # make the branch's strongest filters the stem's: now the Add's channels are the stem's
+    kernel, bias = model.get_layer("branch").get_weights()
+    boost = np.zeros_like(kernel)
+    boost[..., top("stem")] = 100.0
+    model.get_layer("branch").set_weights([kernel + boost, bias])
+    edited = apply_edits(model, plan)
+    assert "dw" in edited.inherited
+    np.testing.assert_array_equal(
+        edited.model.get_layer("dw").get_weights()[0], old_dw[:, :, top("stem")]
+    )
