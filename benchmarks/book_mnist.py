@@ -76,7 +76,8 @@ def build_model() -> tf_keras.Model:
 
 
 def train_or_reuse(args, x, y, keras_path: Path) -> tuple[tf_keras.Model, str]:
-    """Train on all 60k train images (or reuse the cached file); the saved model and a note."""
+    """Train on the given images (all 60k for the book figures) or reuse the cached file; the
+    saved model and a note."""
     meta_path = keras_path.with_suffix(".train.json")
     if keras_path.exists() and not args.retrain:
         print(f"Reusing {keras_path} (pass --retrain to train again)")

@@ -45,6 +45,14 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--batch", type=int, default=2, help="candidates proposed per batch")
     p.add_argument("--fine-tune-epochs", type=int, default=2)
+    p.add_argument(
+        "--probe",
+        type=int,
+        default=0,
+        help="instead of the comparison: evaluate this many random-search candidates and print "
+        "how often each (drop, size) target would be met, to choose a target random search "
+        "meets rarely but does meet",
+    )
     return p.parse_args()
 
 
@@ -57,11 +65,11 @@ ARMS = {
 }
 
 
-def trials_to_target(model, data, targets, arm: str, seed: int, args) -> tuple[int, float, bool]:
+def search_options(args, arm: str, seed: int, cap: int, patience: int) -> SearchOptions:
     proposer, controller = ARMS[arm]
-    options = SearchOptions(
-        max_trials=args.cap,
-        patience=0,  # stop at the first candidate that meets the targets
+    return SearchOptions(
+        max_trials=cap,
+        patience=patience,
         batch_size=args.batch,
         seed=seed,
         proposer=proposer,
@@ -73,6 +81,11 @@ def trials_to_target(model, data, targets, arm: str, seed: int, args) -> tuple[i
             estimate_energy=False,
         ),
     )
+
+
+def trials_to_target(model, data, targets, arm: str, seed: int, args) -> tuple[int, float, bool]:
+    # patience 0: stop at the first candidate that meets the targets
+    options = search_options(args, arm, seed, args.cap, patience=0)
     start = time.perf_counter()
     result = search_architecture(model, data, targets=targets, options=options)
     met = result.first_met_trial
@@ -85,6 +98,9 @@ def main() -> None:
     data = conform_to_model(load_digits(), input_shape=(8, 8, 1), num_classes=10)
     model = train_demo_model(data, epochs=15, seed=0)
     targets = Targets(max_accuracy_drop=args.max_drop, max_size_bytes=args.max_bytes)
+    if args.probe:
+        probe(model, data, args)
+        return
     arms = ["controller", "random"] + ([] if args.no_prior_arm else ["prior only"])
     runs: dict[str, list[tuple[int, float, bool]]] = {arm: [] for arm in arms}
     for seed in range(args.seeds):
@@ -103,6 +119,21 @@ def main() -> None:
         f"median trials: controller {med['controller']}, random {med['random']}, "
         f"ratio {ratio:.2f} ({'PASS' if ratio <= 0.6 else 'FAIL'} at <= 0.6)"
     )
+
+
+def probe(model, data, args) -> None:
+    """Print the share of random candidates meeting each (drop, size) target."""
+    options = search_options(args, "random", 1000, args.probe, patience=10**6)
+    result = search_architecture(model, data, targets=Targets(), options=options)
+    frame = result.history()
+    frame = frame[(frame["trial"] > 0) & (frame["status"] == "ok")]
+    drop = result.original_accuracy - frame["accuracy"]
+    print(f"original: {result.original_accuracy:.4f}, {result.original.size_bytes} B")
+    print(frame[["trial", "accuracy", "size_bytes", "edits"]].to_string())
+    for max_drop in (0.01, 0.02, 0.03, 0.05):
+        for max_bytes in (6000, 7000, 8000, 9000, 10000, 11000):
+            hits = int(((drop <= max_drop) & (frame["size_bytes"] <= max_bytes)).sum())
+            print(f"drop <= {max_drop:.2f}, <= {max_bytes} B: {hits}/{len(frame)}")
 
 
 def render(args, runs, med, ratio) -> str:

@@ -47,6 +47,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=60, help="fine-tuning batches per candidate")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--threads",
+        default="1,2",
+        help="TF threads per pool worker to compare (comma-separated); 2 workers x 2 threads "
+        "oversubscribe the 2 cores, letting one worker's training use both while the other "
+        "converts or evaluates on one",
+    )
     return p.parse_args()
 
 
@@ -90,28 +97,26 @@ def main() -> None:
         seconds = time.perf_counter() - start
         return seconds, sum(o.record.ok for o in outcomes)
 
-    times: dict[str, list[float]] = {"inprocess": [], "pool cold": [], "pool warm": []}
+    threads = [int(t) for t in args.threads.split(",")]
+    times: dict[str, list[float]] = {"inprocess": []}
+    for t in threads:
+        times[f"pool warm {t}"], times[f"pool cold {t}"] = [], []
     for r in range(args.rounds):
         with InProcessExecutor() as ex:
-            t, ok = run(ex, warm=True)
-        times["inprocess"].append(t)
-        with ProcessPoolExecutor(workers=2, threads_per_worker=1) as ex:
-            t_cold, ok_cold = run(ex, warm=False)
-        times["pool cold"].append(t_cold)
-        with ProcessPoolExecutor(workers=2, threads_per_worker=1) as ex:
-            t_warm, ok_warm = run(ex, warm=True)
-        times["pool warm"].append(t_warm)
-        print(
-            f"round {r}: in-process {t:.1f} s ({ok} ok), pool cold {t_cold:.1f} s "
-            f"({ok_cold} ok), pool warm {t_warm:.1f} s ({ok_warm} ok)",
-            flush=True,
-        )
+            seconds, ok = run(ex, warm=True)
+        times["inprocess"].append(seconds)
+        line = [f"round {r}: in-process {seconds:.1f} s ({ok} ok)"]
+        for t in threads:
+            for warm in (False, True):
+                key = f"pool {'warm' if warm else 'cold'} {t}"
+                with ProcessPoolExecutor(workers=2, threads_per_worker=t) as ex:
+                    seconds, ok = run(ex, warm=warm)
+                times[key].append(seconds)
+                line.append(f"{key} {seconds:.1f} s ({ok} ok)")
+        print(", ".join(line), flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     write_section("nas-executor", render(args, times, med))
-    print(
-        f"speed-up warm {med['inprocess'] / med['pool warm']:.2f}x, "
-        f"cold {med['inprocess'] / med['pool cold']:.2f}x"
-    )
+    print(", ".join(f"{k} {med['inprocess'] / v:.2f}x" for k, v in med.items()))
 
 
 def render(args, times, med) -> str:
@@ -126,17 +131,19 @@ def render(args, times, med) -> str:
         f"- Batch: {args.batch} seeded random edit plans of the book's MNIST CNN, each rebuilt, "
         f"fine-tuned {args.steps} batches of 128, converted to int8 and evaluated on 2,000 "
         "images (`evaluate_trial`, as the search runs it). In-process: TensorFlow's default "
-        "thread pools; pool: 2 workers, 1 TF thread each. Medians of "
+        "thread pools (both cores); pool: 2 workers with 1 or 2 TF threads each. Medians of "
         f"{args.rounds} interleaved rounds.",
         "",
         "| executor | batch time (median) | rounds | speed-up vs in-process |",
         "|---|---:|---|---:|",
     ]
-    for name, label in (
-        ("inprocess", "in-process (warm)"),
-        ("pool warm", "process pool, started"),
-        ("pool cold", "process pool, incl. start-up"),
-    ):
+    labels = {"inprocess": "in-process (warm)"}
+    for key in med:
+        if key != "inprocess":
+            _, state, t = key.split()
+            start = "started" if state == "warm" else "incl. start-up"
+            labels[key] = f"process pool, 2 workers x {t} thread{'s' if t != '1' else ''}, {start}"
+    for name, label in labels.items():
         rounds = ", ".join(f"{t:.1f}" for t in times[name])
         lines.append(
             f"| {label} | {med[name]:.1f} s | {rounds} | {med['inprocess'] / med[name]:.2f}x |"

@@ -129,3 +129,18 @@ def test_residual_add_passes_channels_on_only_when_both_inputs_line_up():
     np.testing.assert_array_equal(
         edited.model.get_layer("dw").get_weights()[0], old_dw[:, :, top("stem")]
     )
+
+
+def test_maps_stop_where_the_original_tensor_is_gone():
+    model = _trained_like(build_demo_cnn())
+    # Flatten -> GAP: the head's rows were positions x channels, now channels: no correspondence
+    edited = apply_edits(model, EditPlan((Edit("flatten", "head", "gap"),)))
+    assert "logits" in edited.initialised
+    # conv2 replaced by pooling: what follows saw conv2's channels, now conv1's
+    edited = apply_edits(model, EditPlan((Edit("conv2", "replace", "avgpool"),)))
+    assert "logits" in edited.initialised
+    # a removed pooling layer passes channels one for one: the layers after it still inherit
+    model = _trained_like(residual_model())
+    plan = EditPlan((Edit("pool", "remove"), Edit("hidden", "scale", 0.5)))
+    edited = apply_edits(model, plan)
+    assert {"hidden", "logits"} <= set(edited.inherited)

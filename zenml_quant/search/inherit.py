@@ -70,15 +70,19 @@ def inherit_weights(
     """
     source_graph = source_graph or model_graph(source)
     old = {node.name: node for node in source_graph.nodes}
+    target_graph = model_graph(target)
+    present = {node.name for node in target_graph.nodes}
     maps: dict[str, ChannelMap | None] = {}
     transferred, inherited, initialised = [], [], []
-    for node in model_graph(target).nodes:
+    for node in target_graph.nodes:
         if node.is_input:
             maps[node.name] = np.arange(int(node.output_shape[-1] or 0))
             continue
+        original = old.get(node.name)
         in_maps = [maps.get(name) for name in node.inputs]
         in_map = in_maps[0] if len(in_maps) == 1 else _merged(node, in_maps)
-        original = old.get(node.name)
+        if original is None or not _fed_alike(node, original, old, present):
+            in_map = None
         weights = node.layer.get_weights()
         if not weights:
             maps[node.name] = _carried(node, in_map, original, old)
@@ -107,6 +111,30 @@ def inherit_weights(
     return Inheritance(tuple(transferred), tuple(inherited), tuple(initialised))
 
 
+def _preserves_channels(class_name: str) -> bool:
+    return class_name in _PASS_THROUGH or class_name in _MERGE
+
+
+def _fed_alike(node: Node, original: Node, old: dict[str, Node], present: set[str]) -> bool:
+    """Whether ``node`` reads the tensors its original read: the same producers, or producers
+    reached through removed layers that kept their channels one for one (a channel map is
+    relative to the original tensor of the producer, so it means nothing past a removed
+    convolution)."""
+    if len(node.inputs) != len(original.inputs):
+        return False
+    for got, was in zip(node.inputs, original.inputs):
+        while was != got and was not in present:
+            removed = old.get(was)
+            if removed is None or len(removed.inputs) != 1:
+                return False
+            if not _preserves_channels(removed.class_name) or removed.class_name in _MERGE:
+                return False
+            was = removed.inputs[0]
+        if was != got:
+            return False
+    return True
+
+
 def _merged(node: Node, in_maps: list[ChannelMap | None]) -> ChannelMap | None:
     if node.class_name not in _MERGE or any(m is None for m in in_maps):
         return None
@@ -117,12 +145,12 @@ def _merged(node: Node, in_maps: list[ChannelMap | None]) -> ChannelMap | None:
 def _carried(
     node: Node, in_map: ChannelMap | None, original: Node | None, old: dict[str, Node]
 ) -> ChannelMap | None:
-    """The channel map after a weightless layer."""
-    if in_map is None:
+    """The channel map after a weightless layer (relative to its original's output)."""
+    if in_map is None or original is None:
         return None
-    if node.class_name in _PASS_THROUGH or node.class_name in _MERGE:
-        return in_map
-    if node.class_name == "Flatten" and original is not None and original.class_name == "Flatten":
+    if _preserves_channels(node.class_name) and _preserves_channels(original.class_name):
+        return in_map  # e.g. ReLU swapped for Activation("hard_swish"): channels one for one
+    if node.class_name == "Flatten" and original.class_name == "Flatten":
         source_in = old[original.inputs[0]].output_shape if original.inputs[0] in old else None
         target_in = node.layer.input_shape
         if source_in is None or tuple(source_in[1:-1]) != tuple(target_in[1:-1]):
