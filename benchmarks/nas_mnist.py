@@ -68,9 +68,7 @@ def main() -> None:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     n_val = 6000
-    model, train_note = train_or_reuse(
-        args, x[:-n_val], y[:-n_val], work / "book_mnist_54k.keras"
-    )
+    model, train_note = train_or_reuse(args, x[:-n_val], y[:-n_val], work / "book_mnist_54k.keras")
     dataset = LabeledDataset(
         x_train=x[:-n_val],
         y_train=y[:-n_val],
