@@ -48,8 +48,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=15, help="training epochs of the book's model")
     p.add_argument("--retrain", action="store_true")
     p.add_argument("--minutes", type=float, default=22.0, help="the search's time budget")
-    p.add_argument("--refine", type=int, default=3, help="suggestions fine-tuned further")
-    p.add_argument("--refine-epochs", type=int, default=4)
+    p.add_argument("--refine", type=int, default=4, help="candidates fine-tuned further")
+    p.add_argument("--refine-epochs", type=int, default=6)
     p.add_argument("--max-trials", type=int, default=300)
     p.add_argument("--max-kb", type=float, default=12.0, help="size target, KB of 1000 B")
     p.add_argument("--min-accuracy", type=float, default=0.97, help="on the validation split")
@@ -166,7 +166,7 @@ def render(args, result, rows, refined, wall, wall_total, train_note, original_t
         f"{time.strftime('%Y-%m-%d')}); the book's model, trained on the first 54,000 training "
         f"images: {train_note}.",
         f"- Search: RNN controller, {args.workers}-worker process pool (1 TF thread each), "
-        f"batches of {2 * args.workers}; each candidate fine-tuned {args.fine_tune_epochs} epochs "
+        f"batches of {2 * args.workers}; each candidate fine-tuned {args.fine_tune_epochs} epoch(s) "
         f"on 54,000 images, distilled from the original; targets: int8 .tflite <= "
         f"{args.max_kb:g} KB (1000 B) and >= {100 * args.min_accuracy:.1f} % on the 6,000 "
         "held-out training images (validation).",
