@@ -10,12 +10,15 @@ root: ``python benchmarks/nas_controller_vs_random.py``.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import logging
+import multiprocessing
 import os
 import platform
 import shlex
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from _sections import write_section  # beside this script
 
 from zenml_quant.datasets import conform_to_model, load_digits
 from zenml_quant.demo import train_demo_model
+from zenml_quant.models import load_model
 from zenml_quant.search import (
     EvaluationOptions,
     FineTuneOptions,
@@ -45,6 +49,13 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--batch", type=int, default=2, help="candidates proposed per batch")
     p.add_argument("--fine-tune-epochs", type=int, default=2)
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="searches run at once in separate processes (what is counted is trials, not time, "
+        "so sharing the cores changes no result)",
+    )
     p.add_argument(
         "--probe",
         type=int,
@@ -102,16 +113,23 @@ def main() -> None:
         probe(model, data, args)
         return
     arms = ["controller", "random"] + ([] if args.no_prior_arm else ["prior only"])
-    runs: dict[str, list[tuple[int, float, bool]]] = {arm: [] for arm in arms}
-    for seed in range(args.seeds):
-        for proposer in arms:  # interleaved: every arm sees the same machine state
-            got = trials_to_target(model, data, targets, proposer, seed, args)
-            runs[proposer].append(got)
-            print(
-                f"seed {seed} {proposer}: {got[0]} trials ({'met' if got[2] else 'cap'}), "
-                f"{got[1]:.0f} s",
-                flush=True,
+    jobs = [(seed, arm) for seed in range(args.seeds) for arm in arms]
+    done: dict[tuple[int, str], tuple[int, float, bool]] = {}
+    if args.jobs > 1:
+        # every process searches from the very same trained model
+        saved = Path(tempfile.mkdtemp()) / "digits_cnn.keras"
+        model.save(saved)
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(_job, args, saved, arm, seed): (seed, arm) for seed, arm in jobs}
+            for future in cf.as_completed(futures):
+                done[futures[future]] = _report(*futures[future], future.result())
+    else:
+        for seed, arm in jobs:  # interleaved: every arm sees the same machine state
+            done[seed, arm] = _report(
+                seed, arm, trials_to_target(model, data, targets, arm, seed, args)
             )
+    runs = {arm: [done[seed, arm] for seed in range(args.seeds)] for arm in arms}
     med = {k: statistics.median(t for t, _, _ in v) for k, v in runs.items()}
     ratio = med["controller"] / med["random"]
     write_section("nas-controller", render(args, runs, med, ratio))
@@ -119,6 +137,23 @@ def main() -> None:
         f"median trials: controller {med['controller']}, random {med['random']}, "
         f"ratio {ratio:.2f} ({'PASS' if ratio <= 0.6 else 'FAIL'} at <= 0.6)"
     )
+
+
+def _report(seed: int, arm: str, got: tuple[int, float, bool]) -> tuple[int, float, bool]:
+    print(
+        f"seed {seed} {arm}: {got[0]} trials ({'met' if got[2] else 'cap'}), {got[1]:.0f} s",
+        flush=True,
+    )
+    return got
+
+
+def _job(args, saved: Path, arm: str, seed: int) -> tuple[int, float, bool]:
+    """One search in a worker process, from the parent's model."""
+    logging.basicConfig(level=logging.WARNING)
+    data = conform_to_model(load_digits(), input_shape=(8, 8, 1), num_classes=10)
+    model = load_model(saved)
+    targets = Targets(max_accuracy_drop=args.max_drop, max_size_bytes=args.max_bytes)
+    return trials_to_target(model, data, targets, arm, seed, args)
 
 
 def probe(model, data, args) -> None:
