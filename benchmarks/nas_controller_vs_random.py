@@ -198,11 +198,20 @@ def render(args, runs, med, ratio) -> str:
     lines += [
         "| **median** | " + " | ".join(f"**{med[a]:g}**" for a in runs) + " |",
         "",
-        f"Ratio of medians, controller / random: **{ratio:.2f}** (target <= 0.6). The "
-        'controller starts favouring "keep" at every position (`keep_bias`, the search edits a '
-        'pre-trained model); the "prior only" arm is that starting policy with learning '
-        "switched off, so the gap between it and the controller is what learning adds.",
+        f"Ratio of medians, controller / random: **{ratio:.2f}** (target <= 0.6).",
     ]
+    if med["random"] >= args.cap:
+        lines.append(
+            f"Random search's median is at the cap: its true median is at least {args.cap} "
+            "trials, so the true ratio is at most the one shown."
+        )
+    if "prior only" in runs:
+        lines.append(
+            'The controller starts favouring "keep" at every position (`keep_bias`, the search '
+            'edits a pre-trained model); the "prior only" arm is that starting policy with '
+            "learning switched off, so the gap between it and the controller is what learning "
+            "adds."
+        )
     return "\n".join(lines)
 
 
