@@ -2,7 +2,8 @@
 
 The candidates are real: 8 seeded random edit plans of the book's MNIST CNN, each rebuilt,
 fine-tuned (``--steps`` batches of 128), converted to int8 and measured, exactly as the search
-does (``evaluate_trial``), latency timing off. In process, TensorFlow uses its default thread
+does (``evaluate_trial``), latency timing off, in the order the search sends a batch (longest
+estimated evaluation first; ``--order sampled`` keeps the sampled order). In process, TensorFlow uses its default thread
 pools (both cores); the pool runs 2 workers with one TF thread each. Rounds alternate the two;
 "cold" includes starting the pool's workers (importing TensorFlow), "warm" reuses a started
 pool. Rewrites its section of ``BENCHMARKS.md``. Run from the project root:
@@ -33,6 +34,7 @@ from zenml_quant.search import (
     TrialTask,
     evaluate_trial,
 )
+from zenml_quant.search.loop import longest_first
 from zenml_quant.search.trial import SearchContext, failed_outcome, keras_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +48,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--retrain", action="store_true")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=60, help="fine-tuning batches per candidate")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument(
+        "--order",
+        choices=("longest-first", "sampled"),
+        default="longest-first",
+        help="the batch's order: as the search sends it (longest estimated evaluation first), "
+        "or as sampled",
+    )
     p.add_argument(
         "--threads",
         default="1,2",
@@ -77,7 +86,9 @@ def main() -> None:
         space_options=space.options,
     )
     rng = np.random.default_rng(0)
-    tasks = [TrialTask(i + 1, space.plan(space.sample(rng)), i) for i in range(args.batch)]
+    sampled = [TrialTask(i + 1, space.plan(space.sample(rng)), i) for i in range(args.batch)]
+    # The batch as the search sends it: longest estimated evaluation first.
+    tasks = longest_first(sampled, space) if args.order == "longest-first" else sampled
 
     def on_error(task, message):
         return failed_outcome(task, message)
@@ -123,6 +134,11 @@ def render(args, times, med) -> str:
     cmd = "python " + " ".join(
         shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]
     )
+    order = (
+        "the search's (longest estimated evaluation first)"
+        if args.order == "longest-first"
+        else "sampled"
+    )
     lines = [
         "## Architecture search: process pool vs in-process, a batch of 8 candidates",
         "",
@@ -130,7 +146,7 @@ def render(args, times, med) -> str:
         f"{time.strftime('%Y-%m-%d')}).",
         f"- Batch: {args.batch} seeded random edit plans of the book's MNIST CNN, each rebuilt, "
         f"fine-tuned {args.steps} batches of 128, converted to int8 and evaluated on 2,000 "
-        "images (`evaluate_trial`, as the search runs it). In-process: TensorFlow's default "
+        f"images (`evaluate_trial`, as the search runs it), sent in {order} order. In-process: TensorFlow's default "
         "thread pools (both cores); pool: 2 workers with 1 or 2 TF threads each. Medians of "
         f"{args.rounds} interleaved rounds.",
         "",

@@ -9,6 +9,7 @@ from zenml_quant._compat import tf_keras
 from zenml_quant.demo import build_demo_cnn
 from zenml_quant.errors import InvalidModelError, InvalidOptionError
 from zenml_quant.models import load_model
+from zenml_quant.profile import total_macs
 from zenml_quant.search.edits import Edit, EditPlan
 from zenml_quant.search.rebuild import apply_edits
 from zenml_quant.search.space import SearchSpace, SpaceOptions
@@ -62,6 +63,7 @@ def test_random_plans_always_build_and_keep_the_output_shape(name):
         out = edited(x).numpy()
         assert out.shape == (2, *model.output_shape[1:])
         assert np.isfinite(out).all()
+        assert space.macs(plan) == total_macs(edited)  # the estimate from shapes is exact
     assert len(seen) >= 8  # the samples really explore the space
 
 
@@ -118,6 +120,25 @@ def test_head_to_global_average_pooling_and_filter_scale():
     assert edited.get_layer("conv2").filters == 16
     assert type(edited.get_layer("flatten")).__name__ == "GlobalAveragePooling2D"
     assert edited.get_layer("logits").get_weights()[0].shape == (16, 10)
+
+
+def test_evaluation_cost_ranks_bigger_candidates_first():
+    from zenml_quant.search.loop import longest_first
+    from zenml_quant.search.types import TrialTask
+
+    model = build_demo_cnn()
+    space = SearchSpace(model)
+    plans = {
+        "pooled": EditPlan((Edit("conv2", "replace", "avgpool"),)),
+        "original": EditPlan(()),
+        "wider": EditPlan((Edit("conv1", "scale", 1.5), Edit("conv2", "scale", 1.5))),
+    }
+    costs = {name: space.evaluation_cost(plan) for name, plan in plans.items()}
+    assert costs["pooled"] < costs["original"] < costs["wider"]
+    tasks = [TrialTask(i, plan, 0) for i, plan in enumerate(plans.values(), start=1)]
+    assert [t.trial for t in longest_first(tasks, space)] == [3, 2, 1]
+    with pytest.raises(InvalidOptionError, match="not in model"):
+        space.evaluation_cost(EditPlan((Edit("nope", "remove"),)))
 
 
 @pytest.mark.parametrize(

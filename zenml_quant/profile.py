@@ -22,6 +22,7 @@ __all__ = [
     "TFLiteGraph",
     "TFLiteOp",
     "TFLiteTensor",
+    "layer_macs",
     "layer_table",
     "parameter_counts",
     "peak_activation_bytes",
@@ -89,7 +90,10 @@ def _graph_nodes(model: Any) -> list[tuple[Any, list[Any], list[Any]]]:
     return calls
 
 
-def _macs(layer: Any, in_shape: tuple[int | None, ...], out_shape: tuple[int | None, ...]) -> int:
+def layer_macs(
+    layer: Any, in_shape: tuple[int | None, ...], out_shape: tuple[int | None, ...]
+) -> int:
+    """Multiply-accumulates of one call of ``layer`` on one example (0 for layers without)."""
     inner = _unwrap(layer)
     names = _mro_names(inner)
     kind = next((kind for kind, bases in _KINDS if names & bases), None)
@@ -155,7 +159,7 @@ def _rows(model: Any, prefix: str, calls_of_model: int) -> list[dict[str, Any]]:
         texts = {str(s[0]) if len(s) == 1 else str(s) for s in shapes}  # several outputs: a list
         # A shared layer runs once per call, so its MACs add up over its calls.
         macs = sum(
-            _macs(layer, _shape(ins[0]), _shape(outs[0])) if ins and outs else 0
+            layer_macs(layer, _shape(ins[0]), _shape(outs[0])) if ins and outs else 0
             for ins, outs in own
         )
         params, f32, i8 = _weight_bytes(layer)

@@ -30,7 +30,13 @@ from .space import SearchSpace, SpaceOptions
 from .trial import EvaluationOptions, SearchContext, evaluate_trial, failed_outcome, keras_bytes
 from .types import RewardOptions, Targets, TrialOutcome, TrialRecord, TrialTask
 
-__all__ = ["SearchOptions", "SearchResult", "Suggestion", "search_architecture"]
+__all__ = [
+    "SearchOptions",
+    "SearchResult",
+    "Suggestion",
+    "longest_first",
+    "search_architecture",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +250,15 @@ def search_architecture(
             executor.close()
 
 
+def longest_first(tasks: list[TrialTask], space: SearchSpace) -> list[TrialTask]:
+    """``tasks`` by estimated evaluation time, longest first.
+
+    A pool of workers then starts the slow candidates first and fills in with quick ones, instead
+    of leaving one worker to finish a slow candidate alone at the end of the batch.
+    """
+    return sorted(tasks, key=lambda task: space.evaluation_cost(task.plan), reverse=True)
+
+
 def _check_data(model: Any, dataset: LabeledDataset) -> None:
     expected = tuple(model.inputs[0].shape[1:])
     if tuple(dataset.x_train.shape[1:]) != expected or tuple(dataset.x_val.shape[1:]) != expected:
@@ -377,7 +392,7 @@ def _run(
             seed = options.seed * 100_003 + trial
             meta = plan_meta(trial, seed, options.evaluation.fine_tune)
             tasks.append(TrialTask(trial, replace(plan, meta=meta), seed))
-        todo = [t for t in tasks if t.trial not in cached]
+        todo = longest_first([t for t in tasks if t.trial not in cached], space)
         outcomes = {o.record.trial: o for o in executor.map(todo)} if todo else {}
         for p, task in zip(proposals, tasks):
             outcome = outcomes.get(task.trial) or TrialOutcome(cached[task.trial])
