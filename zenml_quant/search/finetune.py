@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,11 +89,13 @@ def fine_tune(
     *,
     teacher_logits: np.ndarray | None = None,
     seed: int = 0,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> list[float]:
     """Fine-tune ``model`` in place; returns the loss per epoch (empty when ``epochs`` is 0).
 
     ``teacher_logits`` (the original model's logits, or log-probabilities, on ``x``) is needed
-    when ``options.distill`` is set.
+    when ``options.distill`` is set. ``on_batch(done, total)`` is called after every batch
+    (an exception it raises stops the fine-tuning and is passed on).
     """
     if options.epochs == 0:
         return []
@@ -111,12 +114,28 @@ def fine_tune(
     model.compile(optimizer=optimizer, loss=loss)
     rng = np.random.default_rng(seed)
     batch, steps = options.batch_size, options.steps_per_epoch
-    losses = []
+    per_epoch = -(-len(x) // batch) if steps is None else steps
+    callbacks = [] if on_batch is None else [_BatchCallback(on_batch, options.epochs * per_epoch)]
+    losses: list[float] = []
     for _epoch in range(options.epochs):
         order = _epoch_order(rng, len(x), None if steps is None else steps * batch)
-        history = model.fit(_batches(x[order], targets[order], batch), epochs=1, verbose=0)
+        history = model.fit(
+            _batches(x[order], targets[order], batch), epochs=1, verbose=0, callbacks=callbacks
+        )
         losses.extend(float(v) for v in history.history.get("loss", []))
     return losses
+
+
+class _BatchCallback(tf_keras.callbacks.Callback):
+    """Counts batches across the per-epoch fit() calls and reports them."""
+
+    def __init__(self, on_batch: Callable[[int, int], None], total: int) -> None:
+        super().__init__()
+        self.on_batch, self.total, self.done = on_batch, total, 0
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.done += 1
+        self.on_batch(self.done, self.total)
 
 
 def _epoch_order(rng: np.random.Generator, n: int, count: int | None) -> np.ndarray:

@@ -73,7 +73,9 @@ def inherit_weights(
     target_graph = model_graph(target)
     present = {node.name for node in target_graph.nodes}
     maps: dict[str, ChannelMap | None] = {}
-    transferred, inherited, initialised = [], [], []
+    transferred: list[str] = []
+    inherited: list[str] = []
+    initialised: list[str] = []
     for node in target_graph.nodes:
         if node.is_input:
             maps[node.name] = np.arange(int(node.output_shape[-1] or 0))
@@ -138,8 +140,9 @@ def _fed_alike(node: Node, original: Node, old: dict[str, Node], present: set[st
 def _merged(node: Node, in_maps: list[ChannelMap | None]) -> ChannelMap | None:
     if node.class_name not in _MERGE or any(m is None for m in in_maps):
         return None
-    first = in_maps[0]
-    return first if all(np.array_equal(first, m) for m in in_maps[1:]) else None
+    maps = [m for m in in_maps if m is not None]  # all of them, checked above
+    first = maps[0]
+    return first if all(np.array_equal(first, m) for m in maps[1:]) else None
 
 
 def _carried(
@@ -156,7 +159,7 @@ def _carried(
         if source_in is None or tuple(source_in[1:-1]) != tuple(target_in[1:-1]):
             return None  # the spatial layout changed: rows no longer line up
         positions = int(np.prod(target_in[1:-1]))
-        channels = int(source_in[-1])
+        channels = int(source_in[-1] or 0)
         return np.concatenate(
             [np.where(in_map >= 0, p * channels + in_map, -1) for p in range(positions)]
         )

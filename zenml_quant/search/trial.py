@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._compat import tf
+from .._compat import is_keras3_model, tf
 from ..benchmark import BenchmarkOptions, LocalBenchmarker
 from ..convert import convert_model
 from ..errors import InvalidOptionError
@@ -34,6 +35,7 @@ from .space import SearchSpace, SpaceOptions
 from .types import FAILED, OK, TrialOutcome, TrialRecord, TrialTask
 
 __all__ = [
+    "Cancelled",
     "EvaluationOptions",
     "SearchContext",
     "evaluate_trial",
@@ -52,7 +54,7 @@ class EvaluationOptions:
     """How candidates are measured.
 
     ``quantize``: full int8 (with the plan's float32 layers kept in float) or, when False,
-    float32 TFLite. ``calibration_samples``: train examples for int8 calibration.
+    ``float_mode`` TFLite (``"float32"``, or ``"float16"`` weights). ``calibration_samples``: train examples for int8 calibration.
     ``measure_latency``: time each candidate with ``benchmarker`` (default: this machine, one
     thread); needed for a latency target. ``estimate_energy``: the per-inference energy
     estimate from ``energy_table``.
@@ -60,6 +62,7 @@ class EvaluationOptions:
 
     fine_tune: FineTuneOptions = field(default_factory=FineTuneOptions)
     quantize: bool = True
+    float_mode: str = "float32"
     calibration_samples: int = 200
     measure_latency: bool = True
     benchmark: BenchmarkOptions = SEARCH_BENCHMARK
@@ -68,6 +71,10 @@ class EvaluationOptions:
     energy_table: EnergyTable = field(default_factory=EnergyTable)
 
     def __post_init__(self) -> None:
+        if self.float_mode not in ("float32", "float16"):
+            raise InvalidOptionError(
+                f"float_mode must be 'float32' or 'float16', got {self.float_mode!r}."
+            )
         if isinstance(self.calibration_samples, bool) or self.calibration_samples < 1:
             raise InvalidOptionError(
                 f"calibration_samples must be >= 1, got {self.calibration_samples!r}."
@@ -94,6 +101,16 @@ class SearchContext:
     keep_models: bool = True
 
 
+class Cancelled(BaseException):
+    """Raised by a ``progress`` callback to stop an evaluation.
+
+    A BaseException (like ``asyncio.CancelledError``), so that :func:`evaluate_trial`, which
+    turns every error into a failed trial, lets it through to the caller who asked for it.
+    """
+
+
+PhaseFn = Callable[[str, "float | None"], None]
+
 # Per-process cache: a worker loads the original model and its space once per context.
 _LOADED: dict[int, tuple[Any, SearchSpace]] = {}
 
@@ -102,7 +119,12 @@ def keras_bytes(model: Any) -> bytes:
     """A Keras model as the bytes of a ``.keras`` file."""
     with tempfile.TemporaryDirectory(prefix="zq-model-") as tmp:
         path = Path(tmp) / "model.keras"
-        model.save(str(path))
+        if is_keras3_model(model):
+            model.save(str(path))
+        else:
+            # Named outright: tf_keras infers the format from a per-thread flag that its own
+            # load_model() leaves off in any thread but the main one, and would write HDF5.
+            model.save(str(path), save_format="keras_v3")
         return path.read_bytes()
 
 
@@ -123,11 +145,18 @@ def _original(context: SearchContext) -> tuple[Any, SearchSpace]:
     return _LOADED[key]
 
 
-def evaluate_trial(context: SearchContext, task: TrialTask) -> TrialOutcome:
-    """Build, fine-tune, convert and measure ``task.plan``; never raises."""
+def evaluate_trial(
+    context: SearchContext, task: TrialTask, *, progress: PhaseFn | None = None
+) -> TrialOutcome:
+    """Build, fine-tune, convert and measure ``task.plan``; never raises, but for cancellation.
+
+    ``progress(phase, fraction)`` is called at each phase ("building", "fine-tuning" with the
+    fraction of its batches done, "converting", "evaluating", "benchmarking") and may raise
+    :class:`Cancelled`, which is passed on.
+    """
     start = time.perf_counter()
     try:
-        return _evaluate(context, task, start)
+        return _evaluate(context, task, start, progress or _no_progress)
     except Exception as exc:  # every failure is a result: the search goes on
         return failed_outcome(task, describe_failure(exc), time.perf_counter() - start)
 
@@ -148,12 +177,20 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def _evaluate(context: SearchContext, task: TrialTask, start: float) -> TrialOutcome:
+def _no_progress(phase: str, fraction: float | None) -> None:
+    return None
+
+
+def _evaluate(
+    context: SearchContext, task: TrialTask, start: float, progress: PhaseFn
+) -> TrialOutcome:
     options = context.options
+    progress("building", None)
     original, space = _original(context)
     edited = apply_edits(original, task.plan, seed=task.seed, space=space).model
     losses: list[float] = []
     if task.fine_tune:
+        progress("fine-tuning", 0.0)
         losses = fine_tune(
             edited,
             context.x_train,
@@ -161,6 +198,7 @@ def _evaluate(context: SearchContext, task: TrialTask, start: float) -> TrialOut
             options.fine_tune,
             teacher_logits=context.teacher_logits,
             seed=task.seed,
+            on_batch=lambda done, total: progress("fine-tuning", done / total),
         )
     if (losses and not np.isfinite(losses[-1])) or not _finite_weights(edited):
         return failed_outcome(
@@ -168,13 +206,17 @@ def _evaluate(context: SearchContext, task: TrialTask, start: float) -> TrialOut
             "training diverged (NaN or infinite loss/weights): lower FineTuneOptions.learning_rate",
             time.perf_counter() - start,
         )
+    progress("evaluating", None)
     keras_accuracy = accuracy_from_outputs(_outputs(edited, context.x_val), context.y_val)
+    progress("converting", None)
     tflite = _convert(edited, task, context)
     if tflite.error:
         return failed_outcome(task, tflite.error, time.perf_counter() - start)
+    progress("evaluating", None)
     accuracy = accuracy_from_outputs(run_tflite(tflite, context.x_val), context.y_val)
     latency = None
     if options.measure_latency:
+        progress("benchmarking", None)
         benchmarker = options.benchmarker or LocalBenchmarker()
         result = benchmarker.run(tflite, options=options.benchmark)[0]
         if result.error:
@@ -213,7 +255,7 @@ def _convert(model: Any, task: TrialTask, context: SearchContext) -> Any:
     options = context.options
     conversion = ConversionOptions(calibration_samples=options.calibration_samples, seed=task.seed)
     if not options.quantize:
-        return convert_model(model, "float32", options=conversion)
+        return convert_model(model, options.float_mode, options=conversion)
     floats = task.plan.float_layers()
     if floats:
         return convert_selective(
