@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from system_packages import ensure_installed  # beside this file
 
 SSHD = Path("/usr/sbin/sshd")
 INSTALL_HINT = (
@@ -27,33 +28,9 @@ INSTALL_HINT = (
 )
 
 
-def _apt_install() -> str:
-    """Install openssh-server with apt-get; returns the log (raises CalledProcessError)."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "openssh-server"]
-    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:  # usually "Unable to locate package": no package lists yet
-        subprocess.run(
-            ["apt-get", "update"], env=env, capture_output=True, text=True, timeout=600, check=True
-        )
-        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
-    done.check_returncode()
-    return done.stdout
-
-
 def ensure_sshd() -> Path:
     """The sshd binary, installing openssh-server when missing; RuntimeError saying how if not."""
-    if SSHD.exists():
-        return SSHD
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise RuntimeError(INSTALL_HINT)
-    try:
-        _apt_install()
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        log = getattr(exc, "stderr", "") or ""
-        raise RuntimeError(f"{INSTALL_HINT}\napt-get failed: {exc}\n{log[-2000:]}") from None
-    if not SSHD.exists():
-        raise RuntimeError(f"{INSTALL_HINT}\n(openssh-server installed but {SSHD} is missing)")
+    ensure_installed([str(SSHD)], ["openssh-server"], INSTALL_HINT)
     return SSHD
 
 

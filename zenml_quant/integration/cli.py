@@ -1,8 +1,9 @@
 """``zenml-quant``: the command line.
 
 ``demo`` trains a small CNN on the bundled digits and compresses it; ``compress`` does the same
-for the user's model and data; ``search`` runs the architecture search (``nas_pipeline``). Both run ``compress_pipeline`` on the active ZenML stack (ZenML
-creates its local SQLite store on first use when none is configured).
+for the user's model and data; ``search`` runs the architecture search (``nas_pipeline``); all
+three run on the active ZenML stack (ZenML creates its local SQLite store on first use when none
+is configured). ``studio`` serves the local page to edit a model layer by layer.
 """
 
 from __future__ import annotations
@@ -645,6 +646,129 @@ def search(
     _print_gate(gate)
     if not gate.passed:
         raise click.ClickException("the deployment gate failed: nothing was promoted.")
+
+
+@main.command()
+@click.option("--model", "model_path", default=None, help=".keras, .h5 or SavedModel folder.")
+@click.option(
+    "--model-version",
+    default=None,
+    help="A ZenML model version, NAME or NAME:VERSION: its Keras model (and dataset and search "
+    "result, when the pipeline linked them).",
+)
+@click.option("--artifact", default=None, help="A ZenML artifact holding a Keras model.")
+@click.option(
+    "--data",
+    "data_source",
+    default=None,
+    help='.npz (Keras keys), .csv (label column), image folder, or "digits" [the model '
+    "version's dataset].",
+)
+@click.option(
+    "--scale", type=float, default=None, help="Integer inputs become x * scale + offset [1/255]."
+)
+@click.option("--offset", type=float, default=None, help="See --scale [0].")
+@click.option("--allow-unsafe", is_flag=True, help="Load Lambda layers (runs code from the file).")
+@click.option(
+    "--suggestions",
+    default=None,
+    help="A search's JSON summary (zenml-quant search --json), an edit-plan YAML, or a folder "
+    "of them: listed on the page to load and change.",
+)
+@click.option("--max-size-kb", type=float, default=None, help="Target: largest .tflite, in KB.")
+@click.option("--max-peak-memory-kb", type=float, default=None, help="Target: activation arena.")
+@click.option("--max-latency-ms", type=float, default=None, help="Target: p50 latency.")
+@click.option("--max-accuracy-drop", type=float, default=None, help="Target, e.g. 0.01 = 1 point.")
+@click.option("--min-accuracy", type=float, default=None, help="Target, e.g. 0.98.")
+@click.option("--threads", type=int, default=1, show_default=True, help="Latency threads.")
+@click.option("--port", type=int, default=0, help="Port on 127.0.0.1 [a free one].")
+def studio(port: int, **options: Any) -> None:
+    """Open a local web page to edit a model layer by layer and see what each edit costs.
+
+    The page lists the layers with the edits each can take; "Evaluate" applies the plan,
+    converts, evaluates and benchmarks it beside the original model; "Export" writes the plan
+    as YAML for the apply_edits step.
+    """
+    try:
+        prepared = _prepare_studio(**options)
+        from ..studio import serve
+
+        serve(prepared, port=port, announce=click.echo)
+    except ZenmlQuantError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:  # pragma: no cover - interactive stop
+        click.echo("studio stopped")
+
+
+def _prepare_studio(
+    *,
+    model_path: str | None = None,
+    model_version: str | None = None,
+    artifact: str | None = None,
+    data_source: str | None = None,
+    scale: float | None = None,
+    offset: float | None = None,
+    allow_unsafe: bool = False,
+    suggestions: str | None = None,
+    max_size_kb: float | None = None,
+    max_peak_memory_kb: float | None = None,
+    max_latency_ms: float | None = None,
+    max_accuracy_drop: float | None = None,
+    min_accuracy: float | None = None,
+    threads: int = 1,
+) -> Any:
+    """The Studio for the ``studio`` command's options (model, data, suggestions, targets)."""
+    from .. import datasets as _datasets
+    from .. import models as _models
+    from ..search.types import Targets
+    from ..studio import Studio
+    from ..studio.suggestions import load_suggestions, suggestions_from_result
+
+    sources = (
+        ("--model", model_path),
+        ("--model-version", model_version),
+        ("--artifact", artifact),
+    )
+    if sum(1 for _, value in sources if value) != 1:
+        raise click.UsageError(
+            "Give the model with exactly one of --model, --model-version or --artifact."
+        )
+    if isinstance(threads, bool) or threads < 1:
+        raise click.UsageError(f"--threads must be at least 1, got {threads}.")
+    dataset = search_result = None
+    if model_path:
+        model = _models.load_model(model_path, allow_unsafe=allow_unsafe)
+    else:
+        from .studio_sources import from_artifact, from_model_version
+
+        found = (
+            from_model_version(model_version) if model_version else from_artifact(artifact or "")
+        )
+        model, dataset, search_result = found.model, found.dataset, found.search_result
+        click.echo(f"Loaded {found.description}")
+    if data_source is not None:
+        dataset = _datasets.load_dataset(
+            data_source,
+            scale=1 / 255 if scale is None else scale,
+            offset=0.0 if offset is None else offset,
+        )
+    if dataset is None:
+        raise click.UsageError("Give the labeled data with --data (the model version links none).")
+    dataset = _datasets.conform_to_model(
+        dataset, input_shape=_models.input_shape(model), num_classes=_models.num_outputs(model)
+    )
+    offered = load_suggestions(suggestions) if suggestions else []
+    if search_result is not None and not suggestions:
+        offered = suggestions_from_result(search_result)
+    kb = {"max_size_bytes": max_size_kb, "max_peak_memory_bytes": max_peak_memory_kb}
+    limits = {k: int(v * 1000) for k, v in kb.items() if v is not None}
+    other = {
+        "max_latency_ms": max_latency_ms,
+        "max_accuracy_drop": max_accuracy_drop,
+        "min_accuracy": min_accuracy,
+    }
+    limits.update({k: v for k, v in other.items() if v is not None})
+    return Studio(model, dataset, targets=Targets(**limits), suggestions=offered, threads=threads)
 
 
 if __name__ == "__main__":  # pragma: no cover

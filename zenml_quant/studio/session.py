@@ -1,0 +1,389 @@
+"""The studio's state: one model and dataset, the edits each layer can take, evaluated plans.
+
+:class:`Studio` knows nothing of the web: the app in :mod:`.app` calls it. An evaluation is
+the search's own :func:`~zenml_quant.search.trial.evaluate_trial` (build, optional fine-tune,
+convert, evaluate, benchmark, energy), so a plan scores the same here as in a search, and the
+exported plan rebuilds the same model through ``apply_plan`` / the ``apply_edits`` step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..benchmark import BenchmarkOptions
+from ..errors import InvalidOptionError
+from ..profile import layer_table
+from ..search.apply import plan_meta
+from ..search.edits import OPERATIONS, Edit, EditPlan
+from ..search.finetune import FineTuneOptions
+from ..search.rebuild import apply_edits
+from ..search.reward import missed_targets
+from ..search.space import SearchSpace
+from ..search.trial import (
+    EvaluationOptions,
+    SearchContext,
+    evaluate_trial,
+    keras_bytes,
+    load_keras_bytes,
+)
+from ..search.types import Targets, TrialTask
+from ..types import LabeledDataset
+
+__all__ = ["MODES", "Evaluation", "Studio", "Suggestion"]
+
+#: Whole-model conversion modes: int8 (with the plan's float32 layers), float16 or float32.
+MODES = ("int8", "float16", "float32")
+
+#: The most fine-tuning epochs an evaluation may ask for (it runs while the person waits).
+MAX_FINE_TUNE_EPOCHS = 20
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A plan offered to the person, e.g. a Pareto candidate of a search."""
+
+    label: str
+    plan: EditPlan
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluated plan: its figures, the edited model's layer table, the targets it misses,
+    and the models (``.keras`` and ``.tflite`` bytes; None when it failed)."""
+
+    id: int
+    label: str
+    plan: EditPlan
+    mode: str
+    fine_tune_epochs: int
+    seed: int
+    status: str
+    error: str | None
+    figures: dict[str, Any]
+    layers: list[dict[str, Any]]
+    missed: list[str]
+    seconds: float
+    keras: bytes | None = field(default=None, repr=False)
+    tflite: bytes | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class Studio:
+    """One model and labeled dataset, and every plan evaluated on them in this session.
+
+    ``threads`` is the latency benchmark's thread count (stated on the page). ``fine_tune``
+    gives the fine-tuning settings apart from the epochs, which each evaluation chooses.
+    ``sensitivity`` maps layer names to the int8 sensitivity in accuracy points, if profiled.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        dataset: LabeledDataset,
+        *,
+        targets: Targets | None = None,
+        suggestions: Sequence[Suggestion] = (),
+        sensitivity: dict[str, float] | None = None,
+        fine_tune: FineTuneOptions | None = None,
+        threads: int = 1,
+        benchmark: BenchmarkOptions | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.model = model
+        self.dataset = dataset
+        self.targets = targets or Targets()
+        self.space = SearchSpace(model)
+        self.sensitivity = dict(sensitivity or {})
+        self.fine_tune = fine_tune or FineTuneOptions(epochs=1, batch_size=64)
+        self.threads = threads
+        self.benchmark = benchmark or BenchmarkOptions(
+            threads=(threads,), warmup=5, min_runs=30, min_seconds=0.3
+        )
+        self.seed = seed
+        self._model_bytes = keras_bytes(model)
+        self._lock = threading.Lock()
+        self._evaluations: list[Evaluation] = []
+        self.suggestions = [self._checked_suggestion(s) for s in suggestions]
+        self._precision = {e.layer for e in self._all_edits() if e.op == "precision"}
+
+    # -- what the page shows ---------------------------------------------------------------------
+    def layers(self, plan: EditPlan, mode: str = "int8") -> list[dict[str, Any]]:
+        """The layer table of the model ``plan`` gives, converted in ``mode``.
+
+        Raises InvalidOptionError (naming the problem) for an invalid plan.
+        """
+        self.space.validate(plan)
+        _check_mode(mode)
+        edited = apply_edits(self.model, plan, seed=self.seed, space=self.space).model
+        return self._layer_rows(edited, plan, mode)
+
+    def options(self, layer: str, plan: EditPlan) -> dict[str, list[dict[str, Any]]]:
+        """The edits ``layer`` can take on top of ``plan``, by operation; invalid ones left out.
+
+        Each entry is ``{"keep": bool, "value": ..., "label": ..., "current": bool}``; the
+        ``keep`` entry drops the layer's edit of that kind (the original stays).
+        """
+        names = {n.name for n in self.space.graph.nodes if not n.is_input}
+        if layer not in names:
+            raise InvalidOptionError(
+                f"Layer {layer!r} is not in model {self.space.model_name!r}; its layers: "
+                f"{', '.join(sorted(names))}."
+            )
+        current = {e.op: e.value for e in plan.edits if e.layer == layer}
+        offered: dict[str, list[dict[str, Any]]] = {}
+        for edit in self.space.edits_for(layer):
+            if self._valid(self._with(plan, layer, edit.op, edit)):
+                offered.setdefault(edit.op, []).append(
+                    {
+                        "keep": False,
+                        "value": edit.value,
+                        "label": edit.describe(),
+                        "current": edit.op in current and current[edit.op] == edit.value,
+                    }
+                )
+        for op, choices in offered.items():
+            if self._valid(self._with(plan, layer, op, None)):
+                keep = {"keep": True, "value": None, "label": "keep the original"}
+                choices.insert(0, {**keep, "current": op not in current})
+        return offered
+
+    def check_targets(self, figures: dict[str, Any]) -> list[dict[str, Any]]:
+        """One row per set target: ``target``, ``limit``, ``value``, ``met``."""
+        rows: list[dict[str, Any]] = []
+        original = self._original_accuracy()
+        floor = self.targets.accuracy_floor(original) if original is not None else None
+        if floor is not None:
+            value = figures.get("accuracy")
+            rows.append(
+                {
+                    "target": "accuracy",
+                    "limit": floor,
+                    "value": value,
+                    "met": value is not None and value >= floor - 1e-9,
+                }
+            )
+        for name, limit in self.targets.resource_limits().items():
+            value = figures.get(name)
+            rows.append(
+                {
+                    "target": name,
+                    "limit": limit,
+                    "value": value,
+                    "met": value is not None and value <= limit,
+                }
+            )
+        return rows
+
+    # -- evaluations -----------------------------------------------------------------------------
+    def evaluate(
+        self,
+        plan: EditPlan,
+        *,
+        mode: str = "int8",
+        fine_tune_epochs: int = 0,
+        label: str | None = None,
+        progress: Callable[[str, float | None], None] | None = None,
+    ) -> Evaluation:
+        """Build, fine-tune (``fine_tune_epochs``, 0 for none), convert, evaluate and benchmark.
+
+        ``progress(phase, fraction)`` is called as it goes and may raise
+        :class:`~zenml_quant.search.trial.Cancelled` to stop it. A plan that cannot be built or
+        measured gives an evaluation with status ``"failed"`` and the reason; the history keeps
+        it too.
+        """
+        self.space.validate(plan)
+        _check_mode(mode)
+        if (
+            isinstance(fine_tune_epochs, bool)
+            or not isinstance(fine_tune_epochs, int)
+            or not 0 <= fine_tune_epochs <= MAX_FINE_TUNE_EPOCHS
+        ):
+            raise InvalidOptionError(
+                f"fine_tune_epochs must be a whole number from 0 to {MAX_FINE_TUNE_EPOCHS}, "
+                f"got {fine_tune_epochs!r}."
+            )
+        fine_tune = replace(self.fine_tune, epochs=fine_tune_epochs)
+        with self._lock:
+            number = len(self._evaluations)
+        seed = self.seed * 100_003 + number
+        meta = {**plan_meta(number, seed, fine_tune), "conversion": mode}
+        plan = replace(plan, model=self.space.model_name, meta=meta)
+        context = self._context(mode, fine_tune)
+        task = TrialTask(number, plan, seed, fine_tune=fine_tune_epochs > 0)
+        started = time.perf_counter()
+        outcome = evaluate_trial(context, task, progress=progress)
+        record = outcome.record
+        layers: list[dict[str, Any]] = []
+        figures: dict[str, Any] = {}
+        if record.ok and outcome.keras is not None:
+            figures = {**record.figures(), "params": record.params, "macs": record.macs}
+            layers = self._layer_rows(load_keras_bytes(outcome.keras), plan, mode)
+        original = self._original_accuracy()
+        missed = (
+            missed_targets(figures, self.targets, original)
+            if record.ok and original is not None
+            else []
+        )
+        evaluation = Evaluation(
+            id=number,
+            label=label or ("original model" if not plan.edits else f"plan {number}"),
+            plan=plan,
+            mode=mode,
+            fine_tune_epochs=fine_tune_epochs,
+            seed=seed,
+            status=record.status,
+            error=record.error,
+            figures=figures,
+            layers=layers,
+            missed=missed,
+            seconds=time.perf_counter() - started,
+            keras=outcome.keras,
+            tflite=outcome.tflite,
+        )
+        with self._lock:
+            self._evaluations.append(evaluation)
+        return evaluation
+
+    @property
+    def history(self) -> list[Evaluation]:
+        """Every evaluation of this session, oldest first (the first is the original model)."""
+        with self._lock:
+            return list(self._evaluations)
+
+    def evaluation(self, evaluation_id: int) -> Evaluation:
+        """The evaluation with this id; InvalidOptionError if there is none."""
+        history = self.history
+        if not 0 <= evaluation_id < len(history):
+            raise InvalidOptionError(
+                f"There is no evaluation {evaluation_id}: this session has {len(history)}."
+            )
+        return history[evaluation_id]
+
+    def export(self, evaluation_id: int) -> str:
+        """The evaluated plan as YAML, with the seed and fine-tuning that rebuild it exactly."""
+        return self.evaluation(evaluation_id).plan.to_yaml()
+
+    def baseline(self) -> Evaluation | None:
+        """The original model's evaluation, once it has run."""
+        return next((e for e in self.history if not e.plan.edits and e.ok), None)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _context(self, mode: str, fine_tune: FineTuneOptions) -> SearchContext:
+        options = EvaluationOptions(
+            fine_tune=fine_tune,
+            quantize=mode == "int8",
+            float_mode="float16" if mode == "float16" else "float32",
+            measure_latency=True,
+            benchmark=self.benchmark,
+        )
+        return SearchContext(
+            model_bytes=self._model_bytes,
+            x_train=self.dataset.x_train,
+            y_train=self.dataset.y_train,
+            x_val=self.dataset.x_val,
+            y_val=self.dataset.y_val,
+            options=options,
+            space_options=self.space.options,
+        )
+
+    def _original_accuracy(self) -> float | None:
+        base = self.baseline()
+        return None if base is None else base.figures.get("accuracy")
+
+    def _layer_rows(self, edited: Any, plan: EditPlan, mode: str) -> list[dict[str, Any]]:
+        table = layer_table(edited)
+        floats = set(plan.float_layers())
+        edits: dict[str, list[str]] = {}
+        for edit in plan.edits:
+            edits.setdefault(edit.layer, []).append(edit.describe())
+        rows = []
+        for row in table.to_dict("records"):
+            name = row["layer"]
+            precision = ""
+            if name in self._precision:  # a layer with weights
+                # Per-layer float32 applies to int8 conversion; the float modes are model-wide.
+                precision = "float32" if mode == "int8" and name in floats else mode
+            rows.append(
+                {
+                    **{k: _plain(v) for k, v in row.items()},
+                    "precision": precision,
+                    "sensitivity_pts": self.sensitivity.get(name),
+                    "edits": edits.get(name, []),
+                    "editable": bool(self.space.edits_for(name))
+                    if name in self._names()
+                    else False,
+                }
+            )
+        return rows
+
+    def _names(self) -> set[str]:
+        return {n.name for n in self.space.graph.nodes if not n.is_input}
+
+    def _all_edits(self) -> list[Edit]:
+        return [e for name in self._names() for e in self.space.edits_for(name)]
+
+    def _with(self, plan: EditPlan, layer: str, op: str, edit: Edit | None) -> EditPlan:
+        """``plan`` with ``layer``'s edit of kind ``op`` replaced by ``edit`` (None: dropped)."""
+        kept = tuple(e for e in plan.edits if not (e.layer == layer and e.op == op))
+        return replace(plan, edits=kept if edit is None else (*kept, edit))
+
+    def _valid(self, plan: EditPlan) -> bool:
+        try:
+            self.space.validate(plan)
+        except InvalidOptionError:
+            return False
+        return True
+
+    def _checked_suggestion(self, suggestion: Suggestion) -> Suggestion:
+        try:
+            self.space.validate(suggestion.plan)
+        except InvalidOptionError as exc:
+            raise InvalidOptionError(
+                f"Suggestion {suggestion.label!r} does not fit this model: {exc}"
+            ) from None
+        return suggestion
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise InvalidOptionError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
+
+
+def plan_from_json(data: Any, model_name: str) -> EditPlan:
+    """An :class:`EditPlan` from the page's JSON list of ``{layer, op, value}`` edits."""
+    if not isinstance(data, list):
+        raise InvalidOptionError("The plan must be a list of {layer, op, value} edits.")
+    edits = []
+    for item in data:
+        if not isinstance(item, dict) or set(item) - {"layer", "op", "value"}:
+            raise InvalidOptionError(
+                f"Each edit must be an object with layer, op and value only, got {item!r}."
+            )
+        layer, op = item.get("layer"), item.get("op")
+        if not isinstance(layer, str) or op not in OPERATIONS:
+            raise InvalidOptionError(
+                f"Edit {item!r}: layer must be a layer name and op one of {', '.join(OPERATIONS)}."
+            )
+        edits.append(Edit(layer, op, item.get("value")))
+    return EditPlan(tuple(edits), model=model_name)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if value is pd.NA:
+        return None
+    return value
