@@ -30,6 +30,7 @@ from zenml_quant.models import load_model
 from zenml_quant.search import (
     EvaluationOptions,
     FineTuneOptions,
+    RewardOptions,
     SearchOptions,
     Targets,
     search_architecture,
@@ -39,6 +40,19 @@ from zenml_quant.search import (
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. +seeds-1")
+    p.add_argument(
+        "--penalty",
+        type=float,
+        default=None,
+        help="the soft reward's exponent for a missed target (RewardOptions.penalty) [1]",
+    )
+    p.add_argument(
+        "--arms",
+        default=None,
+        help="comma-separated arms to run (controller, random, prior only) [all]; an exploring "
+        "run that leaves out random search writes nothing to BENCHMARKS.md",
+    )
     p.add_argument("--cap", type=int, default=40, help="trials before a run counts as not met")
     p.add_argument("--max-drop", type=float, default=0.03, help="accuracy drop target (points/100)")
     p.add_argument("--max-bytes", type=int, default=11000, help="int8 .tflite size target")
@@ -85,6 +99,7 @@ def search_options(args, arm: str, seed: int, cap: int, patience: int) -> Search
         seed=seed,
         proposer=proposer,
         controller=controller,
+        reward=RewardOptions() if args.penalty is None else RewardOptions(penalty=args.penalty),
         evaluation=EvaluationOptions(
             fine_tune=FineTuneOptions(epochs=args.fine_tune_epochs, batch_size=32),
             calibration_samples=100,
@@ -113,7 +128,10 @@ def main() -> None:
         probe(model, data, args)
         return
     arms = ["controller", "random"] + ([] if args.no_prior_arm else ["prior only"])
-    jobs = [(seed, arm) for seed in range(args.seeds) for arm in arms]
+    if args.arms:
+        arms = [a.strip() for a in args.arms.split(",")]
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    jobs = [(seed, arm) for seed in seeds for arm in arms]
     done: dict[tuple[int, str], tuple[int, float, bool]] = {}
     if args.jobs > 1:
         # every process searches from the very same trained model
@@ -129,8 +147,11 @@ def main() -> None:
             done[seed, arm] = _report(
                 seed, arm, trials_to_target(model, data, targets, arm, seed, args)
             )
-    runs = {arm: [done[seed, arm] for seed in range(args.seeds)] for arm in arms}
+    runs = {arm: [done[seed, arm] for seed in seeds] for arm in arms}
     med = {k: statistics.median(t for t, _, _ in v) for k, v in runs.items()}
+    if "random" not in med:
+        print("median trials: " + ", ".join(f"{a} {m:g}" for a, m in med.items()))
+        return
     ratio = med["controller"] / med["random"]
     write_section("nas-controller", render(args, runs, med, ratio))
     print(
@@ -193,8 +214,9 @@ def render(args, runs, med, ratio) -> str:
     def show(x):
         return f"{x[0]}{'' if x[2] else ' (cap)'}"
 
-    for seed in range(args.seeds):
-        lines.append(f"| {seed} | " + " | ".join(show(runs[a][seed]) for a in runs) + " |")
+    for i in range(args.seeds):
+        seed = args.first_seed + i
+        lines.append(f"| {seed} | " + " | ".join(show(runs[a][i]) for a in runs) + " |")
     lines += [
         "| **median** | " + " | ".join(f"**{med[a]:g}**" for a in runs) + " |",
         "",
