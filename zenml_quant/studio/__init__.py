@@ -7,7 +7,7 @@
 
 from .app import create_app
 from .server import StudioServer, serve
-from .session import MODES, Evaluation, Studio, Suggestion, plan_from_json
+from .session import MODES, Evaluation, Studio, Suggestion
 
 __all__ = [
     "MODES",
@@ -16,6 +16,5 @@ __all__ = [
     "StudioServer",
     "Suggestion",
     "create_app",
-    "plan_from_json",
     "serve",
 ]

@@ -16,9 +16,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ZenmlQuantError
-from ..search.edits import EditPlan
+from ..search.edits import Edit, EditPlan
 from .jobs import JobRunner
-from .session import MAX_FINE_TUNE_EPOCHS, MODES, Evaluation, Studio, plan_from_json
+from .session import MAX_FINE_TUNE_EPOCHS, MODES, Evaluation, Studio
 
 __all__ = ["create_app"]
 
@@ -64,8 +64,9 @@ def create_app(studio: Studio, *, runner: JobRunner | None = None, baseline: boo
         return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=500)
 
     def plan_of(body: PlanIn) -> EditPlan:
-        data = [e.model_dump() for e in body.plan]
-        return plan_from_json(data, studio.space.model_name)
+        # The schema checked the shape; Edit checks each op and value (InvalidOptionError: 400).
+        edits = tuple(Edit(e.layer, e.op, e.value) for e in body.plan)
+        return EditPlan(edits, model=studio.space.model_name)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -56,11 +57,11 @@ class StudioServer:
     def start(self, timeout: float = 30.0) -> StudioServer:
         self._thread = threading.Thread(target=self.run, name="studio-server", daemon=True)
         self._thread.start()
-        deadline = threading.Event()
-        for _ in range(int(timeout / 0.05)):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             if self._server.started:
                 return self
-            deadline.wait(0.05)
+            time.sleep(0.05)
         raise RuntimeError(f"The studio server did not start within {timeout:.0f} s.")
 
     def stop(self) -> None:

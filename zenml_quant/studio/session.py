@@ -9,7 +9,6 @@ exported plan rebuilds the same model through ``apply_plan`` / the ``apply_edits
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,7 +20,7 @@ from ..benchmark import BenchmarkOptions
 from ..errors import InvalidOptionError
 from ..profile import layer_table
 from ..search.apply import plan_meta
-from ..search.edits import OPERATIONS, Edit, EditPlan
+from ..search.edits import Edit, EditPlan
 from ..search.finetune import FineTuneOptions
 from ..search.rebuild import apply_edits
 from ..search.reward import missed_targets
@@ -115,7 +114,12 @@ class Studio:
         self._lock = threading.Lock()
         self._evaluations: list[Evaluation] = []
         self.suggestions = [self._checked_suggestion(s) for s in suggestions]
-        self._precision = {e.layer for e in self._all_edits() if e.op == "precision"}
+        self._layer_names = {n.name for n in self.space.graph.nodes if not n.is_input}
+        self._precision = {
+            name
+            for name in self._layer_names
+            if any(e.op == "precision" for e in self.space.edits_for(name))
+        }
 
     # -- what the page shows ---------------------------------------------------------------------
     def layers(self, plan: EditPlan, mode: str = "int8") -> list[dict[str, Any]]:
@@ -134,12 +138,8 @@ class Studio:
         Each entry is ``{"keep": bool, "value": ..., "label": ..., "current": bool}``; the
         ``keep`` entry drops the layer's edit of that kind (the original stays).
         """
-        names = {n.name for n in self.space.graph.nodes if not n.is_input}
-        if layer not in names:
-            raise InvalidOptionError(
-                f"Layer {layer!r} is not in model {self.space.model_name!r}; its layers: "
-                f"{', '.join(sorted(names))}."
-            )
+        if layer not in self._layer_names:
+            self.space.validate(EditPlan((Edit(layer, "remove"),)))  # raises, naming the layers
         current = {e.op: e.value for e in plan.edits if e.layer == layer}
         offered: dict[str, list[dict[str, Any]]] = {}
         for edit in self.space.edits_for(layer):
@@ -221,7 +221,6 @@ class Studio:
         plan = replace(plan, model=self.space.model_name, meta=meta)
         context = self._context(mode, fine_tune)
         task = TrialTask(number, plan, seed, fine_tune=fine_tune_epochs > 0)
-        started = time.perf_counter()
         outcome = evaluate_trial(context, task, progress=progress)
         record = outcome.record
         layers: list[dict[str, Any]] = []
@@ -247,7 +246,7 @@ class Studio:
             figures=figures,
             layers=layers,
             missed=missed,
-            seconds=time.perf_counter() - started,
+            seconds=record.seconds,
             keras=outcome.keras,
             tflite=outcome.tflite,
         )
@@ -320,18 +319,10 @@ class Studio:
                     "precision": precision,
                     "sensitivity_pts": self.sensitivity.get(name),
                     "edits": edits.get(name, []),
-                    "editable": bool(self.space.edits_for(name))
-                    if name in self._names()
-                    else False,
+                    "editable": name in self._layer_names and bool(self.space.edits_for(name)),
                 }
             )
         return rows
-
-    def _names(self) -> set[str]:
-        return {n.name for n in self.space.graph.nodes if not n.is_input}
-
-    def _all_edits(self) -> list[Edit]:
-        return [e for name in self._names() for e in self.space.edits_for(name)]
 
     def _with(self, plan: EditPlan, layer: str, op: str, edit: Edit | None) -> EditPlan:
         """``plan`` with ``layer``'s edit of kind ``op`` replaced by ``edit`` (None: dropped)."""
@@ -358,25 +349,6 @@ class Studio:
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise InvalidOptionError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
-
-
-def plan_from_json(data: Any, model_name: str) -> EditPlan:
-    """An :class:`EditPlan` from the page's JSON list of ``{layer, op, value}`` edits."""
-    if not isinstance(data, list):
-        raise InvalidOptionError("The plan must be a list of {layer, op, value} edits.")
-    edits = []
-    for item in data:
-        if not isinstance(item, dict) or set(item) - {"layer", "op", "value"}:
-            raise InvalidOptionError(
-                f"Each edit must be an object with layer, op and value only, got {item!r}."
-            )
-        layer, op = item.get("layer"), item.get("op")
-        if not isinstance(layer, str) or op not in OPERATIONS:
-            raise InvalidOptionError(
-                f"Edit {item!r}: layer must be a layer name and op one of {', '.join(OPERATIONS)}."
-            )
-        edits.append(Edit(layer, op, item.get("value")))
-    return EditPlan(tuple(edits), model=model_name)
 
 
 def _plain(value: Any) -> Any:
