@@ -9,8 +9,9 @@ from zenml_quant.errors import ConversionError, InvalidOptionError
 from zenml_quant.search import trial as trial_module
 from zenml_quant.search.apply import apply_plan
 from zenml_quant.search.finetune import FineTuneOptions
-from zenml_quant.search.loop import SearchOptions, search_architecture
-from zenml_quant.search.space import SpaceOptions
+from zenml_quant.search.loop import MAX_REPEATS_IN_A_ROW, SearchOptions, search_architecture
+from zenml_quant.search.proposers import Proposal
+from zenml_quant.search.space import SearchSpace, SpaceOptions
 from zenml_quant.search.trial import EvaluationOptions
 from zenml_quant.search.types import Targets
 
@@ -104,6 +105,72 @@ def test_targets_met_then_patience_stops_the_search(digits, digits_model):
     assert result.targets_met and result.first_met_trial == 1
     assert result.stop_reason.startswith("targets met at trial 1")
     assert len(result.trials) < 40
+
+
+class Scripted:
+    """A proposer that proposes the given decision vectors in turn and records what it is told."""
+
+    def __init__(self, script):
+        self.script, self.told, self.asked = list(script), {}, []
+
+    def ask(self):
+        decisions = self.script[len(self.asked) % len(self.script)]
+        self.asked.append(decisions)
+        return Proposal(len(self.asked) - 1, decisions)
+
+    def tell(self, proposal_id, value):
+        assert proposal_id not in self.told
+        self.told[proposal_id] = value
+
+
+def test_a_repeated_candidate_is_told_its_reward_and_costs_no_trial(digits, digits_model):
+    space = SearchSpace(digits_model)
+    keep = (0,) * len(space.positions)
+    relu1 = next(i for i, p in enumerate(space.positions) if p.layer == "relu1")
+    x, y, z = keep, _with(keep, relu1, 1), _with(keep, relu1, 2)
+    # batch 1 asks x, x (repeats x of this batch: waits for it), y; batch 2 asks x (evaluated:
+    # told at once), z
+    proposer = Scripted([x, x, y, x, z])
+    result = search_architecture(
+        digits_model,
+        digits,
+        targets=TARGETS,
+        options=_options(max_trials=3, batch_size=2),
+        proposer=proposer,
+    )
+    assert [r.plan.key() for r in result.trials] == [space.plan(d).key() for d in (x, y, z)]
+    assert result.repeats == 2 and len(proposer.asked) == 5
+    assert any("2 proposal(s) repeated" in n for n in result.notes)
+    first = result.record(1).reward
+    assert first is not None
+    assert proposer.told == {
+        0: first,
+        1: first,
+        2: result.record(2).reward,
+        3: first,
+        4: result.record(3).reward,
+    }
+
+
+def test_a_proposer_that_only_repeats_stops_the_search(digits, digits_model):
+    # two candidates in the whole space: relu1's activation kept or set to relu6
+    tiny = SpaceOptions(layers=("relu1",), activations=("relu6",))
+    result = search_architecture(
+        digits_model,
+        digits,
+        targets=Targets(min_accuracy=0.999),  # never met
+        options=_options(max_trials=10, batch_size=2, proposer="random", space=tiny),
+    )
+    assert len(result.trials) == 2
+    assert len({r.plan.key() for r in result.trials}) == 2
+    assert result.stop_reason.startswith(f"the last {MAX_REPEATS_IN_A_ROW} proposals all repeated")
+    assert result.repeats >= MAX_REPEATS_IN_A_ROW
+
+
+def _with(decisions, position, choice):
+    out = list(decisions)
+    out[position] = choice
+    return tuple(out)
 
 
 def test_same_seed_same_trials_other_seed_other_trials(digits, digits_model):

@@ -3,6 +3,7 @@ the search stage of compress_pipeline."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -86,14 +87,15 @@ def test_search_result_materializer_round_trip(searched):
         Path(Client().active_stack.artifact_store.path) / "zq-search-tests" / uuid.uuid4().hex
     )
     tmp_path.mkdir(parents=True)
-    result = searched[0]
+    # a repeat count other than the default, so the round trip has something to carry
+    result = dataclasses.replace(searched[0], repeats=7)
     materializer = SearchResultMaterializer(uri=str(tmp_path))
     materializer.save(result)
     assert materializer.save_visualizations(result)
     metadata = materializer.extract_metadata(result)
     assert metadata["trials"] == 3 and metadata["best_trial"] == result.best_trial
     loaded = SearchResultMaterializer(uri=str(tmp_path)).load(SearchResult)
-    assert loaded.records == result.records
+    assert loaded.records == result.records and loaded.repeats == 7
     assert loaded.pareto == result.pareto and loaded.best_trial == result.best_trial
     assert loaded.models == result.models
     assert [s.plan for s in loaded.suggestions] == [s.plan for s in result.suggestions]
@@ -135,7 +137,7 @@ def test_cli_search_runs_nas_pipeline_and_writes_every_candidate(digits_model_pa
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(summary_path.read_text())
-    assert len(summary["candidates"]) == 3
+    assert len(summary["candidates"]) == 3 and isinstance(summary["repeats"], int)
     for candidate in summary["candidates"]:
         assert {"trial", "edits", "accuracy", "size_bytes", "pareto", "status"} <= set(candidate)
     assert sum(c["pareto"] for c in summary["candidates"]) == len(summary["pareto"]) >= 1

@@ -141,6 +141,7 @@ def search_architecture(
         {
             "trials": len(result.trials),
             "failed_trials": sum(not r.ok for r in result.trials),
+            "repeated_proposals": result.repeats,
             "stop_reason": result.stop_reason,
             "targets_met": result.targets_met,
             "first_met_trial": result.first_met_trial,

@@ -23,7 +23,7 @@ from .edits import EditPlan
 from .executors import InProcessExecutor, TrialExecutor
 from .finetune import outputs_are_logits
 from .pareto import pareto_front
-from .proposers import ControllerRNN, Proposer, RandomSearch
+from .proposers import ControllerRNN, Proposal, Proposer, RandomSearch
 from .report import history_frame, pareto_svg, search_html, suggestions_frame
 from .reward import meets_targets, missed_targets, reward
 from .space import SearchSpace, SpaceOptions
@@ -41,6 +41,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROPOSERS = ("controller", "random")
+#: Proposals in a row that repeat evaluated candidates before the search stops: by then the
+#: space is exhausted (a narrowed space can be tiny) or the policy has settled on what it has.
+MAX_REPEATS_IN_A_ROW = 1000
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,9 @@ class SearchResult:
     seconds: float
     models: dict[int, tuple[bytes, bytes | None]] = field(repr=False, default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: Proposals that repeated an evaluated candidate: told its reward, not evaluated again and
+    #: not counted as trials.
+    repeats: int = 0
 
     @property
     def original(self) -> TrialRecord:
@@ -307,7 +313,10 @@ class _Books:
         self.best: TrialRecord | None = None
         self.first_met: int | None = None
         self.since_improvement = 0
+        #: Every evaluated plan (failed ones too: a plan that did not build will not build the
+        #: next time either) by its key, and how many proposals repeated one.
         self.seen: dict[Any, TrialRecord] = {}
+        self.repeats = 0
 
     def _scored(self, record: TrialRecord) -> TrialRecord:
         if not record.ok:
@@ -320,8 +329,7 @@ class _Books:
     def add(self, outcome: TrialOutcome) -> TrialRecord:
         record = self._scored(outcome.record)
         self.records.append(record)
-        if record.ok:
-            self.seen.setdefault(record.plan.key(), record)
+        self.seen.setdefault(record.plan.key(), record)
         better = record.ok and self._beats(record)
         if better:
             self.best = record
@@ -379,25 +387,23 @@ def _run(
             stop_reason = f"time budget of {options.time_budget_s:g} s used"
             break
         n = min(options.batch_size, options.max_trials - trial)
-        proposals = [proposer.ask() for _ in range(n)]
-        tasks, cached = [], {}
-        for p in proposals:
+        proposals, waiting = _fresh_proposals(space, proposer, books, n)
+        if not proposals:
+            stop_reason = (
+                f"the last {MAX_REPEATS_IN_A_ROW} proposals all repeated evaluated candidates "
+                "(the space is exhausted or the proposer has converged)"
+            )
+            break
+        tasks = []
+        for _, plan in proposals:
             trial += 1
-            plan = space.plan(p.decisions)
-            repeat = books.seen.get(plan.key())
-            if repeat is not None:  # the same model again: reuse its figures, no re-training
-                cached[trial] = replace(
-                    repeat, trial=trial, seconds=0.0, notes=(f"same edits as trial {repeat.trial}",)
-                )
             seed = options.seed * 100_003 + trial
             meta = plan_meta(trial, seed, options.evaluation.fine_tune)
             tasks.append(TrialTask(trial, replace(plan, meta=meta), seed))
-        todo = longest_first([t for t in tasks if t.trial not in cached], space)
-        outcomes = {o.record.trial: o for o in executor.map(todo)} if todo else {}
-        for p, task in zip(proposals, tasks):
-            outcome = outcomes.get(task.trial) or TrialOutcome(cached[task.trial])
-            record = books.add(outcome)
-            proposer.tell(p.id, record.reward if record.ok else None)
+        outcomes = {o.record.trial: o for o in executor.map(longest_first(tasks, space))}
+        for (p, _), task in zip(proposals, tasks):
+            record = books.add(outcomes[task.trial])
+            proposer.tell(p.id, _told(record))
             state = SearchState(
                 record.trial, options.max_trials, books.best, time.perf_counter() - start
             )
@@ -411,6 +417,8 @@ def _run(
             )
             if progress is not None:
                 progress(record, state)
+        for p, key in waiting:
+            proposer.tell(p.id, _told(books.seen[key]))
         if books.first_met is not None and books.since_improvement >= options.patience:
             stop_reason = (
                 f"targets met at trial {books.first_met}; no better candidate in the "
@@ -418,6 +426,45 @@ def _run(
             )
             break
     return _result(books, stop_reason, time.perf_counter() - start)
+
+
+def _fresh_proposals(
+    space: SearchSpace, proposer: Proposer, books: _Books, n: int
+) -> tuple[list[tuple[Proposal, EditPlan]], list[tuple[Proposal, Any]]]:
+    """Ask until ``n`` proposals of candidates not evaluated yet (fewer, or none, after
+    :data:`MAX_REPEATS_IN_A_ROW` repeats in a row).
+
+    A trial is an evaluation, so a proposal that repeats an evaluated candidate is told that
+    candidate's reward at once and costs no trial: a controller that has settled near a good
+    candidate keeps learning from it while the budget goes to new ones. A proposal that repeats
+    another of this batch waits (returned second, with its plan key) for that one's result.
+    """
+    fresh: list[tuple[Proposal, EditPlan]] = []
+    waiting: list[tuple[Proposal, Any]] = []
+    keys: set[Any] = set()
+    in_a_row = 0
+    while len(fresh) < n and in_a_row < MAX_REPEATS_IN_A_ROW:
+        proposal = proposer.ask()
+        plan = space.plan(proposal.decisions)
+        key = plan.key()
+        known = books.seen.get(key)
+        if known is None and key not in keys:
+            fresh.append((proposal, plan))
+            keys.add(key)
+            in_a_row = 0
+            continue
+        books.repeats += 1
+        in_a_row += 1
+        if known is not None:
+            proposer.tell(proposal.id, _told(known))
+        else:
+            waiting.append((proposal, key))
+    return fresh, waiting
+
+
+def _told(record: TrialRecord) -> float | None:
+    """What the proposer hears of a trial: its reward, or None when it failed."""
+    return record.reward if record.ok else None
 
 
 def _result(books: _Books, stop_reason: str, seconds: float) -> SearchResult:
@@ -438,6 +485,11 @@ def _result(books: _Books, stop_reason: str, seconds: float) -> SearchResult:
         )
     if best is None:
         notes.append("Every trial failed; see the error column of the history.")
+    if books.repeats:
+        notes.append(
+            f"{books.repeats} proposal(s) repeated a candidate already evaluated: each was told "
+            "that candidate's reward and not counted as a trial."
+        )
     return SearchResult(
         records=tuple(books.records),
         targets=books.targets,
@@ -451,6 +503,7 @@ def _result(books: _Books, stop_reason: str, seconds: float) -> SearchResult:
         seconds=seconds,
         models=dict(books.models),
         notes=tuple(notes),
+        repeats=books.repeats,
     )
 
 

@@ -43,6 +43,7 @@ def result_to_dict(result: SearchResult) -> dict[str, Any]:
         "first_met_trial": result.first_met_trial,
         "seconds": result.seconds,
         "notes": list(result.notes),
+        "repeats": result.repeats,
         "models": sorted(result.models),
     }
 
@@ -66,4 +67,5 @@ def result_from_dict(
         seconds=float(data["seconds"]),
         models=dict(models or {}),
         notes=tuple(data.get("notes", ())),
+        repeats=int(data.get("repeats", 0)),
     )
