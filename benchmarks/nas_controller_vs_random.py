@@ -48,6 +48,13 @@ def parse_args() -> argparse.Namespace:
         help="the soft reward's exponent for a missed target (RewardOptions.penalty) [1]",
     )
     p.add_argument(
+        "--controller-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a ControllerRNN keyword option for the controller arm, e.g. keep_bias=3 (repeatable)",
+    )
+    p.add_argument(
         "--arms",
         default=None,
         help="comma-separated arms to run (controller, random, prior only) [all]; an exploring "
@@ -92,6 +99,8 @@ ARMS = {
 
 def search_options(args, arm: str, seed: int, cap: int, patience: int) -> SearchOptions:
     proposer, controller = ARMS[arm]
+    if arm == "controller":
+        controller = {**controller, **_controller_options(args.controller_option)}
     return SearchOptions(
         max_trials=cap,
         patience=patience,
@@ -107,6 +116,16 @@ def search_options(args, arm: str, seed: int, cap: int, patience: int) -> Search
             estimate_energy=False,
         ),
     )
+
+
+def _controller_options(given: list[str]) -> dict[str, float]:
+    out = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--controller-option takes NAME=VALUE, got {item!r}")
+        out[name.strip()] = float(value)
+    return out
 
 
 def trials_to_target(model, data, targets, arm: str, seed: int, args) -> tuple[int, float, bool]:
@@ -230,9 +249,9 @@ def render(args, runs, med, ratio) -> str:
     if "prior only" in runs:
         lines.append(
             'The controller starts favouring "keep" at every position (`keep_bias`, the search '
-            'edits a pre-trained model); the "prior only" arm is that starting policy with '
-            "learning switched off, so the gap between it and the controller is what learning "
-            "adds."
+            "edits a pre-trained model: by default a first proposal changes about 2.6 of the 11 "
+            'positions); the "prior only" arm is that starting policy with learning switched '
+            "off, so the gap between it and the controller is what learning adds."
         )
     return "\n".join(lines)
 

@@ -93,7 +93,9 @@ def test_masks_are_always_respected(cls):
             assert space.mask(p.decisions[:t])[choice], (p.decisions, t)
         seen.add(p.decisions)
         proposer.tell(p.id, float(rng.random()))  # the controller learns while it samples
-    assert len(seen) > 40  # and it is not stuck on one candidate
+    # and it is not stuck on one candidate (the controller's default prior favours "keep" at
+    # every position, so its proposals repeat more than random search's: 35 distinct here)
+    assert len(seen) > 25
 
 
 def test_controller_greedy_decoding_respects_masks():
@@ -139,12 +141,12 @@ def test_controller_starts_uniform_without_a_keep_bias_and_favours_keep_with_one
     controller = ControllerRNN(space, seed=0, keep_bias=0.0)
     controller._begin()
     np.testing.assert_allclose(controller._probabilities([], np.ones(4, bool)), 0.25)
-    # Default keep_bias 1.5, soft-clipped by logit_bound 3: "keep" is e^(3 tanh(0.5)) = 4 times
+    # Default keep_bias 3, soft-clipped by logit_bound 3: "keep" is e^(3 tanh(1)) = 9.8 times
     # as likely as each other choice...
     biased = ControllerRNN(space, seed=0)
     biased._begin()
     p = biased._probabilities([], np.ones(4, bool))
-    np.testing.assert_allclose(p[0] / p[1], np.exp(3 * np.tanh(1.5 / 3)), rtol=1e-3)
+    np.testing.assert_allclose(p[0] / p[1], np.exp(3 * np.tanh(3 / 3)), rtol=1e-3)
     np.testing.assert_allclose(p[1:], p[1])
     # ...but only when it is valid.
     biased._begin()
