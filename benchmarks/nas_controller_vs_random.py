@@ -78,6 +78,15 @@ def parse_args() -> argparse.Namespace:
         "so sharing the cores changes no result)",
     )
     p.add_argument(
+        "--surrogate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the comparison: the three arms on the synthetic spaces of "
+        "tests/test_search_proposers.py (CnnSurrogate), N seeds per space, no Keras; writes its "
+        "own section",
+    )
+    p.add_argument(
         "--probe",
         type=int,
         default=0,
@@ -140,6 +149,9 @@ def trials_to_target(model, data, targets, arm: str, seed: int, args) -> tuple[i
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.surrogate:
+        surrogate(args.surrogate)
+        return
     data = conform_to_model(load_digits(), input_shape=(8, 8, 1), num_classes=10)
     model = train_demo_model(data, epochs=15, seed=0)
     targets = Targets(max_accuracy_drop=args.max_drop, max_size_bytes=args.max_bytes)
@@ -194,6 +206,58 @@ def _job(args, saved: Path, arm: str, seed: int) -> tuple[int, float, bool]:
     model = load_model(saved)
     targets = Targets(max_accuracy_drop=args.max_drop, max_size_bytes=args.max_bytes)
     return trials_to_target(model, data, targets, arm, seed, args)
+
+
+def surrogate(seeds: int) -> None:
+    """Trials to target of each arm on the learning test's synthetic spaces (budget 80)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from test_search_proposers import CnnSurrogate
+
+    from zenml_quant.search.proposers import ControllerRNN, RandomSearch
+
+    arms = {
+        "controller": lambda space, seed: ControllerRNN(space, seed=seed),
+        "random": lambda space, seed: RandomSearch(space, seed=seed),
+        "prior only": lambda space, seed: ControllerRNN(space, seed=seed, **ARMS["prior only"][1]),
+    }
+    rows = []
+    for space_seed in CnnSurrogate.SIZE_TARGETS:
+        space = CnnSurrogate(space_seed)
+        runs = {
+            arm: [space.trials_to_target(make(space, s)) for s in range(seeds)]
+            for arm, make in arms.items()
+        }
+        rows.append((space_seed, runs))
+    lines = [
+        "## Architecture search: controller, random search and prior only on the surrogate",
+        "",
+        f"- Command: `python benchmarks/nas_controller_vs_random.py --surrogate {seeds}` "
+        f"({time.strftime('%Y-%m-%d')}; no Keras training; it takes seconds).",
+        "- Spaces: `CnnSurrogate` of `tests/test_search_proposers.py` (16 positions, 2-8 choices; "
+        "about 2 % of uniform candidates meet its targets, and meeting them takes several "
+        "scale-downs at once). Budget 80 trials; a run that never meets the targets counts as 81.",
+        "",
+        "| space | " + " | ".join(f"{arm}: median trials" for arm in arms) + " |",
+        "|---:|" + "---:|" * len(arms),
+    ]
+    for space_seed, runs in rows:
+        lines.append(
+            f"| {space_seed} | "
+            + " | ".join(f"{statistics.median(runs[a]):g}" for a in arms)
+            + " |"
+        )
+    every = {a: [t for _, runs in rows for t in runs[a]] for a in arms}
+    lines.append(
+        "| **all** | " + " | ".join(f"**{statistics.median(every[a]):g}**" for a in arms) + " |"
+    )
+    lines += [
+        "",
+        f"{seeds} seeds per space and arm. Not met within the budget: "
+        + ", ".join(f"{a} {sum(t > 80 for t in every[a])}/{len(every[a])}" for a in arms)
+        + ".",
+    ]
+    write_section("nas-surrogate", "\n".join(lines))
+    print("\n".join(lines))
 
 
 def probe(model, data, args) -> None:
