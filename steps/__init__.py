@@ -18,6 +18,7 @@ from zenml_quant.integration.steps import (
     profile_sensitivity,
     quantization_aware_training,
     quantize_post_training,
+    summarize_run,
 )
 
 from .train_demo_model import train_demo_model_step
@@ -38,5 +39,6 @@ __all__ = [
     "profile_sensitivity",
     "quantization_aware_training",
     "quantize_post_training",
+    "summarize_run",
     "train_demo_model_step",
 ]

@@ -145,6 +145,21 @@ def test_bad_runner_output_is_a_result():
     assert "code 1" in result_from_runner(payload, 1, device="local", threads=1).error
 
 
+def test_a_null_latency_from_the_runner_is_an_error_not_zero():
+    # A device runner (or a hand-edited JSON) that reports null must not read as 0 ms.
+    figures = {"mean_ms": 1.0, "p50_ms": None, "p90_ms": 1.2, "p99_ms": 1.5, "error": None}
+    result = result_from_runner(json.dumps(figures), 0, device="ssh://pi@board", threads=1)
+    assert not result.ok and "p50_ms" in result.error and "None" in result.error
+    from zenml_quant.gate import CandidateMeasurements, decide
+    from zenml_quant.targets import Targets
+
+    # ... and the gate refuses the candidate it belongs to.
+    candidate = CandidateMeasurements(
+        "int8", 0.99, 0.99, 40_000, {"p50@1": result.p50_ms}, error=result.error
+    )
+    assert not decide(Targets(max_latency_ms=1.0), [candidate]).passed
+
+
 def test_table_has_one_row_per_result(int8_results, float_model):
     broken = dataclasses.replace(float_model, content=b"x" * 64)
     results = [*int8_results, *LocalBenchmarker().run(broken, options=FAST)]

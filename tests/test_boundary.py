@@ -25,9 +25,29 @@ def test_core_modules_do_not_import_zenml():
     assert offenders == []
 
 
-def test_only_compat_sets_the_keras_flavour_variable():
-    setters = [p.name for p in PACKAGE.rglob("*.py") if "TF_USE_LEGACY_KERAS" in p.read_text()]
-    assert setters == ["_compat.py"]
+def test_only_one_module_sets_the_keras_flavour_variable():
+    setters = [
+        p.name
+        for p in PACKAGE.rglob("*.py")
+        for line in p.read_text().splitlines()
+        if "environ" in line and "TF_USE_LEGACY_KERAS" in line
+    ]
+    assert setters == ["_keras_env.py"]
+
+
+def test_the_package_and_the_cli_load_without_tensorflow_or_zenml():
+    # The CLI checks its options before anything heavy loads: --help and a bad option are instant.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, os, zenml_quant, zenml_quant.integration.cli; "
+        "assert os.environ['TF_USE_LEGACY_KERAS'] == '1'; "
+        "heavy = [m for m in ('tensorflow', 'zenml', 'tf_keras') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_any_submodule_import_gets_tf_keras_as_tf_keras():

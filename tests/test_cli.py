@@ -51,7 +51,7 @@ def test_compress_reports_a_missing_model_without_traceback(tmp_path):
     result = CliRunner().invoke(
         main, ["compress", "--model", str(tmp_path / "missing.keras"), "--data", "digits"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no model at" in result.output
     assert "Traceback" not in result.output
 
@@ -62,7 +62,7 @@ def test_compress_reports_a_bad_dataset_without_traceback(digits_model_path, tmp
     result = CliRunner().invoke(
         main, ["compress", "--model", str(digits_model_path), "--data", str(bad)]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Error:" in result.output and "Traceback" not in result.output
     assert ".npz" in result.output  # the message lists the supported sources
 
@@ -153,7 +153,7 @@ def test_no_mixed_contradicts_a_budget(digits_model_path):
             "0.01",
         ],
     )
-    assert result.exit_code == 2 and "contradict" in result.output
+    assert result.exit_code == 2 and "contradicts" in result.output
 
 
 def test_gate_flags_fail_with_reasons_and_pass_with_promotion(digits_model_path, tmp_path):
@@ -185,7 +185,15 @@ def test_gate_flags_fail_with_reasons_and_pass_with_promotion(digits_model_path,
     )
     gate = summary["gate"]
     assert gate["passed"] and gate["stage"] == "staging" and gate["selected"] == "int8"
-    assert {c["name"] for c in gate["checks"]} == {"accuracy", "accuracy_drop", "size", "latency"}
+    assert {c["name"] for c in gate["checks"]} == {
+        "baseline",
+        "accuracy",
+        "accuracy_drop",
+        "size",
+        "latency",
+        "peak_memory",
+    }
+    assert "promoted to staging" in gate["promotion"]
     (int8,) = summary["candidates"]
     assert [b["threads"] for b in int8["benchmark"]] == [1, 2]
     assert all(b["p50_ms"] > 0 and b["error"] is None for b in int8["benchmark"])

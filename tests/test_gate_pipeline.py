@@ -1,11 +1,13 @@
 """The deployment gate in real pipeline runs with a ZenML model (on the throwaway store).
 
-No TensorFlow: a step builds the candidates' figures from its parameters.
+No TensorFlow: a step builds the candidates' figures and a stand-in ``.tflite`` from its
+parameters.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 import pytest
 from zenml import Model, pipeline, step
@@ -14,9 +16,20 @@ from zenml.enums import ExecutionMode, ModelStages
 
 from zenml_quant.errors import ConstraintNotMetError
 from zenml_quant.gate import CandidateMeasurements, GateDecision
-from zenml_quant.integration.gate_step import CHAMPION_ACCURACY_KEY, deployment_gate
+from zenml_quant.integration.gate_step import (
+    CHAMPION_ACCURACY_KEY,
+    DEPLOYMENT_ARTIFACT,
+    deployment_gate,
+)
+from zenml_quant.integration.materializers import TFLiteModelMaterializer
+from zenml_quant.types import ConversionOptions, TFLiteModel
 
 TARGETS = {"max_size_bytes": 50_000, "max_latency_ms": 1.0, "min_accuracy": 0.98}
+
+
+def _file(name: str, size: int) -> TFLiteModel:
+    content = (name.encode() * size)[:size]  # distinct bytes per candidate
+    return TFLiteModel(content, "int8", ConversionOptions(), (), (), ())
 
 
 @step(enable_cache=False)
@@ -31,8 +44,21 @@ def measured_candidate(
             size_bytes=size_bytes,
             latency_ms={"p50@1": latency_ms},
             peak_memory_bytes=12_000,
-        )
+        ),
+        CandidateMeasurements(
+            name="float32",
+            accuracy=0.9904,
+            baseline_accuracy=0.9904,
+            size_bytes=140_000,
+            latency_ms={"p50@1": latency_ms},
+            peak_memory_bytes=12_000,
+        ),
     ]
+
+
+@step(enable_cache=False, output_materializers=TFLiteModelMaterializer)
+def candidate_file(name: str, size_bytes: int) -> Annotated[TFLiteModel, "test_file"]:
+    return _file(name, size_bytes)
 
 
 @pipeline(enable_cache=False)
@@ -40,18 +66,25 @@ def gate_pipeline(
     accuracy: float,
     size_bytes: int,
     stage: str | None = "production",
-    champion_margin: float | None = None,
+    champion_margin: float = 0.0,
+    replace_unreadable_champion: bool = False,
     raise_on_fail: bool = True,
 ) -> None:
     candidates = measured_candidate(
         name="int8", accuracy=accuracy, size_bytes=size_bytes, latency_ms=0.03
     )
+    files = [
+        candidate_file("int8", size_bytes, id="file_int8"),
+        candidate_file("float32", 140_000, id="file_float32"),
+    ]
     deployment_gate(
         candidates,
+        tflite_models=files,
+        targets=TARGETS,
         champion_margin=champion_margin,
+        replace_unreadable_champion=replace_unreadable_champion,
         stage=stage,
         raise_on_fail=raise_on_fail,
-        **TARGETS,
     )
 
 
@@ -98,7 +131,7 @@ def test_pass_promotes_and_a_worse_challenger_does_not_replace_the_champion():
     decision = first.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert isinstance(decision, GateDecision)
     assert decision.passed and decision.selected == "int8" and decision.stage == "production"
-    assert first.steps["deployment_gate"].run_metadata["champion"] == "no production version"
+    assert "promoted to production" in decision.promotion and decision.champion is None
     report = first.steps["deployment_gate"].outputs["zq_gate_report"][0]
     assert report.visualizations
 
@@ -117,7 +150,7 @@ def test_pass_promotes_and_a_worse_challenger_does_not_replace_the_champion():
     decision = second.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert not decision.passed and decision.stage is None
     assert decision.champion_accuracy == pytest.approx(0.99)
-    assert any("worse than champion" in r for r in decision.reasons)
+    assert any("worse than the champion" in r for r in decision.reasons)
 
     versions = {
         v.number: v.stage for v in Client().list_model_versions(model_name_or_id=name).items
@@ -125,10 +158,58 @@ def test_pass_promotes_and_a_worse_challenger_does_not_replace_the_champion():
     assert versions == {1: ModelStages.PRODUCTION.value, 2: None}
 
 
+def test_the_promoted_version_holds_the_chosen_file_byte_for_byte():
+    name = f"zq-gate-{uuid.uuid4().hex[:8]}"
+    _run(name, accuracy=0.99, size_bytes=40_632)
+    production = Client().get_model_version(name, ModelStages.PRODUCTION)
+    deployed = production.get_deployment_artifact(DEPLOYMENT_ARTIFACT)
+    assert deployed is not None
+    loaded = deployed.load()
+    assert loaded.content == _file("int8", 40_632).content  # not float32's, not another run's
+    assert production.run_metadata["zq_gate_candidate"] == "int8"
+    # Through the Model API a user would call, too.
+    assert (
+        Model(name=name, version="production")
+        .get_deployment_artifact(DEPLOYMENT_ARTIFACT)
+        .load()
+        .content
+        == loaded.content
+    )
+
+
+def test_an_unreadable_champion_blocks_promotion_unless_replacing_is_asked():
+    name = f"zq-gate-{uuid.uuid4().hex[:8]}"
+    _run(name, accuracy=0.99, size_bytes=40_632)
+    champion = Client().get_model_version(name, ModelStages.PRODUCTION)
+    # The metadata of a champion promoted by another tool, or damaged: not a number.
+    Client().create_run_metadata(
+        metadata={CHAMPION_ACCURACY_KEY: "n/a"},
+        resources=[_resource(champion.id)],
+    )
+    blocked = _run(name, accuracy=0.995, size_bytes=30_000, raise_on_fail=False)
+    decision = blocked.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    assert not decision.passed and decision.stage is None
+    assert any("replace-unreadable-champion" in r for r in decision.reasons)
+    assert Client().get_model_version(name, ModelStages.PRODUCTION).number == champion.number
+
+    replaced = _run(name, accuracy=0.995, size_bytes=30_000, replace_unreadable_champion=True)
+    decision = replaced.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    assert decision.passed and decision.stage == "production"
+    assert Client().get_model_version(name, ModelStages.PRODUCTION).number == 3
+
+
+def _resource(version_id):
+    from zenml.enums import MetadataResourceTypes
+    from zenml.models import RunMetadataResource
+
+    return RunMetadataResource(id=version_id, type=MetadataResourceTypes.MODEL_VERSION)
+
+
 def test_entrypoint_outside_a_pipeline_decides_without_promoting():
     candidate = CandidateMeasurements("int8", 0.99, 0.9904, 40_632, {"p50@1": 0.03}, 12_000)
-    decision, page = deployment_gate.entrypoint([candidate], stage="production", **TARGETS)
-    assert decision.passed and decision.stage == "production"
+    decision, page = deployment_gate.entrypoint([candidate], stage="production", targets=TARGETS)
+    assert decision.passed and decision.stage is None and decision.requested_stage == "production"
+    assert "no ZenML model" in decision.promotion
     assert "PASSED" in page
     with pytest.raises(ConstraintNotMetError, match="size 40,632 B > limit 40,000 B"):
-        deployment_gate.entrypoint([candidate], max_size_bytes=40_000)
+        deployment_gate.entrypoint([candidate], targets={"max_size_bytes": 40_000})

@@ -40,15 +40,25 @@ def test_pipeline_tracks_every_artifact(run):
         "benchmark_qat",
         "gate_inputs",
         "deployment_gate",
+        "summarize_run",
     }
     assert expected <= set(steps)
     table = steps["compare_candidates"].outputs["zq_comparison"][0].load()
     assert list(table["name"]) == ["keras", "float32", "int8", "mixed", "qat"]
     assert "float_layers" in table.columns
-    int8 = steps["convert_int8"].outputs["zq_tflite_model"][0].load()
+    int8 = steps["convert_int8"].outputs["zq_tflite_int8"][0].load()
     assert int8.mode == "int8" and int8.inputs[0].dtype == "int8"
+    # Each candidate's outputs carry its name, so the dashboard tells them apart.
+    for name in ("float32", "int8", "mixed", "qat"):
+        producer = {"float32": "convert_float32", "int8": "convert_int8"}.get(name)
+        producer = (
+            producer or {"mixed": "quantize_mixed", "qat": "quantization_aware_training"}[name]
+        )
+        assert f"zq_tflite_{name}" in steps[producer].outputs
+        assert f"zq_evaluation_{name}" in steps[f"evaluate_{name}"].outputs
+        assert f"zq_benchmark_{name}" in steps[f"benchmark_{name}"].outputs
     # Our materializers were used, not a pickle fallback.
-    artifact = steps["convert_int8"].outputs["zq_tflite_model"][0]
+    artifact = steps["convert_int8"].outputs["zq_tflite_int8"][0]
     assert artifact.materializer.import_path.endswith("TFLiteModelMaterializer")
     model_artifact = steps["load_keras_model"].outputs["zq_keras_model"][0]
     assert model_artifact.materializer.import_path.endswith("KerasModelMaterializer")
@@ -81,16 +91,38 @@ def test_quantization_steps_report_and_log(run):
 
 def test_every_candidate_is_benchmarked_and_gated(run):
     steps = run.steps
-    results = steps["benchmark_int8"].outputs["zq_benchmark"][0].load()
+    results = steps["benchmark_int8"].outputs["zq_benchmark_int8"][0].load()
     assert [r.threads for r in results] == [1] and results[0].ok
     assert results[0].p50_ms <= results[0].p90_ms <= results[0].p99_ms
-    assert steps["benchmark_int8"].outputs["zq_benchmark_report"][0].visualizations
+    assert steps["benchmark_int8"].outputs["zq_benchmark_report_int8"][0].visualizations
     measurements = steps["gate_inputs"].outputs["zq_gate_inputs"][0].load()
     assert [m.name for m in measurements] == ["float32", "int8", "mixed", "qat"]
     assert "p99@1" in measurements[1].latency_ms and measurements[1].peak_memory_bytes > 0
     decision = steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
-    # No targets were set: every candidate passes and the smallest is selected.
-    assert decision.passed and decision.selected in ("int8", "mixed", "qat")
+    # No targets were set: the default floor (1 point) holds, and the most accurate passing
+    # candidate is selected, the smallest among equals.
+    assert decision.passed
+    passing = [m for m in measurements if all(c.passed for c in decision.per_candidate[m.name])]
+    best = max(m.accuracy for m in passing)
+    chosen = next(m for m in measurements if m.name == decision.selected)
+    assert chosen.accuracy == best
+    assert chosen.size_bytes == min(m.size_bytes for m in passing if m.accuracy == best)
+    # Nothing was asked to be promoted, and the decision says so.
+    assert decision.stage is None and "no stage" in decision.promotion
+
+
+def test_the_summary_holds_every_candidate_and_the_gate(run):
+    summary = run.steps["summarize_run"].outputs["zq_run_summary"][0].load()
+    assert summary.names == ("float32", "int8", "mixed", "qat")
+    decision = run.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    assert summary.gate == decision
+    assert [c.status for c in summary.candidates].count("selected") == 1
+    assert all(c.artifact == f"zq_tflite_{c.name}" for c in summary.candidates)
+    assert summary.sensitivity and {"layer", "rank"} <= set(summary.sensitivity[0])
+    payload = summary.to_dict()
+    assert payload["gate"]["selected"] == decision.selected
+    assert all(row["benchmark"] for row in payload["candidates"])
+    assert run.steps["summarize_run"].outputs["zq_run_report"][0].visualizations
 
 
 def _gated_run(model_path, model_name, **gate):
@@ -103,7 +135,7 @@ def _gated_run(model_path, model_name, **gate):
         modes=("float32", "int8"),
         sensitivity_mode=None,
         max_accuracy_drop=None,
-        gate_raise_on_fail=False,
+        raise_on_fail=False,
         **gate,
     )
 
@@ -112,14 +144,16 @@ def test_compress_gate_promotes_only_a_candidate_that_meets_the_targets(digits_m
     from zenml.client import Client
 
     name = "zq-test-compress-gate"
-    missed = _gated_run(digits_model_path, name, gate_max_size_bytes=5_000, gate_stage="staging")
+    missed = _gated_run(digits_model_path, name, targets={"max_size_bytes": 5_000}, stage="staging")
     decision = missed.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert not decision.passed
     assert any("size" in reason and "5,000 B" in reason for reason in decision.reasons)
     first = Client().get_model_version(name, 1)
     assert first.stage is None  # nothing promoted
 
-    met = _gated_run(digits_model_path, name, gate_max_size_bytes=50_000, gate_stage="production")
+    met = _gated_run(
+        digits_model_path, name, targets={"max_size_bytes": 50_000}, stage="production"
+    )
     decision = met.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert decision.passed and decision.selected == "int8"
     second = Client().get_model_version(name, 2)
@@ -141,7 +175,7 @@ def test_retrain_and_compress_promotes_to_staging():
         modes=("int8",),
         sensitivity_mode=None,
         max_accuracy_drop=None,
-        gate_max_accuracy_drop=0.03,
+        targets={"max_accuracy_drop": 0.03},
     )
     steps = run.steps
     assert {"load_training_data", "train_demo_model_step", "deployment_gate"} <= set(steps)

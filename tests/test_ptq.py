@@ -10,9 +10,9 @@ from zenml_quant.ptq import quantize_post_training, quantize_with_accuracy_budge
 from zenml_quant.report import attempts_table, ptq_html
 from zenml_quant.selective import SelectiveQuantizer
 from zenml_quant.sensitivity import tflite_accuracy
-from zenml_quant.types import AccuracyBudget
+from zenml_quant.targets import Targets
 
-HALF_POINT = AccuracyBudget(max_drop=0.005)
+HALF_POINT = Targets(max_accuracy_drop=0.005)
 
 
 @pytest.fixture(scope="module")
@@ -113,19 +113,20 @@ def test_plain_modes_pass_through(digits_model, digits):
 
 def test_budget_met_by_full_int8_keeps_nothing_in_float(digits_model, digits):
     result = quantize_post_training(
-        digits_model, digits, budget=AccuracyBudget(max_drop=0.05), ranking=["logits"]
+        digits_model, digits, budget=Targets(max_accuracy_drop=0.05), ranking=["logits"]
     )
     assert result.status == "budget met" and result.float_layers == ()
     assert result.model.mode == "int8" and len(result.attempts) == 1
 
 
 def test_budget_arithmetic():
-    assert AccuracyBudget(0.01).allowed_drop(0.9) == pytest.approx(0.01)
-    assert AccuracyBudget(0.01, relative=True).allowed_drop(0.9) == pytest.approx(0.009)
-    assert AccuracyBudget(0.005).met(0.90, 0.895)
-    assert not AccuracyBudget(0.005).met(0.90, 0.894)
-    for bad in (-0.1, float("nan")):
+    assert Targets(max_accuracy_drop=0.01).allowed_drop(0.9) == pytest.approx(0.01)
+    relative = Targets(max_accuracy_drop=0.01, relative_drop=True)
+    assert relative.allowed_drop(0.9) == pytest.approx(0.009)
+    assert Targets(max_accuracy_drop=0.005).accuracy_met(0.90, 0.895)
+    assert not Targets(max_accuracy_drop=0.005).accuracy_met(0.90, 0.894)
+    for bad in (-0.1, float("nan"), 1.0):
         with pytest.raises(InvalidOptionError, match="max_accuracy_drop"):
-            AccuracyBudget(bad)
-    with pytest.raises(InvalidOptionError, match="fraction"):
-        AccuracyBudget(5, relative=True)
+            Targets(max_accuracy_drop=bad)
+    with pytest.raises(InvalidOptionError, match="max_accuracy_drop"):
+        Targets(max_accuracy_drop=5, relative_drop=True)

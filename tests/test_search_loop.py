@@ -84,22 +84,50 @@ def test_time_budget_stops_early_and_returns_the_best_so_far(digits, digits_mode
     result = search_architecture(
         digits_model,
         digits,
-        targets=Targets(min_accuracy=0.999, max_size_bytes=100),  # unreachable: never met
+        targets=Targets(min_accuracy=0.3, max_size_bytes=100),  # the size is unreachable
         options=_options(max_trials=50, batch_size=1, time_budget_s=4.0),
     )
     assert result.stop_reason.startswith("time budget")
     assert 1 <= len(result.trials) < 50
     assert not result.targets_met
-    ok = [r for r in result.trials if r.ok]
-    assert result.best is not None and result.best.reward == max(r.reward for r in ok)
+    usable = [r for r in result.trials if r.ok and r.accuracy >= 0.3]
+    assert usable and result.best is not None
+    assert result.best.reward == max(r.reward for r in usable)
     assert any("misses" in n for n in result.notes)
+
+
+def test_nothing_below_the_accuracy_floor_is_returned_or_suggested(digits, digits_model):
+    # Only a resource target: the floor is the default, 1 point below the original. A floor
+    # above any trial's accuracy leaves the search with nothing to return.
+    result = search_architecture(
+        digits_model,
+        digits,
+        targets=Targets(min_accuracy=0.999, max_size_bytes=100),
+        options=_options(max_trials=3, batch_size=1),
+    )
+    assert all(r.accuracy < 0.999 for r in result.trials if r.ok)
+    assert result.best is None and result.best_trial is None
+    assert result.pareto == () and result.suggestions == ()
+    assert not any(r.meets_targets for r in result.trials)
+    assert any("nothing is returned or suggested" in n for n in result.notes)
+    sized = search_architecture(
+        digits_model,
+        digits,
+        targets=Targets(max_size_bytes=100),
+        options=_options(max_trials=3, batch_size=1),
+    )
+    floor = sized.original_accuracy - 0.01
+    returned = [sized.best] if sized.best is not None else []
+    returned += [sized.record(t) for t in sized.pareto]
+    assert all(r.accuracy >= floor - 1e-9 for r in returned)
+    assert all(r.accuracy >= floor - 1e-9 for r in sized.trials if r.meets_targets)
 
 
 def test_targets_met_then_patience_stops_the_search(digits, digits_model):
     result = search_architecture(
         digits_model,
         digits,
-        targets=Targets(max_accuracy_drop=1.0, max_size_bytes=10**7),  # the first trial meets it
+        targets=Targets(max_accuracy_drop=0.99, max_size_bytes=10**7),  # the first trial meets it
         options=_options(max_trials=40, patience=3, batch_size=1, proposer="random"),
     )
     assert result.targets_met and result.first_met_trial == 1

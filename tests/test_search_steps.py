@@ -24,8 +24,7 @@ FAST = {
     "fine_tune_epochs": 1,
     "fine_tune_steps": 4,
     "measure_latency": False,
-    "max_accuracy_drop": 0.3,
-    "max_size_bytes": 12_000,
+    "targets": {"max_accuracy_drop": 0.3, "max_size_bytes": 12_000},
 }
 
 
@@ -167,8 +166,7 @@ def test_compress_pipeline_search_stage_feeds_the_gate(digits_model_path, tmp_pa
         sensitivity_mode=None,
         max_accuracy_drop=None,
         benchmark_threads=None,
-        gate_max_accuracy_drop=0.9,
-        gate_max_size_bytes=100_000,
+        targets={"max_accuracy_drop": 0.9, "max_size_bytes": 100_000},
         search_trials=2,
         search_candidates=2,
     )

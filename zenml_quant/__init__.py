@@ -2,99 +2,89 @@
 
 The core (this namespace) works without ZenML; ``zenml_quant.integration`` holds the ZenML
 steps, materializers, pipelines and the CLI.
+
+Names are imported on first use: ``import zenml_quant`` is instant, and TensorFlow loads only
+when a name that needs it is touched (the CLI checks its options before that).
 """
 
-# First, before any submodule can import TensorFlow: _compat picks the Keras flavour, which
-# TensorFlow reads when it loads.
-from . import _compat  # noqa: F401, I001
+from __future__ import annotations
 
-from .baseline import profile_baseline
-from .convert import convert_model, inspect_tflite
-from .datasets import conform_to_model, load_dataset
-from .errors import (
-    ConstraintNotMetError,
-    ConversionError,
-    DeviceUnreachableError,
-    InvalidDatasetError,
-    InvalidModelError,
-    InvalidOptionError,
-    ZenmlQuantError,
-)
-from .gate import CandidateMeasurements, GateDecision, GatePolicy, decide
-from .benchmark import BenchmarkOptions, BenchmarkResult, LocalBenchmarker
-from .evaluate import evaluate_candidate, evaluate_keras, evaluate_tflite
-from .interpreter import measure_latency, run_tflite
-from .models import check_model, input_shape, load_model, num_outputs
-from .profile import layer_table, peak_activation_bytes
-from .ptq import quantize_post_training, quantize_with_accuracy_budget
-from .qat import QATOptions, QATResult, quantization_aware_training
-from .selective import SelectiveQuantizer, convert_selective
-from .sensitivity import SensitivityReport, profile_sensitivity
-from .types import (
-    MODES,
-    AccuracyBudget,
-    PTQResult,
-    QuantizationAttempt,
-    BaselineSummary,
-    CandidateResult,
-    ConversionOptions,
-    Evaluation,
-    LabeledDataset,
-    Latency,
-    TFLiteModel,
-)
+import importlib
+from typing import Any
+
+# Before anything can import TensorFlow: the Keras flavour is read when TensorFlow loads.
+from . import _keras_env  # noqa: F401
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "MODES",
-    "BenchmarkOptions",
-    "BenchmarkResult",
-    "CandidateMeasurements",
-    "ConstraintNotMetError",
-    "DeviceUnreachableError",
-    "GateDecision",
-    "GatePolicy",
-    "LocalBenchmarker",
-    "AccuracyBudget",
-    "PTQResult",
-    "QATOptions",
-    "QATResult",
-    "QuantizationAttempt",
-    "SelectiveQuantizer",
-    "SensitivityReport",
-    "BaselineSummary",
-    "CandidateResult",
-    "ConversionError",
-    "ConversionOptions",
-    "Evaluation",
-    "InvalidDatasetError",
-    "InvalidModelError",
-    "InvalidOptionError",
-    "LabeledDataset",
-    "Latency",
-    "TFLiteModel",
-    "ZenmlQuantError",
-    "check_model",
-    "conform_to_model",
-    "convert_model",
-    "convert_selective",
-    "decide",
-    "evaluate_candidate",
-    "evaluate_keras",
-    "evaluate_tflite",
-    "input_shape",
-    "inspect_tflite",
-    "layer_table",
-    "load_dataset",
-    "load_model",
-    "measure_latency",
-    "num_outputs",
-    "peak_activation_bytes",
-    "profile_baseline",
-    "profile_sensitivity",
-    "quantization_aware_training",
-    "quantize_post_training",
-    "quantize_with_accuracy_budget",
-    "run_tflite",
-]
+#: Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "profile_baseline": "baseline",
+    "convert_model": "convert",
+    "inspect_tflite": "convert",
+    "conform_to_model": "datasets",
+    "load_dataset": "datasets",
+    "ConstraintNotMetError": "errors",
+    "ConversionError": "errors",
+    "DeviceUnreachableError": "errors",
+    "InvalidDatasetError": "errors",
+    "InvalidModelError": "errors",
+    "InvalidOptionError": "errors",
+    "ZenmlQuantError": "errors",
+    "CandidateMeasurements": "gate",
+    "Champion": "gate",
+    "GateDecision": "gate",
+    "GateOptions": "gate",
+    "decide": "gate",
+    "BenchmarkOptions": "benchmark",
+    "BenchmarkResult": "benchmark",
+    "LocalBenchmarker": "benchmark",
+    "evaluate_candidate": "evaluate",
+    "evaluate_keras": "evaluate",
+    "evaluate_tflite": "evaluate",
+    "measure_latency": "interpreter",
+    "run_tflite": "interpreter",
+    "check_model": "models",
+    "input_shape": "models",
+    "load_model": "models",
+    "num_outputs": "models",
+    "layer_table": "profile",
+    "peak_activation_bytes": "profile",
+    "quantize_post_training": "ptq",
+    "quantize_with_accuracy_budget": "ptq",
+    "QATOptions": "qat",
+    "QATResult": "qat",
+    "quantization_aware_training": "qat",
+    "SelectiveQuantizer": "selective",
+    "convert_selective": "selective",
+    "SensitivityReport": "sensitivity",
+    "profile_sensitivity": "sensitivity",
+    "RunSummary": "summary",
+    "DEFAULT_MAX_ACCURACY_DROP": "targets",
+    "Targets": "targets",
+    "MODES": "types",
+    "BaselineSummary": "types",
+    "CandidateResult": "types",
+    "ConversionOptions": "types",
+    "Evaluation": "types",
+    "LabeledDataset": "types",
+    "Latency": "types",
+    "PTQResult": "types",
+    "QuantizationAttempt": "types",
+    "TFLiteModel": "types",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zenml_quant' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

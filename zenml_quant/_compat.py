@@ -1,7 +1,7 @@
 """The one place that chooses the Keras flavour.
 
 tfmot (QAT, pruning) only works with Keras 2 models, which live in the ``tf_keras`` package.
-Setting ``TF_USE_LEGACY_KERAS=1`` before TensorFlow is first imported makes ``tf.keras`` resolve
+Setting ``TF_USE_LEGACY_KERAS=1`` (in :mod:`._keras_env`) before TensorFlow is first imported makes ``tf.keras`` resolve
 to ``tf_keras`` too, so the TFLite converter and tfmot agree on the model class. Every module of
 the package that needs TensorFlow imports it from here; nothing else touches the variable.
 Keras 3 models (``keras.Model``) are still accepted where a model comes in: the converter takes
@@ -10,15 +10,12 @@ them through a concrete function.
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# TensorFlow's C++ start-up chatter (CUDA probing on a CPU box, oneDNN notes) buries our output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
 import tf_keras
+
+from . import _keras_env  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 try:  # Keras 3 is installed alongside TensorFlow, but a user's environment may lack it.
     import keras as keras3

@@ -249,6 +249,12 @@ def validate_dataset(dataset: LabeledDataset) -> None:
                 "class names: pass class_names covering every label, or fix the labels."
             )
         shapes[split] = x.shape[1:]
+    seen = np.unique(_integral_labels(np.asarray(dataset.y_train), "train labels"))
+    if seen.size < 2:
+        raise _fail(
+            f"The train split holds a single class ({seen.tolist()}): a classifier cannot be "
+            "calibrated, fine-tuned or scored meaningfully on it; include examples of every class."
+        )
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{split} {shape}" for split, shape in shapes.items())
         raise _fail(

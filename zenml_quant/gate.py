@@ -1,43 +1,53 @@
-"""The deployment gate: does a compressed candidate meet the device's targets?
+"""The deployment gate: may this compressed candidate replace what is deployed?
 
-Pure functions over plain figures (no ZenML, no TensorFlow): :func:`check_candidate` checks one
-candidate against a :class:`GatePolicy`, :func:`decide` checks them all and picks the one to
-promote. The ZenML step :func:`zenml_quant.integration.gate_step.deployment_gate` feeds it the
-measurements and the current production model's accuracy (the "champion"), and promotes the
-model version when the decision passes.
+Pure functions over plain figures (no ZenML, no TensorFlow). :func:`decide` checks every
+candidate against the :class:`~zenml_quant.targets.Targets` and, when a model is already in the
+stage asked for, against that "champion", and picks the one to promote. The ZenML step
+:func:`zenml_quant.integration.gate_step.deployment_gate` reads the champion, calls
+:func:`decide`, and promotes the model version when the decision passes.
 
-The gate fails closed: a target whose measurement is missing, NaN, or belongs to a candidate
-that failed (``error`` set) is not met.
+The gate fails closed and never raises:
+
+- every figure it reads (candidate accuracy, size, latency, peak memory; the original model's
+  accuracy; the champion's accuracy) must be a finite number in its range, else its check fails
+  with a reason that names the figure and the value read;
+- a figure a target needs that is missing fails that target;
+- a candidate that failed upstream (``error`` set) fails;
+- quality always has a floor: without an accuracy target, at most
+  :data:`~zenml_quant.targets.DEFAULT_MAX_ACCURACY_DROP` (1 point) lost against the original;
+- a champion that exists but cannot be read blocks promotion unless
+  ``GateOptions.replace_unreadable_champion``;
+- anything unexpected (a malformed input, a bug) is a refusal whose reason says so.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-import pandas as pd
-
+from ._validate import as_finite
 from .errors import InvalidOptionError
-from .report import render_html
+from .targets import Targets
 
 __all__ = [
     "CHECK_NAMES",
-    "LATENCY_PERCENTILES",
+    "FIGURE_RANGES",
     "STAGES",
     "CandidateMeasurements",
+    "Champion",
     "GateCheck",
     "GateDecision",
-    "GatePolicy",
+    "GateOptions",
     "check_candidate",
     "decide",
-    "decision_html",
-    "decision_table",
 ]
 
-#: The checks the gate can run, in the order it reports them. ``"error"`` is added (and fails)
-#: only for a candidate whose measurement failed.
+#: The checks the gate can report, in order. ``error`` appears for a failed candidate only.
 CHECK_NAMES: tuple[str, ...] = (
+    "error",
+    "baseline",
     "accuracy",
     "accuracy_drop",
     "size",
@@ -45,130 +55,110 @@ CHECK_NAMES: tuple[str, ...] = (
     "peak_memory",
     "champion",
 )
-LATENCY_PERCENTILES: tuple[str, ...] = ("p50", "p90", "p99", "mean")
 #: Stages a passing candidate's model version may be promoted to (None: decide only).
 STAGES: tuple[str | None, ...] = ("staging", "production", None)
-#: Checks that may be listed in ``GatePolicy.required`` (``champion`` needs a margin instead).
-_REQUIRABLE = ("accuracy", "accuracy_drop", "size", "latency", "peak_memory")
+#: Figures that may be listed in ``GateOptions.required`` (must be measured without a limit).
+_REQUIRABLE = ("latency", "peak_memory")
+#: The range a figure must lie in to be believed, as (low, low inclusive, high, high inclusive).
+#: A TFLite flatbuffer cannot exceed 2 GiB; a batch-1 latency over an hour or an arena over
+#: 1 TiB is a measuring error, not a model.
+FIGURE_RANGES: dict[str, tuple[float, bool, float, bool]] = {
+    "accuracy": (0.0, True, 1.0, True),
+    "baseline accuracy": (0.0, False, 1.0, True),
+    "champion accuracy": (0.0, False, 1.0, True),
+    "size": (0.0, False, float(2**31), False),
+    "latency": (0.0, False, 3_600_000.0, False),
+    "peak memory": (0.0, False, float(2**40), False),
+}
 _EPS = 1e-9  # absorbs float rounding in accuracy comparisons
-
-
-def _bad_number(value: object) -> bool:
-    return isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
-
-
-@dataclass(frozen=True)
-class GatePolicy:
-    """Deployment targets. A limit left at None is not checked (unless named in ``required``).
-
-    - ``min_accuracy``: accuracy units (``0.98`` is 98 %).
-    - ``max_accuracy_drop``: the largest drop from the candidate's ``baseline_accuracy`` (the
-      float Keras model), in accuracy units (``0.01`` = 1 point); with ``relative_drop`` a
-      fraction of the baseline accuracy (``0.01`` = 1 % of it).
-    - ``max_size_bytes``: the ``.tflite`` file size.
-    - ``max_latency_ms`` at ``latency_percentile`` (``p50``, ``p90``, ``p99`` or ``mean``) and
-      ``latency_threads`` threads: the candidate's ``latency_ms["p50@1"]`` and so on.
-    - ``max_peak_memory_bytes``: peak activation (arena) memory.
-    - ``required``: checks whose figure must be measured even without a limit, e.g.
-      ``("latency",)``.
-    - ``champion_margin``: when set, a candidate's accuracy must be at least the current
-      production model's accuracy minus this margin (accuracy units); ``0.0`` means "not worse".
-    """
-
-    min_accuracy: float | None = None
-    max_accuracy_drop: float | None = None
-    relative_drop: bool = False
-    max_size_bytes: int | None = None
-    max_latency_ms: float | None = None
-    latency_percentile: str = "p50"
-    latency_threads: int = 1
-    max_peak_memory_bytes: int | None = None
-    required: tuple[str, ...] = ()
-    champion_margin: float | None = None
-
-    def __post_init__(self) -> None:
-        limits = {
-            "min_accuracy": self.min_accuracy,
-            "max_accuracy_drop": self.max_accuracy_drop,
-            "max_size_bytes": self.max_size_bytes,
-            "max_latency_ms": self.max_latency_ms,
-            "max_peak_memory_bytes": self.max_peak_memory_bytes,
-            "champion_margin": self.champion_margin,
-        }
-        for name, value in limits.items():
-            if value is not None and (_bad_number(value) or value < 0):
-                raise InvalidOptionError(
-                    f"{name} must be a number >= 0 or None (not checked), got {value!r}."
-                )
-        if self.min_accuracy is not None and self.min_accuracy > 1:
-            raise InvalidOptionError(
-                f"min_accuracy is in accuracy units (0.98 is 98 %), got {self.min_accuracy!r}: "
-                f"divide a percentage by 100."
-            )
-        if self.relative_drop and self.max_accuracy_drop is not None and self.max_accuracy_drop > 1:
-            raise InvalidOptionError(
-                f"A relative max_accuracy_drop is a fraction of the baseline accuracy (0.01 = 1 % "
-                f"of it), got {self.max_accuracy_drop!r}."
-            )
-        if self.latency_percentile not in LATENCY_PERCENTILES:
-            raise InvalidOptionError(
-                f"latency_percentile {self.latency_percentile!r} is unknown: use one of "
-                f"{', '.join(LATENCY_PERCENTILES)}."
-            )
-        if (
-            isinstance(self.latency_threads, bool)
-            or not isinstance(self.latency_threads, int)
-            or self.latency_threads < 1
-        ):
-            raise InvalidOptionError(
-                f"latency_threads must be an integer >= 1 (the thread count the latency was "
-                f"measured with), got {self.latency_threads!r}."
-            )
-        if isinstance(self.required, str):
-            raise InvalidOptionError(
-                f"required must be a sequence of check names, e.g. ({self.required!r},), not a "
-                f"string."
-            )
-        unknown = [r for r in self.required if r not in _REQUIRABLE]
-        if unknown:
-            hint = (
-                " (set champion_margin to compare with the champion)"
-                if "champion" in unknown
-                else ""
-            )
-            raise InvalidOptionError(
-                f"Unknown required check(s) {', '.join(map(repr, unknown))}: use any of "
-                f"{', '.join(_REQUIRABLE)}{hint}."
-            )
-        object.__setattr__(self, "required", tuple(self.required))
-
-    @property
-    def latency_key(self) -> str:
-        """The ``CandidateMeasurements.latency_ms`` key the latency check reads, e.g. ``p50@1``."""
-        return f"{self.latency_percentile}@{self.latency_threads}"
+_MISSING = object()
 
 
 @dataclass(frozen=True)
 class CandidateMeasurements:
-    """What the gate knows about one candidate: plain figures, None where not measured.
+    """What the gate knows about one candidate, as measured (the gate checks every value).
 
     ``latency_ms`` maps ``"<percentile>@<threads>"`` (``"p50@1"``, ``"p90@4"``, ``"mean@1"``) to
     milliseconds. ``error`` is set when the candidate could not be built or measured; it then
-    fails every check.
+    fails. ``baseline_accuracy`` is the original (Keras) model's accuracy on the same split.
     """
 
     name: str
     accuracy: float | None
     baseline_accuracy: float | None
     size_bytes: int | None
-    latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float | None] = field(default_factory=dict)
     peak_memory_bytes: int | None = None
     error: str | None = None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> CandidateMeasurements:
+        """From a plain mapping (a JSON file, a device runner's result); absent keys are
+        missing figures, kept as such for the gate to refuse."""
+        latency = values.get("latency_ms", {})
+        return cls(
+            name=str(values.get("name", "")),
+            accuracy=values.get("accuracy", None),
+            baseline_accuracy=values.get("baseline_accuracy", None),
+            size_bytes=values.get("size_bytes", None),
+            latency_ms=dict(latency) if isinstance(latency, Mapping) else {"?": latency},
+            peak_memory_bytes=values.get("peak_memory_bytes", None),
+            error=values.get("error", None),
+        )
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The model version already in the stage a candidate would be promoted to.
+
+    ``accuracy`` is what was read for it (checked by the gate: an unreadable value blocks
+    promotion); ``source`` says where it came from, for the report.
+    """
+
+    version: str
+    accuracy: float | None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """How the gate decides, beyond the targets.
+
+    - ``champion_margin``: accuracy the challenger may lose against the champion, in [0, 1)
+      accuracy units (0 means "not worse").
+    - ``replace_unreadable_champion``: promote even when the champion's accuracy cannot be read.
+    - ``required``: figures that must be measured even without a limit (``"latency"``,
+      ``"peak_memory"``).
+    """
+
+    champion_margin: float = 0.0
+    replace_unreadable_champion: bool = False
+    required: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        margin = as_finite(self.champion_margin)
+        if margin is None or not 0 <= margin < 1:
+            raise InvalidOptionError(
+                f"champion_margin must be a number in [0, 1) accuracy units (0.01 = 1 point), "
+                f"got {self.champion_margin!r}."
+            )
+        object.__setattr__(self, "champion_margin", margin)
+        if isinstance(self.required, str):
+            raise InvalidOptionError(
+                f"required must be a list of figure names, e.g. [{self.required!r}], not a string."
+            )
+        unknown = [r for r in self.required if r not in _REQUIRABLE]
+        if unknown:
+            raise InvalidOptionError(
+                f"Unknown required figure(s) {', '.join(map(repr, unknown))}: use any of "
+                f"{', '.join(_REQUIRABLE)}."
+            )
+        object.__setattr__(self, "required", tuple(self.required))
 
 
 @dataclass(frozen=True)
 class GateCheck:
-    """One target checked for one candidate. ``value`` is None when it was not measured."""
+    """One check of one candidate. ``value`` is the figure when it was a valid number."""
 
     name: str
     value: float | None
@@ -181,28 +171,49 @@ class GateCheck:
 class GateDecision:
     """The gate's verdict.
 
-    ``selected`` is the candidate to promote (None when nothing passed) and ``stage`` where to
-    (None when nothing passed or no promotion was asked). ``checks`` are those of the selected
-    candidate, or of the best failing one (fewest failed checks) when nothing passed; ``checked``
-    names that candidate. ``reasons`` say why, readable on their own. ``per_candidate`` holds
-    every candidate's checks. ``champion_accuracy`` is the production accuracy compared with.
+    ``selected`` is the candidate to promote (None when nothing passed). ``requested_stage`` is
+    where the caller asked to promote it; ``stage`` is where a model version was actually moved
+    (None until the caller promoted one: :func:`decide` never promotes), and
+    ``promotion`` says what happened or why nothing was promoted. ``checks`` are those of the
+    selected candidate, or of the closest failing one (``checked``); ``per_candidate`` holds
+    everyone's. ``reasons`` are readable on their own.
     """
 
     passed: bool
     selected: str | None
-    stage: str | None
     checks: tuple[GateCheck, ...]
     reasons: tuple[str, ...]
     per_candidate: dict[str, tuple[GateCheck, ...]] = field(default_factory=dict)
     checked: str | None = None
-    champion_accuracy: float | None = None
+    requested_stage: str | None = None
+    stage: str | None = None
+    promotion: str = "nothing promoted: no stage was asked"
+    champion: Champion | None = None
+    targets: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed_checks(self) -> tuple[GateCheck, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
+    @property
+    def champion_accuracy(self) -> float | None:
+        """The champion's accuracy when it was readable, else None."""
+        return (
+            None
+            if self.champion is None
+            else _figure("champion accuracy", self.champion.accuracy)[0]
+        )
 
-# -- formatting ---------------------------------------------------------------------------------
+    def promoted(self, stage: str, version: str) -> GateDecision:
+        """This decision after model version ``version`` was moved to ``stage``."""
+        return replace(self, stage=stage, promotion=f"model version {version} promoted to {stage}")
+
+    def not_promoted(self, why: str) -> GateDecision:
+        """This decision with the reason nothing was promoted."""
+        return replace(self, stage=None, promotion=f"nothing promoted: {why}")
+
+
+# -- figures ------------------------------------------------------------------------------------
 
 
 def _pct(value: float) -> str:
@@ -221,228 +232,336 @@ def _ms(value: float) -> str:
     return f"{value:,.4g} ms"
 
 
-def _measured(value: float | int | None) -> float | None:
-    """The value as a float, or None when missing or NaN."""
-    if value is None or _bad_number(value):
-        return None
-    return float(value)
+def _figure(kind: str, raw: object) -> tuple[float | None, str | None]:
+    """``(value, None)`` for a believable figure, ``(None, problem)`` otherwise.
+
+    ``problem`` is None with value None only when the figure is missing (None or absent).
+    """
+    if raw is None or raw is _MISSING:
+        return None, None
+    value = as_finite(raw)
+    if value is None:
+        what = (
+            "not a number"
+            if isinstance(raw, (str, bytes, bool)) or not isinstance(raw, (int, float))
+            else "not finite"
+        )
+        return None, f"{kind} is {what} ({raw!r})"
+    low, low_in, high, high_in = FIGURE_RANGES[kind]
+    if (
+        value < low
+        or (value == low and not low_in)
+        or value > high
+        or (value == high and not high_in)
+    ):
+        bounds = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+        return None, f"{kind} {raw!r} is impossible (outside {bounds})"
+    return value, None
+
+
+def _invalid(name: str, limit: float | str | None, problem: str) -> GateCheck:
+    return GateCheck(name, None, limit, False, f"{problem}: refused")
 
 
 def _limit_check(
     name: str,
-    label: str,
-    value: float | None,
+    kind: str,
+    raw: object,
     limit: float | None,
     show: Callable[[float], str],
     *,
-    upper: bool = True,
-) -> GateCheck:
-    """A check of ``value <= limit`` (``upper``) or ``value >= limit``; no limit: measured?"""
+    required: bool,
+    label: str | None = None,
+) -> GateCheck | None:
+    """``figure <= limit``; without a limit: a present figure must be valid, a required one
+    present. None when there is nothing to check."""
+    value, problem = _figure(kind, raw)
+    label = label or kind
+    if problem is not None:
+        return _invalid(name, limit, problem)
     if value is None:
-        return GateCheck(name, None, limit, False, f"{label} not measured")
+        if limit is None and not required:
+            return None
+        return GateCheck(name, None, limit, False, f"{label} not measured: refused")
     if limit is None:
-        return GateCheck(name, value, None, True, f"{label} {show(value)} measured (no limit)")
-    if upper:
-        ok = value <= limit + (_EPS if name == "accuracy_drop" else 0)
-        sign = "<=" if ok else ">"
-        return GateCheck(
-            name, value, limit, ok, f"{label} {show(value)} {sign} limit {show(limit)}"
+        return GateCheck(name, value, None, True, f"{label} {show(value)} (no limit)")
+    ok = value <= limit
+    return GateCheck(
+        name, value, limit, ok, f"{label} {show(value)} {'<=' if ok else '>'} limit {show(limit)}"
+    )
+
+
+# -- checks -------------------------------------------------------------------------------------
+
+
+def _quality_checks(targets: Targets, m: CandidateMeasurements) -> list[GateCheck]:
+    checks = []
+    baseline, baseline_problem = _figure("baseline accuracy", m.baseline_accuracy)
+    if baseline_problem is not None or baseline is None:
+        problem = baseline_problem or "baseline accuracy not measured"
+        checks.append(_invalid("baseline", None, problem))
+    else:
+        checks.append(
+            GateCheck("baseline", baseline, None, True, f"original accuracy {_pct(baseline)}")
         )
-    ok = value >= limit - _EPS
-    sign = ">=" if ok else "<"
-    return GateCheck(name, value, limit, ok, f"{label} {show(value)} {sign} minimum {show(limit)}")
+    accuracy, problem = _figure("accuracy", m.accuracy)
+    if problem is not None or accuracy is None:
+        checks.append(
+            _invalid("accuracy", targets.min_accuracy, problem or "accuracy not measured")
+        )
+        return checks
+
+    if targets.min_accuracy is not None:
+        ok = accuracy >= targets.min_accuracy - _EPS
+        checks.append(
+            GateCheck(
+                "accuracy",
+                accuracy,
+                targets.min_accuracy,
+                ok,
+                f"accuracy {_pct(accuracy)} {'>=' if ok else '<'} minimum {_pct(targets.min_accuracy)}",
+            )
+        )
+    if (targets.max_accuracy_drop is not None or not targets.has_quality_target) and baseline:
+        allowed = targets.allowed_drop(baseline)
+        drop = baseline - accuracy
+        ok = drop <= allowed + _EPS
+        default = "" if targets.has_quality_target else " (default floor: no accuracy target set)"
+        checks.append(
+            GateCheck(
+                "accuracy_drop",
+                drop,
+                allowed,
+                ok,
+                f"accuracy drop {_points(drop)} ({_pct(baseline)} -> {_pct(accuracy)}) "
+                f"{'<=' if ok else '>'} allowed {_points(allowed)}{default}",
+            )
+        )
+    return checks
+
+
+def _champion_check(
+    champion: Champion | None, accuracy: object, options: GateOptions
+) -> GateCheck | None:
+    if champion is None:
+        return None
+    value, problem = _figure("champion accuracy", champion.accuracy)
+    if problem is not None or value is None:
+        problem = problem or "champion accuracy is missing"
+        where = f"champion {champion.version}" + (
+            f" ({champion.source})" if champion.source else ""
+        )
+        if options.replace_unreadable_champion:
+            return GateCheck("champion", None, None, True, f"{where}: {problem}; replaced as asked")
+        return GateCheck(
+            "champion",
+            None,
+            None,
+            False,
+            f"{where}: {problem}: cannot compare, so it is kept. Pass "
+            f"--replace-unreadable-champion (replace_unreadable_champion=True) to replace it",
+        )
+    mine, _ = _figure("accuracy", accuracy)
+    limit = value - options.champion_margin
+    if mine is None:
+        return GateCheck(
+            "champion", None, limit, False, "accuracy not valid: cannot beat the champion"
+        )
+    ok = mine >= limit - _EPS
+    text = (
+        f"accuracy {_pct(mine)} {'>=' if ok else '<'} champion {champion.version} {_pct(value)}"
+        f" - margin {_points(options.champion_margin)}"
+    )
+    return GateCheck(
+        "champion", mine, limit, ok, text if ok else f"worse than the champion: {text}"
+    )
 
 
 def check_candidate(
-    policy: GatePolicy, m: CandidateMeasurements, champion_accuracy: float | None = None
+    targets: Targets,
+    m: CandidateMeasurements,
+    *,
+    champion: Champion | None = None,
+    options: GateOptions | None = None,
 ) -> tuple[GateCheck, ...]:
-    """Every check ``policy`` asks for, on candidate ``m``, in :data:`CHECK_NAMES` order.
+    """Every check of candidate ``m``, in :data:`CHECK_NAMES` order.
 
-    A check exists only when its limit is set or it is in ``policy.required`` (then it passes
-    iff the figure was measured). A candidate with ``error`` fails every check it has, and an
-    extra ``"error"`` check, so it is never promoted even by a policy without limits.
+    Quality (the original's accuracy, the candidate's, the floor) and size are always checked;
+    latency and peak memory when a limit is set, ``options.required`` names them, or a value was
+    reported (a reported value must be believable). A champion adds the ``champion`` check.
     """
+    options = options or GateOptions()
     checks: list[GateCheck] = []
-    wanted = set(policy.required)
-    accuracy = _measured(m.accuracy)
-
-    if policy.min_accuracy is not None or "accuracy" in wanted:
-        checks.append(
-            _limit_check("accuracy", "accuracy", accuracy, policy.min_accuracy, _pct, upper=False)
-        )
-
-    if policy.max_accuracy_drop is not None or "accuracy_drop" in wanted:
-        baseline = _measured(m.baseline_accuracy)
-        if accuracy is None or baseline is None:
-            missing = "accuracy" if accuracy is None else "baseline accuracy"
-            checks.append(
-                GateCheck(
-                    "accuracy_drop",
-                    None,
-                    policy.max_accuracy_drop,
-                    False,
-                    f"accuracy drop not measured ({missing} missing)",
-                )
-            )
-        elif policy.relative_drop:
-            drop = (baseline - accuracy) / baseline if baseline > 0 else math.inf
-            check = _limit_check(
-                "accuracy_drop",
-                "relative accuracy drop",
-                drop,
-                policy.max_accuracy_drop,
-                lambda v: f"{100 * v:.2f} % of baseline",
-            )
-            checks.append(check)
-        else:
-            check = _limit_check(
-                "accuracy_drop",
-                f"accuracy drop ({_pct(baseline)} -> {_pct(accuracy)})",
-                baseline - accuracy,
-                policy.max_accuracy_drop,
-                _points,
-            )
-            checks.append(check)
-
-    if policy.max_size_bytes is not None or "size" in wanted:
-        limit = None if policy.max_size_bytes is None else float(policy.max_size_bytes)
-        checks.append(_limit_check("size", "size", _measured(m.size_bytes), limit, _bytes))
-
-    if policy.max_latency_ms is not None or "latency" in wanted:
-        key = policy.latency_key
-        value = _measured(m.latency_ms.get(key))
-        check = _limit_check("latency", f"latency {key}", value, policy.max_latency_ms, _ms)
-        if value is None and m.latency_ms:
-            others = ", ".join(sorted(m.latency_ms))
-            check = GateCheck(
-                check.name, None, check.limit, False, f"{check.reason} (measured: {others})"
-            )
-        checks.append(check)
-
-    if policy.max_peak_memory_bytes is not None or "peak_memory" in wanted:
-        limit = (
-            None if policy.max_peak_memory_bytes is None else float(policy.max_peak_memory_bytes)
-        )
-        checks.append(
-            _limit_check(
-                "peak_memory", "peak memory", _measured(m.peak_memory_bytes), limit, _bytes
-            )
-        )
-
-    if policy.champion_margin is not None:
-        champion = _measured(champion_accuracy)
-        margin = policy.champion_margin
-        if champion is None:
-            checks.append(GateCheck("champion", accuracy, None, True, "no champion"))
-        elif accuracy is None:
-            checks.append(
-                GateCheck(
-                    "champion",
-                    None,
-                    champion - margin,
-                    False,
-                    f"accuracy not measured: cannot compare with the champion ({_pct(champion)})",
-                )
-            )
-        else:
-            ok = accuracy >= champion - margin - _EPS
-            text = (
-                f"accuracy {_pct(accuracy)} {'>=' if ok else '<'} champion {_pct(champion)}"
-                f" - margin {_points(margin)}"
-            )
-            checks.append(
-                GateCheck(
-                    "champion",
-                    accuracy,
-                    champion - margin,
-                    ok,
-                    text if ok else f"worse than champion: {text}",
-                )
-            )
-
     if m.error is not None:
-        failed = f"candidate failed: {m.error}"
-        checks = [
-            GateCheck(c.name, c.value, c.limit, False, f"{c.reason}; {failed}") if c.passed else c
-            for c in checks
-        ]
-        checks.append(GateCheck("error", None, None, False, failed))
+        checks.append(GateCheck("error", None, None, False, f"candidate failed: {m.error}"))
+    checks += _quality_checks(targets, m)
+    size = _limit_check(
+        "size", "size", m.size_bytes, _limit(targets.max_size_bytes), _bytes, required=True
+    )
+    latency_raw = (
+        m.latency_ms.get(targets.latency_key, _MISSING)
+        if isinstance(m.latency_ms, Mapping)
+        else m.latency_ms
+    )
+    latency = _limit_check(
+        "latency",
+        "latency",
+        latency_raw,
+        targets.max_latency_ms,
+        _ms,
+        required="latency" in options.required,
+        label=f"latency {targets.latency_key}",
+    )
+    if latency is not None and latency.value is None and isinstance(m.latency_ms, Mapping):
+        measured = ", ".join(sorted(map(str, m.latency_ms))) or "none"
+        latency = replace(latency, reason=f"{latency.reason} (measured: {measured})")
+    peak = _limit_check(
+        "peak_memory",
+        "peak memory",
+        m.peak_memory_bytes,
+        _limit(targets.max_peak_memory_bytes),
+        _bytes,
+        required="peak_memory" in options.required,
+    )
+    checks += [c for c in (size, latency, peak) if c is not None]
+    champion_check = _champion_check(champion, m.accuracy, options)
+    if champion_check is not None:
+        checks.append(champion_check)
     return tuple(checks)
 
 
-def _rank(policy: GatePolicy, m: CandidateMeasurements) -> tuple[float, float, str]:
-    size = _measured(m.size_bytes)
-    latency = _measured(m.latency_ms.get(policy.latency_key))
-    return (math.inf if size is None else size, math.inf if latency is None else latency, m.name)
+def _limit(value: int | None) -> float | None:
+    return None if value is None else float(value)
+
+
+# -- the decision -------------------------------------------------------------------------------
+
+
+def _rank_key(targets: Targets, m: CandidateMeasurements) -> tuple[float, ...]:
+    size = _figure("size", m.size_bytes)[0]
+    latency_raw = (
+        m.latency_ms.get(targets.latency_key) if isinstance(m.latency_ms, Mapping) else None
+    )
+    latency = _figure("latency", latency_raw)[0]
+    accuracy = _figure("accuracy", m.accuracy)[0]
+    size_key = math.inf if size is None else size
+    latency_key = math.inf if latency is None else latency
+    accuracy_key = -(accuracy if accuracy is not None else -math.inf)
+    if targets.empty:  # nothing asked but the floor: keep the most accurate, then the smallest
+        return (accuracy_key, size_key, latency_key)
+    return (size_key, latency_key, accuracy_key)
+
+
+def _refusal(reason: str, targets: Targets | None, stage: object) -> GateDecision:
+    return GateDecision(
+        passed=False,
+        selected=None,
+        checks=(GateCheck("gate", None, None, False, reason),),
+        reasons=(reason,),
+        requested_stage=stage if stage in STAGES else None,
+        promotion=f"nothing promoted: {reason}",
+        targets={} if targets is None else targets.to_dict(),
+    )
 
 
 def decide(
-    policy: GatePolicy,
-    candidates: Sequence[CandidateMeasurements],
+    targets: Targets,
+    candidates: Sequence[CandidateMeasurements | Mapping[str, Any]],
     *,
-    champion_accuracy: float | None = None,
+    champion: Champion | None = None,
+    options: GateOptions | None = None,
     stage: str | None = None,
 ) -> GateDecision:
-    """Check every candidate and pick the one to promote to ``stage``.
+    """Check every candidate and pick the one to promote to ``stage``. Never raises.
 
-    Selection among the candidates that pass every check: the smallest ``size_bytes``, then the
-    lowest latency at the policy's ``latency_percentile@latency_threads``, then the name
-    (alphabetical); a missing figure sorts last. When none passes, the decision fails and its
-    ``checks`` are those of the candidate with the fewest failed checks (ties broken the same
-    way); ``reasons`` list every failed check of every candidate, prefixed by its name.
+    Among the candidates that pass every check: with no target set at all, the most accurate,
+    then the smallest; otherwise the smallest ``size_bytes``, then the lowest latency at the
+    targets' percentile and threads, then the most accurate; ties by name. When none passes,
+    ``checks`` are those of the candidate with the fewest failed checks and ``reasons`` list every
+    failed check of every candidate. ``stage`` is recorded as ``requested_stage``: promoting is
+    the caller's job (see :meth:`GateDecision.promoted`).
     """
-    if stage not in STAGES:
-        raise InvalidOptionError(
-            f"stage {stage!r} is not a promotion stage: use 'staging', 'production' or None "
-            f"(decide without promoting)."
-        )
-    names = [c.name for c in candidates]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InvalidOptionError(
-            f"Candidate names must be unique, {', '.join(map(repr, duplicates))} repeat(s): "
-            f"name each candidate after its mode or recipe."
-        )
-    champion = _measured(champion_accuracy)
-    if not candidates:
-        return GateDecision(
-            passed=False,
-            selected=None,
-            stage=None,
-            checks=(),
-            reasons=("no candidates to check: the pipeline produced no compressed model",),
-            per_candidate={},
-            champion_accuracy=champion,
+    try:
+        return _decide(targets, candidates, champion, options or GateOptions(), stage)
+    except Exception as exc:  # the gate fails closed: a bug or a malformed input refuses
+        return _refusal(
+            f"the gate could not check the candidates ({type(exc).__name__}: {exc})",
+            targets if isinstance(targets, Targets) else None,
+            stage,
         )
 
-    per_candidate = {c.name: check_candidate(policy, c, champion) for c in candidates}
+
+def _decide(
+    targets: Targets,
+    raw_candidates: Sequence[CandidateMeasurements | Mapping[str, Any]],
+    champion: Champion | None,
+    options: GateOptions,
+    stage: str | None,
+) -> GateDecision:
+    if not isinstance(targets, Targets):
+        return _refusal(f"targets must be a Targets, got {type(targets).__name__}", None, stage)
+    if stage not in STAGES:
+        return _refusal(
+            f"stage {stage!r} is not a promotion stage: use 'staging', 'production' or None",
+            targets,
+            stage,
+        )
+    candidates = [
+        c if isinstance(c, CandidateMeasurements) else CandidateMeasurements.from_mapping(c)
+        for c in raw_candidates
+    ]
+    names = [c.name for c in candidates]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        return _refusal(
+            f"candidate names must be unique, {', '.join(map(repr, repeated))} repeat(s)",
+            targets,
+            stage,
+        )
+    if not candidates:
+        return _refusal(
+            "no candidates to check: the pipeline produced no compressed model", targets, stage
+        )
+
+    per_candidate = {
+        c.name: check_candidate(targets, c, champion=champion, options=options) for c in candidates
+    }
+    common = {
+        "per_candidate": per_candidate,
+        "requested_stage": stage,
+        "champion": champion,
+        "targets": targets.to_dict(),
+    }
     passing = [c for c in candidates if all(ch.passed for ch in per_candidate[c.name])]
     if passing:
-        best = min(passing, key=lambda c: _rank(policy, c))
-        reasons = [f"{best.name} meets every target"]
-        if not per_candidate[best.name]:
-            reasons.append("the policy sets no limit: nothing was checked")
+        best = min(passing, key=lambda c: (*_rank_key(targets, c), c.name))
+        reasons = [f"{best.name} meets every target ({targets.describe_quality()})"]
         if len(passing) > 1:
+            order = (
+                "most accurate, then smallest (no target set)"
+                if targets.empty
+                else f"smallest size, then lowest latency {targets.latency_key}, then most accurate"
+            )
             reasons.append(
                 f"chosen among {len(passing)} passing candidates "
-                f"({', '.join(c.name for c in passing)}): smallest size, then lowest latency "
-                f"{policy.latency_key}, then name"
+                f"({', '.join(c.name for c in passing)}): {order}"
             )
         return GateDecision(
             passed=True,
             selected=best.name,
-            stage=stage,
             checks=per_candidate[best.name],
             reasons=tuple(reasons),
-            per_candidate=per_candidate,
             checked=best.name,
-            champion_accuracy=champion,
+            promotion="nothing promoted: no stage was asked"
+            if stage is None
+            else f"not promoted yet: {stage} was asked",
+            **common,
         )
 
     def failures(c: CandidateMeasurements) -> int:
         return sum(not ch.passed for ch in per_candidate[c.name])
 
-    best = min(candidates, key=lambda c: (failures(c), *_rank(policy, c)))
+    closest = min(candidates, key=lambda c: (failures(c), *_rank_key(targets, c), c.name))
     failed_reasons = tuple(
         f"{c.name}: {ch.reason}"
         for c in candidates
@@ -452,49 +571,9 @@ def decide(
     return GateDecision(
         passed=False,
         selected=None,
-        stage=None,
-        checks=per_candidate[best.name],
+        checks=per_candidate[closest.name],
         reasons=failed_reasons,
-        per_candidate=per_candidate,
-        checked=best.name,
-        champion_accuracy=champion,
+        checked=closest.name,
+        promotion="nothing promoted: no candidate passed the gate",
+        **common,
     )
-
-
-def decision_table(decision: GateDecision) -> pd.DataFrame:
-    """One row per candidate and check: ``candidate, selected, check, value, limit, passed, reason``."""
-    rows = [
-        {
-            "candidate": name,
-            "selected": name == decision.selected,
-            "check": check.name,
-            "value": check.value,
-            "limit": check.limit,
-            "passed": check.passed,
-            "reason": check.reason,
-        }
-        for name, checks in decision.per_candidate.items()
-        for check in checks
-    ]
-    columns = ["candidate", "selected", "check", "value", "limit", "passed", "reason"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def decision_html(decision: GateDecision) -> str:
-    """The decision as a dashboard page: the verdict in the caption, the reasons as notes."""
-    if decision.passed:
-        where = f" for {decision.stage}" if decision.stage else " (no promotion asked)"
-        title = f"Deployment gate PASSED: {decision.selected} selected{where}"
-    else:
-        title = "Deployment gate FAILED: nothing promoted"
-    notes = list(decision.reasons)
-    if decision.champion_accuracy is not None:
-        notes.append(f"champion (current production) accuracy: {_pct(decision.champion_accuracy)}")
-    frame = decision_table(decision).assign(
-        passed=lambda f: f["passed"].map(lambda p: "yes" if p else "NO"),
-        value=lambda f: f["value"].map(lambda v: None if v is None or pd.isna(v) else f"{v:,.6g}"),
-        limit=lambda f: f["limit"].map(
-            lambda v: None if v is None else (v if isinstance(v, str) else f"{v:,.6g}")
-        ),
-    )
-    return render_html(frame, title=title, notes=notes)

@@ -20,9 +20,9 @@ from .errors import InvalidOptionError
 from .evaluate import evaluate_keras
 from .selective import SelectiveQuantizer
 from .sensitivity import profile_sensitivity, tflite_accuracy
+from .targets import Targets
 from .types import (
     MODES,
-    AccuracyBudget,
     ConversionOptions,
     LabeledDataset,
     PTQResult,
@@ -46,7 +46,7 @@ def quantize_post_training(
     mode: str = "int8",
     float_layers: Sequence[str] = (),
     float_layer_types: Sequence[str] = (),
-    budget: AccuracyBudget | None = None,
+    budget: Targets | None = None,
     ranking: Sequence[str] | None = None,
     search: str = "greedy",
     max_float_layers: int | None = None,
@@ -98,7 +98,7 @@ def quantize_with_accuracy_budget(
     model: Any,
     dataset: LabeledDataset,
     *,
-    budget: AccuracyBudget,
+    budget: Targets,
     keep_float: Sequence[str] = (),
     keep_float_types: Sequence[str] = (),
     ranking: Sequence[str] | None = None,
@@ -150,7 +150,7 @@ def quantize_with_accuracy_budget(
         final = trial.attempt_for(chosen)
         status = "budget met"
         reason = (
-            f"drop {100 * final.drop:.2f} pts <= allowed {100 * budget.allowed_drop(reference):.2f}"
+            f"drop {100 * final.drop:.2f} pts <= allowed {100 * (reference - budget.accuracy_floor(reference)):.2f}"
             f" pts with {len(chosen)} float layer(s)" + (f": {', '.join(chosen)}" if chosen else "")
         )
     else:
@@ -181,7 +181,7 @@ class _Trials:
     def __init__(
         self,
         quantizer: SelectiveQuantizer,
-        budget: AccuracyBudget,
+        budget: Targets,
         reference: float,
         x: Any,
         y: Any,
@@ -210,7 +210,7 @@ class _Trials:
             accuracy=accuracy,
             drop=self.reference - accuracy,
             size_bytes=model.size_bytes,
-            meets_budget=model.ok and self.budget.met(self.reference, accuracy),
+            meets_budget=model.ok and self.budget.accuracy_met(self.reference, accuracy),
         )
         self.models[key] = model
         self.attempts.append(attempt)
@@ -280,11 +280,11 @@ def _prune(
 
 
 def _not_met_reason(
-    trial: _Trials, best: QuantizationAttempt, tried: int, budget: AccuracyBudget, reference: float
+    trial: _Trials, best: QuantizationAttempt, tried: int, budget: Targets, reference: float
 ) -> str:
-    allowed = 100 * budget.allowed_drop(reference)
+    allowed = 100 * (reference - budget.accuracy_floor(reference))
     text = (
-        f"no model tried meets the budget ({budget.describe()}: drop <= {allowed:.2f} pts from "
+        f"no model tried meets the budget ({budget.describe_quality()}: drop <= {allowed:.2f} pts from "
         f"{100 * reference:.2f} %). Best: {100 * best.accuracy:.2f} % (drop {100 * best.drop:.2f} "
         f"pts) with {len(best.float_layers)} float layer(s), after {len(trial.attempts)} "
         f"attempts over {tried} candidate layer(s)."

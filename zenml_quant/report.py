@@ -6,11 +6,11 @@ dashboard shows.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 
 import pandas as pd
 
+from .html_page import render_html
 from .plots import sensitivity_bars_svg, size_accuracy_svg
 from .qat import QATResult
 from .sensitivity import SensitivityReport
@@ -27,17 +27,6 @@ __all__ = [
     "sensitivity_html",
     "summary_dict",
 ]
-
-_STYLE = """
-<style>
-body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
-table{border-collapse:collapse;font-size:13px}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
-caption{font-weight:600;font-size:15px;text-align:left;margin-bottom:6px}
-.note{color:#555;font-size:12px;margin-top:8px}
-</style>
-"""
 
 
 def comparison_table(
@@ -84,17 +73,6 @@ def comparison_table(
             }
         )
     return pd.DataFrame(rows)
-
-
-def render_html(
-    frame: pd.DataFrame, *, title: str, notes: Sequence[str] = (), figure: str = ""
-) -> str:
-    """A self-contained HTML page of ``frame`` with a caption, footnotes and an inline figure."""
-    table = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:,.4g}", border=0)
-    opening_end = table.index(">") + 1  # the caption must sit right inside <table ...>
-    table = f"{table[:opening_end]}<caption>{html.escape(title)}</caption>{table[opening_end:]}"
-    foot = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
-    return f"<html><head>{_STYLE}</head><body>{table}{foot}{figure}</body></html>"
 
 
 def comparison_html(baseline: BaselineSummary, candidates: Sequence[CandidateResult]) -> str:
@@ -248,7 +226,7 @@ def ptq_html(result: PTQResult) -> str:
     notes = [result.reason]
     if result.budget is not None and result.reference_accuracy is not None:
         notes.append(
-            f"Budget: {result.budget.describe()} on the {result.split} split; float Keras "
+            f"Budget: {result.budget.describe_quality()} on the {result.split} split; float Keras "
             f"{100 * result.reference_accuracy:.2f} %, chosen model "
             f"{100 * (result.accuracy or 0):.2f} %."
         )

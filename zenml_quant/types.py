@@ -12,12 +12,11 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import InvalidOptionError
+from .targets import Targets
 
 __all__ = [
     "MIXED_MODE",
     "PTQ_STATUSES",
-    "AccuracyBudget",
     "PTQResult",
     "QuantizationAttempt",
     "MODES",
@@ -222,44 +221,7 @@ class CandidateResult:
 
 
 #: Outcomes of post-training quantization (:class:`PTQResult.status`).
-PTQ_STATUSES: tuple[str, ...] = ("converted", "budget met", "budget not met")
-
-
-@dataclass(frozen=True)
-class AccuracyBudget:
-    """How much accuracy quantization may cost, against the float model on the same split.
-
-    ``max_drop`` is in accuracy units (``0.005`` is half a percentage point) when ``relative``
-    is False, and a fraction of the float accuracy (``0.01`` = 1 % of it) when True.
-    """
-
-    max_drop: float = 0.01
-    relative: bool = False
-
-    def __post_init__(self) -> None:
-        if not (self.max_drop >= 0):  # also rejects NaN
-            raise InvalidOptionError(
-                f"max_accuracy_drop must be a number >= 0 (0.005 is half an accuracy point), got "
-                f"{self.max_drop!r}."
-            )
-        if self.relative and self.max_drop > 1:
-            raise InvalidOptionError(
-                f"A relative max_accuracy_drop is a fraction of the float accuracy (0.01 = 1 %), "
-                f"got {self.max_drop!r}."
-            )
-
-    def allowed_drop(self, reference_accuracy: float) -> float:
-        """The largest absolute accuracy drop allowed from ``reference_accuracy``."""
-        return self.max_drop * reference_accuracy if self.relative else self.max_drop
-
-    def met(self, reference_accuracy: float, accuracy: float) -> bool:
-        """Whether ``accuracy`` is within the budget (a tiny tolerance absorbs float rounding)."""
-        return reference_accuracy - accuracy <= self.allowed_drop(reference_accuracy) + 1e-9
-
-    def describe(self) -> str:
-        if self.relative:
-            return f"at most {100 * self.max_drop:g} % of the float accuracy"
-        return f"at most {100 * self.max_drop:g} accuracy points"
+PTQ_STATUSES: tuple[str, ...] = ("converted", "budget met", "budget not met", "failed")
 
 
 @dataclass(frozen=True)
@@ -290,7 +252,7 @@ class PTQResult:
     status: str
     reason: str
     split: str
-    budget: AccuracyBudget | None = None
+    budget: Targets | None = None
     reference_accuracy: float | None = None
     accuracy: float | None = None
     attempts: tuple[QuantizationAttempt, ...] = ()

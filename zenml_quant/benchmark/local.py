@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._validate import as_finite
 from ..errors import InvalidDatasetError
 from ..types import TFLiteModel
 from .types import BenchmarkOptions, BenchmarkResult
@@ -35,6 +36,7 @@ RUNNER_PATH = Path(__file__).with_name("runner.py")
 
 _INTS = ("warmup_runs", "runs", "peak_rss_bytes", "arena_bytes", "size_bytes")
 _FLOATS = ("load_ms", "allocate_ms", "seconds", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms")
+_LATENCIES = ("mean_ms", "p50_ms", "p90_ms", "p99_ms")
 
 
 def runner_args(
@@ -74,6 +76,11 @@ def result_from_runner(
         error = f"the runner exited with code {returncode} without a JSON result: {tail or stdout[-300:]}"
     elif returncode != 0 and not error:
         error = f"the runner exited with code {returncode}"
+    elif not error:
+        # A figure the runner left out or reported as null is not 0: the result is unusable.
+        absent = [k for k in _LATENCIES if as_finite(payload.get(k)) is None]
+        if absent:
+            error = f"the runner reported no valid {', '.join(absent)} ({payload.get(absent[0])!r})"
     try:
         values: dict[str, Any] = {k: int(payload.get(k) or 0) for k in _INTS}
         values.update({k: float(payload.get(k) or 0.0) for k in _FLOATS})

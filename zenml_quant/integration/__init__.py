@@ -1,62 +1,55 @@
 """The ZenML layer of zenml-quant: steps, materializers and pipelines.
 
 This subpackage is the only part of zenml-quant that imports ZenML; the core works on plain
-Keras models, numpy arrays and TFLite bytes.
+Keras models, numpy arrays and TFLite bytes. Names load on first use, so the CLI can check its
+options before ZenML and TensorFlow are imported.
 """
 
-from .device_steps import benchmark_on_device, gate_inputs
-from .gate_step import deployment_gate
-from .materializers import (
-    KerasModelMaterializer,
-    LabeledDatasetMaterializer,
-    SearchResultMaterializer,
-    TFLiteModelMaterializer,
-)
-from .pipelines import (
-    build_retrain_and_compress,
-    compress_pipeline,
-    nas_pipeline,
-    retrain_and_compress,
-    schedule_retrain_and_compress,
-)
-from .search_steps import apply_edits, search_architecture, search_candidate
-from .steps import (
-    compare_candidates,
-    convert_to_tflite,
-    evaluate_baseline,
-    evaluate_tflite_model,
-    load_keras_model,
-    load_labeled_dataset,
-    profile_sensitivity,
-    quantization_aware_training,
-    quantize_post_training,
-    train_demo_model_step,
-)
+from __future__ import annotations
 
-__all__ = [
-    "KerasModelMaterializer",
-    "LabeledDatasetMaterializer",
-    "SearchResultMaterializer",
-    "TFLiteModelMaterializer",
-    "apply_edits",
-    "nas_pipeline",
-    "search_architecture",
-    "search_candidate",
-    "benchmark_on_device",
-    "build_retrain_and_compress",
-    "deployment_gate",
-    "gate_inputs",
-    "retrain_and_compress",
-    "schedule_retrain_and_compress",
-    "train_demo_model_step",
-    "compare_candidates",
-    "compress_pipeline",
-    "convert_to_tflite",
-    "evaluate_baseline",
-    "evaluate_tflite_model",
-    "load_keras_model",
-    "load_labeled_dataset",
-    "profile_sensitivity",
-    "quantization_aware_training",
-    "quantize_post_training",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "benchmark_on_device": "device_steps",
+    "gate_inputs": "device_steps",
+    "deployment_gate": "gate_step",
+    "KerasModelMaterializer": "materializers",
+    "LabeledDatasetMaterializer": "materializers",
+    "SearchResultMaterializer": "materializers",
+    "TFLiteModelMaterializer": "materializers",
+    "build_retrain_and_compress": "pipelines",
+    "compress_pipeline": "pipelines",
+    "nas_pipeline": "pipelines",
+    "retrain_and_compress": "pipelines",
+    "schedule_retrain_and_compress": "pipelines",
+    "apply_edits": "search_steps",
+    "search_architecture": "search_steps",
+    "search_candidate": "search_steps",
+    "compare_candidates": "steps",
+    "convert_to_tflite": "steps",
+    "evaluate_baseline": "steps",
+    "evaluate_tflite_model": "steps",
+    "load_keras_model": "steps",
+    "load_labeled_dataset": "steps",
+    "profile_sensitivity": "steps",
+    "quantization_aware_training": "steps",
+    "quantize_post_training": "steps",
+    "summarize_run": "steps",
+    "train_demo_model_step": "steps",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

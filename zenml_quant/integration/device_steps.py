@@ -8,7 +8,7 @@ import tempfile
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
-from zenml import step
+from zenml import ArtifactConfig, step
 from zenml.client import Client
 from zenml.types import HTMLString
 
@@ -20,6 +20,7 @@ from ..benchmark import (
     LocalBenchmarker,
     benchmark_table,
 )
+from ..benchmark.local import failed_result
 from ..errors import InvalidOptionError
 from ..gate import CandidateMeasurements
 from ..measurements import candidate_measurements
@@ -29,7 +30,7 @@ from ._runtime import STEP_SETTINGS, record_metadata
 __all__ = ["benchmark_on_device", "gate_inputs"]
 
 
-@step(enable_cache=False, settings=STEP_SETTINGS)
+@step(enable_cache=False, settings=STEP_SETTINGS, substitutions={"candidate": "model"})
 def benchmark_on_device(
     tflite_model: TFLiteModel,
     dataset: LabeledDataset | None = None,
@@ -44,7 +45,8 @@ def benchmark_on_device(
     timeout_s: float = 300.0,
     accuracy_split: str | None = None,
 ) -> tuple[
-    Annotated[list[BenchmarkResult], "zq_benchmark"], Annotated[HTMLString, "zq_benchmark_report"]
+    Annotated[list[BenchmarkResult], ArtifactConfig(name="zq_benchmark_{candidate}")],
+    Annotated[HTMLString, ArtifactConfig(name="zq_benchmark_report_{candidate}")],
 ]:
     """Latency percentiles, load time and memory of ``tflite_model`` on ``device``.
 
@@ -61,6 +63,11 @@ def benchmark_on_device(
         min_seconds=min_seconds,
         timeout_s=timeout_s,
     )
+    if not tflite_model.ok:  # a candidate that failed upstream has nothing to measure
+        why = f"not benchmarked: the candidate failed ({tflite_model.error})"
+        results = [failed_result(device, t, why) for t in options.threads]
+        page = _report.render_html(benchmark_table(results), title=f"{name}: {why}")
+        return results, HTMLString(page)
     x = y = None
     if accuracy_split is not None:
         if dataset is None:

@@ -1,35 +1,44 @@
 """The deployment gate as a ZenML step: check the candidates, promote the model version.
 
-The step compares with the current ``production`` version of the pipeline's ZenML model (the
-"champion") and, when a candidate passes, moves the running model version to ``stage`` and
-attaches the checked figures to it as metadata. It is never cached: the champion is external
-state.
+The step reads the model version already in the stage asked for (the "champion"), calls
+:func:`zenml_quant.gate.decide`, and when a candidate passes moves the running model version to
+that stage, records the checked figures as model-version metadata and links the chosen
+``.tflite`` to it as the deployment artifact ``zq_deployment_tflite``. It is never cached: the
+champion is external state.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
-from zenml import get_step_context, step
+from zenml import get_step_context, save_artifact, step
 from zenml.client import Client
-from zenml.enums import ModelStages
+from zenml.enums import ArtifactType
 from zenml.types import HTMLString
 
+from .._validate import as_finite
 from ..errors import ConstraintNotMetError
-from ..gate import CandidateMeasurements, GateDecision, GatePolicy, decide, decision_html
+from ..gate import CandidateMeasurements, Champion, GateDecision, GateOptions, decide
+from ..gate_report import decision_html
+from ..targets import Targets
+from ..types import TFLiteModel
 from ._runtime import STEP_SETTINGS, _plain, record_metadata
+from .materializers import TFLiteModelMaterializer
 
 if TYPE_CHECKING:
     from zenml import Model
 
-__all__ = ["CHAMPION_ACCURACY_KEY", "deployment_gate"]
+__all__ = ["CHAMPION_ACCURACY_KEY", "DEPLOYMENT_ARTIFACT", "deployment_gate", "read_champion"]
 
 logger = logging.getLogger(__name__)
 
 #: Model-version metadata key holding the accuracy the gate checked when it promoted a version;
-#: the next gate run reads it from the production version as the champion's accuracy.
+#: the next gate run reads it from the version in the stage as the champion's accuracy.
 CHAMPION_ACCURACY_KEY = "zq_gate_accuracy"
+#: The deployment artifact a promoted model version links: the chosen ``.tflite``, byte for byte.
+DEPLOYMENT_ARTIFACT = "zq_deployment_tflite"
 
 
 def _running_model() -> Model | None:
@@ -40,99 +49,156 @@ def _running_model() -> Model | None:
         return None
 
 
-def _champion(model: Model) -> tuple[float | None, str]:
-    """The accuracy of the current production version of ``model`` and a note saying whence."""
+def read_champion(model_name: str, stage: str, running_id: Any = None) -> Champion | None:
+    """The version of ``model_name`` now in ``stage``, with the accuracy the gate recorded.
+
+    None when the stage is empty (the first promotion) or holds the running version itself. A
+    version that exists but cannot be read comes back with ``accuracy=None`` and the reason in
+    ``source``: the gate then refuses to replace it unless told to.
+    """
     try:
-        production = Client().get_model_version(model.name, ModelStages.PRODUCTION)
-    except (KeyError, RuntimeError, ValueError):  # no production version yet: first run
-        return None, "no production version"
-    if production.id == model.id:
-        return None, "the running version is production itself"
-    value = production.run_metadata.get(CHAMPION_ACCURACY_KEY)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None, (
-            f"production version {production.name} has no {CHAMPION_ACCURACY_KEY} metadata "
-            f"(not promoted by this gate): not compared"
-        )
-    return float(value), f"production version {production.name}"
+        current = Client().get_model_version(model_name, stage)
+    except (KeyError, RuntimeError, ValueError):  # nothing in that stage yet
+        return None
+    except Exception as exc:  # the store answered with something else: do not guess
+        return Champion(version="?", accuracy=None, source=f"could not be read ({exc})")
+    if running_id is not None and current.id == running_id:
+        return None
+    try:
+        value = current.run_metadata.get(CHAMPION_ACCURACY_KEY)
+    except Exception as exc:
+        return Champion(version=str(current.name), accuracy=None, source=f"unreadable ({exc})")
+    source = f"{stage} version, metadata {CHAMPION_ACCURACY_KEY}"
+    if value is None:
+        source += " missing (not promoted by this gate)"
+    return Champion(version=str(current.name), accuracy=value, source=source)
 
 
 def _figures(decision: GateDecision, candidate: CandidateMeasurements) -> dict[str, Any]:
     """The model-version metadata of a promoted candidate (plain types only)."""
     figures: dict[str, Any] = {
         "zq_gate_candidate": candidate.name,
-        "zq_gate_stage": decision.stage,
+        "zq_gate_stage": decision.requested_stage,
         CHAMPION_ACCURACY_KEY: candidate.accuracy,
         "zq_gate_baseline_accuracy": candidate.baseline_accuracy,
         "zq_gate_size_bytes": candidate.size_bytes,
         "zq_gate_latency_ms": dict(candidate.latency_ms) or None,
         "zq_gate_peak_memory_bytes": candidate.peak_memory_bytes,
         "zq_gate_checks": {c.name: c.reason for c in decision.checks} or None,
+        "zq_gate_targets": decision.targets or None,
     }
     return {k: _plain(v) for k, v in figures.items() if v is not None}
+
+
+def _promote(
+    decision: GateDecision,
+    model: Model,
+    candidates: list[CandidateMeasurements],
+    tflite_models: list[TFLiteModel] | None,
+) -> GateDecision:
+    """Move the running version to the decision's stage with the chosen file linked."""
+    stage = decision.requested_stage
+    assert stage is not None and decision.selected is not None  # only called on a pass
+    index = [c.name for c in candidates].index(decision.selected)
+    try:
+        if tflite_models is not None:
+            save_artifact(
+                tflite_models[index],
+                name=DEPLOYMENT_ARTIFACT,
+                artifact_type=ArtifactType.SERVICE,
+                materializer=TFLiteModelMaterializer,
+                user_metadata={"candidate": decision.selected},
+            )
+        model.log_metadata(_figures(decision, candidates[index]))
+        model.set_stage(stage, force=True)
+    except Exception as exc:  # fail closed: a half-done promotion is reported, not hidden
+        failed = replace(
+            decision,
+            passed=False,
+            reasons=(*decision.reasons, f"promotion to {stage} failed: {exc}"),
+        )
+        return failed.not_promoted(f"promotion to {stage} failed ({exc})")
+    return decision.promoted(stage, str(model.version))
 
 
 @step(enable_cache=False, settings=STEP_SETTINGS)
 def deployment_gate(
     candidates: list[CandidateMeasurements],
-    min_accuracy: float | None = None,
-    max_accuracy_drop: float | None = None,
-    relative_drop: bool = False,
-    max_size_bytes: int | None = None,
-    max_latency_ms: float | None = None,
-    latency_percentile: str = "p50",
-    latency_threads: int = 1,
-    max_peak_memory_bytes: int | None = None,
+    # Any, not list[TFLiteModel] | None: ZenML 0.98 cannot parse an optional list annotation
+    # on an input artifact (issubclass on a generic alias).
+    tflite_models: Any = None,
+    targets: dict[str, Any] | None = None,
+    champion_margin: float = 0.0,
+    replace_unreadable_champion: bool = False,
     required: list[str] | None = None,
-    champion_margin: float | None = None,
-    stage: str | None = "staging",
+    stage: str | None = None,
     raise_on_fail: bool = True,
 ) -> tuple[Annotated[GateDecision, "zq_gate_decision"], Annotated[HTMLString, "zq_gate_report"]]:
-    """Check ``candidates`` against the targets and promote the model version if one passes.
+    """Check ``candidates`` against ``targets`` and promote the model version if one passes.
 
-    Limits left at None are not checked (see :class:`zenml_quant.gate.GatePolicy`); a set limit
-    whose figure is missing fails. With a ZenML ``Model`` on the pipeline, ``champion_margin``
-    compares with the current production version's accuracy (no production version: passes),
-    and a pass moves the running model version to ``stage`` (``"staging"``, ``"production"``;
-    None only decides) with the selected candidate's figures as model-version metadata.
+    ``targets`` holds :class:`zenml_quant.targets.Targets` fields (e.g. ``{"max_size_bytes":
+    50000, "min_accuracy": 0.98}``); with none, the default floor applies (at most 1 point lost
+    against the original). With ``stage`` and a ZenML ``Model`` on the pipeline, the model version
+    now in that stage is the champion: the challenger may lose at most ``champion_margin``
+    against it, and a champion whose accuracy cannot be read blocks promotion unless
+    ``replace_unreadable_champion``. A pass then moves the running version to ``stage``, with the
+    candidate's figures as metadata and its ``.tflite`` (from ``tflite_models``, in the same order
+    as ``candidates``) linked as the deployment artifact ``zq_deployment_tflite``.
 
     The decision is logged as step metadata first. When nothing passes and ``raise_on_fail``,
-    nothing is promoted and the step raises :class:`ConstraintNotMetError` listing the failed
-    checks, which fails the run; otherwise the decision is returned for downstream steps.
+    the step raises :class:`ConstraintNotMetError` listing the failed checks (the run fails);
+    otherwise the decision is returned for downstream steps.
     """
-    policy = GatePolicy(
-        min_accuracy=min_accuracy,
-        max_accuracy_drop=max_accuracy_drop,
-        relative_drop=relative_drop,
-        max_size_bytes=max_size_bytes,
-        max_latency_ms=max_latency_ms,
-        latency_percentile=latency_percentile,
-        latency_threads=latency_threads,
-        max_peak_memory_bytes=max_peak_memory_bytes,
-        required=tuple(required or ()),
+    goal = Targets.from_dict(targets)
+    options = GateOptions(
         champion_margin=champion_margin,
+        replace_unreadable_champion=replace_unreadable_champion,
+        required=tuple(required or ()),
     )
     model = _running_model()
-    champion_accuracy, champion_note = (
-        (None, "no ZenML model") if model is None else _champion(model)
-    )
-    decision = decide(policy, candidates, champion_accuracy=champion_accuracy, stage=stage)
+    champion = None
+    if stage is not None and model is not None:
+        champion = read_champion(model.name, stage, running_id=_version_id(model))
+    decision = decide(goal, candidates, champion=champion, options=options, stage=stage)
+    if (
+        champion is not None
+        and as_finite(champion.accuracy) is None
+        and champion.accuracy is not None
+    ):
+        # Keep the artifact plain JSON: the odd value read is kept as text in the source.
+        readable = replace(
+            champion, accuracy=None, source=f"{champion.source}; read {champion.accuracy!r}"
+        )
+        decision = replace(decision, champion=readable)
+    if tflite_models is not None and len(tflite_models) != len(candidates):
+        decision = decision.not_promoted(
+            f"{len(tflite_models)} files for {len(candidates)} candidates: pass one per candidate"
+        )
+    elif decision.passed and stage is not None:
+        if model is None:
+            decision = decision.not_promoted(
+                "the pipeline has no ZenML model to promote; run it with "
+                "model=Model(name=...) (the CLI: --model-name)"
+            )
+        else:
+            decision = _promote(decision, model, candidates, tflite_models)
 
     record_metadata(
         {
             "passed": decision.passed,
             "selected": decision.selected,
             "stage": decision.stage,
+            "promotion": decision.promotion,
             "checked": decision.checked,
             "reasons": list(decision.reasons),
             "failed_checks": [c.name for c in decision.failed_checks],
             "checks": {c.name: c.reason for c in decision.checks},
-            "champion_accuracy": decision.champion_accuracy,
-            "champion": champion_note,
+            "champion": None
+            if champion is None
+            else {"version": champion.version, "accuracy": repr(champion.accuracy)},
             "candidates": len(candidates),
         }
     )
-
     if not decision.passed:
         if raise_on_fail:
             raise ConstraintNotMetError(
@@ -142,8 +208,11 @@ def deployment_gate(
                 "raise_on_fail=False to let the run finish with a failed decision."
             )
         logger.warning("Deployment gate failed: %s", "; ".join(decision.reasons))
-    elif decision.stage is not None and model is not None:
-        selected = next(c for c in candidates if c.name == decision.selected)
-        model.set_stage(decision.stage, force=True)
-        model.log_metadata(_figures(decision, selected))
     return decision, HTMLString(decision_html(decision))
+
+
+def _version_id(model: Model) -> Any:
+    try:
+        return model.id
+    except Exception:  # a model whose version does not exist yet has no id to compare
+        return None

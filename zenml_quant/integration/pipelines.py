@@ -23,16 +23,27 @@ from .steps import (
     profile_sensitivity,
     quantization_aware_training,
     quantize_post_training,
+    summarize_run,
     train_demo_model_step,
 )
 
 __all__ = [
+    "MAX_SEARCH_CANDIDATES",
     "build_retrain_and_compress",
     "compress_pipeline",
     "nas_pipeline",
     "retrain_and_compress",
     "schedule_retrain_and_compress",
 ]
+
+
+#: Searched candidates a pipeline may pass to the gate (search_1 ... search_5).
+MAX_SEARCH_CANDIDATES = 5
+
+
+def _named(step_: Any, candidate: str) -> Any:
+    """``step_`` whose outputs carry ``candidate`` in their names (``zq_tflite_int8``, ...)."""
+    return step_.with_options(substitutions={"candidate": candidate})
 
 
 def _compress_and_gate(
@@ -46,19 +57,25 @@ def _compress_and_gate(
     max_accuracy_drop: float | None,
     relative_drop: bool,
     qat: bool,
+    qat_skip_layers: tuple[str, ...] = (),
     benchmark_threads: tuple[int, ...] | None,
     gate: dict[str, Any],
     search: dict[str, Any] | None = None,
 ) -> None:
-    """The steps the pipelines share, from a loaded model and dataset to the gate.
+    """The steps the pipelines share, from a loaded model and dataset to the gate and summary.
 
+    Every candidate's steps and outputs carry its name (``convert_int8`` -> ``zq_tflite_int8``,
+    ``evaluate_int8`` -> ``zq_evaluation_int8``, ``benchmark_int8`` -> ``zq_benchmark_int8``).
+    A candidate that fails is a failed row; the others, the gate and the summary still run.
     ``search`` (the ``search_architecture`` parameters plus ``candidates``) adds the
     architecture search; its targets are the gate's, and its best ``candidates`` models join
     the others as ``search_1``, ``search_2``, ...
     """
     # The baseline needs the float32 file (size, peak memory) and so does the float32
     # candidate: convert once and share it.
-    float_model = convert_to_tflite(model, dataset, mode="float32", id="convert_float32")
+    float_model = _named(convert_to_tflite, "float32")(
+        model, dataset, mode="float32", id="convert_float32"
+    )
     baseline, _, _ = evaluate_baseline(
         model, dataset, float_model=float_model, split=split, metric=metric
     )
@@ -67,13 +84,13 @@ def _compress_and_gate(
         tflite_models[mode] = (
             float_model
             if mode == "float32"
-            else convert_to_tflite(model, dataset, mode=mode, id=f"convert_{mode}")
+            else _named(convert_to_tflite, mode)(model, dataset, mode=mode, id=f"convert_{mode}")
         )
     sensitivity = None
     if sensitivity_mode is not None:
         sensitivity, _ = profile_sensitivity(model, dataset, mode=sensitivity_mode)
     if max_accuracy_drop is not None:
-        tflite_models["mixed"], _, _ = quantize_post_training(
+        tflite_models["mixed"], _, _ = _named(quantize_post_training, "mixed")(
             model,
             dataset,
             sensitivity=sensitivity,
@@ -82,46 +99,57 @@ def _compress_and_gate(
             id="quantize_mixed",
         )
     if qat:
-        tflite_models["qat"], _, _ = quantization_aware_training(model, dataset)
+        tflite_models["qat"], _, _ = _named(quantization_aware_training, "qat")(
+            model, dataset, skip_layers=list(qat_skip_layers) or None
+        )
     if search:
         search = dict(search)
         count = int(search.pop("candidates", 1))
-        targets = {
-            "min_accuracy": gate.get("min_accuracy"),
-            "max_accuracy_drop": gate.get("max_accuracy_drop"),
-            "relative_drop": gate.get("relative_drop", False),
-            "max_size_bytes": gate.get("max_size_bytes"),
-            "max_latency_ms": gate.get("max_latency_ms"),
-            "max_peak_memory_bytes": gate.get("max_peak_memory_bytes"),
-        }
-        result, _, _, _, _, _ = search_architecture(model, dataset, **search, **targets)
+        result, _, _, _, _, _ = search_architecture(
+            model, dataset, **search, targets=gate.get("targets")
+        )
         for rank in range(count):
-            tflite_models[f"search_{rank + 1}"] = search_candidate(
+            name = f"search_{rank + 1}"
+            tflite_models[name] = _named(search_candidate, name)(
                 result, rank=rank, id=f"search_candidate_{rank + 1}"
             )
     candidates, benchmarks = [], []
     for name, tflite in tflite_models.items():
         candidates.append(
-            evaluate_tflite_model(
+            _named(evaluate_tflite_model, name)(
                 tflite, dataset, split=split, name=name, metric=metric, id=f"evaluate_{name}"
             )
         )
         if benchmark_threads:
-            results, _ = benchmark_on_device(
+            results, _ = _named(benchmark_on_device, name)(
                 tflite, dataset, name=name, threads=list(benchmark_threads), id=f"benchmark_{name}"
             )
             benchmarks.append(results)
     compare_candidates(baseline, candidates)
     measurements = gate_inputs(baseline, candidates, benchmarks or None)
-    deployment_gate(measurements, **gate)
+    decision, _ = deployment_gate(measurements, tflite_models=list(tflite_models.values()), **gate)
+    summarize_run(baseline, candidates, benchmarks or None, decision, sensitivity)
 
 
-def _gate_parameters(**values: Any) -> dict[str, Any]:
-    return {key.removeprefix("gate_"): value for key, value in values.items()}
+def _gate_parameters(
+    targets: dict[str, Any] | None,
+    stage: str | None,
+    champion_margin: float,
+    replace_unreadable_champion: bool,
+    raise_on_fail: bool,
+) -> dict[str, Any]:
+    return {
+        "targets": dict(targets or {}),
+        "stage": stage,
+        "champion_margin": champion_margin,
+        "replace_unreadable_champion": replace_unreadable_champion,
+        "raise_on_fail": raise_on_fail,
+    }
 
 
 # Fail fast: nothing downstream of a model or dataset that did not load is worth running, and
 # the local orchestrator then re-raises the step's own error (with its actionable message).
+# Candidates never raise (a failed one is a row), so one failure does not stop the others.
 @pipeline(execution_mode=ExecutionMode.FAIL_FAST)
 def compress_pipeline(
     model_path: str,
@@ -136,18 +164,13 @@ def compress_pipeline(
     max_accuracy_drop: float | None = 0.01,
     relative_drop: bool = False,
     qat: bool = False,
+    qat_skip_layers: tuple[str, ...] = (),
     benchmark_threads: tuple[int, ...] | None = (1,),
-    gate_min_accuracy: float | None = None,
-    gate_max_accuracy_drop: float | None = None,
-    gate_relative_drop: bool = False,
-    gate_max_size_bytes: int | None = None,
-    gate_max_latency_ms: float | None = None,
-    gate_latency_percentile: str = "p50",
-    gate_latency_threads: int = 1,
-    gate_max_peak_memory_bytes: int | None = None,
-    gate_champion_margin: float | None = None,
-    gate_stage: str | None = None,
-    gate_raise_on_fail: bool = True,
+    targets: dict[str, Any] | None = None,
+    stage: str | None = None,
+    champion_margin: float = 0.0,
+    replace_unreadable_champion: bool = False,
+    raise_on_fail: bool = True,
     search_trials: int = 0,
     search_candidates: int = 1,
     search_time_budget_min: float | None = None,
@@ -155,22 +178,25 @@ def compress_pipeline(
     search_executor: str = "inprocess",
 ) -> None:
     """load -> sensitivity -> convert / quantize / QAT / search -> evaluate, benchmark -> compare
-    -> gate.
+    -> gate -> summary.
 
     Candidates: one per ``modes`` entry (step ids ``convert_<mode>``, ``evaluate_<mode>``,
     ``benchmark_<mode>``); ``mixed``, the accuracy-controlled int8 model with the fewest float
     layers whose drop on the validation split is at most ``max_accuracy_drop``
     (``quantize_mixed``; None skips it); and ``qat``, quantization-aware training converted to
-    int8, when ``qat`` is set. ``sensitivity_mode`` (``"fast"``, ``"exhaustive"`` or None)
-    profiles the layers first. Each candidate is benchmarked in a fresh process at
-    ``benchmark_threads`` (None skips it; the gate then uses the evaluation's latency). The
-    ``gate_*`` parameters are the deployment gate's policy (:class:`zenml_quant.gate.GatePolicy`);
-    with ``gate_stage`` and a ZenML model on the run, the best passing candidate's model version
-    is promoted to that stage. A YAML config sets step options by id. ``metric`` names an extra
-    ``(labels, outputs) -> float`` function, ``"module:function"``. ``search_trials`` > 0 adds
-    the architecture search (step ``search_architecture``, targets = the gate's) and its best
-    ``search_candidates`` models as candidates ``search_1``, ...; other search options are set
-    on the ``search_architecture`` step in the YAML config.
+    int8, when ``qat`` is set (``qat_skip_layers`` stay float; layers tfmot cannot annotate are
+    skipped and listed). ``sensitivity_mode`` (``"fast"``, ``"exhaustive"`` or None) profiles the
+    layers first. Each candidate is benchmarked in a fresh process at ``benchmark_threads`` (None
+    skips it; the gate then uses the evaluation's latency).
+
+    ``targets`` are :class:`zenml_quant.targets.Targets` fields, for the gate and the search
+    (without an accuracy target the gate allows at most 1 point lost). With ``stage`` and a
+    ZenML model on the run, the best passing candidate's model version is promoted to that
+    stage when it is no worse than the version there by more than ``champion_margin``.
+    ``metric`` names an extra ``(labels, outputs) -> float`` function, ``"module:function"``.
+    ``search_trials`` > 0 adds the architecture search and its best ``search_candidates``
+    (at most 5) models as candidates ``search_1``, ...; other search options are set on the
+    ``search_architecture`` step in the YAML config.
     """
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
@@ -184,19 +210,10 @@ def compress_pipeline(
         max_accuracy_drop=max_accuracy_drop,
         relative_drop=relative_drop,
         qat=qat,
+        qat_skip_layers=qat_skip_layers,
         benchmark_threads=benchmark_threads,
         gate=_gate_parameters(
-            gate_min_accuracy=gate_min_accuracy,
-            gate_max_accuracy_drop=gate_max_accuracy_drop,
-            gate_relative_drop=gate_relative_drop,
-            gate_max_size_bytes=gate_max_size_bytes,
-            gate_max_latency_ms=gate_max_latency_ms,
-            gate_latency_percentile=gate_latency_percentile,
-            gate_latency_threads=gate_latency_threads,
-            gate_max_peak_memory_bytes=gate_max_peak_memory_bytes,
-            gate_champion_margin=gate_champion_margin,
-            gate_stage=gate_stage,
-            gate_raise_on_fail=gate_raise_on_fail,
+            targets, stage, champion_margin, replace_unreadable_champion, raise_on_fail
         ),
         search=_search_parameters(
             search_trials,
@@ -213,6 +230,10 @@ def _search_parameters(
 ) -> dict[str, Any] | None:
     if trials <= 0:
         return None
+    if not 1 <= candidates <= MAX_SEARCH_CANDIDATES:
+        raise InvalidOptionError(
+            f"search candidates must be between 1 and {MAX_SEARCH_CANDIDATES}, got {candidates}."
+        )
     return {
         "max_trials": trials,
         "candidates": candidates,
@@ -236,21 +257,18 @@ def nas_pipeline(
     seed: int = 0,
     executor: str = "inprocess",
     benchmark_threads: tuple[int, ...] | None = (1,),
-    gate_min_accuracy: float | None = None,
-    gate_max_accuracy_drop: float | None = None,
-    gate_relative_drop: bool = False,
-    gate_max_size_bytes: int | None = None,
-    gate_max_latency_ms: float | None = None,
-    gate_max_peak_memory_bytes: int | None = None,
-    gate_stage: str | None = None,
-    gate_raise_on_fail: bool = True,
+    targets: dict[str, Any] | None = None,
+    stage: str | None = None,
+    champion_margin: float = 0.0,
+    replace_unreadable_champion: bool = False,
+    raise_on_fail: bool = True,
 ) -> None:
     """load -> baseline -> architecture search -> the best ``candidates`` searched models ->
-    evaluate on ``split``, benchmark -> compare -> gate.
+    evaluate on ``split``, benchmark -> compare -> gate -> summary.
 
-    The ``gate_*`` targets are both the search's targets and the gate's policy. Search options
-    beyond these (fine-tuning, proposer, batch size, space narrowing, ...) are set on the
-    ``search_architecture`` step in a YAML config.
+    ``targets`` (:class:`zenml_quant.targets.Targets` fields) are both the search's targets and
+    the gate's. Search options beyond these (fine-tuning, proposer, batch size, space
+    narrowing, ...) are set on the ``search_architecture`` step in a YAML config.
     """
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
@@ -266,14 +284,7 @@ def nas_pipeline(
         qat=False,
         benchmark_threads=benchmark_threads,
         gate=_gate_parameters(
-            gate_min_accuracy=gate_min_accuracy,
-            gate_max_accuracy_drop=gate_max_accuracy_drop,
-            gate_relative_drop=gate_relative_drop,
-            gate_max_size_bytes=gate_max_size_bytes,
-            gate_max_latency_ms=gate_max_latency_ms,
-            gate_max_peak_memory_bytes=gate_max_peak_memory_bytes,
-            gate_stage=gate_stage,
-            gate_raise_on_fail=gate_raise_on_fail,
+            targets, stage, champion_margin, replace_unreadable_champion, raise_on_fail
         ),
         search=_search_parameters(max_trials, candidates, time_budget_min, seed, executor),
     )
@@ -299,21 +310,17 @@ def build_retrain_and_compress(trainer: Any = train_demo_model_step) -> Any:
         max_accuracy_drop: float | None = 0.01,
         qat: bool = False,
         benchmark_threads: tuple[int, ...] | None = (1,),
-        gate_min_accuracy: float | None = None,
-        gate_max_accuracy_drop: float | None = 0.01,
-        gate_max_size_bytes: int | None = None,
-        gate_max_latency_ms: float | None = None,
-        gate_latency_percentile: str = "p50",
-        gate_max_peak_memory_bytes: int | None = None,
-        gate_champion_margin: float | None = 0.0,
-        gate_stage: str | None = "staging",
+        targets: dict[str, Any] | None = None,
+        stage: str | None = "staging",
+        champion_margin: float = 0.0,
+        replace_unreadable_champion: bool = False,
     ) -> None:
         """Retrain on fresh data, compress, benchmark, and promote only what passes the gate.
 
-        By default the gate asks for at most 1 point of accuracy lost to compression and no
-        regression against the current production model (``gate_champion_margin=0``), and
-        promotes the run's model version to ``staging``. Run it with a ZenML model
-        (``.with_options(model=Model(name=...))``) for the promotion to happen.
+        ``targets`` default to the gate's floor (at most 1 point lost to compression); the
+        challenger must be no worse than the model version already in ``stage`` (by
+        ``champion_margin``). Run it with a ZenML model (``.with_options(model=Model(...))``)
+        for the promotion to happen.
         """
         raw = load_labeled_dataset(data_source, scale=scale, offset=offset, id="load_training_data")
         model = trainer(raw, epochs=epochs)
@@ -330,14 +337,7 @@ def build_retrain_and_compress(trainer: Any = train_demo_model_step) -> Any:
             qat=qat,
             benchmark_threads=benchmark_threads,
             gate=_gate_parameters(
-                gate_min_accuracy=gate_min_accuracy,
-                gate_max_accuracy_drop=gate_max_accuracy_drop,
-                gate_max_size_bytes=gate_max_size_bytes,
-                gate_max_latency_ms=gate_max_latency_ms,
-                gate_latency_percentile=gate_latency_percentile,
-                gate_max_peak_memory_bytes=gate_max_peak_memory_bytes,
-                gate_champion_margin=gate_champion_margin,
-                gate_stage=gate_stage,
+                targets, stage, champion_margin, replace_unreadable_champion, raise_on_fail=True
             ),
         )
 

@@ -8,10 +8,11 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import pandas as pd
-from zenml import step
+from zenml import ArtifactConfig, step
 from zenml.io import fileio
 from zenml.types import HTMLString
 
+from ..candidates import failed_model
 from ..errors import InvalidOptionError
 from ..search import apply as _apply
 from ..search import executors as _executors
@@ -20,7 +21,8 @@ from ..search.edits import EditPlan
 from ..search.finetune import FineTuneOptions
 from ..search.space import SpaceOptions
 from ..search.trial import EvaluationOptions
-from ..search.types import RewardOptions, Targets
+from ..search.types import RewardOptions
+from ..targets import Targets
 from ..types import LabeledDataset, TFLiteModel
 from ._runtime import STEP_SETTINGS, record_metadata
 from .materializers import (
@@ -57,13 +59,7 @@ def search_architecture(
     learning_rate: float = 1e-3,
     distill: bool = False,
     measure_latency: bool = True,
-    min_accuracy: float | None = None,
-    max_accuracy_drop: float | None = None,
-    relative_drop: bool = False,
-    max_size_bytes: int | None = None,
-    max_latency_ms: float | None = None,
-    max_peak_memory_bytes: int | None = None,
-    max_energy_uj: float | None = None,
+    targets: dict[str, Any] | None = None,
     reward_mode: str = "soft",
     layers: list[str] | None = None,
     frozen_layers: list[str] | None = None,
@@ -78,24 +74,19 @@ def search_architecture(
 ]:
     """Edit ``model`` with the RNN controller (or ``proposer="random"``) until the targets hold.
 
-    Targets: ``min_accuracy`` / ``max_accuracy_drop`` (from the original's validation accuracy)
-    and any of ``max_size_bytes``, ``max_latency_ms`` (p50, one thread, this machine),
-    ``max_peak_memory_bytes``, ``max_energy_uj``. ``executor`` runs ``batch_size`` candidates
+    ``targets`` holds :class:`zenml_quant.targets.Targets` fields: ``min_accuracy`` /
+    ``max_accuracy_drop`` (from the original's validation accuracy; by default at most 1 point
+    lost) and any of ``max_size_bytes``, ``max_latency_ms`` (p50, one thread, this machine),
+    ``max_peak_memory_bytes``, ``max_energy_uj``. Nothing below the accuracy floor is returned
+    or suggested: when no trial reaches it, the best model output is the original and the
+    ``.tflite`` output a failed model saying so. ``executor`` runs ``batch_size`` candidates
     at a time: ``"inprocess"``, ``"process"`` (``workers`` processes, one TF thread each) or
     ``"ray"`` (``ray_address``, or a local Ray). Outputs the full result (models of the best and
     Pareto trials), the history, the Pareto suggestions, the best model and its ``.tflite``,
     and an HTML report with the Pareto plot.
     """
-    targets = Targets(
-        min_accuracy=min_accuracy,
-        max_accuracy_drop=max_accuracy_drop,
-        relative_drop=relative_drop,
-        max_size_bytes=max_size_bytes,
-        max_latency_ms=max_latency_ms,
-        max_peak_memory_bytes=max_peak_memory_bytes,
-        max_energy_uj=max_energy_uj,
-    )
-    if targets.empty:
+    goal = Targets.from_dict(targets)
+    if goal.empty:
         raise InvalidOptionError(
             "The search needs at least one target: set min_accuracy or max_accuracy_drop and a "
             "resource limit such as max_size_bytes or max_latency_ms."
@@ -120,7 +111,7 @@ def search_architecture(
                 learning_rate=learning_rate,
                 distill=distill,
             ),
-            measure_latency=measure_latency or max_latency_ms is not None,
+            measure_latency=measure_latency or goal.max_latency_ms is not None,
         ),
     )
     kwargs: dict[str, Any] = {"workers": workers} if executor == "process" else {}
@@ -128,15 +119,28 @@ def search_architecture(
         kwargs = {"address": ray_address}
     with _executors.make_executor(executor, **kwargs) as runner:
         result = _loop.search_architecture(
-            model, dataset, targets=targets, options=options, executor=runner
-        )
-    if result.best_trial is None:
-        raise InvalidOptionError(
-            "Every search trial failed, so there is no model to pass on; the errors are in the "
-            "step logs. " + " ".join(result.notes)
+            model, dataset, targets=goal, options=options, executor=runner
         )
     best = result.best
-    assert best is not None
+    record_metadata(
+        {
+            "trials": len(result.trials),
+            "failed_trials": sum(not r.ok for r in result.trials),
+            "stop_reason": result.stop_reason,
+            "targets_met": result.targets_met,
+            "notes": list(result.notes),
+        }
+    )
+    if best is None:  # no trial reached the accuracy floor (or every trial failed)
+        reason = "the search returned no candidate: " + (" ".join(result.notes) or "none ran")
+        return (
+            result,
+            result.history(),
+            result.suggestions_table(),
+            model,
+            failed_model("search", reason),
+            HTMLString(result.html()),
+        )
     record_metadata(
         {
             "trials": len(result.trials),
@@ -175,10 +179,14 @@ def search_architecture(
     )
 
 
-@step(output_materializers=TFLiteModelMaterializer, settings=STEP_SETTINGS)
+@step(
+    output_materializers=TFLiteModelMaterializer,
+    settings=STEP_SETTINGS,
+    substitutions={"candidate": "search"},
+)
 def search_candidate(
     result: _loop.SearchResult, rank: int = 0
-) -> Annotated[TFLiteModel, "zq_search_candidate"]:
+) -> Annotated[TFLiteModel, ArtifactConfig(name="zq_tflite_{candidate}")]:
     """The ``rank``-th searched candidate: 0 is the best, then the other Pareto suggestions by
     reward. When the search found fewer, the best is returned again (noted on the model)."""
     others = sorted(
@@ -187,7 +195,9 @@ def search_candidate(
     )
     order: list[int] = ([result.best_trial] if result.best_trial is not None else []) + others
     if not order:
-        raise InvalidOptionError("The search result holds no successful candidate.")
+        reason = "the search returned no candidate: " + (" ".join(result.notes) or "none ran")
+        record_metadata({"error": reason})
+        return failed_model(f"search_{rank + 1}", reason)
     trial = order[rank] if rank < len(order) else order[0]
     tflite = result.tflite(trial)
     notes = [f"search trial {trial}: " + "; ".join(result.record(trial).plan.describe())]

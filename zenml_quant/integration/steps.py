@@ -7,20 +7,23 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import pandas as pd
-from zenml import step
+from zenml import ArtifactConfig, step
 from zenml.types import HTMLString
 
 from .. import baseline as _baseline
-from .. import convert as _convert
+from .. import candidates as _candidates
 from .. import datasets as _datasets
 from .. import evaluate as _evaluate
 from .. import models as _models
-from .. import ptq as _ptq
 from .. import qat as _qat
 from .. import report as _report
 from .. import sensitivity as _sensitivity
+from .. import summary as _summary
+from ..benchmark.types import BenchmarkResult
+from ..gate import GateDecision
+from ..html_page import render_html
+from ..targets import Targets
 from ..types import (
-    AccuracyBudget,
     BaselineSummary,
     CandidateResult,
     ConversionOptions,
@@ -44,8 +47,15 @@ __all__ = [
     "profile_sensitivity",
     "quantization_aware_training",
     "quantize_post_training",
+    "summarize_run",
     "train_demo_model_step",
 ]
+
+# Each candidate's outputs carry its name (zq_tflite_int8, zq_evaluation_qat, ...): the pipeline
+# sets the "candidate" substitution per call. ZenML's cache key ignores substitutions, so every
+# call of one step must also differ in a parameter (the mode, name or rank), or a cached
+# output would come back under another candidate's name.
+_TFLITE_OUTPUT = "zq_tflite_{candidate}"
 
 
 # Loading steps read external files: a cached result would hide a model or dataset that
@@ -134,7 +144,11 @@ def evaluate_baseline(
     return summary, layers, page
 
 
-@step(output_materializers=TFLiteModelMaterializer, settings=STEP_SETTINGS)
+@step(
+    output_materializers=TFLiteModelMaterializer,
+    settings=STEP_SETTINGS,
+    substitutions={"candidate": "model"},
+)
 def convert_to_tflite(
     model: Any,
     dataset: LabeledDataset,
@@ -143,15 +157,19 @@ def convert_to_tflite(
     quantized_io: bool = True,
     seed: int = 0,
     compact_names: bool = True,
-) -> Annotated[TFLiteModel, "zq_tflite_model"]:
-    """Convert to TFLite in ``mode``; ``int8``/``int16x8`` calibrate on the train split."""
+) -> Annotated[TFLiteModel, ArtifactConfig(name=_TFLITE_OUTPUT)]:
+    """Convert to TFLite in ``mode``; ``int8``/``int16x8`` calibrate on the train split.
+
+    A conversion that fails returns a model with ``error`` set (the candidate fails alone).
+    The output is ``zq_tflite_<candidate>`` (substitution ``candidate``, default ``model``).
+    """
     options = ConversionOptions(
         calibration_samples=calibration_samples,
         quantized_io=quantized_io,
         seed=seed,
         compact_names=compact_names,
     )
-    tflite = _convert.convert_model(
+    tflite = _candidates.convert_candidate(
         model, mode, representative_data=dataset.x_train, options=options
     )
     record_metadata(
@@ -161,7 +179,7 @@ def convert_to_tflite(
 
 
 # Latency is a measurement of the machine the step runs on: never reuse an old one.
-@step(enable_cache=False, settings=STEP_SETTINGS)
+@step(enable_cache=False, settings=STEP_SETTINGS, substitutions={"candidate": "model"})
 def evaluate_tflite_model(
     tflite_model: TFLiteModel,
     dataset: LabeledDataset,
@@ -170,10 +188,10 @@ def evaluate_tflite_model(
     latency_runs: int = 200,
     name: str | None = None,
     metric: str | None = None,
-) -> Annotated[CandidateResult, "zq_candidate"]:
+) -> Annotated[CandidateResult, ArtifactConfig(name="zq_evaluation_{candidate}")]:
     """Accuracy on ``split`` with ai-edge-litert, and median batch-1 latency at ``num_threads``.
 
-    ``metric`` as in :func:`evaluate_baseline`.
+    ``metric`` as in :func:`evaluate_baseline`. The output is ``zq_evaluation_<candidate>``.
     """
     result = _evaluate.evaluate_candidate(
         tflite_model,
@@ -262,7 +280,11 @@ def profile_sensitivity(
     return report.table, HTMLString(_report.sensitivity_html(report))
 
 
-@step(output_materializers={"zq_ptq_model": TFLiteModelMaterializer}, settings=STEP_SETTINGS)
+@step(
+    output_materializers={_TFLITE_OUTPUT: TFLiteModelMaterializer},
+    settings=STEP_SETTINGS,
+    substitutions={"candidate": "mixed"},
+)
 def quantize_post_training(
     model: Any,
     dataset: LabeledDataset,
@@ -279,7 +301,7 @@ def quantize_post_training(
     quantized_io: bool = True,
     seed: int = 0,
 ) -> tuple[
-    Annotated[TFLiteModel, "zq_ptq_model"],
+    Annotated[TFLiteModel, ArtifactConfig(name=_TFLITE_OUTPUT)],
     Annotated[pd.DataFrame, "zq_ptq_attempts"],
     Annotated[HTMLString, "zq_ptq_report"],
 ]:
@@ -289,9 +311,10 @@ def quantize_post_training(
     accuracy with ``relative_drop``) turns on accuracy control on ``split``: the fewest layers
     kept in float, most sensitive first (from ``sensitivity``, the output of
     :func:`profile_sensitivity`, else a fast profile). A budget that cannot be met gives the
-    best model found, marked ``budget not met``; it does not fail the step.
+    best model found, marked ``budget not met``; it does not fail the step, and neither does
+    an error (the model comes back failed, with the reason). Output ``zq_tflite_mixed``.
     """
-    result = _ptq.quantize_post_training(
+    result = _candidates.ptq_candidate(
         model,
         dataset,
         mode=mode,
@@ -299,7 +322,7 @@ def quantize_post_training(
         float_layer_types=float_layer_types or (),
         budget=None
         if max_accuracy_drop is None
-        else AccuracyBudget(max_drop=max_accuracy_drop, relative=relative_drop),
+        else Targets(max_accuracy_drop=max_accuracy_drop, relative_drop=relative_drop),
         ranking=None if sensitivity is None else list(sensitivity["layer"]),
         search=search,
         max_float_layers=max_float_layers,
@@ -308,6 +331,12 @@ def quantize_post_training(
             calibration_samples=calibration_samples, quantized_io=quantized_io, seed=seed
         ),
     )
+    if not result.model.ok:
+        record_metadata({"status": result.status, "error": result.model.error})
+        page = render_html(
+            pd.DataFrame(), title="Post-training quantization failed", notes=[result.reason]
+        )
+        return result.model, _report.attempts_table(result), HTMLString(page)
     record_metadata(
         {
             "status": result.status,
@@ -323,7 +352,11 @@ def quantize_post_training(
     return result.model, _report.attempts_table(result), HTMLString(_report.ptq_html(result))
 
 
-@step(output_materializers={"zq_qat_model": TFLiteModelMaterializer}, settings=STEP_SETTINGS)
+@step(
+    output_materializers={_TFLITE_OUTPUT: TFLiteModelMaterializer},
+    settings=STEP_SETTINGS,
+    substitutions={"candidate": "qat"},
+)
 def quantization_aware_training(
     model: Any,
     dataset: LabeledDataset,
@@ -338,7 +371,7 @@ def quantization_aware_training(
     quantized_io: bool = True,
     seed: int = 0,
 ) -> tuple[
-    Annotated[TFLiteModel, "zq_qat_model"],
+    Annotated[TFLiteModel, ArtifactConfig(name=_TFLITE_OUTPUT)],
     Annotated[pd.DataFrame, "zq_qat_history"],
     Annotated[HTMLString, "zq_qat_report"],
 ]:
@@ -347,8 +380,10 @@ def quantization_aware_training(
     Whole model by default; ``layers`` quantizes only those, ``skip_layers`` all but those
     (e.g. layers tfmot cannot quantize, or the most sensitive ones). Early stopping watches
     the validation accuracy. Reports the Keras QAT and the int8 ``.tflite`` accuracy on ``split``.
+    Layers tfmot cannot annotate are skipped and listed. A failure returns a failed model with
+    the reason (the candidate fails alone). Output ``zq_tflite_qat``.
     """
-    result = _qat.quantization_aware_training(
+    result = _candidates.qat_candidate(
         model,
         dataset,
         layers=layers,
@@ -365,6 +400,12 @@ def quantization_aware_training(
         ),
         split=split,
     )
+    if isinstance(result, TFLiteModel):  # QAT failed: the reason is in the model's error
+        record_metadata({"error": result.error})
+        page = render_html(
+            pd.DataFrame(), title="Quantization-aware training failed", notes=[result.error or ""]
+        )
+        return result, pd.DataFrame(), HTMLString(page)
     record_metadata(
         {
             "keras_qat_accuracy": result.keras_accuracy,
@@ -391,3 +432,32 @@ def train_demo_model_step(
     from ..demo import train_demo_model
 
     return train_demo_model(dataset, epochs=epochs, seed=seed)
+
+
+@step(enable_cache=False, settings=STEP_SETTINGS)
+def summarize_run(
+    baseline: BaselineSummary,
+    candidates: list[CandidateResult],
+    benchmarks: Any = None,
+    decision: GateDecision | None = None,
+    sensitivity: pd.DataFrame | None = None,
+) -> tuple[
+    Annotated[_summary.RunSummary, "zq_run_summary"], Annotated[HTMLString, "zq_run_report"]
+]:
+    """The run's one report: baseline, every candidate with status and reason, the gate.
+
+    ``benchmarks[i]`` (a list of :class:`BenchmarkResult`) belongs to ``candidates[i]``. The
+    CLI's table and ``--json`` read this artifact.
+    """
+    runs: list[list[BenchmarkResult]] | None = benchmarks or None
+    summary = _summary.build_summary(
+        baseline, candidates, benchmarks=runs, gate=decision, sensitivity=sensitivity
+    )
+    record_metadata(
+        {
+            "candidates": {c.name: c.status for c in summary.candidates},
+            "gate_passed": None if decision is None else decision.passed,
+            "selected": None if decision is None else decision.selected,
+        }
+    )
+    return summary, HTMLString(_summary.summary_html(summary))

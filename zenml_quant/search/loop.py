@@ -349,11 +349,19 @@ class _Books:
             return True
         if record.meets_targets != self.best.meets_targets:
             return record.meets_targets
+        if self._usable(record) != self._usable(self.best):
+            return self._usable(record)
         return (record.reward or 0.0) > (self.best.reward or 0.0)
+
+    def _usable(self, record: TrialRecord) -> bool:
+        """At or above the accuracy floor: the only records returned or suggested."""
+        return record.ok and self.targets.accuracy_met(
+            self.original_accuracy, record.accuracy or 0.0
+        )
 
     def _prune(self) -> None:
         """Keep models only for the best and the current Pareto trials (memory stays bounded)."""
-        keep = set(pareto_front(self.records[1:]))
+        keep = set(pareto_front([r for r in self.records[1:] if self._usable(r)]))
         if self.best is not None:
             keep.add(self.best.trial)
         for trial in list(self.models):
@@ -471,19 +479,28 @@ def _result(books: _Books, stop_reason: str, seconds: float) -> SearchResult:
     trials = books.records[1:]
     # Suggestions come from the candidates accurate enough to use, when there are any: a tiny
     # model at chance accuracy is on the raw front but is no suggestion.
+    # Nothing below the accuracy floor (the user's, or 1 point below the original by default)
+    # is returned or suggested, whatever its size: a tiny model at chance accuracy is no result.
     floor = books.targets.accuracy_floor(books.original_accuracy)
-    usable = [r for r in trials if r.ok and floor is not None and (r.accuracy or 0.0) >= floor]
-    pareto = tuple(pareto_front(usable or trials))
+    usable = [r for r in trials if books._usable(r)]
+    pareto = tuple(pareto_front(usable))
     by_trial = {r.trial: r for r in trials}
     suggestions = tuple(suggestion_of(by_trial[t]) for t in pareto)
     notes: list[str] = []
     best = books.best
+    if best is not None and not books._usable(best):
+        best = None  # _beats prefers usable records: none exists
+        if trials:
+            notes.append(
+                f"No candidate reached the accuracy floor {100 * floor:.2f} % "
+                f"({books.targets.describe_quality()}): nothing is returned or suggested."
+            )
     if best is not None and not best.meets_targets:
         missed = missed_targets(best.figures(), books.targets, books.original_accuracy)
         notes.append(
             "No candidate met every target; the best so far misses: " + "; ".join(missed) + "."
         )
-    if best is None:
+    if books.best is None:
         notes.append("Every trial failed; see the error column of the history.")
     if books.repeats:
         notes.append(

@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..errors import InvalidOptionError  # noqa: E402
+from ..html_page import _STYLE  # noqa: E402
 from ..plots import _svg  # noqa: E402
-from ..report import _STYLE  # noqa: E402
 from .pareto import pareto_front  # noqa: E402
 from .types import Targets, TrialRecord  # noqa: E402
 

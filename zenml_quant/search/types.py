@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidOptionError
+from ..targets import Targets
 from .edits import EditPlan
 
 __all__ = [
@@ -32,77 +33,6 @@ REWARD_MODES = ("soft", "hard", "forgiving")
 
 def _bad(value: object) -> bool:
     return isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
-
-
-@dataclass(frozen=True)
-class Targets:
-    """What the searched model must reach. A limit left at None is not a target.
-
-    - ``min_accuracy``: accuracy units (0.985 is 98.5 %), of the converted model on validation.
-    - ``max_accuracy_drop``: the largest drop from the original model's validation accuracy,
-      in accuracy units; with ``relative_drop`` a fraction of it.
-    - ``max_size_bytes``: the ``.tflite`` file; ``max_peak_memory_bytes``: the activation arena
-      (tensor liveness in the TFLite graph); ``max_latency_ms``: batch-1 p50 at the search's
-      benchmark thread count; ``max_energy_uj``: the per-inference energy estimate.
-    """
-
-    min_accuracy: float | None = None
-    max_accuracy_drop: float | None = None
-    relative_drop: bool = False
-    max_size_bytes: int | None = None
-    max_peak_memory_bytes: int | None = None
-    max_latency_ms: float | None = None
-    max_energy_uj: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in (
-            "min_accuracy",
-            "max_accuracy_drop",
-            "max_size_bytes",
-            "max_peak_memory_bytes",
-            "max_latency_ms",
-            "max_energy_uj",
-        ):
-            value = getattr(self, name)
-            if value is not None and (_bad(value) or value < 0):
-                raise InvalidOptionError(
-                    f"Target {name} must be a number >= 0 or None (no target), got {value!r}."
-                )
-        if self.min_accuracy is not None and self.min_accuracy > 1:
-            raise InvalidOptionError(
-                f"min_accuracy is in accuracy units (0.985 is 98.5 %), got {self.min_accuracy!r}:"
-                " divide a percentage by 100."
-            )
-
-    def accuracy_floor(self, original_accuracy: float) -> float | None:
-        """The lowest acceptable accuracy given the original model's, or None without a target."""
-        floors = []
-        if self.min_accuracy is not None:
-            floors.append(float(self.min_accuracy))
-        if self.max_accuracy_drop is not None:
-            drop = self.max_accuracy_drop
-            floors.append(
-                original_accuracy * (1 - drop) if self.relative_drop else original_accuracy - drop
-            )
-        return max(floors) if floors else None
-
-    def resource_limits(self) -> dict[str, float]:
-        """``{"size_bytes": limit, ...}`` for the resource targets that are set."""
-        pairs = {
-            "size_bytes": self.max_size_bytes,
-            "peak_memory_bytes": self.max_peak_memory_bytes,
-            "latency_ms": self.max_latency_ms,
-            "energy_uj": self.max_energy_uj,
-        }
-        return {k: float(v) for k, v in pairs.items() if v is not None}
-
-    @property
-    def empty(self) -> bool:
-        return (
-            self.min_accuracy is None
-            and self.max_accuracy_drop is None
-            and not (self.resource_limits())
-        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,235 @@
+"""Bad input to the real ``zenml-quant`` command: refused before anything runs.
+
+Each case runs the installed command in a fresh process with a fresh ZenML config folder and
+asserts exit status 2, one line of output naming the problem (and the fix), and that nothing
+was written: no output folder, no JSON file, no ZenML store (so no run and no model version).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ZENML_QUANT = shutil.which("zenml-quant", path=os.path.dirname(sys.executable))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, digits_model):
+    """A valid model, and files of every bad kind, in one folder."""
+    root = tmp_path_factory.mktemp("bad-input")
+    digits_model.save(root / "model.keras")
+    (root / "notes.txt").write_text("not a model")
+    (root / "folder").mkdir()
+    (root / "a_file").write_text("x")
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 8, 8, 1), dtype=np.float32)
+    np.savez(root / "one_class.npz", x_train=x, y_train=np.zeros(40), x_test=x, y_test=np.zeros(40))
+    nan = x.copy()
+    nan[0, 0, 0, 0] = np.nan
+    y = np.arange(40) % 10
+    np.savez(root / "nan.npz", x_train=nan, y_train=y, x_test=x, y_test=y)
+    (root / "no_label.csv").write_text("a,b\n1,2\n3,4\n")
+    configs = {
+        "broken.yaml": "parameters: [unclosed\n",
+        "list.yaml": "- modes\n- int8\n",
+        "top.yaml": "parametres:\n  modes: [int8]\n",
+        "unknown_param.yaml": "parameters:\n  mode: int8\n",
+        "modes.yaml": "parameters:\n  modes: [int8]\n",
+        "int4.yaml": "parameters:\n  modes: [int4]\n",
+        "neg_target.yaml": "parameters:\n  targets:\n    max_size_bytes: -1\n",
+        "kb_target.yaml": "parameters:\n  targets:\n    max_size_kb: 3\n",
+        "threads.yaml": "parameters:\n  benchmark_threads: [0]\n",
+        "budget.yaml": "parameters:\n  max_accuracy_drop: 3\n",
+        "steps.yaml": "steps:\n  - convert_int8\n",
+        "stage.yaml": "parameters:\n  stage: prod\n",
+    }
+    for name, text in configs.items():
+        (root / name).write_text(text)
+    return root
+
+
+def _compress(*args: str) -> list[str]:
+    return ["compress", "--model", "{root}/model.keras", "--data", "digits", *args]
+
+
+# (arguments, words the one-line message must contain); {root} is the files fixture's folder.
+CASES: list[tuple[list[str], str]] = [
+    # paths
+    (["compress", "--model", "{root}/missing.keras", "--data", "digits"], "no model at"),
+    (["compress", "--model", "{root}/notes.txt", "--data", "digits"], "not a .keras"),
+    (["compress", "--model", "{root}/folder", "--data", "digits"], "saved_model.pb"),
+    (["compress", "--model", "{root}/model.keras", "--data", "{root}/none.npz"], "no data at"),
+    (["compress", "--model", "{root}/model.keras", "--data", "{root}/notes.txt"], "not an .npz"),
+    (
+        ["compress", "--model", "{root}/model.keras", "--data", "{root}/one_class.npz"],
+        "single class",
+    ),
+    (["compress", "--model", "{root}/model.keras", "--data", "{root}/nan.npz"], "NaN"),
+    (["compress", "--model", "{root}/model.keras", "--data", "{root}/no_label.csv"], "label"),
+    (["compress", "--data", "digits"], "Missing option '--model'"),
+    (_compress("--output-dir", "{root}/a_file"), "is a file"),
+    (_compress("--output-dir", "{root}/a_file/sub"), "cannot be created"),
+    (_compress("--json", "{root}/missing/summary.json"), "does not exist"),
+    (_compress("--json", "{root}/folder"), "is a folder"),
+    # numbers
+    (_compress("--scale", "nan"), "--scale"),
+    (_compress("--scale", "inf"), "--scale"),
+    (_compress("--offset", "nan"), "--offset"),
+    (_compress("--scale", "abc"), "'--scale'"),
+    (_compress("--max-size-kb", "0"), "--max-size-kb"),
+    (_compress("--max-size-kb", "-5"), "--max-size-kb"),
+    (_compress("--max-size-kb", "nan"), "--max-size-kb"),
+    (_compress("--max-size-kb", "inf"), "--max-size-kb"),
+    (_compress("--max-latency-ms", "0"), "max_latency_ms"),
+    (_compress("--max-latency-ms", "-1"), "max_latency_ms"),
+    (_compress("--max-latency-ms", "nan"), "max_latency_ms"),
+    (_compress("--max-peak-memory-kb", "0"), "--max-peak-memory-kb"),
+    (_compress("--max-accuracy-drop", "2"), "max_accuracy_drop"),
+    (_compress("--max-accuracy-drop", "1"), "max_accuracy_drop"),
+    (_compress("--max-accuracy-drop", "-0.1"), "max_accuracy_drop"),
+    (_compress("--max-accuracy-drop", "nan"), "max_accuracy_drop"),
+    (_compress("--min-accuracy", "1.5"), "min_accuracy"),
+    (_compress("--min-accuracy", "-0.2"), "min_accuracy"),
+    (_compress("--min-accuracy", "98"), "0.98 is 98 %"),
+    (_compress("--accuracy-budget", "5"), "--accuracy-budget"),
+    (_compress("--accuracy-budget", "-1"), "--accuracy-budget"),
+    (_compress("--accuracy-budget", "nan"), "--accuracy-budget"),
+    (_compress("--threads", "0"), "--threads"),
+    (_compress("--threads", "-2"), "--threads"),
+    (_compress("--threads", "1", "--threads", "1"), "given twice"),
+    (_compress("--threads", "100000"), "at most 256"),
+    (_compress("--champion-margin", "1.5", "--stage", "production"), "--champion-margin"),
+    (_compress("--champion-margin", "-0.1", "--stage", "production"), "--champion-margin"),
+    # combinations and choices
+    (_compress("--no-mixed", "--accuracy-budget", "0.01"), "contradicts"),
+    (_compress("--no-mixed", "--relative-budget"), "contradicts"),
+    (_compress("--qat-skip", "bn"), "add --qat"),
+    (_compress("--mode", "int8", "--mode", "int8"), "given twice"),
+    (_compress("--mode", "int4"), "'--mode'"),
+    (_compress("--sensitivity", "fastest"), "'--sensitivity'"),
+    (_compress("--stage", "prod"), "'--stage'"),
+    (_compress("--champion-margin", "0.1"), "no --stage"),
+    (_compress("--replace-unreadable-champion"), "add --stage"),
+    (_compress("--metric", "nocolon"), "package.module:function"),
+    (_compress("--frobnicate"), "No such option"),
+    # YAML configs
+    (_compress("--config", "{root}/missing.yaml"), "cannot be read"),
+    (_compress("--config", "{root}/broken.yaml"), "not valid YAML"),
+    (_compress("--config", "{root}/list.yaml"), "not a YAML mapping"),
+    (_compress("--config", "{root}/top.yaml"), "parametres"),
+    (_compress("--config", "{root}/unknown_param.yaml"), "unknown parameter(s) mode"),
+    (_compress("--config", "{root}/modes.yaml", "--mode", "int8"), "set both"),
+    (_compress("--config", "{root}/int4.yaml"), "modes"),
+    (_compress("--config", "{root}/neg_target.yaml"), "max_size_bytes"),
+    (_compress("--config", "{root}/kb_target.yaml"), "max_size_kb"),
+    (_compress("--config", "{root}/threads.yaml"), "benchmark_threads"),
+    (_compress("--config", "{root}/budget.yaml"), "max_accuracy_drop"),
+    (_compress("--config", "{root}/steps.yaml"), "'steps'"),
+    (_compress("--config", "{root}/stage.yaml"), "stage"),
+    # search
+    (["search", "--model", "{root}/model.keras", "--data", "digits"], "needs a target"),
+    (
+        [
+            "search",
+            "--model",
+            "{root}/model.keras",
+            "--data",
+            "digits",
+            "--max-size-kb",
+            "10",
+            "--max-trials",
+            "0",
+        ],
+        "--max-trials",
+    ),
+    (
+        [
+            "search",
+            "--model",
+            "{root}/model.keras",
+            "--data",
+            "digits",
+            "--max-size-kb",
+            "10",
+            "--candidates",
+            "9",
+        ],
+        "--candidates",
+    ),
+    (
+        [
+            "search",
+            "--model",
+            "{root}/model.keras",
+            "--data",
+            "digits",
+            "--max-size-kb",
+            "10",
+            "--time-budget-min",
+            "0",
+        ],
+        "--time-budget-min",
+    ),
+    (
+        [
+            "search",
+            "--model",
+            "{root}/model.keras",
+            "--data",
+            "digits",
+            "--max-size-kb",
+            "10",
+            "--seed",
+            "-1",
+        ],
+        "--seed",
+    ),
+    (
+        ["search", "--model", "{root}/missing.keras", "--data", "digits", "--max-size-kb", "10"],
+        "no model at",
+    ),
+    # retrain, demo, studio
+    (["retrain", "--epochs", "0"], "--epochs"),
+    (["retrain", "--schedule", "every monday"], "cron"),
+    (["retrain", "--data", "{root}/none.npz"], "no data at"),
+    (["retrain", "--model-name", " "], "--model-name"),
+    (["demo", "--epochs", "0"], "--epochs"),
+    (["demo", "--json", "{root}/missing/x.json"], "does not exist"),
+    (["studio", "--model", "{root}/model.keras", "--port", "70000"], "--port"),
+    (["studio", "--model", "{root}/missing.keras", "--data", "digits"], "no model at"),
+    (["studio", "--data", "digits"], "exactly one of --model"),
+    (["studio", "--model", "{root}/model.keras", "--threads", "0"], "--threads"),
+]
+
+
+def test_at_least_60_bad_inputs_are_covered():
+    assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize(("args", "words"), CASES, ids=[" ".join(a[:1] + a[-2:]) for a, _ in CASES])
+def test_bad_input_is_refused_before_anything_runs(files, tmp_path, args, words):
+    root = str(files)
+    out, summary = tmp_path / "out", tmp_path / "summary.json"
+    command = [a.replace("{root}", root) for a in args]
+    if command[0] in ("compress", "search", "demo") and "--output-dir" not in command:
+        command += ["--output-dir", str(out)]
+    if command[0] in ("compress", "search") and "--json" not in command:
+        command += ["--json", str(summary)]
+    config_dir = tmp_path / "zenml"
+    env = {**os.environ, "ZENML_CONFIG_PATH": str(config_dir), "ZENML_ANALYTICS_OPT_IN": "false"}
+    done = subprocess.run(
+        [ZENML_QUANT, *command], capture_output=True, text=True, env=env, timeout=120
+    )
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("Error: ") and words in lines[0], lines[0]
+    assert "Traceback" not in done.stderr
+    # Nothing written: no files, and no ZenML store (so no run and no model version).
+    assert not out.exists() and not summary.exists()
+    assert not config_dir.exists() or not any(config_dir.rglob("*")), list(config_dir.rglob("*"))

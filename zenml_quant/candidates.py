@@ -1,0 +1,97 @@
+"""Each candidate fails alone: a conversion, the mixed model or QAT that raises becomes a
+failed :class:`TFLiteModel` with its reason, and the rest of the run goes on.
+
+The core functions (``convert_model``, ``quantize_post_training``,
+``quantization_aware_training``) raise on bad input, as a library should; the pipeline's steps
+call these wrappers instead, so one candidate's failure is a row in the report, not a lost run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .convert import convert_model
+from .ptq import quantize_post_training
+from .qat import QATOptions, QATResult, quantization_aware_training
+from .types import ConversionOptions, LabeledDataset, PTQResult, TFLiteModel
+
+__all__ = [
+    "convert_candidate",
+    "describe_failure",
+    "failed_model",
+    "ptq_candidate",
+    "qat_candidate",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line that says what went wrong: our messages as they are, others with their type."""
+    from .errors import ZenmlQuantError
+
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, ZenmlQuantError):
+        text = f"{type(exc).__name__}: {text}"
+    first = text.splitlines()[0]
+    return first if len(first) <= 500 else first[:497] + "..."
+
+
+def failed_model(
+    mode: str, reason: str, options: ConversionOptions | None = None, source_model: str = ""
+) -> TFLiteModel:
+    """A candidate that could not be built: no bytes, ``error`` says why."""
+    return TFLiteModel(
+        content=b"",
+        mode=mode,
+        options=options or ConversionOptions(),
+        operators=(),
+        inputs=(),
+        outputs=(),
+        source_model=source_model,
+        error=reason,
+    )
+
+
+def _model_name(model: Any) -> str:
+    return str(getattr(model, "name", "") or "")
+
+
+def convert_candidate(
+    model: Any, mode: str, *, representative_data: Any, options: ConversionOptions
+) -> TFLiteModel:
+    """:func:`convert_model`, with a failure returned as a failed model."""
+    try:
+        return convert_model(model, mode, representative_data=representative_data, options=options)
+    except Exception as exc:  # one mode failing must not sink the others
+        reason = f"conversion to {mode} failed: {describe_failure(exc)}"
+        logger.warning(reason)
+        return failed_model(mode, reason, options, _model_name(model))
+
+
+def ptq_candidate(model: Any, dataset: LabeledDataset, **kwargs: Any) -> PTQResult:
+    """:func:`quantize_post_training`, with a failure returned as a failed result."""
+    try:
+        return quantize_post_training(model, dataset, **kwargs)
+    except Exception as exc:
+        reason = f"post-training quantization failed: {describe_failure(exc)}"
+        logger.warning(reason)
+        options = kwargs.get("options") or ConversionOptions()
+        tflite = failed_model("mixed", reason, options, _model_name(model))
+        return PTQResult(
+            model=tflite, status="failed", reason=reason, split=kwargs.get("split", "validation")
+        )
+
+
+def qat_candidate(
+    model: Any, dataset: LabeledDataset, *, options: QATOptions, **kwargs: Any
+) -> QATResult | TFLiteModel:
+    """:func:`quantization_aware_training`; a failure comes back as a failed model."""
+    try:
+        return quantization_aware_training(model, dataset, options=options, **kwargs)
+    except Exception as exc:
+        reason = f"quantization-aware training failed: {describe_failure(exc)}"
+        logger.warning(reason)
+        conversion = kwargs.get("conversion") or ConversionOptions()
+        return failed_model("qat", reason, conversion, _model_name(model))

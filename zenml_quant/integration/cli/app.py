@@ -1,0 +1,59 @@
+"""The ``zenml-quant`` command group, and how it reports errors.
+
+Every error ends the command with one line on stderr, ``Error: <what> ...; <fix>``: status 2 for
+a bad option or input (checked before anything runs), 1 for a run that failed or a gate that
+refused. No Python traceback reaches the user for an error of ours.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+__all__ = ["main"]
+
+
+class _Group(click.Group):
+    """A click group whose errors are one line (click's usage block and hint are left out)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # noqa: D102
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            message = " ".join(exc.format_message().split())
+            if (
+                isinstance(exc, click.UsageError)
+                and exc.ctx is not None
+                and "--help" not in message
+            ):
+                message += f" (see {exc.ctx.command_path} --help)"
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="zenml-quant")
+def main() -> None:
+    """Make a trained Keras model fit an edge device, with ZenML tracking every step."""
+
+
+def _register() -> None:
+    from .compress import compress, demo
+    from .search import retrain, search
+    from .studio import studio
+
+    for command in (demo, compress, search, retrain, studio):
+        main.add_command(command)
+
+
+_register()

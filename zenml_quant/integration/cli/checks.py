@@ -1,0 +1,394 @@
+"""Checks of the command line, run before any ZenML run starts and before TensorFlow loads.
+
+Each check raises :class:`click.UsageError` (exit status 2) with one line that names the option,
+what is wrong with it and how to fix it. Nothing here writes a file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..._validate import check_integer, check_number, check_writable_dir, check_writable_file
+from ...errors import InvalidDatasetError, InvalidOptionError
+from ...targets import Targets
+
+__all__ = [
+    "COMPRESS_PARAMETERS",
+    "MODEL_SUFFIXES",
+    "NAS_PARAMETERS",
+    "RETRAIN_PARAMETERS",
+    "check_config",
+    "check_cron",
+    "check_data",
+    "check_metric",
+    "check_model_path",
+    "check_outputs",
+    "check_promotion",
+    "number",
+    "targets_from_flags",
+    "usage_error",
+    "whole",
+]
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+_DATA_SUFFIXES = (".npz", ".csv")
+_URI = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+_METRIC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+
+#: The parameters of the pipelines a ``parameters:`` block of a YAML config may set (a test
+#: keeps these equal to the pipelines' signatures, so the check works without importing them).
+COMPRESS_PARAMETERS = (
+    "model_path",
+    "data_source",
+    "modes",
+    "split",
+    "scale",
+    "offset",
+    "allow_unsafe",
+    "metric",
+    "sensitivity_mode",
+    "max_accuracy_drop",
+    "relative_drop",
+    "qat",
+    "qat_skip_layers",
+    "benchmark_threads",
+    "targets",
+    "stage",
+    "champion_margin",
+    "replace_unreadable_champion",
+    "raise_on_fail",
+    "search_trials",
+    "search_candidates",
+    "search_time_budget_min",
+    "search_seed",
+    "search_executor",
+)
+NAS_PARAMETERS = (
+    "model_path",
+    "data_source",
+    "split",
+    "scale",
+    "offset",
+    "allow_unsafe",
+    "max_trials",
+    "candidates",
+    "time_budget_min",
+    "seed",
+    "executor",
+    "benchmark_threads",
+    "targets",
+    "stage",
+    "champion_margin",
+    "replace_unreadable_champion",
+    "raise_on_fail",
+)
+RETRAIN_PARAMETERS = (
+    "data_source",
+    "epochs",
+    "modes",
+    "split",
+    "scale",
+    "offset",
+    "sensitivity_mode",
+    "max_accuracy_drop",
+    "qat",
+    "benchmark_threads",
+    "targets",
+    "stage",
+    "champion_margin",
+    "replace_unreadable_champion",
+)
+#: Top-level keys of a ZenML run configuration that our commands accept.
+_CONFIG_KEYS = {
+    "parameters",
+    "steps",
+    "settings",
+    "enable_cache",
+    "enable_artifact_metadata",
+    "enable_artifact_visualization",
+    "enable_step_logs",
+    "extra",
+    "model",
+    "run_name",
+    "schedule",
+    "tags",
+}
+
+
+def usage_error(option: str, problem: str, fix: str) -> click.UsageError:
+    """The one-line error of a bad option: ``--x: what is wrong; what to do``."""
+    return click.UsageError(f"{option}: {problem}; {fix}")
+
+
+def _reword(option: str, exc: InvalidOptionError) -> click.UsageError:
+    return click.UsageError(f"{option}: {exc}")
+
+
+def number(option: str, value: float | None, **bounds: Any) -> float | None:
+    """``value`` checked as a finite number within ``bounds`` (see :func:`check_number`)."""
+    if value is None:
+        return None
+    try:
+        return check_number(option, value, **bounds)
+    except InvalidOptionError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def whole(option: str, value: int | None, *, minimum: int, maximum: int | None = None) -> None:
+    """``value`` checked as a whole number in ``[minimum, maximum]``."""
+    if value is None:
+        return
+    try:
+        check_integer(option, value, minimum=minimum)
+    except InvalidOptionError as exc:
+        raise click.UsageError(str(exc)) from None
+    if maximum is not None and value > maximum:
+        raise usage_error(option, f"{value} is more than {maximum}", f"use at most {maximum}")
+
+
+def check_model_path(path: str, option: str = "--model") -> None:
+    """The model file or SavedModel folder exists, is readable and has a known format."""
+    if _URI.match(path):
+        return  # an artifact-store URI: the loading step reads it where it runs
+    target = Path(path).expanduser()
+    if not target.exists():
+        raise usage_error(
+            option,
+            f"no model at {path!r}",
+            "give the path of a .keras or .h5 file or a SavedModel folder",
+        )
+    if target.is_dir():
+        if not (target / "saved_model.pb").is_file():
+            raise usage_error(
+                option,
+                f"the folder {path!r} holds no saved_model.pb",
+                "give a SavedModel folder or a .keras/.h5 file",
+            )
+        return
+    if target.suffix.lower() not in MODEL_SUFFIXES:
+        raise usage_error(
+            option,
+            f"{path!r} is not a .keras, .h5 or SavedModel model",
+            "save the model with model.save('model.keras') and pass that file",
+        )
+    try:
+        with target.open("rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise usage_error(
+            option, f"{path!r} cannot be read ({exc.strerror})", "check its permissions"
+        ) from None
+
+
+def check_data(source: str, *, scale: float | None, offset: float | None) -> None:
+    """The data source exists and loads into usable splits (several classes, finite values).
+
+    Loading takes a moment (numpy, pandas, no TensorFlow), and saves a whole pipeline run that
+    would fail at its first step.
+    """
+    if source != "digits" and not _URI.match(source):
+        target = Path(source).expanduser()
+        if not target.exists():
+            raise usage_error(
+                "--data",
+                f"no data at {source!r}",
+                'give an .npz, a .csv, an image folder, or "digits"',
+            )
+        if target.is_file() and target.suffix.lower() not in _DATA_SUFFIXES:
+            raise usage_error(
+                "--data",
+                f"{source!r} is not an .npz or .csv file",
+                'give an .npz (Keras keys), a .csv with a label column, an image folder, or "digits"',
+            )
+    if _URI.match(source):
+        return
+    from ... import datasets
+
+    try:
+        datasets.load_dataset(
+            source,
+            scale=1 / 255 if scale is None else scale,
+            offset=0.0 if offset is None else offset,
+        )
+    except (InvalidDatasetError, InvalidOptionError) as exc:
+        raise click.UsageError(f"--data: {' '.join(str(exc).split())}") from None
+
+
+def check_outputs(output_dir: str | None, json_path: str | None) -> None:
+    """The output folder can be created and written, and so can the ``--json`` file."""
+    try:
+        if output_dir is not None:
+            check_writable_dir("--output-dir", output_dir)
+        if json_path is not None:
+            check_writable_file("--json", json_path)
+    except InvalidOptionError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def check_metric(metric: str | None) -> None:
+    if metric is not None and not _METRIC.match(metric):
+        raise usage_error(
+            "--metric",
+            f"{metric!r} is not a function reference",
+            'write it as "package.module:function"',
+        )
+
+
+def check_cron(cron: str | None) -> None:
+    if cron is None:
+        return
+    fields = cron.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise usage_error(
+            "--schedule",
+            f"{cron!r} is not a cron expression",
+            'give five fields, minute hour day month weekday, e.g. "0 3 * * 1"',
+        )
+
+
+def targets_from_flags(
+    *,
+    max_size_kb: float | None = None,
+    max_peak_memory_kb: float | None = None,
+    max_latency_ms: float | None = None,
+    max_accuracy_drop: float | None = None,
+    min_accuracy: float | None = None,
+    threads: int = 1,
+) -> Targets:
+    """The :class:`Targets` of the target flags (KB are 1000 bytes), checked as they are made."""
+    flags = {
+        "max_size_bytes": ("--max-size-kb", max_size_kb),
+        "max_peak_memory_bytes": ("--max-peak-memory-kb", max_peak_memory_kb),
+    }
+    values: dict[str, Any] = {}
+    for field, (option, value) in flags.items():
+        checked = number(option, value, minimum=0, min_inclusive=False)
+        if checked is not None:
+            values[field] = checked * 1000
+    others = {
+        "max_latency_ms": ("--max-latency-ms", max_latency_ms),
+        "max_accuracy_drop": ("--max-accuracy-drop", max_accuracy_drop),
+        "min_accuracy": ("--min-accuracy", min_accuracy),
+    }
+    for field, (_option, value) in others.items():
+        if value is not None:
+            values[field] = value
+    try:
+        return Targets(**values, latency_threads=threads)
+    except InvalidOptionError as exc:
+        option = next((o for f, (o, _) in others.items() if f in str(exc)), "targets")
+        raise _reword(option, exc) from None
+
+
+def check_promotion(
+    stage: str | None, champion_margin: float | None, replace_unreadable: bool
+) -> None:
+    """``--champion-margin`` and ``--replace-unreadable-champion`` need a ``--stage``."""
+    if stage is None and champion_margin is not None:
+        raise usage_error(
+            "--champion-margin",
+            "it compares with the model version in a stage, but no --stage was given",
+            "add --stage staging|production",
+        )
+    if stage is None and replace_unreadable:
+        raise usage_error(
+            "--replace-unreadable-champion",
+            "there is no champion to replace without --stage",
+            "add --stage staging|production",
+        )
+    number("--champion-margin", champion_margin, minimum=0, maximum=1, max_inclusive=False)
+
+
+def _load_yaml(path: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid syntax"
+        raise usage_error(
+            "--config", f"{path!r} is not valid YAML{where} ({problem})", "fix the file"
+        ) from None
+    except OSError as exc:
+        raise usage_error(
+            "--config", f"{path!r} cannot be read ({exc.strerror})", "check the path"
+        ) from None
+
+
+def check_config(
+    path: str | None,
+    *,
+    allowed: Iterable[str],
+    given: Iterable[str] = (),
+    validate: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The YAML run config's ``parameters`` (checked), or {} without a config.
+
+    Refused: a file that is not a YAML mapping; unknown top-level keys; a ``parameters`` key
+    the pipeline does not take, or one also given as a flag (ZenML refuses a parameter set
+    twice); ``steps`` that are not mappings of ``parameters`` mappings; parameter values that
+    fail the same checks as the flags (``validate`` maps a parameter to a checking function).
+    """
+    if path is None:
+        return {}
+    data = _load_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise usage_error(
+            "--config", f"{path!r} is not a YAML mapping", "start it with 'parameters:' or 'steps:'"
+        )
+    unknown = sorted(set(map(str, data)) - _CONFIG_KEYS)
+    if unknown:
+        raise usage_error(
+            "--config",
+            f"unknown key(s) {', '.join(unknown)} in {path!r}",
+            f"use {', '.join(sorted(_CONFIG_KEYS))}",
+        )
+    parameters = data.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise usage_error(
+            "--config", "'parameters' is not a mapping", "write 'name: value' lines under it"
+        )
+    allowed = set(allowed)
+    strange = sorted(set(map(str, parameters)) - allowed)
+    if strange:
+        raise usage_error(
+            "--config",
+            f"unknown parameter(s) {', '.join(strange)}",
+            f"use any of {', '.join(sorted(allowed))}",
+        )
+    twice = sorted(set(parameters) & set(given))
+    if twice:
+        raise usage_error(
+            "--config",
+            f"{', '.join(twice)} set both in {path!r} and on the command line",
+            "ZenML refuses a parameter set twice: remove it from one of them",
+        )
+    steps = data.get("steps") or {}
+    if not isinstance(steps, dict) or any(
+        not isinstance(v, dict) or not isinstance(v.get("parameters", {}) or {}, dict)
+        for v in steps.values()
+    ):
+        raise usage_error(
+            "--config",
+            "'steps' must map step names to mappings with a 'parameters' mapping",
+            "see pipelines/configs/compress.yaml",
+        )
+    for name, check in (validate or {}).items():
+        if name in parameters:
+            try:
+                check(parameters[name])
+            except click.UsageError as exc:
+                raise click.UsageError(f"--config parameter {name}: {exc.message}") from None
+            except (InvalidOptionError, TypeError, ValueError) as exc:
+                raise click.UsageError(f"--config parameter {name}: {exc}") from None
+    return parameters

@@ -1,0 +1,319 @@
+"""``zenml-quant compress`` and ``zenml-quant demo``: every candidate, the gate, the summary."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ...types import MODES
+from . import checks
+from .options import data_options, model_options, output_options, promotion_options, target_options
+from .running import (
+    find_output,
+    print_gate,
+    print_summary,
+    run_tracked,
+    write_candidate_files,
+    write_json,
+)
+
+__all__ = ["compress", "demo"]
+
+_MAX_THREADS = 256
+
+
+def _check_modes(modes: tuple[str, ...]) -> None:
+    repeated = sorted({m for m in modes if modes.count(m) > 1})
+    if repeated:
+        raise checks.usage_error(
+            "--mode", f"{', '.join(repeated)} given twice", "give each mode once"
+        )
+
+
+def _check_threads(threads: tuple[int, ...] | list[int]) -> None:
+    for t in threads:
+        checks.whole("--threads", t, minimum=1, maximum=_MAX_THREADS)
+    if len(set(threads)) != len(threads):
+        raise checks.usage_error(
+            "--threads", "a thread count is given twice", "give each count once"
+        )
+
+
+def _config_checks() -> dict[str, Any]:
+    """How a YAML ``parameters`` value is checked: the same rules as its flag."""
+
+    def modes(value: Any) -> None:
+        if not isinstance(value, list) or not value or any(m not in MODES for m in value):
+            raise click.UsageError(f"{value!r}: give a list of modes from {', '.join(MODES)}")
+        _check_modes(tuple(value))
+
+    def threads(value: Any) -> None:
+        if value is not None:
+            if not isinstance(value, list) or not value:
+                raise click.UsageError(f"{value!r}: give a list of thread counts, e.g. [1, 2]")
+            _check_threads(value)
+
+    def drop(value: Any) -> None:
+        if value is not None:
+            checks.number("max_accuracy_drop", value, minimum=0, maximum=1, max_inclusive=False)
+
+    def targets(value: Any) -> None:
+        from ...targets import Targets
+
+        if value is not None and not isinstance(value, dict):
+            raise click.UsageError(
+                f"{value!r}: give a mapping of targets, e.g. max_size_bytes: 50000"
+            )
+        Targets.from_dict(value)
+
+    def sensitivity(value: Any) -> None:
+        if value not in ("fast", "exhaustive", None):
+            raise click.UsageError(f"{value!r}: use fast, exhaustive or null")
+
+    def stage(value: Any) -> None:
+        if value not in ("staging", "production", None):
+            raise click.UsageError(f"{value!r}: use staging, production or null")
+
+    def margin(value: Any) -> None:
+        checks.number("champion_margin", value, minimum=0, maximum=1, max_inclusive=False)
+
+    def finite(value: Any) -> None:
+        checks.number("value", value)
+
+    return {
+        "modes": modes,
+        "benchmark_threads": threads,
+        "max_accuracy_drop": drop,
+        "targets": targets,
+        "sensitivity_mode": sensitivity,
+        "stage": stage,
+        "champion_margin": margin,
+        "scale": finite,
+        "offset": finite,
+    }
+
+
+def _finish(run: Any, model_path: str, output_dir: str, json_path: str | None) -> None:
+    """Show and write what the run produced; exit 1 when the gate failed."""
+    summary = find_output(run, "zq_run_summary")
+    if summary is None:
+        raise click.ClickException("the run produced no summary: see the ZenML run's step logs")
+    stem = Path(model_path.rstrip("/")).stem or "model"
+    paths = write_candidate_files(run, summary, stem, Path(output_dir))
+    print_summary(summary)
+    click.echo(f"TFLite files written to {Path(output_dir).resolve()}")
+    if json_path:
+        write_json(json_path, summary.to_dict(paths))
+        click.echo(f"Summary written to {json_path}")
+    gate = summary.gate
+    if gate is not None:
+        print_gate(gate)
+        if not gate.passed:
+            raise click.ClickException("the deployment gate failed: nothing was promoted.")
+
+
+@click.command()
+@model_options()
+@data_options()
+@click.option(
+    "--config",
+    default=None,
+    help="ZenML YAML run config (pipeline parameters and per-step options).",
+)
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(MODES),
+    help="Conversion mode; repeat for several [float32, int8].",
+)
+@click.option(
+    "--metric",
+    default=None,
+    help='Extra metric "package.module:function" taking (labels, outputs) -> float.',
+)
+@click.option(
+    "--sensitivity",
+    type=click.Choice(["fast", "exhaustive", "off"]),
+    default=None,
+    help="Per-layer int8 sensitivity profiling [fast].",
+)
+@click.option(
+    "--accuracy-budget",
+    type=float,
+    default=None,
+    help="Accuracy drop the mixed int8 candidate may cost on validation, in [0, 1): 0.005 = "
+    "half a point [0.01].",
+)
+@click.option(
+    "--relative-budget", is_flag=True, help="--accuracy-budget is a fraction of the float accuracy."
+)
+@click.option("--no-mixed", is_flag=True, help="Skip the accuracy-controlled mixed candidate.")
+@click.option("--qat", is_flag=True, help="Add a quantization-aware-training candidate.")
+@click.option(
+    "--qat-skip",
+    "qat_skip",
+    multiple=True,
+    help="Layer QAT leaves in float; repeat for several (layers tfmot cannot annotate are "
+    "skipped anyway).",
+)
+@click.option(
+    "--threads",
+    "benchmark_threads",
+    type=int,
+    multiple=True,
+    help="Benchmark thread count; repeat to sweep [1]. The latency target reads the first.",
+)
+@target_options()
+@promotion_options()
+@output_options()
+def compress(
+    model_path: str,
+    data_source: str,
+    config: str | None,
+    scale: float | None,
+    offset: float | None,
+    modes: tuple[str, ...],
+    allow_unsafe: bool,
+    metric: str | None,
+    sensitivity: str | None,
+    accuracy_budget: float | None,
+    relative_budget: bool,
+    no_mixed: bool,
+    qat: bool,
+    qat_skip: tuple[str, ...],
+    benchmark_threads: tuple[int, ...],
+    max_size_kb: float | None,
+    max_peak_memory_kb: float | None,
+    max_latency_ms: float | None,
+    max_accuracy_drop: float | None,
+    min_accuracy: float | None,
+    stage: str | None,
+    model_name: str | None,
+    champion_margin: float | None,
+    replace_unreadable_champion: bool,
+    output_dir: str,
+    json_path: str | None,
+) -> None:
+    """Profile MODEL on DATA, convert and quantize it, benchmark and gate the candidates."""
+    # Check everything before anything runs: a mistake costs a second, not a pipeline run.
+    checks.number("--scale", scale)
+    checks.number("--offset", offset)
+    _check_modes(modes)
+    _check_threads(benchmark_threads)
+    checks.check_metric(metric)
+    checks.number("--accuracy-budget", accuracy_budget, minimum=0, maximum=1, max_inclusive=False)
+    if no_mixed and (accuracy_budget is not None or relative_budget):
+        raise checks.usage_error(
+            "--no-mixed", "it contradicts --accuracy-budget/--relative-budget", "drop one of them"
+        )
+    if qat_skip and not qat:
+        raise checks.usage_error("--qat-skip", "it applies to QAT only", "add --qat")
+    targets = checks.targets_from_flags(
+        max_size_kb=max_size_kb,
+        max_peak_memory_kb=max_peak_memory_kb,
+        max_latency_ms=max_latency_ms,
+        max_accuracy_drop=max_accuracy_drop,
+        min_accuracy=min_accuracy,
+        threads=benchmark_threads[0] if benchmark_threads else 1,
+    )
+    checks.check_promotion(stage, champion_margin, replace_unreadable_champion)
+    checks.check_outputs(output_dir, json_path)
+
+    # Only options given on the command line are passed: ZenML refuses a parameter set both
+    # in code and in the YAML config, so unset flags leave the config (or defaults) in charge.
+    overrides: dict[str, Any] = {}
+    given = {
+        "scale": scale,
+        "offset": offset,
+        "modes": tuple(modes) or None,
+        "metric": metric,
+        "sensitivity_mode": sensitivity,
+        "max_accuracy_drop": accuracy_budget,
+        "benchmark_threads": tuple(benchmark_threads) or None,
+        "stage": stage,
+        "champion_margin": champion_margin,
+    }
+    overrides.update({k: v for k, v in given.items() if v is not None})
+    if sensitivity == "off":
+        overrides["sensitivity_mode"] = None
+    flags = {
+        "allow_unsafe": allow_unsafe,
+        "relative_drop": relative_budget,
+        "qat": qat,
+        "replace_unreadable_champion": replace_unreadable_champion,
+    }
+    overrides.update({k: True for k, v in flags.items() if v})
+    if no_mixed:
+        overrides["max_accuracy_drop"] = None
+    if qat_skip:
+        overrides["qat_skip_layers"] = tuple(qat_skip)
+    if not targets.empty or benchmark_threads:
+        overrides["targets"] = targets.to_dict()
+    checks.check_config(
+        config,
+        allowed=checks.COMPRESS_PARAMETERS,
+        given=[*overrides, "model_path", "data_source", "raise_on_fail"],
+        validate=_config_checks(),
+    )
+    checks.check_model_path(model_path)
+    checks.check_data(data_source, scale=scale, offset=offset)
+
+    # The CLI reports a failed gate itself, after writing the summary that says why.
+    overrides["raise_on_fail"] = False
+    if stage and not model_name:
+        model_name = Path(model_path.rstrip("/")).stem or "model"
+    _run_compress(model_path, data_source, config, overrides, output_dir, json_path, model_name)
+
+
+def _run_compress(
+    model_path: str,
+    data_source: str,
+    config: str | None,
+    overrides: dict[str, Any],
+    output_dir: str,
+    json_path: str | None,
+    model_name: str | None,
+) -> None:
+    from ..pipelines import compress_pipeline
+
+    runnable = compress_pipeline.with_options(config_path=config) if config else compress_pipeline
+    if model_name:  # promotion needs a ZenML model; each run becomes one of its versions
+        from zenml import Model
+
+        runnable = runnable.with_options(model=Model(name=model_name))
+    run = run_tracked(
+        runnable, "compress", model_path=model_path, data_source=data_source, **overrides
+    )
+    _finish(run, model_path, output_dir, json_path)
+
+
+@click.command()
+@click.option("--epochs", default=15, show_default=True, type=int, help="Training epochs.")
+@output_options()
+def demo(epochs: int, output_dir: str, json_path: str | None) -> None:
+    """Train a small CNN on the bundled 8x8 digits and compress it: float32, int8, the
+    accuracy-controlled mixed model and quantization-aware training."""
+    checks.whole("--epochs", epochs, minimum=1, maximum=10_000)
+    checks.check_outputs(output_dir, json_path)
+    from ...datasets import load_digits
+    from ...demo import train_demo_model
+
+    click.echo("Training the demo CNN on scikit-learn's 8x8 digits ...")
+    model = train_demo_model(load_digits(), epochs=epochs)
+    model_path = os.path.join(tempfile.mkdtemp(prefix="zenml-quant-demo-"), "demo_cnn.keras")
+    model.save(model_path)
+    click.echo(f"Trained model saved to {model_path}")
+    _run_compress(
+        model_path,
+        "digits",
+        None,
+        {"qat": True, "raise_on_fail": False},
+        output_dir,
+        json_path,
+        None,
+    )

@@ -1,0 +1,133 @@
+"""Options several commands share, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+__all__ = ["data_options", "model_options", "output_options", "promotion_options", "target_options"]
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _stack(*decorators: Decorator) -> Decorator:
+    def apply(function: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+def model_options(required: bool = True) -> Decorator:
+    """``--model`` and ``--allow-unsafe``."""
+    return _stack(
+        click.option(
+            "--model",
+            "model_path",
+            required=required,
+            help=".keras, .h5 or SavedModel folder.",
+        ),
+        click.option(
+            "--allow-unsafe",
+            is_flag=True,
+            help="Load Lambda layers of this model (runs code from the file).",
+        ),
+    )
+
+
+def data_options(required: bool = True, default: str | None = None) -> Decorator:
+    """``--data``, ``--scale`` and ``--offset``."""
+    # click 8.5 treats an explicit default=None as a value: pass a default only when there is one
+    extra: dict[str, Any] = {"default": default, "show_default": True} if default else {}
+    return _stack(
+        click.option(
+            "--data",
+            "data_source",
+            required=required,
+            help='.npz (Keras keys), .csv (label column), image folder, or "digits".',
+            **extra,
+        ),
+        click.option(
+            "--scale",
+            type=float,
+            default=None,
+            help="Integer inputs become x * scale + offset [1/255].",
+        ),
+        click.option("--offset", type=float, default=None, help="See --scale [0]."),
+    )
+
+
+def target_options(verb: str = "Gate") -> Decorator:
+    """The quality and resource targets (one :class:`~zenml_quant.targets.Targets`)."""
+    return _stack(
+        click.option(
+            "--max-size-kb",
+            type=float,
+            default=None,
+            help=f"{verb}: largest .tflite, in KB (1000 B).",
+        ),
+        click.option(
+            "--max-peak-memory-kb",
+            type=float,
+            default=None,
+            help=f"{verb}: largest activation arena, in KB (1000 B).",
+        ),
+        click.option(
+            "--max-latency-ms",
+            type=float,
+            default=None,
+            help=f"{verb}: slowest p50 latency at the first --threads count.",
+        ),
+        click.option(
+            "--max-accuracy-drop",
+            type=float,
+            default=None,
+            help=f"{verb}: accuracy lost against the original, in [0, 1): 0.01 = 1 point "
+            "[0.01 when no accuracy target is set].",
+        ),
+        click.option(
+            "--min-accuracy", type=float, default=None, help=f"{verb}: lowest accuracy, e.g. 0.98."
+        ),
+    )
+
+
+def promotion_options() -> Decorator:
+    """``--stage``, ``--model-name`` and the champion/challenger options."""
+    return _stack(
+        click.option(
+            "--stage",
+            type=click.Choice(["staging", "production"]),
+            default=None,
+            help="Promote the best passing candidate's ZenML model version to this stage, if it "
+            "is no worse than the version already there.",
+        ),
+        click.option(
+            "--model-name",
+            default=None,
+            help="ZenML model whose version the run becomes [the model file's name].",
+        ),
+        click.option(
+            "--champion-margin",
+            type=float,
+            default=None,
+            help="Accuracy the challenger may lose against the version in --stage [0].",
+        ),
+        click.option(
+            "--replace-unreadable-champion",
+            is_flag=True,
+            help="Promote even if the version in --stage has no readable accuracy.",
+        ),
+    )
+
+
+def output_options() -> Decorator:
+    """``--output-dir`` and ``--json``."""
+    return _stack(
+        click.option("--output-dir", default="zenml-quant-output", show_default=True),
+        click.option(
+            "--json", "json_path", default=None, help="Also write the summary as JSON here."
+        ),
+    )

@@ -1,0 +1,160 @@
+"""Running a pipeline from the command line, and showing and writing what it produced.
+
+Everything here runs after the options were checked: it imports ZenML (and, through the
+pipelines, TensorFlow).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ...errors import ZenmlQuantError
+
+__all__ = [
+    "find_output",
+    "our_error",
+    "print_gate",
+    "print_summary",
+    "run_tracked",
+    "write_candidate_files",
+]
+
+
+def our_error(exc: BaseException) -> BaseException | None:
+    """The ZenmlQuantError that ``exc`` is or was caused by, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ZenmlQuantError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def run_tracked(runnable: Any, command: str, **parameters: Any) -> Any:
+    """Run ``runnable(**parameters)`` as a named, tracked run; our errors become one line.
+
+    The store is initialised under a lock (several commands may start together on a fresh
+    store), runs that a dead process left "running" are marked failed first (and said so), and
+    this run is recorded with its process id until it ends, so that the next command can tell
+    if this process dies.
+    """
+    from ..runs import initialize_store, reap_stale_runs, tracked_run
+
+    initialize_store()
+    for message in reap_stale_runs():
+        click.echo(message, err=True)
+    name = f"zq-{command}-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
+    try:
+        with tracked_run(name):
+            run = runnable.with_options(run_name=name)(**parameters)
+    except Exception as exc:  # our errors, raised directly or inside a failed step
+        cause = our_error(exc)
+        if cause is None:
+            raise
+        raise click.ClickException(one_line(str(cause))) from None
+    if run is None:  # e.g. the config holds a schedule: nothing ran now
+        raise click.ClickException(
+            "The pipeline did not run now (a schedule in the config?), so there is nothing to "
+            "write: drop the schedule to run immediately."
+        )
+    return run
+
+
+def find_output(run: Any, artifact: str) -> Any | None:
+    """The loaded artifact called ``artifact`` among the run's step outputs, or None."""
+    for step_run in run.steps.values():
+        versions = step_run.outputs.get(artifact)
+        if versions:
+            with warnings.catch_warnings():  # ZenML's CSV loader guesses at dates
+                warnings.simplefilter("ignore", UserWarning)
+                return versions[0].load()
+    return None
+
+
+def write_candidate_files(run: Any, summary: Any, stem: str, output_dir: Path) -> dict[str, str]:
+    """Write every candidate's ``.tflite`` (each atomically) and return ``{name: path}``."""
+    from ..._atomic import atomic_write_bytes
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for candidate in summary.candidates:
+        if not candidate.ok:
+            continue
+        tflite = find_output(run, candidate.artifact)
+        if tflite is None or not tflite.content:
+            continue
+        target = (output_dir / f"{stem}_{candidate.name}.tflite").resolve()
+        atomic_write_bytes(target, tflite.content)
+        paths[candidate.name] = str(target)
+    return paths
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    import json
+
+    from ..._atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str))
+
+
+def print_summary(summary: Any) -> None:
+    """The candidates' table: what each scored, weighs and costs, or why it failed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    b = summary.baseline
+    threads = sorted({c.threads for c in summary.candidates if c.ok})
+    table = Table(
+        title=f"{b.model_name}: accuracy on {b.split} ({b.n_samples} examples); latency: median "
+        f"batch-1 invoke, {'/'.join(map(str, threads)) or 1} thread(s)"
+    )
+    for column in ("candidate", "accuracy", "Δ pts", "bytes", "vs f32", "latency", "float layers"):
+        table.add_column(column, justify="left" if column == "candidate" else "right")
+    table.add_row(f"keras ({b.flavour})", f"{100 * b.accuracy:.2f} %", "", "", "", "", "")
+    for c in summary.candidates:
+        if not c.ok:
+            table.add_row(c.name, "failed", "", "", "", "", "", style="red")
+            continue
+        table.add_row(
+            c.name + (" *" if c.status == "selected" else ""),
+            "" if c.accuracy is None else f"{100 * c.accuracy:.2f} %",
+            "" if c.accuracy is None else f"{100 * (c.accuracy - b.accuracy):+.2f}",
+            f"{c.size_bytes:,}" if c.size_bytes else "",
+            f"{(c.size_bytes or 0) / b.float_tflite_bytes:.2f}x" if b.float_tflite_bytes else "",
+            "" if c.latency_ms_p50 is None else f"{c.latency_ms_p50 * 1000:.0f} µs",
+            ", ".join(c.float_layers),
+        )
+    Console(width=max(100, Console().width)).print(table)
+    for c in summary.candidates:
+        if not c.ok:
+            click.echo(f"{c.name} failed: {c.reason}", err=True)
+        for note in c.notes:
+            click.echo(f"{c.name}: {note}", err=True)
+
+
+def print_gate(gate: Any) -> None:
+    """The gate's verdict and what happened to the model version."""
+    if gate.passed:
+        click.echo(f"Deployment gate passed: {gate.selected}.")
+    else:
+        click.echo("Deployment gate failed:", err=True)
+        for reason in gate.reasons:
+            click.echo(f"  - {reason}", err=True)
+    champion = gate.champion
+    if champion is not None:
+        click.echo(
+            f"Champion in {gate.requested_stage}: version {champion.version}, accuracy "
+            f"{champion.accuracy!r} ({champion.source}).",
+            err=not gate.passed,
+        )
+    click.echo(gate.promotion[:1].upper() + gate.promotion[1:] + ".", err=not gate.passed)

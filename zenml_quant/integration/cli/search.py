@@ -1,0 +1,285 @@
+"""``zenml-quant search`` (the architecture search) and ``zenml-quant retrain``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import checks
+from .options import data_options, model_options, output_options, promotion_options, target_options
+from .running import find_output, our_error, print_gate, run_tracked, write_json
+
+__all__ = ["retrain", "search"]
+
+_MAX_CANDIDATES = 5  # = pipelines.MAX_SEARCH_CANDIDATES (not imported: it loads ZenML)
+
+
+def _search_summary(result: Any, run_summary: Any, paths: dict[str, str]) -> dict[str, Any]:
+    from ...search.serialize import record_to_dict
+
+    pareto = set(result.pareto)
+    candidates = []
+    for record in result.trials:
+        row = record_to_dict(record)
+        row["pareto"] = record.trial in pareto
+        candidates.append(row)
+    summary = run_summary.to_dict() if run_summary is not None else {}
+    return {
+        "original": record_to_dict(result.original),
+        "original_accuracy": result.original_accuracy,
+        "targets": asdict(result.targets),
+        "trials": len(result.trials),
+        "repeats": result.repeats,
+        "stop_reason": result.stop_reason,
+        "targets_met": result.targets_met,
+        "first_met_trial": result.first_met_trial,
+        "best_trial": result.best_trial,
+        "pareto": list(result.pareto),
+        "seconds": result.seconds,
+        "notes": list(result.notes),
+        "files": paths,
+        "candidates": candidates,
+        "gated": summary.get("candidates", []),
+        "gate": summary.get("gate"),
+    }
+
+
+def _print_search(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"Architecture search: {len(result.trials)} trials, {result.stop_reason}; "
+        f"original {100 * result.original_accuracy:.2f} % (Keras, validation)"
+    )
+    for column in ("trial", "accuracy", "KB", "latency", "reward", "met", "edits"):
+        table.add_column(column, justify="left" if column == "edits" else "right")
+    shown = [result.original] + [result.record(t) for t in result.pareto]
+    if result.best is not None and result.best_trial not in result.pareto:
+        shown.append(result.best)
+    for r in shown:
+        if not r.ok:
+            continue
+        star = " *" if r.trial == result.best_trial else ""
+        table.add_row(
+            "original" if r.trial == 0 else f"{r.trial}{star}",
+            f"{100 * r.accuracy:.2f} %",
+            f"{r.size_bytes / 1000:.1f}",
+            "" if r.latency_ms is None else f"{1000 * r.latency_ms:.0f} µs",
+            "" if r.reward is None else f"{r.reward:.3f}",
+            "yes" if r.meets_targets else "no",
+            "; ".join(r.plan.describe()),
+        )
+    Console(width=max(140, Console().width)).print(table)
+    click.echo("Rows: the original model, then the Pareto suggestions; * is the best.")
+    for note in result.notes:
+        click.echo(note, err=True)
+
+
+@click.command()
+@model_options()
+@data_options()
+@click.option(
+    "--config",
+    default=None,
+    help="ZenML YAML run config (nas_pipeline parameters and search_architecture options).",
+)
+@click.option("--max-trials", type=int, default=None, help="Candidates to evaluate [30].")
+@click.option("--time-budget-min", type=float, default=None, help="Stop after this many minutes.")
+@click.option("--seed", type=int, default=None, help="Seed of the controller and fine-tuning [0].")
+@click.option(
+    "--candidates", type=int, default=None, help="Searched models passed to the gate, 1-5 [3]."
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["inprocess", "process", "ray"]),
+    default=None,
+    help="Where candidates are evaluated [inprocess].",
+)
+@target_options("Target")
+@promotion_options()
+@output_options()
+def search(
+    model_path: str,
+    data_source: str,
+    config: str | None,
+    scale: float | None,
+    offset: float | None,
+    allow_unsafe: bool,
+    max_trials: int | None,
+    time_budget_min: float | None,
+    seed: int | None,
+    candidates: int | None,
+    executor: str | None,
+    max_size_kb: float | None,
+    max_peak_memory_kb: float | None,
+    max_latency_ms: float | None,
+    max_accuracy_drop: float | None,
+    min_accuracy: float | None,
+    stage: str | None,
+    model_name: str | None,
+    champion_margin: float | None,
+    replace_unreadable_champion: bool,
+    output_dir: str,
+    json_path: str | None,
+) -> None:
+    """Search edits of MODEL that meet the targets on DATA, then benchmark and gate the best.
+
+    Nothing below the accuracy floor (your accuracy target, or at most 1 point lost by
+    default) is returned or suggested. Writes the best model's .tflite and every suggestion's
+    edit plan (YAML, for the apply_edits step) to --output-dir.
+    """
+    checks.number("--scale", scale)
+    checks.number("--offset", offset)
+    checks.whole("--max-trials", max_trials, minimum=1, maximum=100_000)
+    checks.number("--time-budget-min", time_budget_min, minimum=0, min_inclusive=False)
+    checks.whole("--seed", seed, minimum=0)
+    checks.whole("--candidates", candidates, minimum=1, maximum=_MAX_CANDIDATES)
+    targets = checks.targets_from_flags(
+        max_size_kb=max_size_kb,
+        max_peak_memory_kb=max_peak_memory_kb,
+        max_latency_ms=max_latency_ms,
+        max_accuracy_drop=max_accuracy_drop,
+        min_accuracy=min_accuracy,
+    )
+    checks.check_promotion(stage, champion_margin, replace_unreadable_champion)
+    checks.check_outputs(output_dir, json_path)
+    given = {
+        "scale": scale,
+        "offset": offset,
+        "max_trials": max_trials,
+        "time_budget_min": time_budget_min,
+        "seed": seed,
+        "candidates": candidates,
+        "executor": executor,
+        "stage": stage,
+        "champion_margin": champion_margin,
+        "targets": None if targets.empty else targets.to_dict(),
+    }
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if allow_unsafe:
+        overrides["allow_unsafe"] = True
+    if replace_unreadable_champion:
+        overrides["replace_unreadable_champion"] = True
+    parameters = checks.check_config(
+        config,
+        allowed=checks.NAS_PARAMETERS,
+        given=[*overrides, "model_path", "data_source", "raise_on_fail"],
+    )
+    if targets.empty and not parameters.get("targets"):
+        raise checks.usage_error(
+            "targets",
+            "the search needs a target",
+            "give --max-size-kb, --max-latency-ms, --max-peak-memory-kb, --max-accuracy-drop or "
+            "--min-accuracy (or 'targets:' in the --config)",
+        )
+    checks.check_model_path(model_path)
+    checks.check_data(data_source, scale=scale, offset=offset)
+    overrides["raise_on_fail"] = False
+
+    from zenml import Model
+
+    from ..._atomic import atomic_write_bytes, atomic_write_text
+    from ..pipelines import nas_pipeline
+
+    runnable = nas_pipeline.with_options(config_path=config) if config else nas_pipeline
+    if stage:
+        name = model_name or Path(model_path.rstrip("/")).stem or "model"
+        runnable = runnable.with_options(model=Model(name=name))
+    run = run_tracked(
+        runnable, "search", model_path=model_path, data_source=data_source, **overrides
+    )
+    result = find_output(run, "zq_search_result")
+    summary = find_output(run, "zq_run_summary")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(model_path.rstrip("/")).stem or "model"
+    paths = {}
+    if result.best_trial is not None:
+        best = out / f"{stem}_search_best.tflite"
+        atomic_write_bytes(best, result.tflite().content)
+        paths["best_tflite"] = str(best.resolve())
+    for s in result.suggestions:
+        plan = out / f"{stem}_trial_{s.trial}.yaml"
+        atomic_write_text(plan, s.plan.to_yaml())
+        paths[f"plan_trial_{s.trial}"] = str(plan.resolve())
+    _print_search(result)
+    click.echo(f"Best model and edit plans written to {out.resolve()}")
+    if json_path:
+        write_json(json_path, _search_summary(result, summary, paths))
+        click.echo(f"Summary written to {json_path}")
+    gate = summary.gate if summary is not None else None
+    if gate is not None:
+        print_gate(gate)
+        if not gate.passed:
+            raise click.ClickException("the deployment gate failed: nothing was promoted.")
+
+
+@click.command()
+@data_options(required=False, default="digits")
+@click.option("--epochs", default=15, show_default=True, type=int)
+@click.option("--model-name", default="zenml-quant-demo", show_default=True)
+@click.option(
+    "--stage",
+    type=click.Choice(["staging", "production"]),
+    default="staging",
+    show_default=True,
+)
+@click.option(
+    "--config",
+    default=None,
+    help="ZenML run config, e.g. pipelines/configs/retrain.yaml; its parameters replace the flags.",
+)
+@click.option(
+    "--schedule",
+    "cron",
+    default=None,
+    help='Register a cron schedule (e.g. "0 3 * * 1") instead of running now; needs an '
+    "orchestrator that schedules (not the local one).",
+)
+def retrain(
+    data_source: str,
+    scale: float | None,
+    offset: float | None,
+    epochs: int,
+    model_name: str,
+    stage: str,
+    config: str | None,
+    cron: str | None,
+) -> None:
+    """Retrain the demo CNN, compress, benchmark and promote what passes the gate."""
+    checks.whole("--epochs", epochs, minimum=1, maximum=10_000)
+    checks.number("--scale", scale)
+    checks.number("--offset", offset)
+    checks.check_cron(cron)
+    if not model_name.strip():
+        raise checks.usage_error("--model-name", "it is empty", "give the ZenML model a name")
+    checks.check_config(config, allowed=checks.RETRAIN_PARAMETERS)
+    if config is None:
+        checks.check_data(data_source, scale=scale, offset=offset)
+    from zenml import Model
+
+    from ..pipelines import retrain_and_compress, schedule_retrain_and_compress
+
+    runnable = retrain_and_compress.with_options(model=Model(name=model_name))
+    params: dict[str, Any] = {"data_source": data_source, "epochs": epochs, "stage": stage}
+    params.update({k: v for k, v in {"scale": scale, "offset": offset}.items() if v is not None})
+    if config:  # ZenML refuses a parameter set twice: the config's parameters win
+        runnable = runnable.with_options(config_path=config)
+        params = {}
+    if cron:
+        try:
+            schedule_retrain_and_compress(cron, pipeline_=runnable, **params)
+        except Exception as exc:
+            cause = our_error(exc)
+            if cause is None:
+                raise
+            raise click.ClickException(" ".join(str(cause).split())) from None
+        click.echo(f"retrain_and_compress scheduled: {cron}")
+        return
+    run = run_tracked(runnable, "retrain", **params)
+    decision = find_output(run, "zq_gate_decision")
+    print_gate(decision)

@@ -1,0 +1,140 @@
+"""``zenml-quant studio``: a local page to edit a model layer by layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ...errors import ZenmlQuantError
+from . import checks
+
+__all__ = ["studio"]
+
+
+@click.command()
+@click.option("--model", "model_path", default=None, help=".keras, .h5 or SavedModel folder.")
+@click.option(
+    "--model-version",
+    default=None,
+    help="A ZenML model version, NAME or NAME:VERSION: its Keras model (and dataset and search "
+    "result, when the pipeline linked them).",
+)
+@click.option("--artifact", default=None, help="A ZenML artifact holding a Keras model.")
+@click.option(
+    "--data",
+    "data_source",
+    default=None,
+    help='.npz (Keras keys), .csv (label column), image folder, or "digits" [the model '
+    "version's dataset].",
+)
+@click.option(
+    "--scale", type=float, default=None, help="Integer inputs become x * scale + offset [1/255]."
+)
+@click.option("--offset", type=float, default=None, help="See --scale [0].")
+@click.option("--allow-unsafe", is_flag=True, help="Load Lambda layers (runs code from the file).")
+@click.option(
+    "--suggestions",
+    default=None,
+    help="A search's JSON summary (zenml-quant search --json), an edit-plan YAML, or a folder "
+    "of them: listed on the page to load and change.",
+)
+@click.option("--max-size-kb", type=float, default=None, help="Target: largest .tflite, in KB.")
+@click.option("--max-peak-memory-kb", type=float, default=None, help="Target: activation arena.")
+@click.option("--max-latency-ms", type=float, default=None, help="Target: p50 latency.")
+@click.option("--max-accuracy-drop", type=float, default=None, help="Target, e.g. 0.01 = 1 point.")
+@click.option("--min-accuracy", type=float, default=None, help="Target, e.g. 0.98.")
+@click.option("--threads", type=int, default=1, show_default=True, help="Latency threads.")
+@click.option("--port", type=int, default=0, help="Port on 127.0.0.1 [a free one].")
+def studio(port: int, **options: Any) -> None:
+    """Open a local web page to edit a model layer by layer and see what each edit costs.
+
+    The page lists the layers with the edits each can take; "Evaluate" applies the plan,
+    converts, evaluates and benchmarks it beside the original model; "Export" writes the plan
+    as YAML for the apply_edits step.
+    """
+    checks.whole("--port", port, minimum=0, maximum=65535)
+    try:
+        prepared = _prepare_studio(**options)
+        from ...studio import serve
+
+        serve(prepared, port=port, announce=click.echo)
+    except ZenmlQuantError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:  # pragma: no cover - interactive stop
+        click.echo("studio stopped")
+
+
+def _prepare_studio(
+    *,
+    model_path: str | None = None,
+    model_version: str | None = None,
+    artifact: str | None = None,
+    data_source: str | None = None,
+    scale: float | None = None,
+    offset: float | None = None,
+    allow_unsafe: bool = False,
+    suggestions: str | None = None,
+    max_size_kb: float | None = None,
+    max_peak_memory_kb: float | None = None,
+    max_latency_ms: float | None = None,
+    max_accuracy_drop: float | None = None,
+    min_accuracy: float | None = None,
+    threads: int = 1,
+) -> Any:
+    """The Studio for the ``studio`` command's options (model, data, suggestions, targets)."""
+    sources = (
+        ("--model", model_path),
+        ("--model-version", model_version),
+        ("--artifact", artifact),
+    )
+    if sum(1 for _, value in sources if value) != 1:
+        raise click.UsageError(
+            "Give the model with exactly one of --model, --model-version or --artifact."
+        )
+    checks.whole("--threads", threads, minimum=1, maximum=256)
+    checks.number("--scale", scale)
+    checks.number("--offset", offset)
+    targets = checks.targets_from_flags(
+        max_size_kb=max_size_kb,
+        max_peak_memory_kb=max_peak_memory_kb,
+        max_latency_ms=max_latency_ms,
+        max_accuracy_drop=max_accuracy_drop,
+        min_accuracy=min_accuracy,
+        threads=threads,
+    )
+    if model_path:
+        checks.check_model_path(model_path)
+    if data_source is not None:
+        checks.check_data(data_source, scale=scale, offset=offset)
+    from ... import datasets as _datasets
+    from ... import models as _models
+    from ...studio import Studio
+    from ...studio.suggestions import load_suggestions, suggestions_from_result
+
+    dataset = search_result = None
+    if model_path:
+        model = _models.load_model(model_path, allow_unsafe=allow_unsafe)
+    else:
+        from ..studio_sources import from_artifact, from_model_version
+
+        found = (
+            from_model_version(model_version) if model_version else from_artifact(artifact or "")
+        )
+        model, dataset, search_result = found.model, found.dataset, found.search_result
+        click.echo(f"Loaded {found.description}")
+    if data_source is not None:
+        dataset = _datasets.load_dataset(
+            data_source,
+            scale=1 / 255 if scale is None else scale,
+            offset=0.0 if offset is None else offset,
+        )
+    if dataset is None:
+        raise click.UsageError("Give the labeled data with --data (the model version links none).")
+    dataset = _datasets.conform_to_model(
+        dataset, input_shape=_models.input_shape(model), num_classes=_models.num_outputs(model)
+    )
+    offered = load_suggestions(suggestions) if suggestions else []
+    if search_result is not None and not suggestions:
+        offered = suggestions_from_result(search_result)
+    return Studio(model, dataset, targets=targets, suggestions=offered, threads=threads)
