@@ -233,3 +233,18 @@ def test_bad_input_is_refused_before_anything_runs(files, tmp_path, args, words)
     # Nothing written: no files, and no ZenML store (so no run and no model version).
     assert not out.exists() and not summary.exists()
     assert not config_dir.exists() or not any(config_dir.rglob("*")), list(config_dir.rglob("*"))
+
+
+def test_the_config_checks_know_every_pipeline_parameter():
+    """The CLI checks YAML parameters without importing the pipelines: keep the lists true."""
+    import inspect
+
+    from zenml_quant.integration.cli import checks
+    from zenml_quant.integration.pipelines import compress_pipeline, nas_pipeline, retrain_and_compress
+
+    for pipeline_, names in (
+        (compress_pipeline, checks.COMPRESS_PARAMETERS),
+        (nas_pipeline, checks.NAS_PARAMETERS),
+        (retrain_and_compress, checks.RETRAIN_PARAMETERS),
+    ):
+        assert tuple(inspect.signature(pipeline_.entrypoint).parameters) == names

@@ -55,7 +55,7 @@ def test_bad_studio_options_say_what_to_do(digits_model_path, tmp_path):
     missing = runner.invoke(
         main, ["studio", "--model", str(digits_model_path), "--data", str(tmp_path / "x.npz")]
     )
-    assert missing.exit_code == 1 and "There is no file or folder" in missing.output
+    assert missing.exit_code == 2 and "no data at" in missing.output
     unknown = runner.invoke(main, ["studio", "--model-version", "zq-no-such-model"])
     assert unknown.exit_code == 1 and "No ZenML model version" in unknown.output
     wrong_plan = tmp_path / "wrong.yaml"
@@ -76,6 +76,6 @@ def test_bad_studio_options_say_what_to_do(digits_model_path, tmp_path):
     bad_port = runner.invoke(
         main, ["studio", "--model", str(digits_model_path), "--data", "digits", "--port", "-1"]
     )
-    assert bad_port.exit_code == 1 and "port must be 0" in bad_port.output
+    assert bad_port.exit_code == 2 and "--port" in bad_port.output
     with pytest.raises(click.UsageError, match="threads"):
         _prepare_studio(model_path=str(digits_model_path), data_source="digits", threads=0)

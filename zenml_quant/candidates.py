@@ -4,6 +4,8 @@ failed :class:`TFLiteModel` with its reason, and the rest of the run goes on.
 The core functions (``convert_model``, ``quantize_post_training``,
 ``quantization_aware_training``) raise on bad input, as a library should; the pipeline's steps
 call these wrappers instead, so one candidate's failure is a row in the report, not a lost run.
+An :class:`InvalidOptionError` still raises: an option the user got wrong (a layer name that
+is not in the model, say) is theirs to fix, not a property of the candidate.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 from typing import Any
 
 from .convert import convert_model
+from .errors import InvalidOptionError, ZenmlQuantError
 from .ptq import quantize_post_training
 from .qat import QATOptions, QATResult, quantization_aware_training
 from .types import ConversionOptions, LabeledDataset, PTQResult, TFLiteModel
@@ -29,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 def describe_failure(exc: BaseException) -> str:
     """One line that says what went wrong: our messages as they are, others with their type."""
-    from .errors import ZenmlQuantError
-
     text = str(exc).strip() or type(exc).__name__
     if not isinstance(exc, ZenmlQuantError):
         text = f"{type(exc).__name__}: {text}"
@@ -64,6 +65,8 @@ def convert_candidate(
     """:func:`convert_model`, with a failure returned as a failed model."""
     try:
         return convert_model(model, mode, representative_data=representative_data, options=options)
+    except InvalidOptionError:
+        raise
     except Exception as exc:  # one mode failing must not sink the others
         reason = f"conversion to {mode} failed: {describe_failure(exc)}"
         logger.warning(reason)
@@ -74,6 +77,8 @@ def ptq_candidate(model: Any, dataset: LabeledDataset, **kwargs: Any) -> PTQResu
     """:func:`quantize_post_training`, with a failure returned as a failed result."""
     try:
         return quantize_post_training(model, dataset, **kwargs)
+    except InvalidOptionError:
+        raise
     except Exception as exc:
         reason = f"post-training quantization failed: {describe_failure(exc)}"
         logger.warning(reason)
@@ -90,6 +95,8 @@ def qat_candidate(
     """:func:`quantization_aware_training`; a failure comes back as a failed model."""
     try:
         return quantization_aware_training(model, dataset, options=options, **kwargs)
+    except InvalidOptionError:
+        raise
     except Exception as exc:
         reason = f"quantization-aware training failed: {describe_failure(exc)}"
         logger.warning(reason)

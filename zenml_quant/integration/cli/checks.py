@@ -16,6 +16,7 @@ import click
 from ..._validate import check_integer, check_number, check_writable_dir, check_writable_file
 from ...errors import InvalidDatasetError, InvalidOptionError
 from ...targets import Targets
+from ...types import MODES
 
 __all__ = [
     "COMPRESS_PARAMETERS",
@@ -26,10 +27,13 @@ __all__ = [
     "check_cron",
     "check_data",
     "check_metric",
+    "check_modes",
     "check_model_path",
     "check_outputs",
     "check_promotion",
+    "check_threads",
     "number",
+    "parameter_checks",
     "targets_from_flags",
     "usage_error",
     "whole",
@@ -40,6 +44,7 @@ _DATA_SUFFIXES = (".npz", ".csv")
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _METRIC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+_MAX_THREADS = 256
 
 #: The parameters of the pipelines a ``parameters:`` block of a YAML config may set (a test
 #: keeps these equal to the pipelines' signatures, so the check works without importing them).
@@ -392,3 +397,76 @@ def check_config(
             except (InvalidOptionError, TypeError, ValueError) as exc:
                 raise click.UsageError(f"--config parameter {name}: {exc}") from None
     return parameters
+
+
+def check_modes(modes: tuple[str, ...]) -> None:
+    repeated = sorted({m for m in modes if modes.count(m) > 1})
+    if repeated:
+        raise usage_error("--mode", f"{', '.join(repeated)} given twice", "give each mode once")
+
+
+def check_threads(threads: tuple[int, ...] | list[int]) -> None:
+    for t in threads:
+        whole("--threads", t, minimum=1, maximum=_MAX_THREADS)
+    if len(set(threads)) != len(threads):
+        raise usage_error("--threads", "a thread count is given twice", "give each count once")
+
+
+def parameter_checks() -> dict[str, Any]:
+    """How a YAML ``parameters`` value is checked: the same rules as its flag."""
+
+    def modes(value: Any) -> None:
+        if not isinstance(value, list) or not value or any(m not in MODES for m in value):
+            raise click.UsageError(f"{value!r}: give a list of modes from {', '.join(MODES)}")
+        check_modes(tuple(value))
+
+    def threads(value: Any) -> None:
+        if value is not None:
+            if not isinstance(value, list) or not value:
+                raise click.UsageError(f"{value!r}: give a list of thread counts, e.g. [1, 2]")
+            check_threads(value)
+
+    def drop(value: Any) -> None:
+        if value is not None:
+            number("max_accuracy_drop", value, minimum=0, maximum=1, max_inclusive=False)
+
+    def targets(value: Any) -> None:
+        if value is not None and not isinstance(value, dict):
+            raise click.UsageError(
+                f"{value!r}: give a mapping of targets, e.g. max_size_bytes: 50000"
+            )
+        Targets.from_dict(value)
+
+    def sensitivity(value: Any) -> None:
+        if value not in ("fast", "exhaustive", None):
+            raise click.UsageError(f"{value!r}: use fast, exhaustive or null")
+
+    def stage(value: Any) -> None:
+        if value not in ("staging", "production", None):
+            raise click.UsageError(f"{value!r}: use staging, production or null")
+
+    def margin(value: Any) -> None:
+        number("champion_margin", value, minimum=0, maximum=1, max_inclusive=False)
+
+    def finite(value: Any) -> None:
+        number("value", value)
+
+    def count(minimum: int, maximum: int | None = None) -> Any:
+        return lambda value: whole("value", value, minimum=minimum, maximum=maximum)
+
+    return {
+        "max_trials": count(1),
+        "candidates": count(1, 5),
+        "search_trials": count(0),
+        "search_candidates": count(1, 5),
+        "epochs": count(1, 10_000),
+        "modes": modes,
+        "benchmark_threads": threads,
+        "max_accuracy_drop": drop,
+        "targets": targets,
+        "sensitivity_mode": sensitivity,
+        "stage": stage,
+        "champion_margin": margin,
+        "scale": finite,
+        "offset": finite,
+    }

@@ -23,79 +23,6 @@ from .running import (
 
 __all__ = ["compress", "demo"]
 
-_MAX_THREADS = 256
-
-
-def _check_modes(modes: tuple[str, ...]) -> None:
-    repeated = sorted({m for m in modes if modes.count(m) > 1})
-    if repeated:
-        raise checks.usage_error(
-            "--mode", f"{', '.join(repeated)} given twice", "give each mode once"
-        )
-
-
-def _check_threads(threads: tuple[int, ...] | list[int]) -> None:
-    for t in threads:
-        checks.whole("--threads", t, minimum=1, maximum=_MAX_THREADS)
-    if len(set(threads)) != len(threads):
-        raise checks.usage_error(
-            "--threads", "a thread count is given twice", "give each count once"
-        )
-
-
-def _config_checks() -> dict[str, Any]:
-    """How a YAML ``parameters`` value is checked: the same rules as its flag."""
-
-    def modes(value: Any) -> None:
-        if not isinstance(value, list) or not value or any(m not in MODES for m in value):
-            raise click.UsageError(f"{value!r}: give a list of modes from {', '.join(MODES)}")
-        _check_modes(tuple(value))
-
-    def threads(value: Any) -> None:
-        if value is not None:
-            if not isinstance(value, list) or not value:
-                raise click.UsageError(f"{value!r}: give a list of thread counts, e.g. [1, 2]")
-            _check_threads(value)
-
-    def drop(value: Any) -> None:
-        if value is not None:
-            checks.number("max_accuracy_drop", value, minimum=0, maximum=1, max_inclusive=False)
-
-    def targets(value: Any) -> None:
-        from ...targets import Targets
-
-        if value is not None and not isinstance(value, dict):
-            raise click.UsageError(
-                f"{value!r}: give a mapping of targets, e.g. max_size_bytes: 50000"
-            )
-        Targets.from_dict(value)
-
-    def sensitivity(value: Any) -> None:
-        if value not in ("fast", "exhaustive", None):
-            raise click.UsageError(f"{value!r}: use fast, exhaustive or null")
-
-    def stage(value: Any) -> None:
-        if value not in ("staging", "production", None):
-            raise click.UsageError(f"{value!r}: use staging, production or null")
-
-    def margin(value: Any) -> None:
-        checks.number("champion_margin", value, minimum=0, maximum=1, max_inclusive=False)
-
-    def finite(value: Any) -> None:
-        checks.number("value", value)
-
-    return {
-        "modes": modes,
-        "benchmark_threads": threads,
-        "max_accuracy_drop": drop,
-        "targets": targets,
-        "sensitivity_mode": sensitivity,
-        "stage": stage,
-        "champion_margin": margin,
-        "scale": finite,
-        "offset": finite,
-    }
-
 
 def _finish(run: Any, model_path: str, output_dir: str, json_path: str | None) -> None:
     """Show and write what the run produced; exit 1 when the gate failed."""
@@ -203,8 +130,8 @@ def compress(
     # Check everything before anything runs: a mistake costs a second, not a pipeline run.
     checks.number("--scale", scale)
     checks.number("--offset", offset)
-    _check_modes(modes)
-    _check_threads(benchmark_threads)
+    checks.check_modes(modes)
+    checks.check_threads(benchmark_threads)
     checks.check_metric(metric)
     checks.number("--accuracy-budget", accuracy_budget, minimum=0, maximum=1, max_inclusive=False)
     if no_mixed and (accuracy_budget is not None or relative_budget):
@@ -258,7 +185,7 @@ def compress(
         config,
         allowed=checks.COMPRESS_PARAMETERS,
         given=[*overrides, "model_path", "data_source", "raise_on_fail"],
-        validate=_config_checks(),
+        validate=checks.parameter_checks(),
     )
     checks.check_model_path(model_path)
     checks.check_data(data_source, scale=scale, offset=offset)

@@ -168,6 +168,7 @@ def search(
         config,
         allowed=checks.NAS_PARAMETERS,
         given=[*overrides, "model_path", "data_source", "raise_on_fail"],
+        validate=checks.parameter_checks(),
     )
     if targets.empty and not parameters.get("targets"):
         raise checks.usage_error(
@@ -257,7 +258,9 @@ def retrain(
     checks.check_cron(cron)
     if not model_name.strip():
         raise checks.usage_error("--model-name", "it is empty", "give the ZenML model a name")
-    checks.check_config(config, allowed=checks.RETRAIN_PARAMETERS)
+    checks.check_config(
+        config, allowed=checks.RETRAIN_PARAMETERS, validate=checks.parameter_checks()
+    )
     if config is None:
         checks.check_data(data_source, scale=scale, offset=offset)
     from zenml import Model
