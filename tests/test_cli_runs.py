@@ -273,6 +273,7 @@ def test_a_killed_run_leaves_no_partial_file_and_is_marked_failed_next_time(
     assert not [n for n in leftovers if n.startswith(".") or n.endswith(".partial")], leftovers
     assert "summary.json" not in leftovers  # the summary is written last, after every file
 
+    (tmp_path / "again").mkdir()
     again = subprocess.run(
         _command(digits_model_path, tmp_path / "again"),
         cwd=tmp_path,
