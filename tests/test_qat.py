@@ -164,21 +164,23 @@ def test_quantizable_layers_follow_tfmots_registry(digits_model):
     assert unsupported == ["scale", "norm"]
 
 
-def test_unquantizable_layers_are_all_named_then_skipped(digits):
+def test_unquantizable_layers_are_skipped_and_named_with_the_reason(digits):
     model = custom_model()
-    with pytest.raises(InvalidOptionError) as err:
-        quantization_aware_training(model, digits, options=QATOptions(epochs=1))
-    message = str(err.value)
-    assert "scale (Scale" in message and "norm (LayerNormalization" in message
-    assert "skip_layers=['scale', 'norm']" in message
-
+    options = QATOptions(epochs=1, learning_rate=1e-3)
     result = quantization_aware_training(
-        model,
-        digits,
-        skip_layers=["scale", "norm"],
-        options=QATOptions(epochs=1, learning_rate=1e-3),
-        conversion=FAST_CONVERSION,
+        model, digits, options=options, conversion=FAST_CONVERSION
     )
+    assert [name for name, _ in result.skipped_layers] == ["scale", "norm"]
+    reasons = dict(result.skipped_layers)
+    assert reasons["scale"].startswith("Scale") and reasons["norm"].startswith("LayerNormalization")
+    assert result.float_layers == ("scale", "norm")
+    assert result.quantized_layers == ("conv", "flatten", "logits")
+
+    # Kept in float on request, they are float layers but not "skipped" ones.
+    result = quantization_aware_training(
+        model, digits, skip_layers=["scale", "norm"], options=options, conversion=FAST_CONVERSION
+    )
+    assert result.skipped_layers == ()
     assert result.float_layers == ("scale", "norm")
     assert result.quantized_layers == ("conv", "flatten", "logits")
     assert type(result.keras_model.get_layer("scale")) is Scale
@@ -216,14 +218,17 @@ def test_tfmot_errors_name_the_layer(digits, digits_model, monkeypatch):
 
 
 @pytest.mark.skipif(keras3 is None, reason="Keras 3 is not installed")
-def test_keras3_models_are_refused_with_a_way_out(digits):
+def test_keras3_models_are_rebuilt_as_tf_keras(digits):
     model = keras3.Sequential(
         [keras3.Input((8, 8, 1)), keras3.layers.Flatten(), keras3.layers.Dense(10)]
     )
-    with pytest.raises(InvalidModelError, match=r"tf_keras.*post-training quantization"):
-        quantization_aware_training(model, digits)
-    with pytest.raises(InvalidModelError, match="Keras 3"):
-        quantizable_layers(model)
+    supported, unsupported = quantizable_layers(model)
+    assert len(supported) == 2 and unsupported == []
+    result = quantization_aware_training(
+        model, digits, options=QATOptions(epochs=1), conversion=FAST_CONVERSION
+    )
+    assert result.rebuilt_from_keras3 and isinstance(result.keras_model, tf_keras.Model)
+    # (a Keras 3 model that cannot be rebuilt: tests/test_qat_skip.py)
 
 
 def test_subclassed_and_unbuilt_models_are_refused(digits):

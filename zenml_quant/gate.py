@@ -388,12 +388,13 @@ def check_candidate(
 
     Quality (the original's accuracy, the candidate's, the floor) and size are always checked;
     latency and peak memory when a limit is set, ``options.required`` names them, or a value was
-    reported (a reported value must be believable). A champion adds the ``champion`` check.
+    reported (a reported value must be believable). A champion adds the ``champion`` check. A
+    candidate that failed upstream (``error`` set) has the one ``error`` check, which fails.
     """
     options = options or GateOptions()
+    if m.error is not None:  # its figures are whatever was left: the failure is the one reason
+        return (GateCheck("error", None, None, False, f"candidate failed: {m.error}"),)
     checks: list[GateCheck] = []
-    if m.error is not None:
-        checks.append(GateCheck("error", None, None, False, f"candidate failed: {m.error}"))
     checks += _quality_checks(targets, m)
     size = _limit_check(
         "size", "size", m.size_bytes, _limit(targets.max_size_bytes), _bytes, required=True

@@ -7,13 +7,17 @@ The result is converted to an integer-only int8 TFLite file whose ranges are the
 learned, and both the QAT Keras model and the ``.tflite`` are scored on the same split.
 
 tfmot 0.8.1 works on Keras 2 (``tf_keras``) Sequential/Functional models only, with the layers
-of its default 8-bit registry. :func:`quantizable_layers` says which layers those are;
-:func:`quantization_aware_training` refuses anything else up front with a message naming every
-offending layer and the ``skip_layers=[...]`` that gets past it, instead of tfmot's traceback on
-the first one.
+of its default 8-bit registry. One layer it cannot annotate never sinks the run:
+:func:`quantization_aware_training` leaves such layers in float and lists them, with the
+reason, in :attr:`QATResult.skipped_layers` (a BatchNormalization that follows a pooling layer
+instead of the convolution it would fold into, Rescaling and Normalization preprocessing
+layers, Conv1D, custom layers, anything tfmot's own ``quantize_apply`` refuses).
+:func:`quantizable_layers` previews the registry's verdict. A Keras 3 model is rebuilt as
+``tf_keras`` from its config and weights (its outputs are checked against the original's) and
+refused with a clear message only when that rebuild is impossible.
 
 Selective QAT (``layers=`` or ``skip_layers=``) leaves the other layers in float in the Keras
-model. The TFLite file is still int8: the converter calibrates the skipped layers' ranges on the
+model. The TFLite file is still int8: the converter calibrates the float layers' ranges on the
 train split, as in PTQ (the ``.tflite``'s ``notes`` say which layers those are). tfmot also
 fake-quantizes the output of a float layer that feeds a quantized one (e.g. a ReLU before a
 quantized Dense), so the quantized layer trains on int8 inputs.
@@ -27,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._compat import is_keras3_model, tf, tf_keras
+from ._compat import tf, tf_keras
 
 # After _compat, which chooses tf_keras before TensorFlow loads: tfmot then picks tf_keras too.
 import tensorflow_model_optimization as tfmot  # isort: skip
@@ -35,6 +39,7 @@ import tensorflow_model_optimization as tfmot  # isort: skip
 from .convert import convert_model
 from .errors import ConversionError, InvalidDatasetError, InvalidModelError, InvalidOptionError
 from .evaluate import MetricFn, evaluate_keras, evaluate_tflite
+from .keras3_rebuild import as_tf_keras, keras3_loss
 from .models import check_model, input_shape, num_outputs
 from .types import SPLITS, ConversionOptions, LabeledDataset, TFLiteModel
 
@@ -47,10 +52,14 @@ _MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
 # _PRE_QUANT_ACTIVATIONS and _POST_QUANT_ACTIVATIONS); any other raises in quantize_apply.
 _LAYER_ACTIVATIONS = frozenset({"linear", "relu", "swish", "gelu", "softmax", "sigmoid", "tanh"})
 # tfmot's default layout transforms fold a BatchNormalization into the linear Conv2D,
-# DepthwiseConv2D or Dense right before it; a BatchNormalization anywhere else is unsupported.
-_BN_HOSTS = ("Conv2D", "DepthwiseConv2D", "Dense")
+# DepthwiseConv2D or Dense right before it (a SeparableConv2D is first split into
+# DepthwiseConv2D + Conv2D, so it hosts one too); a BatchNormalization anywhere else is
+# unsupported. Conv1D is not in tfmot 0.8.1's registry at all, so it never hosts one.
+_BN_HOSTS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense")
 # Rewritten by tfmot's layout transforms into DepthwiseConv2D + Conv2D, both supported.
-_SEPARABLE = ("SeparableConv1D", "SeparableConv2D")
+_SEPARABLE = ("SeparableConv2D",)
+# How many training examples check that a Keras 3 model's tf_keras rebuild computes the same.
+_PROBE_EXAMPLES = 32
 
 
 @dataclass(frozen=True)
@@ -99,11 +108,15 @@ class QATResult:
 
     ``quantized_layers`` are the Keras layer names (of the original model) that were annotated
     for QAT; ``float_layers`` the others, which keep float weights in ``keras_model`` and are
-    calibrated by the converter in ``tflite``. ``epochs_run`` counts the epochs actually
-    trained (fewer than ``QATOptions.epochs`` when early stopping fired); with early stopping
-    on, ``keras_model`` holds the weights of the best epoch. ``keras_metrics`` and
+    calibrated by the converter in ``tflite``. ``skipped_layers`` are the float layers QAT
+    would have annotated but tfmot's default 8-bit scheme cannot, as ``(name, reason)`` pairs
+    in model order; the user's ``skip_layers`` and the layers left out of ``layers=`` are not
+    in it (they are float by request). ``epochs_run`` counts the epochs actually trained (fewer
+    than ``QATOptions.epochs`` when early stopping fired); with early stopping on,
+    ``keras_model`` holds the weights of the best epoch. ``keras_metrics`` and
     ``tflite_metrics`` carry ``metric_fn``'s value (and, for Keras, the compiled loss and
-    accuracy) on ``split``.
+    accuracy) on ``split``. ``rebuilt_from_keras3`` says the input was a Keras 3 model that QAT
+    trained as its ``tf_keras`` rebuild (``keras_model`` is then a ``tf_keras`` model).
     """
 
     keras_model: Any
@@ -117,6 +130,8 @@ class QATResult:
     split: str
     keras_metrics: dict[str, float] = field(default_factory=dict)
     tflite_metrics: dict[str, float] = field(default_factory=dict)
+    skipped_layers: tuple[tuple[str, str], ...] = ()
+    rebuilt_from_keras3: bool = False
 
 
 def quantizable_layers(model: Any) -> tuple[list[str], list[str]]:
@@ -124,12 +139,18 @@ def quantizable_layers(model: Any) -> tuple[list[str], list[str]]:
 
     A layer is supported when the default 8-bit registry knows its class (exact class, not
     subclasses) and its activation, or when tfmot's layout transforms absorb it: a
-    BatchNormalization right after a linear Conv2D/DepthwiseConv2D/Dense is folded into it, a
-    SeparableConv is split into DepthwiseConv2D + Conv2D. Custom layers, Lambda layers, nested
-    models and, e.g., LayerNormalization or a standalone BatchNormalization are unsupported.
-    Input layers are not listed.
+    BatchNormalization right after a linear Conv2D/DepthwiseConv2D/SeparableConv2D/Dense is
+    folded into it, a SeparableConv2D is split into DepthwiseConv2D + Conv2D. Custom layers,
+    Lambda layers, nested models, Conv1D, preprocessing layers (Rescaling, Normalization) and,
+    e.g., LayerNormalization or a standalone BatchNormalization are unsupported. Input layers
+    are not listed. A Keras 3 model is judged through its ``tf_keras`` rebuild (see
+    :func:`quantization_aware_training`).
+
+    This is the registry's verdict, without running tfmot; :func:`quantization_aware_training`
+    also skips any further layer tfmot's ``quantize_apply`` refuses.
     """
-    _check_qat_model(model)
+    check_model(model)
+    model, _ = as_tf_keras(model, probe=None)
     names = _layer_names(model)
     reasons = _unsupported(model, set(names))
     return [n for n in names if n not in reasons], [n for n in names if n in reasons]
@@ -148,15 +169,24 @@ def quantization_aware_training(
 ) -> QATResult:
     """Fine-tune ``model`` with fake quantization, convert it to int8 TFLite, score both.
 
+    Layers tfmot's default 8-bit scheme cannot annotate where they stand stay in float and are
+    listed, with the reason, in :attr:`QATResult.skipped_layers`; the run goes on with the
+    others. They are found in two passes: tfmot's registry and layout-transform rules (as in
+    :func:`quantizable_layers`), then tfmot itself: ``quantize_apply`` is tried, and a layer it
+    refuses is taken out and the rest retried (see :func:`_quantize_skipping`).
+
     Args:
-        model: a trained ``tf_keras`` Sequential/Functional model (one input, one output).
-            It is not modified: QAT trains a copy.
+        model: a trained Sequential/Functional model (one input, one output). A ``tf_keras``
+            model is used as is; a Keras 3 model is rebuilt as ``tf_keras`` from its config and
+            weights, and the rebuild's outputs are checked against the original's on a few
+            training examples. The model is not modified: QAT trains a copy.
         dataset: train split to fine-tune on, validation split for early stopping; labels are
             int class indices.
         layers: quantize only these layers (names of ``model``'s layers). ``None`` (default)
             means every layer except ``skip_layers``; with neither, the whole model goes
-            through ``tfmot.quantization.keras.quantize_model``.
-        skip_layers: layers to keep in float, e.g. ones tfmot cannot quantize.
+            through ``tfmot.quantization.keras.quantize_model``. A named layer tfmot cannot
+            annotate is skipped (and listed) like any other.
+        skip_layers: layers to keep in float, e.g. the most sensitive ones.
         options: training knobs (:class:`QATOptions`).
         conversion: TFLite conversion knobs (calibration samples, int8 I/O, ...).
         split: the split both accuracies are measured on.
@@ -164,24 +194,30 @@ def quantization_aware_training(
             ``evaluate_tflite`` (``metric_fn(labels, outputs) -> float``).
 
     Raises:
-        InvalidModelError: a Keras 3, subclassed, unbuilt or multi-input/output model.
-        InvalidOptionError: unknown or unquantizable layer names, ``layers`` and
-            ``skip_layers`` both given, a bad ``split``.
+        InvalidModelError: a subclassed, unbuilt or multi-input/output model; a Keras 3 model
+            that cannot be rebuilt as ``tf_keras``; a model of which tfmot can annotate no
+            layer at all.
+        InvalidOptionError: unknown layer names, ``layers`` and ``skip_layers`` both given,
+            ``layers=`` of which tfmot can annotate none, a bad ``split``.
         InvalidDatasetError: the data does not fit the model.
         ConversionError: the converter refused the QAT model.
     """
     options = options or QATOptions()
     if split not in SPLITS:
         raise InvalidOptionError(f"Unknown split {split!r}: use one of {', '.join(SPLITS)}.")
-    _check_qat_model(model)
+    check_model(model)  # Keras model, Sequential/Functional, built, one input and one output
     _check_data(model, dataset)
+    source = model
+    model, rebuilt = as_tf_keras(model, probe=dataset.x_train[:_PROBE_EXAMPLES])
     selected = _select_layers(model, layers, skip_layers)
     names = _layer_names(model)
-    whole_model = len(selected) == len(names)
 
     tf_keras.utils.set_random_seed(options.seed)
-    qat_model = _quantize(model, selected, whole_model)
-    loss = loss_for(model)
+    qat_model, quantized, skipped = _quantize_skipping(
+        model, selected, explicit=layers is not None, skip_layers=skip_layers
+    )
+    loss = keras3_loss(source) if rebuilt else None
+    loss = loss or loss_for(model)
     qat_model.compile(
         optimizer=tf_keras.optimizers.Adam(learning_rate=options.learning_rate),
         loss=loss,
@@ -199,15 +235,25 @@ def quantization_aware_training(
     )
     if not tflite.ok:
         raise ConversionError(f"The int8 conversion of the QAT model is unusable: {tflite.error}")
-    float_layers = tuple(n for n in names if n not in selected)
+    notes = []
+    if rebuilt:
+        notes.append(
+            f"model {source.name!r} is a Keras 3 model: QAT trained its tf_keras rebuild (same "
+            "config and weights, outputs checked equal), as tfmot needs tf_keras."
+        )
+    if skipped:
+        listed = "; ".join(f"{n} ({why})" for n, why in skipped.items())
+        notes.append(f"QAT skipped layer(s) tfmot cannot quantize, left in float: {listed}.")
+    float_layers = tuple(n for n in names if n not in quantized)
     if float_layers:
         count = min((conversion or ConversionOptions()).calibration_samples, len(dataset.x_train))
-        note = (
+        notes.append(
             f"layer(s) {', '.join(float_layers)} were not quantization-aware trained; their "
             f"int8 ranges were calibrated on {count} train example(s), as in post-training "
             "quantization."
         )
-        tflite = replace(tflite, notes=(*tflite.notes, note))
+    if notes:
+        tflite = replace(tflite, notes=(*tflite.notes, *notes))
 
     keras_eval = evaluate_keras(qat_model, dataset, split=split, metric_fn=metric_fn)
     tflite_eval = evaluate_tflite(tflite, dataset, split=split, metric_fn=metric_fn)
@@ -223,7 +269,7 @@ def quantization_aware_training(
     return QATResult(
         keras_model=qat_model,
         tflite=tflite,
-        quantized_layers=tuple(n for n in names if n in selected),
+        quantized_layers=tuple(n for n in names if n in quantized),
         float_layers=float_layers,
         history=history,
         epochs_run=epochs_run,
@@ -232,6 +278,8 @@ def quantization_aware_training(
         split=split,
         keras_metrics=dict(keras_eval.metrics),
         tflite_metrics=dict(tflite_eval.metrics),
+        skipped_layers=tuple((n, skipped[n]) for n in names if n in skipped),
+        rebuilt_from_keras3=rebuilt,
     )
 
 
@@ -240,18 +288,6 @@ def quantization_aware_training(
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_qat_model(model: Any) -> None:
-    if is_keras3_model(model):
-        raise InvalidModelError(
-            f"model {model.name!r} is a Keras 3 model, but quantization-aware training needs a "
-            "tf_keras (Keras 2) model: tfmot does not support Keras 3 (model-optimization#1119). "
-            "Build or load the model with tf_keras (import tf_keras; tf_keras.models.load_model "
-            "of a file saved by tf_keras), or use post-training quantization "
-            "(convert_model(model, 'int8', ...)), which accepts Keras 3 models."
-        )
-    check_model(model)  # Keras model, Sequential/Functional, built, one input and one output
 
 
 def _check_data(model: Any, dataset: LabeledDataset) -> None:
@@ -286,7 +322,10 @@ def _layer_names(model: Any) -> list[str]:
 def _select_layers(
     model: Any, layers: Sequence[str] | None, skip_layers: Sequence[str]
 ) -> set[str]:
-    """The names to annotate, after checking every name and every layer's support."""
+    """The names the user asks to annotate, after checking every name.
+
+    Whether tfmot can annotate them is decided later, by :func:`_quantize_skipping`.
+    """
     if isinstance(layers, str) or isinstance(skip_layers, str):
         raise InvalidOptionError(
             "layers and skip_layers take a list of layer names, not a single string: "
@@ -317,27 +356,6 @@ def _select_layers(
             f"skip_layers skips every layer of model {model.name!r}: nothing is left to "
             "quantize; skip fewer layers."
         )
-    reasons = _unsupported(model, selected)
-    if reasons:
-        listed = "; ".join(f"{n} ({why})" for n, why in reasons.items())
-        bad = list(reasons)
-        if layers is not None:
-            # Leave out what cannot be quantized; a batch norm whose host layer is merely not
-            # selected becomes quantizable by adding the host.
-            hosts = {}
-            for name in bad:
-                host = _bn_host(model.get_layer(name), model)
-                if host is not None:
-                    hosts[name] = host.name
-            wanted = (set(layers) - set(bad)) | set(hosts) | set(hosts.values())
-            fixed = [n for n in names if n in wanted]
-            fix = f"pass layers={fixed}" if fixed else "use post-training quantization instead"
-        else:
-            fix = f"keep them in float: skip_layers={[*skip_layers, *bad]}"
-        raise InvalidOptionError(
-            f"tfmot's default 8-bit scheme cannot quantize {len(bad)} layer(s) of model "
-            f"{model.name!r}: {listed}. To go on, {fix}."
-        )
     return selected
 
 
@@ -358,16 +376,28 @@ def _why_unsupported(layer: Any, registry: Any, model: Any, selected: set[str]) 
     cls = type(layer).__name__
     if isinstance(layer, tf_keras.Model):
         return f"{cls}: a nested model; tfmot quantizes only flat models"
-    if cls in _SEPARABLE and type(layer).__module__.startswith("tf_keras."):
-        if cls == "SeparableConv1D" and layer.padding == "causal":
-            return f"{cls} with causal padding"
+    builtin = type(layer).__module__.startswith("tf_keras.")
+    if cls in _SEPARABLE and builtin:
         return None
-    if cls == "BatchNormalization" and type(layer).__module__.startswith("tf_keras."):
+    if cls == "SeparableConv1D" and builtin:
+        # Checked with tfmot 0.8.1 on tf_keras 2.21: its layout transform rewrites the layer
+        # with Python-lambda Lambda layers, which tf_keras refuses to rebuild in safe mode.
+        return (
+            f"{cls}: tfmot rewrites it with Lambda layers, which tf_keras refuses to "
+            "deserialize in safe mode"
+        )
+    if cls == "BatchNormalization" and builtin:
         host = _bn_host(layer, model)
         if host is None:
+            inbound = _neighbours(layer, model, "inbound")
+            after = (
+                f" (it follows {inbound[0].name!r}, a {type(inbound[0]).__name__})"
+                if len(inbound) == 1
+                else ""
+            )
             return (
-                f"{cls} not right after a linear {'/'.join(_BN_HOSTS)}: tfmot only quantizes "
-                "batch normalization folded into that layer"
+                f"{cls} not right after a linear {'/'.join(_BN_HOSTS)}{after}: tfmot only "
+                "quantizes batch normalization folded into that layer"
             )
         if host.name not in selected:
             return (
@@ -375,6 +405,8 @@ def _why_unsupported(layer: Any, registry: Any, model: Any, selected: set[str]) 
             )
         return None
     if not registry.supports(layer):
+        if builtin and ".preprocessing." in type(layer).__module__:
+            return f"{cls}: a preprocessing layer, not in tfmot's default 8-bit registry"
         return f"{cls}: not in tfmot's default 8-bit registry (a custom or unsupported layer)"
     if isinstance(layer, tf_keras.layers.Activation):
         try:  # the registry's Activation config decides by the function's name
@@ -429,7 +461,162 @@ def _neighbours(layer: Any, model: Any, direction: str) -> list[Any]:
     ]
 
 
-# --- quantize, train ------------------------------------------------------------------------
+# --- quantize, skipping what tfmot refuses -----------------------------------------------------
+
+# After this many refusals that name no layer, tfmot's trouble is taken to be with the model as
+# a whole rather than with single layers, and QAT stops instead of skipping layer after layer.
+_MAX_UNNAMED_REFUSALS = 8
+
+
+def _quantize_skipping(
+    model: Any, selected: set[str], *, explicit: bool, skip_layers: Sequence[str]
+) -> tuple[Any, list[str], dict[str, str]]:
+    """Annotate as many ``selected`` layers as tfmot accepts: ``(qat_model, quantized, skipped)``.
+
+    ``skipped`` maps each selected layer left in float to the reason. Two passes decide:
+
+    1. tfmot's registry and layout-transform rules (:func:`_unsupported`): one cheap pass over
+       the model that catches the usual cases (a batch norm after pooling, preprocessing
+       layers, Conv1D, custom layers, unsupported activations) with a readable reason each.
+    2. tfmot itself, the final judge: ``quantize_apply`` is tried on what is left; if it raises,
+       the layer it refused is taken out, pass 1 runs again (a batch norm whose host just went
+       cannot fold any more) and tfmot is retried. The layer is the one tfmot's message names
+       ("Layer <name>:..."), or else the one :func:`_culprit` finds by bisection.
+
+    Asking tfmot instead of keeping a complete list of our own stays right when tfmot's rules
+    change; pass 1 only saves attempts and words the reasons. The loop is bounded and
+    deterministic: every refusal removes at least one layer, so there are at most
+    ``len(selected)`` retries (plus about log2(len(selected)) bisection attempts for a refusal
+    that names no layer, and at most ``_MAX_UNNAMED_REFUSALS`` of those), always in the model's
+    layer order.
+    """
+    names = _layer_names(model)
+    current = [n for n in names if n in selected]
+    skipped: dict[str, str] = {}
+    unnamed = 0
+
+    def screen() -> None:
+        for name, why in _unsupported(model, set(current)).items():
+            skipped[name] = why
+            current.remove(name)
+
+    screen()
+    while current:
+        qat_model, error = _attempt(model, current)
+        if error is None:
+            for name, why in skipped.items():
+                logger.warning("QAT leaves layer %r of %r in float: %s", name, model.name, why)
+            return qat_model, current, skipped
+        name, why, named = _culprit(model, current, error)
+        unnamed += not named
+        if unnamed > _MAX_UNNAMED_REFUSALS:
+            raise InvalidModelError(
+                f"tfmot refused {unnamed} layers of model {model.name!r} without naming one "
+                f"(last: {why}); this looks like a problem with the whole model, not with single "
+                "layers. Use post-training quantization (convert_model(model, 'int8', ...)) "
+                "instead."
+            )
+        skipped[name] = why
+        current.remove(name)
+        screen()
+    raise _nothing_left(model, skipped, explicit=explicit, skip_layers=skip_layers)
+
+
+def _attempt(model: Any, annotate: list[str]) -> tuple[Any, None] | tuple[None, Exception]:
+    """``(qat_model, None)`` when tfmot quantizes ``annotate``, else ``(None, its error)``."""
+    try:
+        whole = len(annotate) == len(_layer_names(model))
+        return _quantize(model, set(annotate), whole), None
+    except Exception as exc:  # noqa: BLE001 - tfmot raises ValueError, RuntimeError, TypeError,
+        # AttributeError, ... from deep inside its transforms; each means "not this set".
+        return None, exc
+
+
+def _culprit(model: Any, current: list[str], error: Exception) -> tuple[str, str, bool]:
+    """``(layer, reason, named)``: the layer of ``current`` that made tfmot raise ``error``.
+
+    tfmot names the layer it refuses in ``quantize_apply`` ("Layer <name>:<class> is not
+    supported"). Other errors (from its layout transforms, a quantize config, ...) name none:
+    then the shortest prefix of ``current`` (in model order, so a batch norm's host comes with
+    it) that tfmot still refuses is found by bisection, about log2(len(current)) attempts, and
+    its last layer is the culprit.
+    """
+    named = re.search(r"Layer ([^\s:]+):", str(error))
+    if named and named.group(1) in current:
+        return named.group(1), _tfmot_reason(error), True
+    clone_error = _clone_error(model)
+    if clone_error is not None:
+        # Every attempt copies the model first: blaming single layers would go nowhere.
+        raise InvalidModelError(
+            f"model {model.name!r} cannot be copied for quantization-aware training "
+            f"({clone_error}). QAT trains a copy rebuilt from each layer's get_config(): give "
+            "custom layers a complete get_config(), or use post-training quantization "
+            "(convert_model(model, 'int8', ...))."
+        )
+    low, high, high_error = 1, len(current), error  # current[:high] is known to fail
+    while low < high:
+        middle = (low + high) // 2
+        _, middle_error = _attempt(model, current[:middle])
+        if middle_error is None:
+            low = middle + 1
+        else:
+            high, high_error = middle, middle_error
+    return current[high - 1], _tfmot_reason(high_error), False
+
+
+def _clone_error(model: Any) -> str | None:
+    """Why tf_keras cannot clone ``model`` (with its custom classes in scope), or None."""
+    try:
+        with tfmot.quantization.keras.quantize_scope(_custom_objects(model)):
+            tf_keras.models.clone_model(model)
+    except Exception as exc:  # noqa: BLE001 - any failure means the model cannot be copied
+        return _first_line(exc)
+    return None
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    return f"{type(exc).__name__}: {text[:limit].rstrip('. ')}"
+
+
+def _tfmot_reason(exc: BaseException) -> str:
+    """A one-line reason from a tfmot error, without its advice to write a QuantizeConfig."""
+    text = re.split(r"\.\s+You can\b", _first_line(exc, limit=400))[0]
+    text = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", text)  # the class name is enough
+    return f"tfmot's quantize_apply refused it ({text[:200].rstrip('. ')})"
+
+
+def _nothing_left(
+    model: Any, skipped: dict[str, str], *, explicit: bool, skip_layers: Sequence[str]
+) -> InvalidOptionError | InvalidModelError:
+    """The error for a model (or ``layers=`` selection) of which tfmot annotates no layer."""
+    names = _layer_names(model)
+    listed = "; ".join(f"{n} ({why})" for n, why in skipped.items())
+    if explicit:
+        # A batch norm whose host was merely not selected becomes quantizable with the host.
+        hosts = {}
+        for name in skipped:
+            host = _bn_host(model.get_layer(name), model)
+            if host is not None and host.name not in skipped:
+                hosts[name] = host.name
+        wanted = set(hosts) | set(hosts.values())
+        fixed = [n for n in names if n in wanted]
+        fix = (
+            f"pass layers={fixed}"
+            if fixed
+            else f"name other layers in layers= (skip_layers={list(skipped)} quantizes every "
+            "other layer), or use post-training quantization"
+        )
+        return InvalidOptionError(
+            f"tfmot's default 8-bit scheme cannot annotate any of the layers selected for "
+            f"quantization-aware training of model {model.name!r}: {listed}. To go on, {fix}."
+        )
+    fewer = ", or skip fewer layers" if skip_layers else ""
+    return InvalidModelError(
+        f"tfmot's default 8-bit scheme cannot annotate any layer of model {model.name!r} for "
+        f"quantization-aware training: {listed}. Use post-training quantization "
+        f"(convert_model(model, 'int8', ...)) instead{fewer}."
+    )
 
 
 def _custom_objects(model: Any) -> dict[str, type]:
@@ -443,28 +630,27 @@ def _custom_objects(model: Any) -> dict[str, type]:
 
 
 def _quantize(model: Any, selected: set[str], whole_model: bool) -> Any:
-    """A new QAT model with ``selected`` layers wrapped; the original stays untouched."""
+    """A new QAT model with ``selected`` layers wrapped; the original stays untouched.
+
+    Raises whatever tfmot raises; :func:`_quantize_skipping` decides what to do about it.
+    """
     quantize = tfmot.quantization.keras
-    scope = quantize.quantize_scope(_custom_objects(model))
 
     def annotate(layer: Any) -> Any:
         # A fresh copy, never the original layer: reusing it would add inbound nodes to it.
         copy = layer.__class__.from_config(layer.get_config())
         return quantize.quantize_annotate_layer(copy) if layer.name in selected else copy
 
-    try:
-        with scope:
-            if whole_model:
-                # tfmot's own whole-model path (annotate all, fold BatchNorm, wrap). It wraps
-                # the layers of the model it is given, so give it a copy.
-                copy = tf_keras.models.clone_model(model)
-                copy.set_weights(model.get_weights())
-                return quantize.quantize_model(copy)
-            annotated = tf_keras.models.clone_model(model, clone_function=annotate)
-            _copy_weights(model, annotated)
-            return quantize.quantize_apply(annotated)
-    except (ValueError, RuntimeError, TypeError, KeyError) as exc:
-        raise _explain_tfmot_error(exc, model) from None
+    with quantize.quantize_scope(_custom_objects(model)):
+        if whole_model:
+            # tfmot's own whole-model path (annotate all, fold BatchNorm, wrap). It wraps the
+            # layers of the model it is given, so give it a copy.
+            copy = tf_keras.models.clone_model(model)
+            copy.set_weights(model.get_weights())
+            return quantize.quantize_model(copy)
+        annotated = tf_keras.models.clone_model(model, clone_function=annotate)
+        _copy_weights(model, annotated)
+        return quantize.quantize_apply(annotated)
 
 
 def _copy_weights(source: Any, target: Any) -> None:
@@ -477,25 +663,7 @@ def _copy_weights(source: Any, target: Any) -> None:
             getattr(cloned, "layer", cloned).set_weights(layer.get_weights())
 
 
-def _explain_tfmot_error(exc: BaseException, model: Any) -> InvalidOptionError:
-    text = str(exc)
-    names = _layer_names(model)
-    # tfmot names the layer as "Layer <name>:<class ...> is not supported"; other messages may
-    # quote a layer name, but one that lists them all names none in particular.
-    named = re.search(r"Layer ([^\s:]+):", text)
-    hits = [named.group(1)] if named and named.group(1) in names else []
-    if not hits:
-        hits = [n for n in names if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", text)]
-        hits = hits if len(hits) <= 2 else []
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
-    first = first[:300].rstrip(". ")
-    where = f" at layer(s) {', '.join(hits)}" if hits else ""
-    fix = f"skip_layers={hits}" if hits else "skip_layers=[...] naming the layer"
-    return InvalidOptionError(
-        f"tfmot could not prepare model {model.name!r} for quantization-aware training{where}: "
-        f"{first}. Keep the layer(s) in float with {fix}, or use post-training "
-        "quantization."
-    )
+# --- train -----------------------------------------------------------------------------------
 
 
 def loss_for(model: Any) -> Any:

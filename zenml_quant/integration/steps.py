@@ -414,6 +414,7 @@ def quantization_aware_training(
             "size_bytes": result.tflite.size_bytes,
             "float_layers": list(result.float_layers),
             "quantized_layers": len(result.quantized_layers),
+            "skipped_layers": {name: why for name, why in result.skipped_layers},
         }
     )
     history = pd.DataFrame(result.history).rename_axis("epoch").reset_index()
