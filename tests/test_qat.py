@@ -167,9 +167,7 @@ def test_quantizable_layers_follow_tfmots_registry(digits_model):
 def test_unquantizable_layers_are_skipped_and_named_with_the_reason(digits):
     model = custom_model()
     options = QATOptions(epochs=1, learning_rate=1e-3)
-    result = quantization_aware_training(
-        model, digits, options=options, conversion=FAST_CONVERSION
-    )
+    result = quantization_aware_training(model, digits, options=options, conversion=FAST_CONVERSION)
     assert [name for name, _ in result.skipped_layers] == ["scale", "norm"]
     reasons = dict(result.skipped_layers)
     assert reasons["scale"].startswith("Scale") and reasons["norm"].startswith("LayerNormalization")
