@@ -7,7 +7,9 @@ refused. No Python traceback reaches the user for an error of ours.
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -18,11 +20,22 @@ __all__ = ["main"]
 class _Group(click.Group):
     """A click group whose errors are one line (click's usage block and hint are left out)."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # noqa: D102
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command; in standalone mode, errors end it with one line and their status."""
+        run = functools.partial(
+            super().main, args, prog_name, complete_var, standalone_mode=False, **extra
+        )
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return run()
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result: Any = run()
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:

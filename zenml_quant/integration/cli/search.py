@@ -195,6 +195,8 @@ def search(
     )
     result = find_output(run, "zq_search_result")
     summary = find_output(run, "zq_run_summary")
+    if result is None:
+        raise click.ClickException("the run produced no search result: see its step logs")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(model_path.rstrip("/")).stem or "model"
