@@ -5,6 +5,9 @@ them, which picks the loader (Keras 3 or ``tf_keras``); a SavedModel directory i
 (Keras 3 cannot load a SavedModel as a model, only as an inference-only ``TFSMLayer``).
 Loading is safe by default: the config is read and checked before anything is deserialised,
 because tf_keras's ``.h5`` and SavedModel loaders run ``Lambda`` bytecode without asking.
+Permission to run a file's code is given per call (``allow_unsafe=True``) or per block
+(:func:`allow_unsafe_loading`), never for the rest of the process: the Keras flavours' global
+"safe mode" is set for the one load and restored after it, however the load ends.
 Only Sequential and Functional models are accepted: conversion, per-layer profiling and the
 architecture search need the static layer graph.
 """
@@ -12,6 +15,8 @@ architecture search need the static layer graph.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import importlib
 import json
 import math
 import os
@@ -26,6 +31,7 @@ from .errors import InvalidModelError
 
 __all__ = [
     "SUPPORTED_FORMATS",
+    "allow_unsafe_loading",
     "check_model",
     "count_params",
     "input_shape",
@@ -33,6 +39,7 @@ __all__ = [
     "model_flavour",
     "num_outputs",
     "save_model",
+    "unsafe_loading_allowed",
 ]
 
 SUPPORTED_FORMATS = ".keras file, .h5/.hdf5 file, or a SavedModel directory (with saved_model.pb)"
@@ -56,6 +63,34 @@ _UNKNOWN_CLASS = re.compile(
 )
 
 
+# Set only inside allow_unsafe_loading(); a ContextVar, so other threads (the studio's server)
+# and other asyncio tasks never see a block's permission.
+_UNSAFE_ALLOWED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "zenml_quant_unsafe_loading", default=False
+)
+
+
+@contextlib.contextmanager
+def allow_unsafe_loading() -> Iterator[None]:
+    """Let the :func:`load_model` calls made inside this block load ``Lambda`` layers.
+
+    For loads that happen out of your reach, e.g. ZenML loading a model artifact through the
+    Keras materializer (``artifact.load()``). The permission ends with the block (also on an
+    exception) and holds only in the thread that entered it. Only for files you trust: a
+    ``Lambda`` layer's Python code runs while the model loads.
+    """
+    token = _UNSAFE_ALLOWED.set(True)
+    try:
+        yield
+    finally:
+        _UNSAFE_ALLOWED.reset(token)
+
+
+def unsafe_loading_allowed() -> bool:
+    """Whether this code runs inside :func:`allow_unsafe_loading`."""
+    return _UNSAFE_ALLOWED.get()
+
+
 def load_model(
     path: str | os.PathLike[str],
     *,
@@ -69,7 +104,8 @@ def load_model(
         path: the model file or SavedModel directory.
         custom_objects: custom classes (layers, activations, ...) by the name in the file.
         allow_unsafe: load ``Lambda`` layers, whose Python code runs while loading. Only for
-            files you trust.
+            files you trust. It applies to this call only; inside
+            :func:`allow_unsafe_loading` it is implied.
         compile: restore the optimizer, loss and metrics saved with the model.
 
     Raises:
@@ -77,6 +113,7 @@ def load_model(
             ``allow_unsafe``; an unknown custom class; a subclassed model.
     """
     path = Path(path)
+    allow_unsafe = bool(allow_unsafe) or unsafe_loading_allowed()
     flavour, config = _inspect(path)
     unsafe = _unsafe_layers(config)
     if unsafe and not allow_unsafe:
@@ -90,11 +127,12 @@ def load_model(
     if flavour == "keras3" and keras3 is None:
         raise InvalidModelError(f"{path} was written by Keras 3, which is not installed")
     # tf_keras honours safe_mode for .keras only; its .h5 and SavedModel loaders run Lambda code
-    # regardless, which is why the config was checked above.
+    # unless a safe-mode scope is active, which is why the config was checked above and why
+    # _safe_mode_for_this_load sets one for every format.
     loader = keras3.saving.load_model if flavour == "keras3" else tf_keras.saving.load_model
     try:
         objects = dict(custom_objects or {})
-        with _tfmot_scope(config, flavour):
+        with _safe_mode_for_this_load(safe=not allow_unsafe), _tfmot_scope(config, flavour):
             model = loader(
                 str(path), custom_objects=objects, compile=compile, safe_mode=not allow_unsafe
             )
@@ -105,6 +143,29 @@ def load_model(
     if not _is_graph_model(model):
         raise InvalidModelError(f"{path}: {_SUBCLASSED}")
     return model
+
+
+@contextlib.contextmanager
+def _safe_mode_for_this_load(*, safe: bool) -> Iterator[None]:
+    """Both flavours' global safe mode set to ``safe`` for one load, then put back as it was.
+
+    Keras keeps "safe mode" in a (thread-local) global that ``keras.config.
+    enable_unsafe_deserialization()`` and the loaders' own scopes write to. Setting it here, for
+    every format and both flavours, means no earlier ``allow_unsafe=True`` load, nor a library
+    that flipped the global and never put it back, decides what this load may run; and
+    whatever this load does to it is undone when it ends, even by an exception.
+    """
+    with contextlib.ExitStack() as stack:
+        for module in (
+            "tf_keras.src.saving.serialization_lib",
+            "keras.src.saving.serialization_lib",
+        ):
+            try:
+                scope = importlib.import_module(module).SafeModeScope
+            except (ImportError, AttributeError):  # private module moved, or no Keras 3
+                continue
+            stack.enter_context(scope(safe))
+        yield
 
 
 def check_model(model: Any) -> None:

@@ -3,10 +3,15 @@
 A model version is searched for the artifacts this package's pipelines link to it: the Keras
 model (``zq_keras_model``, or ``zq_trained_model`` from the retrain pipeline), the dataset
 (``zq_dataset``) and a search result (``zq_search_result``) for suggestions.
+
+A model with ``Lambda`` layers (Python code that runs on load) loads only when the caller
+passes ``allow_unsafe=True`` (the studio's ``--allow-unsafe``), and that permission covers
+the one model load of that call, nothing after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +41,22 @@ def _split(reference: str) -> tuple[str, str | None]:
     return name, version or None
 
 
-def from_model_version(reference: str) -> ZenmlSources:
-    """``NAME`` (latest) or ``NAME:VERSION`` (a number, name or stage) of a ZenML model."""
+def _model_loading(allow_unsafe: bool) -> contextlib.AbstractContextManager[Any]:
+    from ..models import allow_unsafe_loading  # loads TensorFlow: only when a model does
+
+    return allow_unsafe_loading() if allow_unsafe else contextlib.nullcontext()
+
+
+def from_model_version(reference: str, *, allow_unsafe: bool = False) -> ZenmlSources:
+    """``NAME`` (latest) or ``NAME:VERSION`` (a number, name or stage) of a ZenML model.
+
+    ``allow_unsafe`` lets the model's ``Lambda`` layers load (their code runs): for this
+    call's model only.
+
+    Raises:
+        InvalidOptionError: no such model version, or it links no Keras model.
+        InvalidModelError: the model holds ``Lambda`` layers and ``allow_unsafe`` is False.
+    """
     from zenml.client import Client
 
     name, version = _split(reference)
@@ -51,7 +70,8 @@ def from_model_version(reference: str) -> ZenmlSources:
         found = model_version.get_artifact(artifact)
         return None if found is None else found.load()
 
-    model = next((m for m in map(linked, MODEL_ARTIFACTS) if m is not None), None)
+    with _model_loading(allow_unsafe):
+        model = next((m for m in map(linked, MODEL_ARTIFACTS) if m is not None), None)
     if model is None:
         raise InvalidOptionError(
             f"Model version {model_version.model.name}:{model_version.name} has no Keras model "
@@ -66,8 +86,16 @@ def from_model_version(reference: str) -> ZenmlSources:
     )
 
 
-def from_artifact(reference: str) -> ZenmlSources:
-    """A ZenML artifact holding a Keras model: its version id, ``NAME`` or ``NAME:VERSION``."""
+def from_artifact(reference: str, *, allow_unsafe: bool = False) -> ZenmlSources:
+    """A ZenML artifact holding a Keras model: its version id, ``NAME`` or ``NAME:VERSION``.
+
+    ``allow_unsafe`` lets the model's ``Lambda`` layers load (their code runs): for this
+    call's load only.
+
+    Raises:
+        InvalidOptionError: no such artifact, or it holds no Keras model.
+        InvalidModelError: the model holds ``Lambda`` layers and ``allow_unsafe`` is False.
+    """
     from zenml.client import Client
 
     name, version = _split(reference)
@@ -75,7 +103,8 @@ def from_artifact(reference: str) -> ZenmlSources:
         artifact = Client().get_artifact_version(name, version)
     except KeyError as exc:
         raise InvalidOptionError(f"No ZenML artifact {reference!r}: {exc}") from None
-    model = artifact.load()
+    with _model_loading(allow_unsafe):
+        model = artifact.load()
     if not hasattr(model, "layers"):
         raise InvalidOptionError(
             f"Artifact {reference!r} holds a {type(model).__name__}, not a Keras model."

@@ -119,7 +119,9 @@ def _prepare_studio(
         from ..studio_sources import from_artifact, from_model_version
 
         found = (
-            from_model_version(model_version) if model_version else from_artifact(artifact or "")
+            from_model_version(model_version, allow_unsafe=allow_unsafe)
+            if model_version
+            else from_artifact(artifact or "", allow_unsafe=allow_unsafe)
         )
         model, dataset, search_result = found.model, found.dataset, found.search_result
         click.echo(f"Loaded {found.description}")

@@ -23,17 +23,6 @@ ErrorFn = Callable[[Any, str], Any]
 ProgressFn = Callable[[int, Any], None]
 _Self = TypeVar("_Self")
 
-_WORKER_DIED = (
-    "the worker process running this trial died (killed? out of memory? a crash in native "
-    "code?): lower `workers` or the candidate size; the pool was restarted and the other "
-    "trials were not affected"
-)
-_WORKERS_KEEP_DYING = (
-    "worker processes died twice before this trial finished, while no trial was running "
-    "(a crash at worker start-up, or the machine out of memory): check the worker's stderr, "
-    "lower `workers` or the candidate size"
-)
-
 
 @runtime_checkable
 class TrialExecutor(Protocol):

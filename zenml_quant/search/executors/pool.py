@@ -1,22 +1,41 @@
-"""The local process pool executor: spawned workers, each with its own TF thread limit."""
+"""The local process pool executor: spawned workers, each with its own TF thread limit.
+
+Two things about spawned workers that the pool takes care of:
+
+- ``spawn`` runs the caller's main script again in each worker (as ``__mp_main__``), so that
+  functions defined there can be unpickled. If that script defines ZenML steps (any pipeline
+  script does), ZenML resolves their sources while it is imported, and needs a source root: a
+  ``zenml init`` folder above the working directory, or the main module's file, which the
+  worker's bootstrap module does not have at that moment. The workers are therefore started
+  with ``ZENML_CUSTOM_SOURCE_ROOT`` set to the source root the caller's ZenML uses (when
+  ZenML is loaded and the variable is not set already), so they work from any folder.
+- A worker that dies says how: its exit code or signal, and the last lines it wrote to
+  stderr, which the pool reads through a pipe (and passes on to this process's stderr as it
+  comes).
+"""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import ctypes
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.context
 import os
 import pickle
+import signal
+import sys
+import textwrap
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import Any
 
 from .base import (
-    _WORKER_DIED,
-    _WORKERS_KEEP_DYING,
     ErrorFn,
     ProgressFn,
     TrialFn,
@@ -30,6 +49,220 @@ from .base import (
 
 _LOG = logging.getLogger(__name__)
 
+_SOURCE_ROOT_VAR = "ZENML_CUSTOM_SOURCE_ROOT"
+_TAIL_BYTES = 16_384  # kept per worker; the message quotes the last _TAIL_LINES lines of it
+_TAIL_LINES = 12
+_SIGNAL_HINTS = {
+    "SIGKILL": (
+        "the kernel's out-of-memory killer does this (see `dmesg`), as does `kill -9`: if "
+        "memory is short, lower `workers` or the candidate size"
+    ),
+    "SIGSEGV": "a crash in native code (TensorFlow, TFLite or a library they load)",
+    "SIGBUS": "a crash in native code (TensorFlow, TFLite or a library they load)",
+    "SIGILL": "native code used an instruction this CPU lacks (a build for another CPU?)",
+    "SIGFPE": "a crash in native code (an arithmetic fault)",
+    "SIGABRT": "native code aborted (a failed check in TensorFlow or TFLite?)",
+    "SIGTERM": "something asked it to stop",
+}
+
+# Spawning swaps this process's stderr and environment for a moment: one spawn at a time.
+_SPAWN_LOCK = threading.Lock()
+
+
+# --- worker processes that say how they died --------------------------------------------------
+
+
+class _StderrTail:
+    """Reads a worker's stderr from a pipe: passes it on, and keeps its last bytes."""
+
+    def __init__(self, read_fd: int, forward_fd: int | None) -> None:
+        self._read_fd, self._forward_fd = read_fd, forward_fd
+        self._data = bytearray()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._pump, name="zq-worker-stderr", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while chunk := os.read(self._read_fd, 65_536):
+                with self._lock:
+                    self._data += chunk
+                    del self._data[:-_TAIL_BYTES]
+                if self._forward_fd is not None:
+                    try:
+                        _write_all(self._forward_fd, chunk)
+                    except OSError:  # our stderr is gone: keep reading, so the worker never blocks
+                        self._forward_fd = None
+        finally:
+            os.close(self._read_fd)
+            if self._forward_fd is not None:
+                os.close(self._forward_fd)
+
+    def lines(self, wait: float = 2.0) -> list[str]:
+        """The last lines, once the worker's end of the pipe closed (or after ``wait`` s)."""
+        self._thread.join(wait)  # a grandchild may hold the pipe open: don't wait for ever
+        with self._lock:
+            text = bytes(self._data).decode("utf-8", errors="replace")
+        lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+        return lines[-_TAIL_LINES:]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    """A spawned worker started with ``env`` added and its stderr read through a pipe."""
+
+    env: dict[str, str]
+    stderr_tail: _StderrTail | None = None
+
+    def start(self) -> None:
+        with _SPAWN_LOCK:
+            _ensure_resource_tracker()  # started now, it would inherit the swapped stderr
+            try:
+                forward_fd = os.dup(2)  # the real stderr, where the worker's lines go on to
+            except OSError:  # no stderr at all (a daemon): nothing to read or pass on
+                with _environment(self.env):
+                    super().start()
+                return
+            read_fd, write_fd = os.pipe()
+            try:
+                with _environment(self.env), _stderr_for_children(write_fd):
+                    super().start()
+            except BaseException:
+                os.close(read_fd)
+                os.close(forward_fd)
+                raise
+            finally:
+                os.close(write_fd)  # the worker holds its own copy
+        self.stderr_tail = _StderrTail(read_fd, forward_fd)
+
+    def end_reason(self) -> str:
+        """``was killed by SIGKILL (signal 9): <hint>``, ``exited with code 1``, ..."""
+        code = self.exitcode
+        if code is None:
+            return "is still running"
+        if code >= 0:
+            return f"exited with code {code}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = _SIGNAL_HINTS.get(name)
+        return f"was killed by {name} (signal {-code})" + (f": {hint}" if hint else "")
+
+    def describe_end(self, others: int = 0) -> str:
+        """``process 123 <end_reason>; its last lines on stderr: ...``.
+
+        ``others``: how many more workers ended for the same reason (said, not quoted).
+        """
+        text = f"process {self.pid} {self.end_reason()}"
+        if others:
+            text += f" (and {others} more worker(s) the same way)"
+        lines = self.stderr_tail.lines() if self.stderr_tail is not None else []
+        if lines:
+            text += "; its last lines on stderr:\n" + textwrap.indent("\n".join(lines), "    | ")
+        return text
+
+
+class _WorkerContext(multiprocessing.context.SpawnContext):
+    """The spawn context, making :class:`_WorkerProcess` workers and remembering them."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__()
+        self.env = env
+        self.processes: list[_WorkerProcess] = []
+
+    def Process(self, *args: Any, **kwargs: Any) -> _WorkerProcess:  # type: ignore[override]  # noqa: N802 - mp's name
+        process = _WorkerProcess(*args, **kwargs)
+        process.env = self.env
+        self.processes.append(process)
+        return process
+
+
+def _ensure_resource_tracker() -> None:
+    try:
+        from multiprocessing import resource_tracker
+    except ImportError:  # pragma: no cover - Windows has none
+        return
+    resource_tracker.ensure_running()
+
+
+@contextlib.contextmanager
+def _environment(extra: dict[str, str]) -> Iterator[None]:
+    """``extra`` in ``os.environ`` for the block (a spawned child copies it at start)."""
+    saved = {name: os.environ.get(name) for name in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _stderr_for_children(fd: int) -> Iterator[None]:
+    """File descriptor 2 is ``fd`` for the block, so a child started in it writes there.
+
+    Only children inherit descriptors at start, so this is how a spawned worker's stderr
+    reaches a pipe of ours; this process's own stderr is put back right after.
+    """
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()  # what we wrote before belongs to our stderr, not the worker's
+    saved = os.dup(2)
+    try:
+        os.dup2(fd, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _zenml_worker_env() -> dict[str, str]:
+    """``ZENML_CUSTOM_SOURCE_ROOT`` for the workers: the source root ZenML uses here.
+
+    Only when ZenML is loaded in this process (without it, the caller's main script has no
+    ZenML steps to resolve) and the variable is not set already (the workers inherit it).
+    """
+    if os.environ.get(_SOURCE_ROOT_VAR):
+        return {}
+    source_utils = sys.modules.get("zenml.utils.source_utils")
+    if source_utils is None:
+        return {}
+    try:
+        root = source_utils.get_source_root()
+    except Exception:  # noqa: BLE001 - no root here either: the main script has no file,
+        return {}  # so the workers do not import it again
+    return {_SOURCE_ROOT_VAR: str(root)}
+
+
+def _describe_ends(processes: Sequence[_WorkerProcess]) -> str:
+    """How the workers in ``processes`` ended: once per reason, quoting the first of each."""
+    by_reason: dict[str, list[_WorkerProcess]] = {}
+    for process in processes:
+        by_reason.setdefault(process.end_reason(), []).append(process)
+    return "; ".join(group[0].describe_end(len(group) - 1) for group in by_reason.values())
+
+
+def _worker_died(how: str) -> str:
+    return (
+        f"the worker process running this trial died: {how}. The pool was restarted and the "
+        "other trials were not affected"
+    )
+
+
+def _workers_keep_dying(how: str) -> str:
+    return (
+        "worker processes died twice before this trial finished, while no trial was running "
+        f"(at start-up?): {how}"
+    )
+
 
 # --- local process pool -----------------------------------------------------------------------
 
@@ -38,13 +271,14 @@ _LOG = logging.getLogger(__name__)
 _WORKER: dict[str, Any] = {}
 
 
-def _pool_init(payload: Any, threads: int, ready: Any, running: Any) -> None:
+def _pool_init(payload: Any, threads: int, ready: Any, running: Any, pids: Any) -> None:
     """The pool worker's initializer: thread limits first, then the context, then "ready".
 
     ``payload`` is the pickled ``(fn, context)`` in shared memory (inherited at spawn, not
     copied through a pipe); ``ready`` counts initialised workers and hands out slots;
-    ``running[slot]`` holds the id of the task this worker is running (-1 when idle), so the
-    parent can tell which task was in flight when a worker died.
+    ``running[slot]`` holds the id of the task this worker is running (-1 when idle) and
+    ``pids[slot]`` its process id, so the parent can tell which task was in flight when a
+    worker died, and which process it was.
     """
     _limit_native_threads(threads)
     try:
@@ -57,8 +291,10 @@ def _pool_init(payload: Any, threads: int, ready: Any, running: Any) -> None:
             "a fresh process (top level of a module on sys.path, not a notebook's __main__)"
         )
     with ready.get_lock():
-        _WORKER["slot"] = ready.value
+        _WORKER["slot"] = slot = ready.value
         ready.value += 1
+    if slot < len(pids):
+        pids[slot] = os.getpid()
     _WORKER["running"] = running
 
 
@@ -84,15 +320,16 @@ class _Pool:
     """One ``concurrent.futures`` pool and its shared counters; replaced when it breaks."""
 
     def __init__(self, workers: int, threads: int, payload: Any, *, prestart: bool) -> None:
-        ctx = multiprocessing.get_context("spawn")
+        self.context = _WorkerContext(_zenml_worker_env())
         self.workers = workers
-        self.ready = ctx.Value("i", 0)
-        self.running = ctx.RawArray(ctypes.c_longlong, [-1] * workers)
+        self.ready = self.context.Value("i", 0)
+        self.running = self.context.RawArray(ctypes.c_longlong, [-1] * workers)
+        self.pids = self.context.RawArray(ctypes.c_longlong, [0] * workers)
         self.executor = cf.ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=ctx,
+            mp_context=self.context,
             initializer=_pool_init,
-            initargs=(payload, threads, self.ready, self.running),
+            initargs=(payload, threads, self.ready, self.running, self.pids),
         )
         self.pings: list[cf.Future[int]] = []
         if prestart:
@@ -106,18 +343,45 @@ class _Pool:
         """
         self.pings = [self.executor.submit(_pool_ping) for _ in range(self.workers)]
 
-    def in_flight(self) -> set[int]:
-        return {task_id for task_id in self.running if task_id >= 0}
+    def in_flight(self) -> dict[int, int]:
+        """``{task id: pid}`` of the tasks the workers were running."""
+        return {task_id: int(pid) for task_id, pid in zip(self.running, self.pids) if task_id >= 0}
+
+    def process(self, pid: int) -> _WorkerProcess | None:
+        return next((p for p in self.context.processes if p.pid == pid), None)
+
+    def describe_deaths(self) -> str:
+        """How the workers that died on their own ended (call after :meth:`shutdown`).
+
+        When one worker dies, ``concurrent.futures`` ends the others with SIGTERM; those are
+        left out unless nothing else ended.
+        """
+        ended = [p for p in self.context.processes if p.exitcode not in (None, 0)]
+        own = [p for p in ended if p.exitcode != -signal.SIGTERM] or ended
+        return _describe_ends(own) if own else "no worker process ended with an error"
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+        for process in self.context.processes:
+            process.join(5)  # settled exit codes for describe_deaths
+
+
+@dataclass
+class _Crash:
+    """What a broken pool left: the unfinished tasks, the suspects and how workers died."""
+
+    unfinished: list[int]
+    suspects: list[int]
+    how: dict[int, str] = field(default_factory=dict)  # suspect index -> its worker's end
+    other: str = ""  # the deaths outside any trial
 
 
 class ProcessPoolExecutor(_ExecutorBase):
     """Run the trials in ``workers`` local processes, each limited to ``threads_per_worker``.
 
     The processes are ``spawn``-ed (fork and TensorFlow deadlock) and get the caller's
-    ``sys.path``, so whatever the caller can import, they can. ``(fn, context)`` is pickled
+    ``sys.path``, so whatever the caller can import, they can; they find ZenML's source root
+    from any working directory (see the module docstring). ``(fn, context)`` is pickled
     once into shared memory; each worker's initializer sets ``OMP_NUM_THREADS``,
     ``TF_NUM_INTRAOP_THREADS``, ``TF_NUM_INTEROP_THREADS`` and TensorFlow's thread counts, then
     unpickles it once. :meth:`start` launches the workers without waiting for them (they take a
@@ -125,8 +389,9 @@ class ProcessPoolExecutor(_ExecutorBase):
     starts its workers as the tasks need them.
 
     If a worker dies the pool breaks: every trial that was running is suspect. A lone suspect
-    is the culprit and gets ``on_error``; trials not yet started are resubmitted to a fresh
-    pool; several suspects are run again one at a time once the others are done (so the culprit
+    is the culprit and gets ``on_error`` with how its worker ended (exit code or signal, and
+    the last lines of its stderr); trials not yet started are resubmitted to a fresh pool;
+    several suspects are run again one at a time once the others are done (so the culprit
     dies alone, and a trial that only died of memory pressure next to another gets a second
     chance).
     """
@@ -160,14 +425,18 @@ class ProcessPoolExecutor(_ExecutorBase):
             self._pool = _Pool(self.workers, self.threads_per_worker, self._payload, prestart=False)
         return self._pool
 
-    def _discard_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+    def _discard_pool(self) -> str:
+        """Shut the pool down; how its workers that died ended ("" if there was no pool)."""
+        if self._pool is None:
+            return ""
+        pool, self._pool = self._pool, None
+        pool.shutdown()
+        return pool.describe_deaths()
 
     def warm_up(self, timeout: float = 300.0) -> None:
         """Wait until every worker has started, set its threads and loaded the context."""
         self._check_started()
+        how = ""
         for _attempt in range(2):
             pool = self._live_pool()
             if pool.ready.value < pool.workers and not pool.pings:
@@ -183,10 +452,11 @@ class ProcessPoolExecutor(_ExecutorBase):
                 time.sleep(0.02)
             else:
                 return
-            self._discard_pool()  # a worker died while starting: try once more
+            how = self._discard_pool()  # a worker died while starting: try once more
         raise RuntimeError(
-            "worker processes die while starting (see their stderr above): check that the "
-            "package imports in a fresh process, or lower `workers`"
+            f"worker processes die while starting: {how}. Check that the package (and the "
+            "script that started this one, which each worker imports again) imports in a "
+            "fresh process"
         )
 
     def map(self, tasks: Sequence[Any], *, callback: ProgressFn | None = None) -> list[Any]:
@@ -210,19 +480,19 @@ class ProcessPoolExecutor(_ExecutorBase):
             crash = self._run_batch(tasks, batch, finish, on_error)
             if crash is None:
                 continue
-            unfinished, suspects = crash
-            if len(suspects) == 1:
-                culprit = suspects[0]
-                finish(culprit, on_error(tasks[culprit], _WORKER_DIED))
+            if len(crash.suspects) == 1:
+                culprit = crash.suspects[0]
+                how = crash.how.get(culprit) or crash.other
+                finish(culprit, on_error(tasks[culprit], _worker_died(how)))
             else:
-                isolate.extend(suspects)
-            for index in unfinished:
-                if index in suspects:
+                isolate.extend(crash.suspects)
+            for index in crash.unfinished:
+                if index in crash.suspects:
                     continue
-                if not suspects:  # nobody to blame: a death outside any trial
+                if not crash.suspects:  # nobody to blame: a death outside any trial
                     strikes[index] += 1
                 if strikes[index] >= 2:
-                    finish(index, on_error(tasks[index], _WORKERS_KEEP_DYING))
+                    finish(index, on_error(tasks[index], _workers_keep_dying(crash.other)))
                 else:
                     todo.append(index)
             todo.sort()
@@ -234,8 +504,8 @@ class ProcessPoolExecutor(_ExecutorBase):
         batch: list[int],
         finish: Callable[[int, Any], None],
         on_error: ErrorFn,
-    ) -> tuple[list[int], list[int]] | None:
-        """Run ``batch``; None if the pool held, else (unfinished, suspects) after a crash."""
+    ) -> _Crash | None:
+        """Run ``batch``; None if the pool held, else what the crash left."""
         pool = self._live_pool()
         futures: dict[cf.Future[Any], tuple[int, int]] = {}
         try:
@@ -246,7 +516,8 @@ class ProcessPoolExecutor(_ExecutorBase):
             # A worker died while idle (or starting): nothing of ours ran, start afresh.
             for future in futures:
                 future.cancel()
-            self._discard_pool()
+            how = self._discard_pool()
+            _LOG.warning("a worker process died before any trial ran: %s", how)
             pool = self._live_pool()
             futures = {}
             for index in batch:
@@ -277,20 +548,30 @@ class ProcessPoolExecutor(_ExecutorBase):
                 future.cancel()  # only if the caller's callback raised: drop what is queued
         if not broken:
             return None
-        # Let the pool finish terminating its workers, so "running" is a settled snapshot.
+        # Let the pool finish terminating its workers, so "running" is a settled snapshot and
+        # the exit codes are known.
         pool.shutdown()
         in_flight = pool.in_flight()
         self._pool = None
-        suspects = [
-            index
-            for task_id, index in futures.values()
-            if task_id in in_flight and index not in finished
-        ]
-        unfinished = [index for _, index in futures.values() if index not in finished]
-        _LOG.warning(
-            "a worker process died; %d trial(s) were running, restarting the pool", len(suspects)
+        crash = _Crash(
+            unfinished=[index for _, index in futures.values() if index not in finished],
+            suspects=sorted(
+                index
+                for task_id, index in futures.values()
+                if task_id in in_flight and index not in finished
+            ),
+            other=pool.describe_deaths(),
         )
-        return unfinished, sorted(suspects)
+        for task_id, index in futures.values():
+            process = pool.process(in_flight.get(task_id, -1))
+            if index in crash.suspects and process is not None:
+                crash.how[index] = process.describe_end()
+        _LOG.warning(
+            "a worker process died; %d trial(s) were running, restarting the pool: %s",
+            len(crash.suspects),
+            crash.other,
+        )
+        return crash
 
     def close(self) -> None:
         self._discard_pool()
