@@ -31,6 +31,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--work-dir", default=str(ROOT / "benchmarks/_work"))
     p.add_argument("--max-kb", type=float, default=5.0, help="the only target")
     p.add_argument("--max-trials", type=int, default=12)
+    p.add_argument("--fine-tune-steps", type=int, default=60, help="per trial, batch 64")
     p.add_argument("--retrain", action="store_true")
     return p.parse_args()
 
@@ -45,7 +46,8 @@ def main() -> None:
     config = work / "search_floor.yaml"
     config.write_text(
         "steps:\n  search_architecture:\n    parameters:\n"
-        "      fine_tune_epochs: 1\n      fine_tune_steps: 60\n      batch_size: 2\n"
+        f"      fine_tune_epochs: 1\n      fine_tune_steps: {args.fine_tune_steps}\n"
+        "      batch_size: 2\n"
     )
     summary_path = work / "search_floor.json"
     cli = Path(sys.executable).with_name("zenml-quant")
@@ -77,7 +79,9 @@ def main() -> None:
         "## Search with only a size target: nothing below the accuracy floor",
         "",
         f"Command: `{shlex.join(['zenml-quant', *cmd[1:]]).replace(str(ROOT) + '/', '')}` "
-        f"(exit {code}, {seconds / 60:.1f} min on this 2-core box; model: {train_note}).",
+        f"(exit {code}: the gate's verdict; {seconds / 60:.1f} min on this 2-core box; "
+        f"{args.fine_tune_steps} fine-tuning steps per trial; model: the book's CNN, "
+        f"{train_note}).",
         "",
         f"Original (Keras, validation): {100 * summary['original_accuracy']:.2f} %; floor "
         f"(default, 1 point below): {100 * floor:.2f} %. Trials: {len(trials)}, of which "

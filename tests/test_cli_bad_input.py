@@ -240,7 +240,11 @@ def test_the_config_checks_know_every_pipeline_parameter():
     import inspect
 
     from zenml_quant.integration.cli import checks
-    from zenml_quant.integration.pipelines import compress_pipeline, nas_pipeline, retrain_and_compress
+    from zenml_quant.integration.pipelines import (
+        compress_pipeline,
+        nas_pipeline,
+        retrain_and_compress,
+    )
 
     for pipeline_, names in (
         (compress_pipeline, checks.COMPRESS_PARAMETERS),
