@@ -79,3 +79,28 @@ def test_bad_studio_options_say_what_to_do(digits_model_path, tmp_path):
     assert bad_port.exit_code == 2 and "--port" in bad_port.output
     with pytest.raises(click.UsageError, match="threads"):
         _prepare_studio(model_path=str(digits_model_path), data_source="digits", threads=0)
+
+
+def test_the_studio_shows_the_summary_of_the_run_its_model_came_from(digits_model_path):
+    from fastapi.testclient import TestClient
+    from zenml import Model
+
+    from zenml_quant.integration.pipelines import compress_pipeline
+    from zenml_quant.studio.app import create_app
+
+    compress_pipeline.with_options(model=Model(name="zq-test-studio-run"), enable_cache=False)(
+        model_path=str(digits_model_path),
+        modes=("int8",),
+        sensitivity_mode=None,
+        max_accuracy_drop=None,
+        benchmark_threads=None,
+        targets={"max_size_bytes": 1_000},  # int8 cannot meet it: the gate refuses
+        raise_on_fail=False,
+    )
+    studio = _prepare_studio(model_version="zq-test-studio-run")
+    assert studio.run_summary is not None and studio.run_summary.names == ("int8",)
+    state = TestClient(create_app(studio, baseline=False)).get("/api/state").json()
+    (row,) = state["run"]["candidates"]
+    assert row["name"] == "int8" and row["status"] == "ok" and "1,000 B" in row["reason"]
+    assert state["run"]["gate"]["passed"] is False
+    assert "no candidate passed" in state["run"]["gate"]["promotion"]

@@ -2,7 +2,8 @@
 
 A model version is searched for the artifacts this package's pipelines link to it: the Keras
 model (``zq_keras_model``, or ``zq_trained_model`` from the retrain pipeline), the dataset
-(``zq_dataset``) and a search result (``zq_search_result``) for suggestions.
+(``zq_dataset``), a search result (``zq_search_result``) for suggestions and the run's summary
+(``zq_run_summary``: its candidates and the gate's decision, shown on the page).
 
 A model with ``Lambda`` layers (Python code that runs on load) loads only when the caller
 passes ``allow_unsafe=True`` (the studio's ``--allow-unsafe``), and that permission covers
@@ -22,6 +23,7 @@ __all__ = ["ZenmlSources", "from_artifact", "from_model_version"]
 MODEL_ARTIFACTS = ("zq_keras_model", "zq_trained_model")
 DATASET_ARTIFACT = "zq_dataset"
 SEARCH_ARTIFACT = "zq_search_result"
+SUMMARY_ARTIFACT = "zq_run_summary"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class ZenmlSources:
     dataset: Any = None
     search_result: Any = None
     description: str = ""
+    summary: Any = None  # the run's RunSummary (candidates, gate decision), when linked
 
 
 def _split(reference: str) -> tuple[str, str | None]:
@@ -83,6 +86,7 @@ def from_model_version(reference: str, *, allow_unsafe: bool = False) -> ZenmlSo
         dataset=linked(DATASET_ARTIFACT),
         search_result=linked(SEARCH_ARTIFACT),
         description=f"ZenML model {model_version.model.name}:{model_version.name}",
+        summary=linked(SUMMARY_ARTIFACT),
     )
 
 

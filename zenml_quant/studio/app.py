@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ZenmlQuantError
 from ..search.edits import Edit, EditPlan
+from ..summary import RunSummary
 from .jobs import JobRunner
 from .session import MAX_FINE_TUNE_EPOCHS, MODES, Evaluation, Studio
 
@@ -107,6 +108,7 @@ def create_app(studio: Studio, *, runner: JobRunner | None = None, baseline: boo
             "history": [_summary(e) for e in studio.history],
             "active_job": jobs.active(),
             "sensitivity": bool(studio.sensitivity),
+            "run": _run(studio.run_summary),
         }
 
     @app.post("/api/layers")
@@ -200,6 +202,25 @@ def create_app(studio: Studio, *, runner: JobRunner | None = None, baseline: boo
 
 def _asset(name: str) -> str:
     return resources.files("zenml_quant.studio").joinpath("static", name).read_text("utf-8")
+
+
+def _run(summary: RunSummary | None) -> dict[str, Any] | None:
+    """The pipeline run's candidates and gate decision, as the run's summary has them."""
+    if summary is None:
+        return None
+    payload = summary.to_dict()
+    gate = payload.get("gate")
+    return _clean(
+        {
+            "candidates": [
+                {k: c[k] for k in ("name", "status", "reason", "accuracy", "size_bytes")}
+                for c in payload["candidates"]
+            ],
+            "gate": None
+            if gate is None
+            else {k: gate[k] for k in ("passed", "selected", "promotion", "reasons")},
+        }
+    )
 
 
 def _summary(e: Evaluation) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from ..search.trial import (
     load_keras_bytes,
 )
 from ..search.types import Targets, TrialTask
+from ..summary import RunSummary
 from ..types import LabeledDataset
 
 __all__ = ["MODES", "Evaluation", "Studio", "Suggestion"]
@@ -84,6 +85,8 @@ class Studio:
     ``threads`` is the latency benchmark's thread count (stated on the page). ``fine_tune``
     gives the fine-tuning settings apart from the epochs, which each evaluation chooses.
     ``sensitivity`` maps layer names to the int8 sensitivity in accuracy points, if profiled.
+    ``run_summary`` is the summary of the pipeline run the model came from, when known: the
+    page shows its candidates and the gate's decision beside the plans evaluated here.
     """
 
     def __init__(
@@ -98,8 +101,10 @@ class Studio:
         threads: int = 1,
         benchmark: BenchmarkOptions | None = None,
         seed: int = 0,
+        run_summary: RunSummary | None = None,
     ) -> None:
         self.model = model
+        self.run_summary = run_summary
         self.dataset = dataset
         self.targets = targets or Targets()
         self.space = SearchSpace(model)

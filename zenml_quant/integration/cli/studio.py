@@ -112,7 +112,7 @@ def _prepare_studio(
     from ...studio import Studio
     from ...studio.suggestions import load_suggestions, suggestions_from_result
 
-    dataset = search_result = None
+    dataset = search_result = run_summary = None
     if model_path:
         model = _models.load_model(model_path, allow_unsafe=allow_unsafe)
     else:
@@ -124,6 +124,7 @@ def _prepare_studio(
             else from_artifact(artifact or "", allow_unsafe=allow_unsafe)
         )
         model, dataset, search_result = found.model, found.dataset, found.search_result
+        run_summary = found.summary
         click.echo(f"Loaded {found.description}")
     if data_source is not None:
         dataset = _datasets.load_dataset(
@@ -139,4 +140,11 @@ def _prepare_studio(
     offered = load_suggestions(suggestions) if suggestions else []
     if search_result is not None and not suggestions:
         offered = suggestions_from_result(search_result)
-    return Studio(model, dataset, targets=targets, suggestions=offered, threads=threads)
+    return Studio(
+        model,
+        dataset,
+        targets=targets,
+        suggestions=offered,
+        threads=threads,
+        run_summary=run_summary,
+    )

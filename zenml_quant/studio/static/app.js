@@ -277,6 +277,20 @@ async function profileSensitivity() {
   }
 }
 
+// -- the pipeline run's summary (read-only) ------------------------------------------------------
+function showRun(run) {
+  if (!run) return;
+  $("#run-card").hidden = false;
+  const gate = run.gate;
+  $("#run-gate").textContent = gate === null ? "No deployment gate ran." :
+    `Deployment gate ${gate.passed ? "passed: " + gate.selected : "failed"}; ${gate.promotion}.`;
+  $("#run tbody").replaceChildren(...run.candidates.map((c) => el("tr", {},
+    el("td", {}, c.name), el("td", {}, c.status),
+    el("td", {}, c.accuracy === null ? "" : `${(100 * c.accuracy).toFixed(2)} %`),
+    el("td", {}, c.size_bytes === null ? "" : `${c.size_bytes.toLocaleString("en-US")} B`),
+    el("td", {}, c.reason || ""))));
+}
+
 // -- start --------------------------------------------------------------------------------------
 async function start() {
   const state = await api("GET", "/api/state");
@@ -291,6 +305,7 @@ async function start() {
       el("li", { dataset: { suggestion: s.index } }, `${s.label}: ${s.lines.join("; ") || "no edits"}`,
         el("button", { type: "button", class: "secondary", onclick: () => loadPlan(s.edits) }, "load")))
       : [el("li", {}, "None given (start the studio with --suggestions).")]));
+  showRun(state.run);
   $("#evaluate").addEventListener("click", evaluate);
   $("#sensitivity").addEventListener("click", profileSensitivity);
   $("#cancel").addEventListener("click", () => ui.job !== null && api("POST", `/api/jobs/${ui.job}/cancel`));
