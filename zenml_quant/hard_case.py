@@ -23,12 +23,12 @@ deploy.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 
 from ._compat import is_keras3_model, tf_keras
+from ._validate import as_finite
 from .demo import compile_classifier, fit_classifier
 from .errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
 from .types import LabeledDataset
@@ -66,7 +66,7 @@ def add_activation_outlier(
     ``factor <= 0``, and :class:`InvalidModelError` for a model or layers the trick cannot be
     applied to.
     """
-    if not isinstance(factor, numbers.Real) or not np.isfinite(factor) or factor <= 0:
+    if as_finite(factor) is None or factor <= 0:
         raise InvalidOptionError(
             f"factor={factor!r}: use a finite number > 0. relu(s*z) == s*relu(z) only holds for "
             "s > 0, so a zero or negative factor would change what the model computes."

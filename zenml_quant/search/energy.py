@@ -50,6 +50,7 @@ from typing import Any
 import pandas as pd
 
 from .._compat import MODEL_TYPES
+from .._validate import as_finite
 from ..errors import InvalidModelError, InvalidOptionError
 from ..profile import _graph_nodes, _mro_names, _shape, _unwrap, layer_table
 
@@ -106,12 +107,7 @@ class EnergyTable:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-            ):
+            if as_finite(value) is None or value < 0:
                 raise InvalidOptionError(
                     f"EnergyTable.{f.name} is an energy in picojoules (a finite number >= 0), "
                     f"got {value!r}."

@@ -17,7 +17,6 @@ rewards give the same proposals.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from .._compat import tf
+from .._validate import as_finite
 from ..errors import InvalidOptionError
 
 __all__ = ["ControllerRNN", "DecisionSpace", "FullSpace", "Proposal", "Proposer", "RandomSearch"]
@@ -71,9 +71,7 @@ class Proposer(Protocol):
 
 def _bad(value: object) -> bool:
     """Not a finite real number (bools excluded)."""
-    return (
-        isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-    )
+    return as_finite(value) is None
 
 
 def _mask(space: DecisionSpace, prefix: Sequence[int], size: int) -> np.ndarray:

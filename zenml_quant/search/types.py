@@ -7,10 +7,10 @@ boundaries without custom code.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._validate import as_finite
 from ..errors import InvalidOptionError
 from ..targets import Targets
 from .edits import EditPlan
@@ -29,10 +29,6 @@ __all__ = [
 OK = "ok"
 FAILED = "failed"
 REWARD_MODES = ("soft", "hard", "forgiving")
-
-
-def _bad(value: object) -> bool:
-    return isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
 
 
 @dataclass(frozen=True)
@@ -59,9 +55,9 @@ class RewardOptions:
             )
         for name in ("penalty", "accuracy_penalty", "forgiving_delta"):
             value = getattr(self, name)
-            if _bad(value) or value < 0:
+            if as_finite(value) is None or value < 0:
                 raise InvalidOptionError(f"{name} must be a number >= 0, got {value!r}.")
-        if _bad(self.forgiving_rate) or self.forgiving_rate <= 1:
+        if as_finite(self.forgiving_rate) is None or self.forgiving_rate <= 1:
             raise InvalidOptionError(
                 f"forgiving_rate must be a number > 1, got {self.forgiving_rate!r}."
             )
