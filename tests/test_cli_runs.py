@@ -150,6 +150,10 @@ def test_a_worse_challenger_does_not_replace_the_champion(digits, digits_model_p
     gate = summary["gate"]
     assert not gate["passed"] and gate["stage"] is None
     assert gate["champion"]["version"] == "1"
+    # the champion's recorded figures stand beside the challenger's checks
+    assert gate["champion"]["figures"]["candidate"] == "int8"
+    assert gate["champion"]["figures"]["size_bytes"] == len(written)
+    assert "Champion in production: version 1" in second.output
     assert any("worse than the champion" in r for r in gate["reasons"])
     assert Client().get_model_version(name, "production").number == 1
 

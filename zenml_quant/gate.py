@@ -118,6 +118,9 @@ class Champion:
     version: str
     accuracy: Any  # as read: the gate checks it
     source: str = ""
+    #: What else was recorded when it was promoted (candidate name, size, latency, memory),
+    #: shown next to the challenger's figures; not checked.
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,13 @@ logger = logging.getLogger(__name__)
 #: Model-version metadata key holding the accuracy the gate checked when it promoted a version;
 #: the next gate run reads it from the version in the stage as the champion's accuracy.
 CHAMPION_ACCURACY_KEY = "zq_gate_accuracy"
+#: Recorded figures of a promoted version shown beside the challenger's (not checked).
+_CHAMPION_FIGURES = (
+    "zq_gate_candidate",
+    "zq_gate_size_bytes",
+    "zq_gate_latency_ms",
+    "zq_gate_peak_memory_bytes",
+)
 #: The deployment artifact a promoted model version links: the chosen ``.tflite``, byte for byte.
 DEPLOYMENT_ARTIFACT = "zq_deployment_tflite"
 
@@ -65,13 +72,19 @@ def read_champion(model_name: str, stage: str, running_id: Any = None) -> Champi
     if running_id is not None and current.id == running_id:
         return None
     try:
-        value = current.run_metadata.get(CHAMPION_ACCURACY_KEY)
+        metadata = dict(current.run_metadata)
     except Exception as exc:
         return Champion(version=str(current.name), accuracy=None, source=f"unreadable ({exc})")
+    value = metadata.get(CHAMPION_ACCURACY_KEY)
     source = f"{stage} version, metadata {CHAMPION_ACCURACY_KEY}"
     if value is None:
         source += " missing (not promoted by this gate)"
-    return Champion(version=str(current.name), accuracy=value, source=source)
+    figures = {
+        key.removeprefix("zq_gate_"): _plain(metadata[key])
+        for key in _CHAMPION_FIGURES
+        if metadata.get(key) is not None
+    }
+    return Champion(version=str(current.name), accuracy=value, source=source, figures=figures)
 
 
 def _figures(decision: GateDecision, candidate: CandidateMeasurements) -> dict[str, Any]:

@@ -152,9 +152,10 @@ def print_gate(gate: Any) -> None:
             click.echo(f"  - {reason}", err=True)
     champion = gate.champion
     if champion is not None:
+        figures = "".join(f", {k} {v}" for k, v in champion.figures.items())
         click.echo(
             f"Champion in {gate.requested_stage}: version {champion.version}, accuracy "
-            f"{champion.accuracy!r} ({champion.source}).",
+            f"{champion.accuracy!r}{figures} ({champion.source}).",
             err=not gate.passed,
         )
     click.echo(gate.promotion[:1].upper() + gate.promotion[1:] + ".", err=not gate.passed)
