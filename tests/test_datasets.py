@@ -76,6 +76,37 @@ def test_npz_round_trip_scales_integer_pixels(tmp_path):
     assert (p.applied, p.channel_axis_added, p.source) == (True, False, f"npz:{path}")
 
 
+def test_npz_validation_split_is_used_when_given_not_carved_from_train(tmp_path):
+    rng = np.random.default_rng(0)
+    x_train = rng.integers(0, 255, (30, 4), dtype=np.uint8)
+    x_val = np.full((8, 4), 7, np.uint8)  # recognisable: nothing in train is all 7s
+    path = _npz(
+        tmp_path,
+        x_train=x_train,
+        y_train=np.arange(30) % 3,
+        x_val=x_val,
+        y_val=np.arange(8) % 3,
+        x_test=np.zeros((6, 4), np.uint8),
+        y_test=np.arange(6) % 3,
+    )
+    data = load_npz(path, validation_fraction=0.5)
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (30, 8, 6)  # train kept whole
+    np.testing.assert_allclose(data.x_val, x_val / 255, rtol=1e-6)
+    np.testing.assert_array_equal(data.y_val, np.arange(8) % 3)
+    # only one of the two keys is a mistake, said as such
+    half = _npz(
+        tmp_path,
+        "half.npz",
+        x_train=x_train,
+        y_train=np.arange(30) % 3,
+        x_val=x_val,
+        x_test=x_val,
+        y_test=np.arange(8) % 3,
+    )
+    with pytest.raises(InvalidDatasetError, match="x_val but not y_val"):
+        load_npz(half)
+
+
 def test_npz_custom_scale_and_offset_give_minus_one_to_one(tmp_path):
     x = np.tile(np.array([0, 255], np.uint8), (40, 1))
     data = load_npz(_npz(tmp_path, x_train=x, x_test=x[:10]), scale=2 / 255, offset=-1.0)

@@ -39,6 +39,7 @@ __all__ = [
 
 #: The arrays a ``.npz`` must hold (Keras' ``mnist.npz`` layout).
 NPZ_KEYS: tuple[str, ...] = ("x_train", "y_train", "x_test", "y_test")
+_NPZ_VAL_KEYS = ("x_val", "y_val")
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
 _SUPPORTED = "'digits', a .npz file, a .csv file, or a folder of class subfolders of images"
 _SPLIT_FIX = {
@@ -274,7 +275,9 @@ def load_npz(
 ) -> LabeledDataset:
     """Load ``x_train, y_train, x_test, y_test`` (and optionally ``class_names``) from a ``.npz``.
 
-    Validation is carved from train (``validation_fraction``, stratified, seeded).
+    With ``x_val`` and ``y_val`` in the archive, those are the validation split (data the
+    model may never have seen, as decisions need); otherwise validation is carved from train
+    (``validation_fraction``, stratified, seeded).
     """
     path = Path(path)
     try:
@@ -291,6 +294,14 @@ def load_npz(
                     f"expected {list(NPZ_KEYS)} (Keras' mnist.npz layout); re-save it."
                 )
             arrays = {k: archive[k] for k in NPZ_KEYS}
+            given = [k for k in _NPZ_VAL_KEYS if k in archive.files]
+            if len(given) == 1:
+                other = next(k for k in _NPZ_VAL_KEYS if k not in given)
+                raise _fail(
+                    f"{path} holds {given[0]} but not {other}: store both (the validation "
+                    "split) or neither (validation is then carved from train)."
+                )
+            val = (archive["x_val"], archive["y_val"]) if given else None
             if class_names is None and "class_names" in archive.files:
                 class_names = [str(c) for c in archive["class_names"].tolist()]
     except InvalidDatasetError:
@@ -303,6 +314,7 @@ def load_npz(
     return _build(
         (arrays["x_train"], arrays["y_train"]),
         (arrays["x_test"], arrays["y_test"]),
+        val=val,
         validation_fraction=validation_fraction,
         seed=seed,
         scale=scale,
