@@ -24,6 +24,7 @@ def files(tmp_path_factory, digits_model):
     root = tmp_path_factory.mktemp("bad-input")
     digits_model.save(root / "model.keras")
     (root / "notes.txt").write_text("not a model")
+    (root / "broken.keras").write_bytes(b"PK\x03\x04 truncated")  # not a readable zip
     (root / "folder").mkdir()
     (root / "a_file").write_text("x")
     rng = np.random.default_rng(0)
@@ -109,6 +110,8 @@ CASES: list[tuple[list[str], str]] = [
     (_compress("--no-mixed", "--accuracy-budget", "0.01"), "contradicts"),
     (_compress("--no-mixed", "--relative-budget"), "contradicts"),
     (_compress("--qat-skip", "bn"), "add --qat"),
+    (_compress("--qat", "--qat-skip", "no_such_layer"), "no layer named 'no_such_layer'"),
+    (["compress", "--model", "{root}/broken.keras", "--data", "digits"], "could not read"),
     (_compress("--mode", "int8", "--mode", "int8"), "given twice"),
     (_compress("--mode", "int4"), "'--mode'"),
     (_compress("--sensitivity", "fastest"), "'--sensitivity'"),

@@ -17,17 +17,22 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
-import json
 import math
 import os
 import re
-import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ._compat import is_keras3_model, is_tf_keras_model, keras3, tf_keras
 from .errors import InvalidModelError
+from .model_file import (
+    SUPPORTED_FORMATS,
+    _Config,
+    _one_line,
+    _walk,
+)
+from .model_file import read_model_config as _inspect
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -42,9 +47,7 @@ __all__ = [
     "unsafe_loading_allowed",
 ]
 
-SUPPORTED_FORMATS = ".keras file, .h5/.hdf5 file, or a SavedModel directory (with saved_model.pb)"
 
-_Config = dict[str, Any]
 _Objects = Mapping[str, Any] | None
 _CONTAINERS = frozenset({"Sequential", "Functional", "Model"})
 # tfmot's QAT layers; .h5 and SavedModel configs name them without a module.
@@ -245,84 +248,6 @@ def count_params(model: Any) -> tuple[int, int]:
     return total, trainable
 
 
-def _inspect(path: Path) -> tuple[str, _Config]:
-    """``(flavour, config)`` of the file at ``path``; runs no code from it."""
-    if not path.exists():
-        raise InvalidModelError(f"no model at {path}: the path does not exist")
-    suffix = path.suffix
-    if path.is_dir() and not (path / "saved_model.pb").is_file():
-        raise InvalidModelError(
-            f"{path} is a directory without saved_model.pb; supported: {SUPPORTED_FORMATS}"
-        )
-    if not path.is_dir() and suffix not in (".keras", ".h5", ".hdf5"):
-        raise InvalidModelError(
-            f"unsupported model format {path.name!r}; supported: {SUPPORTED_FORMATS}"
-        )
-    try:
-        if path.is_dir():
-            return "tf_keras", _savedmodel_config(path)
-        if suffix == ".keras":
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-                meta = json.loads(zf.read("metadata.json")) if "metadata.json" in names else {}
-                config = json.loads(zf.read("config.json"))
-            return _flavour_of(meta.get("keras_version")), config
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-            version = f.attrs.get("keras_version")
-        if raw is None:
-            raise InvalidModelError(
-                f"{path} holds no model config (a weights-only file?): build the model in code "
-                "and call model.load_weights on it"
-            )
-        return _flavour_of(version), json.loads(raw)
-    except InvalidModelError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - zip, HDF5, JSON, protobuf: all a broken file
-        raise InvalidModelError(
-            f"could not read model file {path}: {_one_line(exc)} (corrupt, truncated, or not a "
-            "Keras model)"
-        ) from None
-
-
-def _savedmodel_config(path: Path) -> _Config:
-    meta_file = path / "keras_metadata.pb"
-    if not meta_file.is_file():
-        raise InvalidModelError(
-            f"{path} is a SavedModel without keras_metadata.pb (written by tf.saved_model.save or "
-            "Keras 3's model.export): it holds a serving graph, not a Keras model, and Keras 3 "
-            "cannot load a SavedModel as a model; save the model with model.save('model.keras')"
-        )
-    from tf_keras.protobuf import saved_metadata_pb2
-
-    metadata = saved_metadata_pb2.SavedMetadata()
-    metadata.ParseFromString(meta_file.read_bytes())
-    nodes = [json.loads(node.metadata) for node in metadata.nodes]
-    root = next(n for node, n in zip(metadata.nodes, nodes) if node.node_path == "root")
-    # The root keeps class_name and is_graph_network; the nodes let the walk see every layer.
-    return {**root, "_nodes": nodes}
-
-
-def _flavour_of(version: Any) -> str:
-    if isinstance(version, bytes):  # older h5py hands back bytes attributes
-        version = version.decode("utf-8")
-    return "keras3" if str(version).startswith("3.") else "tf_keras"
-
-
-def _walk(node: Any) -> Iterator[_Config]:
-    """Every ``{"class_name": ...}`` dict in a config, nested models and wrappers included."""
-    if isinstance(node, dict):
-        if "class_name" in node:
-            yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
 def _tfmot_scope(config: _Config, flavour: str) -> contextlib.AbstractContextManager[Any]:
     """tfmot's ``quantize_scope`` when the file holds a quantization-aware trained model.
 
@@ -444,14 +369,6 @@ def _resolvable(node: _Config, flavour: str, custom_objects: _Objects) -> bool:
     return keras_module is None or any(
         n in (custom_objects or {}) or keras_module.saving.get_registered_object(n) for n in names
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    # Keras 3 puts the real reason after a dump of the whole config.
-    text = str(exc).rsplit("Exception encountered:", 1)[-1]
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    first = first if len(first) <= 300 else first[:297] + "..."
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _is_graph_model(model: Any) -> bool:

@@ -14,7 +14,8 @@ from typing import Any
 import click
 
 from ..._validate import check_integer, check_number, check_writable_dir, check_writable_file
-from ...errors import InvalidDatasetError, InvalidOptionError
+from ...errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
+from ...model_file import layer_names, read_model_config
 from ...targets import Targets
 from ...types import MODES
 
@@ -26,6 +27,7 @@ __all__ = [
     "check_config",
     "check_cron",
     "check_data",
+    "check_layer_names",
     "check_metric",
     "check_modes",
     "check_model_path",
@@ -157,10 +159,15 @@ def whole(option: str, value: int | None, *, minimum: int, maximum: int | None =
         raise usage_error(option, f"{value} is more than {maximum}", f"use at most {maximum}")
 
 
-def check_model_path(path: str, option: str = "--model") -> None:
-    """The model file or SavedModel folder exists, is readable and has a known format."""
+def check_model_path(path: str, option: str = "--model") -> dict[str, Any] | None:
+    """The model file or SavedModel folder exists, is readable and is a Keras model.
+
+    Returns the file's config (read without TensorFlow, running no code from it) for checks
+    that name layers; None for an artifact-store URI or a SavedModel folder (whose config needs
+    TensorFlow to read: the loading step checks it).
+    """
     if _URI.match(path):
-        return  # an artifact-store URI: the loading step reads it where it runs
+        return None  # an artifact-store URI: the loading step reads it where it runs
     target = Path(path).expanduser()
     if not target.exists():
         raise usage_error(
@@ -175,7 +182,7 @@ def check_model_path(path: str, option: str = "--model") -> None:
                 f"the folder {path!r} holds no saved_model.pb",
                 "give a SavedModel folder or a .keras/.h5 file",
             )
-        return
+        return None
     if target.suffix.lower() not in MODEL_SUFFIXES:
         raise usage_error(
             option,
@@ -183,12 +190,23 @@ def check_model_path(path: str, option: str = "--model") -> None:
             "save the model with model.save('model.keras') and pass that file",
         )
     try:
-        with target.open("rb") as f:
-            f.read(1)
-    except OSError as exc:
+        return read_model_config(target)[1]
+    except InvalidModelError as exc:
+        raise usage_error(option, str(exc), "save the model again with model.save") from None
+
+
+def check_layer_names(option: str, names: Iterable[str], config: dict[str, Any] | None) -> None:
+    """Every name in ``names`` is a layer of the model whose ``config`` was read."""
+    if config is None:
+        return  # not readable before the run: the step checks the names
+    known = layer_names(config)
+    unknown = [n for n in names if n not in known]
+    if unknown:
         raise usage_error(
-            option, f"{path!r} cannot be read ({exc.strerror})", "check its permissions"
-        ) from None
+            option,
+            f"no layer named {', '.join(map(repr, unknown))} in the model",
+            f"use one of {', '.join(known)}",
+        )
 
 
 def check_data(source: str, *, scale: float | None, offset: float | None) -> None:
