@@ -187,8 +187,8 @@ def compress(
         given=[*overrides, "model_path", "data_source", "raise_on_fail"],
         validate=checks.parameter_checks(),
     )
-    config = checks.check_model_path(model_path)
-    checks.check_layer_names("--qat-skip", qat_skip, config)
+    model_config = checks.check_model_path(model_path)
+    checks.check_layer_names("--qat-skip", qat_skip, model_config)
     checks.check_data(data_source, scale=scale, offset=offset)
 
     # The CLI reports a failed gate itself, after writing the summary that says why.
