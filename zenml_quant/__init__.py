@@ -9,11 +9,9 @@ when a name that needs it is touched (the CLI checks its options before that).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 # Before anything can import TensorFlow: the Keras flavour is read when TensorFlow loads.
 from . import _keras_env  # noqa: F401
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -77,14 +75,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'zenml_quant' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

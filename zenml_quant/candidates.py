@@ -59,46 +59,53 @@ def _model_name(model: Any) -> str:
     return str(getattr(model, "name", "") or "")
 
 
+def _guarded(what: str, work: Any, on_failure: Any) -> Any:
+    """``work()``, or ``on_failure(reason)`` when it raises anything but an option error."""
+    try:
+        return work()
+    except InvalidOptionError:
+        raise
+    except Exception as exc:  # one candidate failing must not sink the others
+        reason = f"{what} failed: {describe_failure(exc)}"
+        logger.warning(reason)
+        return on_failure(reason)
+
+
 def convert_candidate(
     model: Any, mode: str, *, representative_data: Any, options: ConversionOptions
 ) -> TFLiteModel:
     """:func:`convert_model`, with a failure returned as a failed model."""
-    try:
-        return convert_model(model, mode, representative_data=representative_data, options=options)
-    except InvalidOptionError:
-        raise
-    except Exception as exc:  # one mode failing must not sink the others
-        reason = f"conversion to {mode} failed: {describe_failure(exc)}"
-        logger.warning(reason)
-        return failed_model(mode, reason, options, _model_name(model))
+    return _guarded(
+        f"conversion to {mode}",
+        lambda: convert_model(
+            model, mode, representative_data=representative_data, options=options
+        ),
+        lambda reason: failed_model(mode, reason, options, _model_name(model)),
+    )
 
 
 def ptq_candidate(model: Any, dataset: LabeledDataset, **kwargs: Any) -> PTQResult:
     """:func:`quantize_post_training`, with a failure returned as a failed result."""
-    try:
-        return quantize_post_training(model, dataset, **kwargs)
-    except InvalidOptionError:
-        raise
-    except Exception as exc:
-        reason = f"post-training quantization failed: {describe_failure(exc)}"
-        logger.warning(reason)
-        options = kwargs.get("options") or ConversionOptions()
-        tflite = failed_model("mixed", reason, options, _model_name(model))
-        return PTQResult(
-            model=tflite, status="failed", reason=reason, split=kwargs.get("split", "validation")
-        )
+    options = kwargs.get("options") or ConversionOptions()
+    return _guarded(
+        "post-training quantization",
+        lambda: quantize_post_training(model, dataset, **kwargs),
+        lambda reason: PTQResult(
+            model=failed_model("mixed", reason, options, _model_name(model)),
+            status="failed",
+            reason=reason,
+            split=kwargs.get("split", "validation"),
+        ),
+    )
 
 
 def qat_candidate(
     model: Any, dataset: LabeledDataset, *, options: QATOptions, **kwargs: Any
 ) -> QATResult | TFLiteModel:
     """:func:`quantization_aware_training`; a failure comes back as a failed model."""
-    try:
-        return quantization_aware_training(model, dataset, options=options, **kwargs)
-    except InvalidOptionError:
-        raise
-    except Exception as exc:
-        reason = f"quantization-aware training failed: {describe_failure(exc)}"
-        logger.warning(reason)
-        conversion = kwargs.get("conversion") or ConversionOptions()
-        return failed_model("qat", reason, conversion, _model_name(model))
+    conversion = kwargs.get("conversion") or ConversionOptions()
+    return _guarded(
+        "quantization-aware training",
+        lambda: quantization_aware_training(model, dataset, options=options, **kwargs),
+        lambda reason: failed_model("qat", reason, conversion, _model_name(model)),
+    )

@@ -7,7 +7,6 @@ dashboard page all read it. Each candidate is a row whatever happened to it: ``s
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,7 +27,6 @@ CANDIDATE_STATUSES: tuple[str, ...] = ("ok", "failed", "selected")
 class CandidateSummary:
     """One candidate's row: its figures, what became of it and why.
 
-    ``artifact`` names the ZenML artifact holding its ``.tflite`` (``zq_tflite_<name>``).
     ``gate_checks`` are the gate's checks of it as ``(name, passed, reason)``.
     """
 
@@ -46,11 +44,15 @@ class CandidateSummary:
     metrics: dict[str, float] = field(default_factory=dict)
     benchmark: tuple[dict[str, Any], ...] = ()
     gate_checks: tuple[tuple[str, bool, str], ...] = ()
-    artifact: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status != "failed"
+
+    @property
+    def artifact(self) -> str:
+        """The ZenML artifact that holds this candidate's ``.tflite``."""
+        return f"zq_tflite_{self.name}"
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class RunSummary:
                     "gate_checks": [
                         {"name": n, "passed": p, "reason": r} for n, p, r in c.gate_checks
                     ],
+                    "artifact": c.artifact,
                     "path": paths.get(c.name),
                 }
                 for c in self.candidates
@@ -215,7 +218,6 @@ def build_summary(
                 metrics=dict(c.metrics),
                 benchmark=runs,
                 gate_checks=tuple((ch.name, ch.passed, ch.reason) for ch in checks),
-                artifact=f"zq_tflite_{c.name}",
             )
         )
     rows_sens = None
@@ -243,7 +245,7 @@ def summary_html(summary: RunSummary) -> str:
     if gate is not None:
         verdict = "PASSED" if gate.passed else "FAILED"
         notes.append(f"Deployment gate {verdict}: {gate.promotion}.")
-        notes += [html.unescape(r) for r in gate.reasons]
+        notes += list(gate.reasons)
     b = summary.baseline
     title = f"{b.model_name}: candidates on {b.split} ({b.n_samples} examples)"
     return render_html(shown, title=title, notes=notes)

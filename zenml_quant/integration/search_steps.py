@@ -126,8 +126,11 @@ def search_architecture(
         {
             "trials": len(result.trials),
             "failed_trials": sum(not r.ok for r in result.trials),
+            "repeated_proposals": result.repeats,
             "stop_reason": result.stop_reason,
             "targets_met": result.targets_met,
+            "first_met_trial": result.first_met_trial,
+            "original_accuracy": result.original_accuracy,
             "notes": list(result.notes),
         }
     )
@@ -143,18 +146,11 @@ def search_architecture(
         )
     record_metadata(
         {
-            "trials": len(result.trials),
-            "failed_trials": sum(not r.ok for r in result.trials),
-            "repeated_proposals": result.repeats,
-            "stop_reason": result.stop_reason,
-            "targets_met": result.targets_met,
-            "first_met_trial": result.first_met_trial,
             "best_trial": best.trial,
             "best_edits": list(best.plan.describe()),
             "best_accuracy": best.accuracy,
             "best_size_bytes": best.size_bytes,
             "best_latency_ms": best.latency_ms,
-            "original_accuracy": result.original_accuracy,
             "pareto_trials": list(result.pareto),
             "trial_figures": {
                 str(r.trial): {

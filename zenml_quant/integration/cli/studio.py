@@ -8,42 +8,28 @@ import click
 
 from ...errors import ZenmlQuantError
 from . import checks
+from .options import data_options, model_options, target_options
 
 __all__ = ["studio"]
 
 
 @click.command()
-@click.option("--model", "model_path", default=None, help=".keras, .h5 or SavedModel folder.")
+@model_options(required=False)
 @click.option(
     "--model-version",
     default=None,
-    help="A ZenML model version, NAME or NAME:VERSION: its Keras model (and dataset and search "
-    "result, when the pipeline linked them).",
+    help="A ZenML model version, NAME or NAME:VERSION: its Keras model (and dataset, search "
+    "result and run summary, when the pipeline linked them).",
 )
 @click.option("--artifact", default=None, help="A ZenML artifact holding a Keras model.")
-@click.option(
-    "--data",
-    "data_source",
-    default=None,
-    help='.npz (Keras keys), .csv (label column), image folder, or "digits" [the model '
-    "version's dataset].",
-)
-@click.option(
-    "--scale", type=float, default=None, help="Integer inputs become x * scale + offset [1/255]."
-)
-@click.option("--offset", type=float, default=None, help="See --scale [0].")
-@click.option("--allow-unsafe", is_flag=True, help="Load Lambda layers (runs code from the file).")
+@data_options(required=False)
 @click.option(
     "--suggestions",
     default=None,
     help="A search's JSON summary (zenml-quant search --json), an edit-plan YAML, or a folder "
     "of them: listed on the page to load and change.",
 )
-@click.option("--max-size-kb", type=float, default=None, help="Target: largest .tflite, in KB.")
-@click.option("--max-peak-memory-kb", type=float, default=None, help="Target: activation arena.")
-@click.option("--max-latency-ms", type=float, default=None, help="Target: p50 latency.")
-@click.option("--max-accuracy-drop", type=float, default=None, help="Target, e.g. 0.01 = 1 point.")
-@click.option("--min-accuracy", type=float, default=None, help="Target, e.g. 0.98.")
+@target_options("Target")
 @click.option("--threads", type=int, default=1, show_default=True, help="Latency threads.")
 @click.option("--port", type=int, default=0, help="Port on 127.0.0.1 [a free one].")
 def studio(port: int, **options: Any) -> None:
