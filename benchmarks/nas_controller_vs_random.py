@@ -24,7 +24,8 @@ from pathlib import Path
 
 from _sections import write_section  # beside this script
 
-from zenml_quant.datasets import conform_to_model, load_digits
+from zenml_quant.conform import conform_to_model
+from zenml_quant.datasets import load_digits
 from zenml_quant.demo import train_demo_model
 from zenml_quant.models import load_model
 from zenml_quant.search import (

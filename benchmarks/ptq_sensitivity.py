@@ -30,8 +30,9 @@ from _sections import write_section  # beside this script
 
 from zenml_quant import evaluate, selective, sensitivity
 from zenml_quant._compat import tf, tf_keras  # sets TF_USE_LEGACY_KERAS before TensorFlow
+from zenml_quant.conform import conform_to_model
 from zenml_quant.convert import convert_model
-from zenml_quant.datasets import conform_to_model, load_npz
+from zenml_quant.datasets import load_npz
 from zenml_quant.evaluate import evaluate_keras
 from zenml_quant.hard_case import build_hard_case_model
 from zenml_quant.layermap import keras_layers

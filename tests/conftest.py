@@ -27,7 +27,8 @@ MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist.npz
 @pytest.fixture(scope="session")
 def digits():
     """The bundled 8x8 digits with a channel axis, as the demo CNN expects."""
-    from zenml_quant.datasets import conform_to_model, load_digits
+    from zenml_quant.conform import conform_to_model
+    from zenml_quant.datasets import load_digits
 
     return conform_to_model(load_digits(), input_shape=(8, 8, 1), num_classes=10)
 
@@ -69,7 +70,8 @@ def tiny_features():
 @pytest.fixture(scope="session")
 def wide_digits():
     """Digits with a larger validation split (25 %), so half a point is more than one example."""
-    from zenml_quant.datasets import conform_to_model, load_digits
+    from zenml_quant.conform import conform_to_model
+    from zenml_quant.datasets import load_digits
 
     data = load_digits(validation_fraction=0.25)
     return conform_to_model(data, input_shape=(8, 8, 1), num_classes=10)

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from zenml_quant.conform import conform_to_model
 from zenml_quant.datasets import (
-    conform_to_model,
     load_csv,
     load_dataset,
     load_digits,

@@ -20,7 +20,7 @@ _EXPORTS: dict[str, str] = {
     "profile_baseline": "baseline",
     "convert_model": "convert",
     "inspect_tflite": "convert",
-    "conform_to_model": "datasets",
+    "conform_to_model": "conform",
     "load_dataset": "datasets",
     "ConstraintNotMetError": "errors",
     "ConversionError": "errors",

@@ -134,7 +134,7 @@ def build_hard_case_model(
     costs little size. The outlier goes on the bottleneck unit with the largest activation on
     the train split, so the tensor's range grows by ~``factor``. Examples of shape ``(H, W)``
     get a channel axis; flat feature vectors are refused (use
-    :func:`~zenml_quant.datasets.conform_to_model` to reshape them to images first).
+    :func:`~zenml_quant.conform.conform_to_model` to reshape them to images first).
 
     The returned model is compiled (Adam, sparse categorical cross-entropy on logits,
     accuracy). Measured with the defaults (seed 0) on the test split: bundled 8x8 digits, Keras

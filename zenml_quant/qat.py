@@ -295,7 +295,7 @@ def _check_data(model: Any, dataset: LabeledDataset) -> None:
     expected = input_shape(model)
     got = dataset.sample_shape
     fix = (
-        "fit the data to the model with zenml_quant.datasets.conform_to_model(dataset, "
+        "fit the data to the model with zenml_quant.conform.conform_to_model(dataset, "
         "input_shape=..., num_classes=...)"
     )
     if len(expected) != len(got) or any(e not in (None, g) for e, g in zip(expected, got)):

@@ -12,6 +12,7 @@ from zenml.types import HTMLString
 
 from .. import baseline as _baseline
 from .. import candidates as _candidates
+from .. import conform as _conform
 from .. import datasets as _datasets
 from .. import evaluate as _evaluate
 from .. import models as _models
@@ -92,7 +93,7 @@ def load_labeled_dataset(
         source, scale=scale, offset=offset, validation_fraction=validation_fraction, seed=seed
     )
     if model is not None:
-        data = _datasets.conform_to_model(
+        data = _conform.conform_to_model(
             data, input_shape=_models.input_shape(model), num_classes=_models.num_outputs(model)
         )
     record_metadata(

@@ -93,6 +93,7 @@ def _prepare_studio(
         checks.check_model_path(model_path)
     if data_source is not None:
         checks.check_data(data_source, scale=scale, offset=offset)
+    from ... import conform as _conform
     from ... import datasets as _datasets
     from ... import models as _models
     from ...studio import Studio
@@ -120,7 +121,7 @@ def _prepare_studio(
         )
     if dataset is None:
         raise click.UsageError("Give the labeled data with --data (the model version links none).")
-    dataset = _datasets.conform_to_model(
+    dataset = _conform.conform_to_model(
         dataset, input_shape=_models.input_shape(model), num_classes=_models.num_outputs(model)
     )
     offered = load_suggestions(suggestions) if suggestions else []
