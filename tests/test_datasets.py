@@ -12,6 +12,7 @@ from PIL import Image
 
 from zenml_quant.conform import conform_to_model
 from zenml_quant.datasets import (
+    check_classes,
     load_csv,
     load_dataset,
     load_digits,
@@ -69,8 +70,10 @@ def test_npz_round_trip_scales_integer_pixels(tmp_path):
     )
     data = load_npz(path, validation_fraction=0.2)
     assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int64
-    assert data.x_train[:, 0, 0].tolist() == [1.0] * 16 and data.x_train[:, 1:, 1:].max() == 0
-    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (16, 4, 10)
+    assert data.x_train[:, 0, 0].tolist() == [1.0] * 20 and data.x_train[:, 1:, 1:].max() == 0
+    # validation is 20 % of the test split; train is kept whole
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (20, 2, 8)
+    assert data.x_val.min() == data.x_test.min() == 1.0
     assert data.class_names == ("0", "1")
     p = data.preprocessing
     assert (p.applied, p.channel_axis_added, p.source) == (True, False, f"npz:{path}")
@@ -89,8 +92,9 @@ def test_npz_validation_split_is_used_when_given_not_carved_from_train(tmp_path)
         x_test=np.zeros((6, 4), np.uint8),
         y_test=np.arange(6) % 3,
     )
-    data = load_npz(path, validation_fraction=0.5)
+    data = load_npz(path, validation_fraction=0.5, validation_from="train")  # both ignored
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (30, 8, 6)  # train kept whole
+    assert data.validation_source == "validation: x_val from data.npz (8); test: x_test (6)"
     np.testing.assert_allclose(data.x_val, x_val / 255, rtol=1e-6)
     np.testing.assert_array_equal(data.y_val, np.arange(8) % 3)
     # only one of the two keys is a mistake, said as such
@@ -120,7 +124,7 @@ def test_npz_float_features_are_left_alone(tmp_path):
     x = arrays["x_train"].astype(np.float64) / 7
     data = load_npz(_npz(tmp_path, x_train=x, x_test=arrays["x_test"] / 7.0))
     assert not data.preprocessing.applied and data.preprocessing.scale == 1.0
-    assert np.isclose(np.concatenate([data.x_train, data.x_val]).max(), x.max())
+    np.testing.assert_array_equal(data.x_train, x.astype(np.float32))
 
 
 def test_npz_class_names_key_and_one_hot_labels(tmp_path):
@@ -133,17 +137,9 @@ def test_npz_class_names_key_and_one_hot_labels(tmp_path):
         class_names=np.array(["a", "b", "c"]),
     )
     data = load_npz(path)
-    assert data.class_names == ("a", "b", "c")
-    assert np.bincount(np.concatenate([data.y_train, data.y_val])).tolist() == [14, 13, 13]
-
-
-def test_validation_split_is_seeded_and_sizes_add_up(tmp_path):
-    path = _npz(tmp_path, **_arrays(n_train=100))
-    a, b, c = load_npz(path, seed=1), load_npz(path, seed=1), load_npz(path, seed=2)
-    np.testing.assert_array_equal(a.x_val, b.x_val)
-    assert not np.array_equal(a.x_val, c.x_val)
-    assert len(a.y_train) + len(a.y_val) == 100 and len(a.y_val) == 10
-    assert sorted(np.bincount(a.y_val).tolist()) == [2, 2, 3, 3]  # stratified by class
+    assert data.class_names == ("a", "b", "c") and data.has_classes
+    assert np.bincount(data.y_train).tolist() == [14, 13, 13]
+    np.testing.assert_array_equal(data.y_train, arrays["y_train"])
 
 
 # --- csv ---------------------------------------------------------------------------------------
@@ -160,10 +156,11 @@ def _frame(n=30, features=4, classes=3):
 
 def test_csv_with_label_column_carves_test(tmp_path):
     _frame().to_csv(tmp_path / "d.csv", index=False)
-    data = load_csv(tmp_path / "d.csv", test_fraction=0.2, validation_fraction=0.25)
+    data = load_csv(tmp_path / "d.csv", test_fraction=0.4, validation_fraction=0.5)
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (18, 6, 6)
     assert data.sample_shape == (4,) and data.x_train.max() <= 1.0
-    assert sorted(np.bincount(data.y_test)) == [2, 2, 2]
+    # stratified twice: 12 held-out rows of 3 classes, then 6 of them as validation
+    assert np.bincount(data.y_test).tolist() == np.bincount(data.y_val).tolist() == [2, 2, 2]
 
 
 def test_csv_split_column_decides_the_splits(tmp_path):
@@ -179,7 +176,7 @@ def test_csv_test_path(tmp_path):
     _frame(n=20).to_csv(tmp_path / "train.csv", index=False)
     _frame(n=6).to_csv(tmp_path / "test.csv", index=False)
     data = load_csv(tmp_path / "train.csv", test_path=tmp_path / "test.csv")
-    assert len(data.y_test) == 6 and len(data.y_train) + len(data.y_val) == 20
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (20, 3, 3)
 
 
 def test_csv_string_labels_become_sorted_class_names(tmp_path):
@@ -200,19 +197,19 @@ def test_csv_image_shape_reshapes_rows(tmp_path):
 
 
 def test_image_folder_of_classes(tmp_path):
-    data = load_image_folder(
-        _image_folder(tmp_path / "imgs"), test_fraction=0.2, validation_fraction=0.25
-    )
+    data = load_image_folder(_image_folder(tmp_path / "imgs"), test_fraction=0.4)
     assert data.class_names == ("cat", "dog") and data.sample_shape == (6, 5)
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (6, 2, 2)
-    assert sorted(data.y_test.tolist()) == [0, 1]
+    assert sorted(data.y_test.tolist()) == sorted(data.y_val.tolist()) == [0, 1]
     assert data.preprocessing.source.startswith("images:")
 
 
 def test_image_folder_train_test_layout_and_rgb(tmp_path):
     _image_folder(tmp_path / "train", per_class=4)
     _image_folder(tmp_path / "test", per_class=2)
-    data = load_dataset(tmp_path, color_mode="rgb", validation_fraction=0.25)
+    data = load_dataset(
+        tmp_path, color_mode="rgb", validation_from="train", validation_fraction=0.25
+    )
     assert data.sample_shape == (6, 5, 3)
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (6, 2, 4)
     # The dog test images were written with red = 40 + i, so their pixels come back scaled.
@@ -248,7 +245,8 @@ def test_digits():
     assert data.num_classes == 10 and data.sample_shape == (8, 8)
     assert data.x_train.max() == 1.0 and data.x_train.min() == 0.0
     assert data.preprocessing.source == "digits" and data.preprocessing.scale == 1 / 16
-    assert len(data.y_test) == 360
+    # 20 % held out (360), half of it validation
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (1437, 180, 180)
 
 
 # --- conform_to_model --------------------------------------------------------------------------
@@ -372,11 +370,15 @@ def test_string_feature_dtype(tmp_path):
         validate_dataset(replace(data, x_val=data.x_val.astype(np.complex64)))
 
 
-def test_fractional_labels(tmp_path):
+def test_fractional_labels_are_not_classes(tmp_path):
     data = load_npz(_npz(tmp_path, y_train=np.arange(40) % 4 * 1.0, y_test=np.arange(10) % 4 * 1.0))
     assert data.y_train.dtype == np.int64  # whole-number floats are fine
-    with pytest.raises(InvalidDatasetError, match="must be whole class indices"):
-        load_npz(_npz(tmp_path, "b.npz", y_train=np.linspace(0, 3, 40)))
+    path = _npz(tmp_path, "b.npz", y_train=np.linspace(0, 3, 40))
+    with pytest.raises(
+        InvalidDatasetError, match=r"must be whole class indices.*label_kind='values'"
+    ):
+        load_npz(path, label_kind="classes")
+    assert not load_npz(path).has_classes  # auto: fractions make the labels values
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, "a"])
@@ -391,6 +393,102 @@ def test_validate_dataset_rejects_mismatched_split_shapes(digits):
         validate_dataset(bad)
 
 
+# --- labels that are not classes --------------------------------------------------------------
+
+
+def test_fractional_targets_are_values_of_any_per_example_shape(tmp_path):
+    rng = np.random.default_rng(0)
+    scalar = load_npz(
+        _npz(tmp_path, "r1.npz", y_train=rng.normal(size=40), y_test=rng.normal(size=10))
+    )
+    assert scalar.y_train.dtype == np.float32 and scalar.y_train.shape == (40,)
+    assert (scalar.class_names, scalar.num_classes, scalar.has_classes) == ((), 0, False)
+    y_train, y_test = rng.normal(size=(40, 3)), rng.normal(size=(10, 3))
+    rows = load_npz(_npz(tmp_path, "r3.npz", y_train=y_train, y_test=y_test))
+    assert rows.y_val.shape[1:] == rows.y_test.shape[1:] == (3,)
+    np.testing.assert_array_equal(rows.y_train, y_train.astype(np.float32))
+    # the held-out targets are the test targets, split in two
+    held = np.concatenate([rows.y_val, rows.y_test])
+    np.testing.assert_array_equal(np.sort(held, axis=0), np.sort(y_test.astype(np.float32), axis=0))
+    validate_dataset(rows)
+
+
+def test_auto_reads_whole_non_negative_labels_and_one_hot_rows_as_classes(tmp_path):
+    counts = np.tile([[2.0, 0.0, 1.0]], (40, 1))  # whole numbers, but not one-hot rows
+    assert not load_npz(_npz(tmp_path, "c.npz", y_train=counts, y_test=counts[:10])).has_classes
+    negative = (np.arange(40) % 4 - 1.0, np.arange(10) % 4 - 1.0)  # -1.0 is no class index
+    data = load_npz(_npz(tmp_path, "n.npz", y_train=negative[0], y_test=negative[1]))
+    assert not data.has_classes and data.y_train.min() == -1.0
+    whole = load_npz(_npz(tmp_path, "w.npz", y_train=np.arange(40) % 4 * 1.0))
+    assert whole.has_classes and whole.class_names == ("0", "1", "2", "3")
+    # A whole-number target (a count, an age) is a value when the caller says so.
+    as_values = load_npz(_npz(tmp_path, "w.npz"), label_kind="values")
+    assert not as_values.has_classes and as_values.y_train.dtype == np.float32
+    assert sorted(set(as_values.y_train.tolist())) == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_values_csv_is_split_without_strata(tmp_path):
+    frame = _frame(n=40)
+    frame["label"] = np.linspace(-1, 1, 40)
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    data = load_csv(tmp_path / "r.csv", test_fraction=0.5)
+    assert not data.has_classes and (len(data.y_train), len(data.y_val), len(data.y_test)) == (
+        20,
+        10,
+        10,
+    )
+    labels = np.concatenate([data.y_train, data.y_val, data.y_test])
+    np.testing.assert_allclose(np.sort(labels), np.linspace(-1, 1, 40), rtol=1e-6)
+
+
+def test_bad_values_are_refused_with_the_fix(tmp_path):
+    y = np.linspace(0, 1, 40)
+    y[3] = np.nan
+    with pytest.raises(InvalidDatasetError, match="1 of the train labels are NaN or infinite"):
+        load_npz(_npz(tmp_path, "nan.npz", y_train=y))
+    odd = _npz(tmp_path, "shape.npz", y_train=np.zeros((40, 2)) + 0.5, y_test=np.zeros(10) + 0.5)
+    with pytest.raises(InvalidDatasetError, match=r"different label shapes \(train \(2,\)"):
+        load_npz(odd)
+    with pytest.raises(InvalidDatasetError, match="class_names were given.*drop class_names"):
+        load_npz(
+            _npz(tmp_path, "names.npz", class_names=np.array(list("abcd"))), label_kind="values"
+        )
+    frame = _frame(n=20)
+    frame["label"] = np.where(np.arange(20) % 2, "zebra", "ant")
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    with pytest.raises(InvalidDatasetError, match=r"strings .*not numbers.*label_kind='classes'"):
+        load_csv(tmp_path / "s.csv", label_kind="values")
+    with pytest.raises(InvalidDatasetError, match=r"image folder, whose labels are classes"):
+        load_image_folder(_image_folder(tmp_path / "imgs"), label_kind="values")
+    with pytest.raises(InvalidDatasetError, match=r"label_kind='regression' is not a kind"):
+        load_dataset("digits", label_kind="regression")
+
+
+def test_negative_integer_labels_name_both_fixes(tmp_path):
+    with pytest.raises(InvalidDatasetError, match=r"Label -1 is negative.*label_kind='values'"):
+        load_npz(_npz(tmp_path, y_train=np.arange(40) % 4 - 1))
+
+
+def test_validate_dataset_accepts_values_and_refuses_integer_labels_without_classes(tmp_path):
+    data = load_npz(_npz(tmp_path, y_train=np.linspace(0, 1, 40), y_test=np.linspace(0, 1, 10)))
+    validate_dataset(data)
+    with pytest.raises(InvalidDatasetError, match="test labels are int64 but the dataset has no"):
+        validate_dataset(replace(data, y_test=np.arange(len(data.y_test))))
+
+
+def test_single_class_train_is_valid_data_but_not_for_a_classifier(tmp_path):
+    # An anomaly detector trains on "normal" only and is tested on both kinds.
+    data = load_npz(_npz(tmp_path, y_train=np.zeros(40, np.int64), y_test=np.arange(10) % 2))
+    assert data.class_names == ("0", "1")
+    validate_dataset(data)
+    with pytest.raises(InvalidDatasetError, match=r"train split holds a single class \(\[0\]\)"):
+        check_classes(data)
+    check_classes(load_npz(_npz(tmp_path, "two.npz", **_arrays(classes=2))))
+    values = load_npz(_npz(tmp_path, "v.npz", y_train=np.linspace(0, 1, 40)))
+    with pytest.raises(InvalidDatasetError, match="labels are values.*label_kind='classes'"):
+        check_classes(values)
+
+
 # --- real MNIST (optional) ---------------------------------------------------------------------
 
 
@@ -398,7 +496,10 @@ def test_real_mnist():
     if not MNIST.exists():
         pytest.skip(f"{MNIST} is absent")
     data = load_npz(MNIST)
-    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (54000, 6000, 10000)
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (60000, 5000, 5000)
+    assert data.validation_source == (
+        "validation: 5,000 examples held out from the test split (50 %, seed 0); test: 5,000"
+    )
     assert data.sample_shape == (28, 28) and data.num_classes == 10
     assert data.x_test.min() == 0.0 and data.x_test.max() == 1.0
 
@@ -410,7 +511,7 @@ def test_conform_reshapes_flat_pixel_rows_to_the_model_input(tmp_path):
     frame["label"] = np.arange(40) % 3
     path = tmp_path / "pixels.csv"
     frame.to_csv(path, index=False)
-    data = load_csv(path, test_fraction=0.25)
+    data = load_csv(path, test_fraction=0.5)
     assert data.sample_shape == (16,)
     fitted = conform_to_model(data, input_shape=(4, 4, 1), num_classes=3)
     assert fitted.sample_shape == (4, 4, 1)

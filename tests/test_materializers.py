@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
 from zenml_quant._compat import keras3
 from zenml_quant.convert import convert_model, inspect_tflite
+from zenml_quant.datasets import validate_dataset
 from zenml_quant.integration.materializers import (
     KerasModelMaterializer,
     LabeledDatasetMaterializer,
     TFLiteModelMaterializer,
 )
-from zenml_quant.types import LabeledDataset, TFLiteModel
+from zenml_quant.types import LabeledDataset, Preprocessing, TFLiteModel
 
 
 @pytest.fixture()
@@ -85,3 +89,45 @@ def test_dataset_round_trip(digits, tmp_path):
     assert loaded.class_names == digits.class_names
     assert loaded.preprocessing == digits.preprocessing
     assert metadata["test_examples"] == len(digits.y_test)
+    assert digits.validation_source.startswith("validation: 180 examples held out from the test")
+    assert loaded.validation_source == metadata["validation_source"] == digits.validation_source
+    for field in dataclasses.fields(LabeledDataset):  # every other field too (task, metric...)
+        if not field.name.startswith(("x_", "y_")):
+            assert getattr(loaded, field.name) == getattr(digits, field.name), field.name
+    assert f"Splits: {digits.validation_source}." in (tmp_path / "summary.md").read_text()
+
+
+def test_values_dataset_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    x = {
+        s: rng.random((n, 3), dtype=np.float32) for s, n in (("train", 8), ("val", 4), ("test", 4))
+    }
+    y = {s: rng.normal(size=(len(v), 2)).astype(np.float32) for s, v in x.items()}
+    y["test"][0] = [-7.5, 9.25]  # the extremes the summary must show
+    data = LabeledDataset(
+        **{f"x_{s}": v for s, v in x.items()},
+        **{f"y_{s}": v for s, v in y.items()},
+        class_names=(),
+        preprocessing=Preprocessing(1.0, 0.0, False, False, "npz:r.npz"),
+        validation_source="validation: x_val from r.npz (4); test: x_test (4)",
+    )
+    validate_dataset(data)
+    loaded, metadata = _round_trip(LabeledDatasetMaterializer, data, LabeledDataset, tmp_path)
+    for s in x:
+        np.testing.assert_array_equal(getattr(loaded, f"y_{s}"), y[s])
+    assert loaded.y_test.dtype == np.float32 and not loaded.has_classes
+    assert loaded.validation_source == data.validation_source
+    assert (metadata["labels"], metadata["num_classes"]) == ("values", 0)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "values of shape `(2,)`" in summary and "| -7.5 |" in summary and "| 9.25 |" in summary
+
+
+def test_dataset_saved_before_validation_source_still_loads(digits, tmp_path):
+    materializer = LabeledDatasetMaterializer(uri=str(tmp_path))
+    materializer.save(digits)
+    meta_file = tmp_path / "dataset_meta.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["validation_source"]  # the layout of artifacts written before the field existed
+    meta_file.write_text(json.dumps(meta))
+    loaded = LabeledDatasetMaterializer(uri=str(tmp_path)).load(LabeledDataset)
+    assert loaded.validation_source == "" and loaded.class_names == digits.class_names
