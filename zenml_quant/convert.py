@@ -11,6 +11,16 @@
 The result is a :class:`~zenml_quant.types.TFLiteModel`. A file that converts but cannot be
 allocated by the interpreter comes back with ``error`` set instead of raising, so a sweep over
 modes reports it as a failed candidate.
+
+Recurrent layers (LSTM, GRU, SimpleRNN, their Bidirectional wrappers) run as a loop over time
+steps, which the converter can only lower to TFLite with static shapes, so a model with such a
+loop is converted at a fixed batch size of 1, as the TFLite guide for Keras LSTMs does: a
+``tf_keras`` LSTM then becomes the fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op (float32 and int8),
+other recurrent layers a ``WHILE`` loop. TensorFlow's calibrator crashes the whole process on a
+``WHILE`` loop (tensorflow/tensorflow#62281, #75140), so the calibrating modes first unroll
+every recurrent layer that would become one (all of them for ``int16x8``, which has no 16x8
+LSTM kernel); that needs a fixed number of time steps, and the file grows with them. See
+:func:`make_converter`.
 """
 
 from __future__ import annotations
@@ -18,13 +28,15 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from tensorflow.lite.python import schema_py_generated as tflite_schema
 from tensorflow.lite.tools import flatbuffer_utils
 
-from ._compat import is_keras3_model, tf
+from ._compat import is_keras3_model, keras3, tf, tf_keras
 from .errors import ConversionError, InvalidDatasetError
 from .interpreter import make_interpreter, tensor_details
 from .profile import peak_activation_bytes, tflite_graph
@@ -36,14 +48,21 @@ __all__ = [
     "configure_converter",
     "convert_model",
     "explain_failure",
+    "finish_content",
+    "fuses_to_lstm_op",
     "inspect_tflite",
     "make_converter",
+    "recurrent_layers",
+    "remapper_disabled",
+    "tie_lstm_hidden_quantization",
 ]
 
 #: Below this many calibration examples a quantized model carries a note saying so.
 MIN_CALIBRATION_SAMPLES = 100
 
 _QUANTIZED_IO_TYPE = {"int8": tf.int8, "int16x8": tf.int16}
+#: Modes whose calibration runs the float TFLite model, which crashes on a WHILE loop.
+_CALIBRATING = ("int8", "int16x8")
 
 
 def convert_model(
@@ -63,17 +82,66 @@ def convert_model(
     options = options or ConversionOptions()
     if mode not in MODES:
         raise ConversionError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
-    converter = make_converter(model)
-    notes = configure_converter(converter, mode, representative_data, options)
+    converter, notes = make_converter(model, mode)
+    notes += configure_converter(converter, mode, representative_data, options)
     try:
         content = converter.convert()
     except Exception as exc:  # the converter raises ConverterError, but also plain errors
         raise ConversionError(explain_failure(exc, model, mode)) from None
-    content = bytes(content)
-    if options.compact_names:
-        content = compact_tensor_names(content)
+    content = finish_content(bytes(content), options, has_recurrent=bool(recurrent_layers(model)))
     tflite = inspect_tflite(content, mode=mode, options=options, source_model=model.name)
     return replace(tflite, notes=notes) if notes else tflite
+
+
+def finish_content(content: bytes, options: ConversionOptions, *, has_recurrent: bool) -> bytes:
+    """The converter's flatbuffer after our fixes: LSTM quantization tied, names compacted.
+
+    ``has_recurrent`` (the Keras model has recurrent layers) saves parsing the file for the
+    LSTM check when there can be no LSTM op.
+    """
+    if has_recurrent:
+        content = tie_lstm_hidden_quantization(content)
+    if options.compact_names:
+        content = compact_tensor_names(content)
+    return content
+
+
+def tie_lstm_hidden_quantization(content: bytes) -> bytes:
+    """``content`` with every int8 fused LSTM's hidden state quantized like its output.
+
+    The integer LSTM kernel quantizes its hidden state with the parameters of its
+    ``effective_hidden_scale_intermediate`` (and reads it back through its output-state input),
+    then copies those bytes to its output. The converter picks all three from the LSTM's own
+    calibrated range, except when a same-scale op downstream (the CONCATENATION of a
+    Bidirectional LSTM) imposes its scale on the output alone: the bytes are then read with the
+    wrong scale (measured: Bidirectional(LSTM(8)) int8 max error 0.13 instead of 0.012 on
+    outputs spanning 1.5). The converter has no option against it, so the output's parameters
+    (the ones the rest of the graph relies on) are written to the other two. Files without such
+    an LSTM come back unchanged.
+    """
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    lstm = tflite_schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+    codes = [max(code.builtinCode, code.deprecatedBuiltinCode) for code in model.operatorCodes]
+    changed = False
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            intermediates = list(op.intermediates if op.intermediates is not None else [])
+            if codes[op.opcodeIndex] != lstm or len(intermediates) != 5:
+                continue  # float and hybrid LSTMs carry no hidden-state quantization
+            output = subgraph.tensors[op.outputs[0]].quantization
+            if output is None or output.scale is None:
+                continue
+            for index in (op.inputs[18], intermediates[4]):  # output state; hidden state
+                quantization = subgraph.tensors[index].quantization
+                if quantization is None or quantization.scale is None:
+                    continue
+                if list(quantization.scale) != list(output.scale) or list(
+                    quantization.zeroPoint
+                ) != list(output.zeroPoint):
+                    quantization.scale = list(output.scale)
+                    quantization.zeroPoint = list(output.zeroPoint)
+                    changed = True
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else content
 
 
 def configure_converter(
@@ -165,16 +233,217 @@ def inspect_tflite(
     )
 
 
-def make_converter(model: Any) -> Any:
-    """A ``TFLiteConverter`` for a ``tf_keras`` or Keras 3 model."""
+def make_converter(model: Any, mode: str = "float32") -> tuple[Any, tuple[str, ...]]:
+    """A ``TFLiteConverter`` for a ``tf_keras`` or Keras 3 model in ``mode``, and notes for the user.
+
+    Models without recurrent layers convert as they are, with a dynamic batch axis. With
+    recurrent layers: in ``int8`` and ``int16x8``, every recurrent layer that would otherwise
+    become a ``WHILE`` loop is unrolled (on a copy; the model is not changed); whatever still
+    loops is converted at a fixed batch size of 1. The notes say which of these happened.
+
+    Raises:
+        ConversionError: a recurrent layer must be unrolled but has no fixed number of time
+            steps, or cannot be copied; or a loop the calibrator would crash on is left.
+    """
+    recurrent = recurrent_layers(model)
+    if not recurrent:
+        return _plain_converter(model), ()
+    notes: list[str] = []
+    if mode in _CALIBRATING:
+        loops = [layer for layer in recurrent if mode == "int16x8" or not fuses_to_lstm_op(layer)]
+        if loops:
+            model = _unrolled(model, loops, mode)
+            names = ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in loops)
+            notes.append(
+                f"unrolled {names} over the time steps: TensorFlow's {mode} calibration crashes "
+                + (
+                    "on recurrent loops and TFLite has no 16x8 LSTM kernel"
+                    if mode == "int16x8"
+                    else "on recurrent loops (only a tf_keras LSTM becomes a fused TFLite op)"
+                )
+                + "; the file holds the ops of every time step, so it can be larger than the "
+                "float32 one."
+            )
+    rolled = [layer for layer in recurrent_layers(model) if not _is_unrolled(layer)]
+    if not rolled:
+        return _plain_converter(model), tuple(notes)
+    converter = _batch_one_converter(model)
+    notes.append(
+        "converted at a fixed batch size of 1, which recurrent layers need to become TFLite "
+        "ops: feed one example per invoke() (run_tflite does)."
+    )
+    if any(fuses_to_lstm_op(layer) for layer in rolled):
+        notes.append(
+            "the fused LSTM keeps its state in variable tensors that persist across invoke() "
+            "calls: call interpreter.reset_all_variables() before each new sequence (run_tflite "
+            "does)."
+        )
+    if mode in _CALIBRATING:
+        _refuse_loops(_batch_one_converter(model), model, mode)
+    return converter, tuple(notes)
+
+
+def _plain_converter(model: Any) -> Any:
     if is_keras3_model(model):
         # from_keras_model only takes tf_keras models in this process, and a traced concrete
         # function of a Keras 3 model leaves its weights as uninitialised resource variables
         # in the flatbuffer. Keras 3's own SavedModel export freezes them correctly.
-        export_dir = tempfile.mkdtemp(prefix="zenml-quant-export-")
-        model.export(export_dir, verbose=False)
-        return tf.lite.TFLiteConverter.from_saved_model(export_dir)
+        return _from_keras3_export(model, None)
     return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def _from_keras3_export(model: Any, input_signature: list[Any] | None) -> Any:
+    export_dir = tempfile.mkdtemp(prefix="zenml-quant-export-")
+    model.export(export_dir, verbose=False, input_signature=input_signature)
+    return tf.lite.TFLiteConverter.from_saved_model(export_dir)
+
+
+def _batch_one_converter(model: Any) -> Any:
+    """A converter over ``model`` traced at batch size 1 (static shapes for recurrent loops)."""
+    specs = [tf.TensorSpec([1, *tuple(t.shape)[1:]], t.dtype) for t in model.inputs]
+    if is_keras3_model(model):
+        return _from_keras3_export(model, specs if len(specs) == 1 else [specs])
+    holder = tf.Module()
+    holder.weights = list(model.variables)  # a SavedModel must reach every captured variable
+    holder.run = tf.function(lambda *xs: model(xs[0] if len(xs) == 1 else list(xs), training=False))
+    concrete = holder.run.get_concrete_function(*specs)
+    # The converter saves its trackable object as a SavedModel (the path on which it fuses the
+    # LSTM); a module holding only this function saves in a blink, where the Keras model
+    # itself would re-trace every layer for serving (13 s for a Bidirectional LSTM).
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
+
+
+def recurrent_layers(model: Any) -> list[Any]:
+    """Every recurrent layer (an RNN subclass or a Bidirectional wrapper) of ``model``, in model
+    order, nested models included."""
+    bases = tuple(
+        cls
+        for flavour in (tf_keras, keras3)
+        if flavour is not None
+        for cls in (flavour.layers.RNN, flavour.layers.Bidirectional)
+    )
+    found = []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, bases):
+            found.append(layer)
+        elif getattr(layer, "layers", None):
+            found.extend(recurrent_layers(layer))
+    return found
+
+
+def _directions(layer: Any) -> list[Any]:
+    return (
+        [layer.forward_layer, layer.backward_layer] if hasattr(layer, "forward_layer") else [layer]
+    )
+
+
+def _is_unrolled(layer: Any) -> bool:
+    return all(getattr(rnn, "unroll", False) for rnn in _directions(layer))
+
+
+def fuses_to_lstm_op(layer: Any) -> bool:
+    """True for a recurrent layer the converter turns into the fused TFLite LSTM op (one per
+    direction of a Bidirectional wrapper), not into a loop.
+
+    Only a tf_keras LSTM whose configuration allows its cuDNN-compatible implementation
+    (tanh, sigmoid, bias, no recurrent dropout: Keras' own ``_could_use_gpu_kernel``) carries
+    the function signature the converter fuses.
+    """
+    return all(
+        isinstance(rnn, tf_keras.layers.LSTM)
+        and bool(getattr(rnn, "_could_use_gpu_kernel", False))
+        and not rnn.unroll
+        for rnn in _directions(layer)
+    )
+
+
+def _unrolled(model: Any, layers: list[Any], mode: str) -> Any:
+    """A copy of ``model`` with ``layers`` unrolled (``unroll=True``) and the same weights."""
+    unknown = [layer.name for layer in layers if _time_steps(layer) is None]
+    if unknown:
+        raise ConversionError(
+            f"Mode {mode!r} needs the recurrent layer(s) {', '.join(unknown)} of model "
+            f"{model.name!r} unrolled (TensorFlow's calibration crashes on recurrent loops), "
+            "which needs a fixed number of time steps: build the model on an Input with a fixed "
+            "sequence length (e.g. Input((20, 8)) instead of Input((None, 8))), or use mode "
+            "'float32', 'float16' or 'dynamic_range'."
+        )
+    chosen = {id(layer) for layer in layers}
+
+    def clone(layer: Any) -> Any:
+        config = layer.get_config()
+        if id(layer) in chosen:
+            if hasattr(layer, "forward_layer"):  # Bidirectional: unroll the wrapped layer(s)
+                for key in ("layer", "backward_layer"):
+                    if config.get(key):
+                        config[key]["config"]["unroll"] = True
+            else:
+                config["unroll"] = True
+        elif getattr(layer, "layers", None):  # a nested model holding a chosen layer
+            return _clone(layer, clone)
+        return type(layer).from_config(config)
+
+    try:
+        copy = _clone(model, clone)
+        copy.set_weights(model.get_weights())
+    except Exception as exc:  # subclassed models and custom layers cannot be cloned
+        raise ConversionError(
+            f"Mode {mode!r} needs the recurrent layer(s) {', '.join(map(str, layers))} of model "
+            f"{model.name!r} unrolled, but the model cannot be copied ({type(exc).__name__}: "
+            f"{exc}). Build those layers with unroll=True yourself, or use mode 'float32', "
+            "'float16' or 'dynamic_range'."
+        ) from None
+    return copy
+
+
+def _clone(model: Any, clone_function: Any) -> Any:
+    if is_keras3_model(model):
+        return keras3.models.clone_model(model, clone_function=clone_function)
+    return tf_keras.models.clone_model(model, clone_function=clone_function)
+
+
+def _time_steps(layer: Any) -> int | None:
+    try:
+        shape = tuple(layer.input_shape if hasattr(layer, "input_shape") else layer.input.shape)
+    except (AttributeError, ValueError):  # a layer shared between inputs has no one shape
+        return None
+    steps = shape[1] if len(shape) > 2 else None
+    return None if steps is None else int(steps)
+
+
+def _refuse_loops(probe: Any, model: Any, mode: str) -> None:
+    """Raise if ``probe``'s float conversion still loops: calibrating it would kill the process."""
+    try:
+        graph = tflite_graph(bytes(probe.convert()))
+    except Exception as exc:
+        raise ConversionError(explain_failure(exc, model, mode)) from None
+    if any(op.op_name == "WHILE" for op in graph.operators):
+        raise ConversionError(
+            f"Model {model.name!r} still holds a recurrent loop (WHILE) after its recurrent "
+            f"layers were prepared, and TensorFlow's {mode} calibration crashes the process on "
+            "one (tensorflow/tensorflow#62281). Build the recurrent layers with unroll=True, or "
+            "use mode 'float32', 'float16' or 'dynamic_range'."
+        )
+
+
+@contextmanager
+def remapper_disabled() -> Iterator[None]:
+    """Run TensorFlow graphs (Keras ``predict``, ``fit``) without grappler's remapper.
+
+    With oneDNN on (TensorFlow's default on x86), the remapper fuses Conv2D + BatchNorm + an
+    activation into one kernel, and a Conv2D without bias followed by BatchNormalization and
+    ``tanh`` then fails at run time: "Fusion is not implemented: [FusedBatchNorm,Tanh]".
+    ``TF_ENABLE_ONEDNN_OPTS`` is read once when TensorFlow loads, so only the grappler option
+    helps in a running process; graphs are optimized when first run, so the setting must cover
+    the call that runs them. The TFLite converter does not execute the graph and needs none of
+    this. The option is process-wide: other threads running TensorFlow meanwhile are affected.
+    """
+    before = tf.config.optimizer.get_experimental_options().get("remapping", True)
+    tf.config.optimizer.set_experimental_options({"remapping": False})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"remapping": before})
 
 
 def _calibration_batches(

@@ -59,8 +59,10 @@ def run_tflite(
     """Float outputs of ``model`` for every example of ``x`` (first axis = examples).
 
     Batches of ``batch_size`` when the model has a dynamic batch axis (the converter's default
-    for Keras models), one example at a time otherwise. The last batch is zero-padded rather
-    than resized, so the interpreter allocates once.
+    for Keras models), one example at a time otherwise (recurrent models are converted at a
+    fixed batch size of 1). The last batch is zero-padded rather than resized, so the
+    interpreter allocates once. Variable tensors (a fused LSTM's state) are reset before every
+    batch, so each example starts from the initial state, as in Keras.
     """
     interpreter = make_interpreter(model.content, num_threads=num_threads)
     detail = interpreter.get_input_details()[0]
@@ -68,8 +70,11 @@ def run_tflite(
         len(detail.get("shape_signature", ())) > 0 and detail["shape_signature"][0] == -1
     )
     batch = min(batch_size, max(len(x), 1)) if dynamic_batch else 1
-    if batch != detail["shape"][0]:
-        interpreter.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
+    # The examples' own shape: a model with a dynamic non-batch axis (a recurrent model built
+    # on Input((None, features))) is allocated with 1 there until told otherwise.
+    shape = [batch, *(x.shape[1:] if x.ndim == len(detail["shape"]) else detail["shape"][1:])]
+    if list(detail["shape"]) != shape:
+        interpreter.resize_tensor_input(detail["index"], shape)
         interpreter.allocate_tensors()
         detail = interpreter.get_input_details()[0]
     out_detail = interpreter.get_output_details()[0]
@@ -81,6 +86,9 @@ def run_tflite(
                 [chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)]
             )
         interpreter.set_tensor(detail["index"], _quantize(chunk, detail))
+        # A fused LSTM writes its final state back into its variable tensors; without a reset
+        # the next example would start from the previous one's state.
+        interpreter.reset_all_variables()
         interpreter.invoke()
         result = _dequantize(interpreter.get_tensor(out_detail["index"]), out_detail)
         outputs.append(result[: min(batch, len(x) - start)])

@@ -18,14 +18,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tensorflow.lite.python.schema_py_generated import TensorType
+from tensorflow.lite.tools import flatbuffer_utils
 
 from ._compat import tf
 from .convert import (
-    compact_tensor_names,
     configure_converter,
     explain_failure,
+    finish_content,
     inspect_tflite,
     make_converter,
+    recurrent_layers,
+    tie_lstm_hidden_quantization,
 )
 from .errors import ConversionError, InvalidOptionError
 from .layermap import LayerOps, map_layers
@@ -33,6 +37,9 @@ from .profile import tflite_graph
 from .types import MIXED_MODE, ConversionOptions, TFLiteModel
 
 __all__ = ["SelectiveQuantizer", "convert_selective"]
+
+#: Channels whose RMS value is below this many quantization steps count as silent.
+_SILENT_STEPS = 0.01
 
 
 @contextmanager
@@ -66,8 +73,11 @@ class SelectiveQuantizer:
     ) -> None:
         self.options = options or ConversionOptions()
         self.model_name = str(model.name)
-        converter = make_converter(model)
-        self.notes = configure_converter(converter, "int8", representative_data, self.options)
+        self._recurrent = bool(recurrent_layers(model))
+        converter, notes = make_converter(model, "int8")
+        self.notes = notes + configure_converter(
+            converter, "int8", representative_data, self.options
+        )
         self._debug_samples: np.ndarray = np.zeros((0,), np.float32)
         try:
             with _quiet():
@@ -131,8 +141,7 @@ class SelectiveQuantizer:
                 # the debug model fails; the options are already set for the plain model below.
                 pass
             content = bytes(self._debugger.get_nondebug_quantized_model())
-        if self.options.compact_names:
-            content = compact_tensor_names(content)
+        content = finish_content(content, self.options, has_recurrent=self._recurrent)
         mode = MIXED_MODE if float_layers else "int8"
         model = inspect_tflite(
             content, mode=mode, options=self.options, source_model=self.model_name
@@ -145,27 +154,49 @@ class SelectiveQuantizer:
         Each quantized operator runs on the same (quantized) input in float and in int8 for up to
         ``max_samples`` of ``samples``; per layer: ``rmse_over_scale`` (the error in units of
         the output's quantization step: ~0.29 is rounding alone, more means clipping or a poor
-        range) and ``noise_to_signal`` (per output channel, RMS error over RMS value, averaged
-        over channels that are ever non-zero: an outlier channel that squeezes every other
-        channel into a few int8 steps shows here, not in ``rmse_over_scale``). ``input_*``
-        columns are the same figures for the activations the layer reads.
+        range) and ``noise_to_signal`` (per output channel, RMS error over RMS value, capped
+        at 1 = the channel is lost, averaged over channels that are ever non-zero, a channel
+        under 1 % of a quantization step counting against that floor: so it lies in [0, 1],
+        and an outlier channel that squeezes every other channel into a fraction of an int8
+        step shows here, not in ``rmse_over_scale``). Each figure is the error the
+        layer's operators add to their (quantized) inputs. ``input_noise_to_signal`` is the
+        ``noise_to_signal`` of the layer(s) that wrote what this layer reads.
         """
-        self._debug_samples = np.asarray(samples[:max_samples], np.float32)
         options = self._debug_options(())
         options.layer_direct_compare_metrics = {
             "rmse_over_scale": _rmse_over_scale,
             "noise_to_signal": _noise_to_signal,
         }
         with _quiet():
-            self._debugger.options = options
-            self._debugger.run()
-        stats = self._debugger.layer_statistics or {}
+            self._debugger.options = self._debug_options(())  # the full int8 model
+            content = bytes(self._debugger.get_debug_quantized_model())
+            if self._recurrent:  # measure the file quantize() returns, with its LSTM fix
+                content = tie_lstm_hidden_quantization(content)
+            self._debug_samples = _representable(np.asarray(samples[:max_samples]), content)
+            # A second debugger, built from the model bytes: the interpreter the converter-built
+            # one makes whenever its options are set (TensorFlow 2.21) does not preserve
+            # intermediate tensors, so these metrics read buffers that later operators had
+            # already reused (rmse_over_scale up to 1e37 on a small Conv1D net).
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                quant_debug_model_content=content,
+                debug_dataset=self._debug_batches,
+                debug_options=options,
+            )
+            debugger.run()
+        stats = debugger.layer_statistics or {}
         by_tensor = _stats_by_tensor(stats, self.layers)
         producer = {t: layer.layer for layer in self.layers for t in layer.outputs}
+        stats_of = {
+            layer.layer: [by_tensor[t] for t in layer.outputs if t in by_tensor]
+            for layer in self.layers
+        }
         rows = []
         for layer in self.layers:
-            own = [by_tensor[t] for t in layer.outputs if t in by_tensor]
-            read = [by_tensor[t] for t in layer.inputs if t in by_tensor and t in producer]
+            own = stats_of[layer.layer]
+            # Each operator's figure is the error it adds itself, so what a layer reads is
+            # judged by the whole layer that wrote it: a Conv1D ends in a RESHAPE that adds none.
+            sources = dict.fromkeys(producer[t] for t in layer.inputs if t in producer)
+            read = [entry for source in sources for entry in stats_of[source]]
             rows.append(
                 {
                     "layer": layer.layer,
@@ -221,8 +252,35 @@ def _noise_to_signal(
     signal = np.sqrt(np.mean(np.square(float_values.reshape(-1, channels)), axis=0))
     noise = np.sqrt(np.mean(np.square(error.reshape(-1, channels)), axis=0))
     alive = signal > 0
+    # Dividing by a near-zero RMS (a softmax class at probability 1e-20 that int8 moves by one
+    # step) gives ratios of 1e17 and more. A channel under 1 % of a quantization step
+    # is silent to int8 and is measured against that floor; an outlier-squeezed channel sits
+    # at a few % of a step or more (3-7 % in hard_case.py) and still counts. Past 1 the whole
+    # channel is lost, so each channel's share is capped there: the result lies in [0, 1].
+    reference = np.maximum(signal[alive], _SILENT_STEPS * scale)
     # NaN (not 0) when no channel carries a value: the debugger averages with nanmean.
-    return float(np.mean(noise[alive] / signal[alive])) if alive.any() else float("nan")
+    ratios = np.minimum(noise[alive] / reference, 1.0)
+    return float(np.mean(ratios)) if alive.any() else float("nan")
+
+
+def _representable(samples: np.ndarray, content: bytes) -> np.ndarray:
+    """``samples`` as float32, clipped to the range of the model's integer input.
+
+    The debugger quantizes float inputs without clipping, so a value outside the calibrated
+    range wraps around in int8 (130 becomes -126); ``run_tflite`` clips, and so does this.
+    """
+    samples = samples.astype(np.float32)
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    graph = model.subgraphs[0]
+    tensor = graph.tensors[graph.inputs[0]]
+    bits = {TensorType.INT8: 8, TensorType.INT16: 16}.get(tensor.type)
+    quantization = tensor.quantization
+    if bits is None or quantization is None or quantization.scale is None:
+        return samples
+    scale, zero_point = float(quantization.scale[0]), int(quantization.zeroPoint[0])
+    info = np.iinfo(np.int8 if bits == 8 else np.int16)
+    low, high = (info.min - zero_point) * scale, (info.max - zero_point) * scale
+    return np.clip(samples, low, high).astype(np.float32)
 
 
 def _stats_by_tensor(
@@ -231,8 +289,9 @@ def _stats_by_tensor(
     """Debugger statistics keyed by the calibrated model's tensor index.
 
     The debugger names each entry ``NumericVerify/<tensor name><suffix>:<index>``, where the
-    suffix is whatever the quantizer appended to keep names unique; the longest tensor name
-    that prefixes the entry is the one it verifies.
+    suffix is whatever the quantizer appended to keep names unique (usually one digit); the
+    name without that digit, or else the longest tensor name that prefixes the entry, is the
+    one it verifies.
     """
     names = {}
     for layer in layers:
@@ -242,7 +301,12 @@ def _stats_by_tensor(
     result: dict[int, dict[str, float]] = {}
     for key, values in stats.items():
         body = re.sub(r":\d+$", "", key.removeprefix("NumericVerify/"))
-        match = next((n for n in by_length if n and body.startswith(n)), None)
+        # Usually one digit is appended (TensorFlow's own debugger strips one); matching that
+        # exactly keeps `lstm` and `lstm1` apart, where a prefix would give both to `lstm1`.
+        exact = [body[:-1]] if body[-1:].isdigit() else []
+        match = next((n for n in exact + [body] if n in names), None) or next(
+            (n for n in by_length if n and body.startswith(n)), None
+        )
         if match is not None:
             result[names[match]] = {k: float(v) for k, v in values.items()}
     return result
