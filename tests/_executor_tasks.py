@@ -6,6 +6,7 @@ by name, as they would a real trial function.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import time
@@ -13,6 +14,8 @@ from collections import Counter
 
 #: Times a :class:`Context` with a given token was unpickled in this process.
 UNPICKLED: Counter[str] = Counter()
+#: Tasks :func:`trial` started in this process.
+STARTED = 0
 
 
 class Context:
@@ -27,8 +30,17 @@ class Context:
         UNPICKLED[self.token] += 1
 
 
+class CrashingContext(Context):
+    """A context whose unpickling crashes the process: every worker dies while starting."""
+
+    def __setstate__(self, state: dict) -> None:
+        native_crash("segfault")
+
+
 def trial(context: Context, task: tuple) -> object:
     """``task`` is ``(operation, argument)``."""
+    global STARTED
+    STARTED += 1
     op, arg = task
     if op == "square":
         return arg * arg
@@ -54,6 +66,12 @@ def trial(context: Context, task: tuple) -> object:
         os._exit(1)
     if op == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if op == "native":  # a native crash: "segfault" (SIGSEGV) or "abort" (SIGABRT)
+        native_crash(arg)
+    if op == "crash_unless_first":  # a crash left behind by earlier tasks in this process
+        if STARTED > 1:
+            native_crash(arg)
+        return ("first", os.getpid())
     if op == "info":
         from zenml_quant._compat import tf
 
@@ -75,3 +93,34 @@ def trial(context: Context, task: tuple) -> object:
 
 def on_error(task: tuple, message: str) -> tuple:
     return ("error", task, message)
+
+
+def native_crash(how: str) -> None:
+    """Crash this process in native code: ``"segfault"`` (SIGSEGV) or ``"abort"`` (SIGABRT,
+    the way glibc ends a process after "double free or corruption")."""
+    if how == "segfault":
+        ctypes.string_at(0)  # reads address 0
+    elif how == "abort":
+        os.abort()
+    raise AssertionError(f"unknown native crash {how!r}")
+
+
+def crash_in_trial(wrapped: tuple, task: object) -> object:
+    """A search trial function that crashes natively while converting one chosen trial.
+
+    ``wrapped`` is ``(fn, context, crash_trial, how)``: the search's own trial function and
+    context, the number of the trial to crash and :func:`native_crash`'s ``how``. Any other
+    trial runs untouched. The crash comes after the candidate was built and fine-tuned, where
+    a converter crash would.
+    """
+    fn, context, crash_trial, how = wrapped
+    if getattr(task, "trial", None) != crash_trial:
+        return fn(context, task)
+    from zenml_quant.search import trial as trial_module
+
+    convert = trial_module._convert
+    trial_module._convert = lambda *args, **kwargs: native_crash(how)
+    try:
+        return fn(context, task)
+    finally:  # only reached if the crash did not happen
+        trial_module._convert = convert

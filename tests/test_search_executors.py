@@ -214,19 +214,50 @@ def test_pool_runs_in_parallel_in_order_with_the_context_once_per_worker(pool):
 
 def test_pool_worker_deaths_fail_their_tasks_only_and_the_pool_recovers():
     # One worker runs the tasks in order: each death breaks the pool before the later tasks
-    # start, and they must survive both breaks.
+    # start, and they must survive every break.
     calls = Calls()
-    tasks = [("square", 2), ("kill", 0), ("square", 3), ("kill", 0), ("square", 4)]
+    tasks = [("kill", 0), ("square", 2), ("native", "abort"), ("square", 3)]
     with ProcessPoolExecutor(workers=1) as executor:
         executor.start(toy.trial, _context(), on_error=toy.on_error)
         results = executor.map(tasks, callback=calls)
-        assert [results[i] for i in (0, 2, 4)] == [4, 9, 16]
-        for died in (results[1], results[3]):
-            assert died[:2] == ("error", ("kill", 0))
-            assert "worker process running this trial died" in died[2]
-            assert "lower `workers`" in died[2]
-        assert sorted(index for index, _ in calls.calls) == list(range(5))  # once each
+        assert [results[i] for i in (1, 3)] == [4, 9]
+        killed, aborted = results[0], results[2]
+        assert killed[:2] == ("error", ("kill", 0))
+        assert "worker process running this trial died" in killed[2]
+        assert "was killed by SIGKILL (signal 9)" in killed[2] and "lower `workers`" in killed[2]
+        # The first task of a fresh worker is blamed at once; the abort came after a square in
+        # the same worker, so it was run again alone in a fresh one before it was blamed.
+        assert "fresh worker" not in killed[2]
+        assert aborted[:2] == ("error", ("native", "abort"))
+        assert "was killed by SIGABRT (signal 6)" in aborted[2]
+        assert "run once more, alone in a fresh worker, and that one died too" in aborted[2]
+        # faulthandler's report, innermost frame first, without TensorFlow's start-up lines.
+        assert "Fatal Python error: Aborted" in aborted[2]
+        assert "in native_crash" in aborted[2] and "oneDNN" not in aborted[2]
+        assert sorted(index for index, _ in calls.calls) == list(range(4))  # once each
         assert executor.map([("square", 6), ("square", 7)]) == [36, 49]
+
+
+def test_a_crash_left_by_earlier_tasks_is_not_blamed_on_the_task_it_hits(caplog):
+    # The task crashes only in a worker that ran something before: run again alone in a
+    # fresh worker, it succeeds.
+    with ProcessPoolExecutor(workers=1) as executor, caplog.at_level(logging.WARNING):
+        executor.start(toy.trial, _context(), on_error=toy.on_error)
+        results = executor.map([("info", 0), ("crash_unless_first", "segfault")])
+    first_worker = results[0]["pid"]
+    assert results[1][0] == "first" and results[1][1] != first_worker
+    assert "SIGSEGV" in caplog.text and "running it again alone in a fresh worker" in caplog.text
+
+
+def test_workers_that_die_at_start_up_fail_the_tasks_instead_of_looping():
+    with ProcessPoolExecutor(workers=1) as executor:
+        executor.start(toy.trial, toy.CrashingContext("crash"), on_error=toy.on_error)
+        results = executor.map([("square", 1), ("square", 2)])
+    assert len(results) == 2
+    for task, result in zip([1, 2], results):
+        assert result[:2] == ("error", ("square", task))
+        assert "worker processes died twice before this trial finished" in result[2]
+        assert "SIGSEGV" in result[2] and "__setstate__" in result[2]
 
 
 def test_pool_reruns_trials_that_were_running_next_to_a_crash_one_at_a_time(pool, caplog, tmp_path):
@@ -241,6 +272,32 @@ def test_pool_reruns_trials_that_were_running_next_to_a_crash_one_at_a_time(pool
     assert results[0][0] == "slept" and results[2] == 49
     assert results[1][:2] == ("error", ("exit_when_marked", marker))
     assert "worker process running this trial died" in results[1][2]
+
+
+def test_workers_need_no_main_guard_when_they_do_not_import_main(tmp_path):
+    # A spawned worker runs the caller's script again, unless import_main=False: then a
+    # script without `if __name__ == "__main__":` runs once and its pool works.
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            sys.path.insert(0, {TESTS_DIR!r})
+            import _executor_tasks as toy
+            from zenml_quant.search.executors import ProcessPoolExecutor
+            print("SCRIPT RUNS", flush=True)
+            with ProcessPoolExecutor(workers=1, import_main=False) as executor:
+                executor.start(toy.trial, toy.Context("unguarded"), on_error=toy.on_error)
+                print("RESULT", executor.map([("square", 7)]), flush=True)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RESULT [49]" in done.stdout
+    assert done.stdout.count("SCRIPT RUNS") == 1  # the worker did not run it again
 
 
 # --- Ray --------------------------------------------------------------------------------------

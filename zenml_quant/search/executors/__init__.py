@@ -21,6 +21,10 @@ Three implementations, picked by :func:`make_executor`:
 - :class:`RayExecutor` (``"ray"``): Ray tasks, on a cluster the user already has or on a local
   one started for the run. Every Ray node needs this package installed (same version).
 
+When the caller names none, :func:`default_executor` picks one by the model's size (see
+:mod:`.choice`): a process pool for models of :data:`PROCESS_MIN_PARAMS` parameters or more,
+so a native crash fails one trial instead of the search; this process for smaller ones.
+
 This module imports neither ZenML nor (until a :class:`RayExecutor` starts) Ray.
 """
 
@@ -31,16 +35,28 @@ from typing import Any
 
 from ...errors import InvalidOptionError
 from .base import EXECUTORS, InProcessExecutor, TrialExecutor
+from .choice import (
+    PROCESS_MIN_PARAMS,
+    ExecutorChoice,
+    default_executor,
+    default_executor_choice,
+    resolve_executor,
+)
 from .pool import ProcessPoolExecutor
 from .ray_tasks import RayExecutor
 
 __all__ = [
     "EXECUTORS",
+    "PROCESS_MIN_PARAMS",
+    "ExecutorChoice",
     "InProcessExecutor",
     "ProcessPoolExecutor",
     "RayExecutor",
     "TrialExecutor",
+    "default_executor",
+    "default_executor_choice",
     "make_executor",
+    "resolve_executor",
 ]
 
 # --- factory ----------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ Two things about spawned workers that the pool takes care of:
   ZenML is loaded and the variable is not set already), so they work from any folder.
 - A worker that dies says how: its exit code or signal, and the last lines it wrote to
   stderr, which the pool reads through a pipe (and passes on to this process's stderr as it
-  comes).
+  comes). Workers start with Python's faulthandler on and glibc's fatal messages sent to
+  stderr, so a native crash quotes the Python frames it happened in and what the C library
+  said ("double free or corruption"), not only TensorFlow's start-up banner.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import multiprocessing
 import multiprocessing.context
 import os
 import pickle
+import re
 import signal
 import sys
 import textwrap
@@ -35,6 +38,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...errors import InvalidOptionError
 from .base import (
     ErrorFn,
     ProgressFn,
@@ -52,6 +56,27 @@ _LOG = logging.getLogger(__name__)
 _SOURCE_ROOT_VAR = "ZENML_CUSTOM_SOURCE_ROOT"
 _TAIL_BYTES = 16_384  # kept per worker; the message quotes the last _TAIL_LINES lines of it
 _TAIL_LINES = 12
+#: A faulthandler report is quoted at this length: it starts with the frames that matter.
+_CRASH_REPORT_LINES = 16
+#: Set in each worker unless the caller set them: PYTHONFAULTHANDLER makes a fatal signal print
+#: the Python stack (most recent call first) before the process dies; LIBC_FATAL_STDERR_ sends
+#: glibc's own messages ("double free or corruption", "malloc(): corrupted top size") to
+#: stderr, where the pool reads them, instead of the terminal.
+_CRASH_REPORT_ENV = {"PYTHONFAULTHANDLER": "1", "LIBC_FATAL_STDERR_": "1"}
+#: The first line of faulthandler's report.
+_FAULT_HEADER = "Fatal Python error:"
+#: Start-up chatter every TensorFlow process writes (absl INFO lines, CUDA's complaints that
+#: there is no GPU, absl's notice that it logs to stderr): quoting it would push what the crash
+#: said out of the message.
+_STDERR_NOISE = re.compile(
+    r"^(I\d{4} [\d:.]+\s+\d+ \S+:\d+\] |[EW]\d{4} [\d:.]+\s+\d+ cu\w+\.cc:\d+\] "
+    r"|WARNING: All log messages before absl::)"
+)
+#: Frames of the pool's own machinery (the worker's bootstrap and task loop) in a faulthandler
+#: report: the same in every report, so not quoted.
+_MACHINERY_FRAME = re.compile(r'File "(<string>|[^"]*/(multiprocessing|concurrent/futures)/[^"]*)"')
+#: A frame in an installed library: group 1 is the library's top-level package.
+_LIBRARY_FRAME = re.compile(r'File "[^"]*/(?:site|dist)-packages/([^/"]+)/')
 _SIGNAL_HINTS = {
     "SIGKILL": (
         "the kernel's out-of-memory killer does this (see `dmesg`), as does `kill -9`: if "
@@ -99,12 +124,74 @@ class _StderrTail:
                 os.close(self._forward_fd)
 
     def lines(self, wait: float = 2.0) -> list[str]:
-        """The last lines, once the worker's end of the pipe closed (or after ``wait`` s)."""
+        """The lines worth quoting (see :func:`_quoted_lines`), once the worker's end of the
+        pipe closed (or after ``wait`` s)."""
         self._thread.join(wait)  # a grandchild may hold the pipe open: don't wait for ever
         with self._lock:
             text = bytes(self._data).decode("utf-8", errors="replace")
-        lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+        return _quoted_lines(text)
+
+
+def _quoted_lines(text: str) -> list[str]:
+    """The lines of a dead worker's stderr that say why it died.
+
+    TensorFlow's start-up chatter is dropped. When faulthandler reported a fatal signal, its
+    report is quoted from the top (innermost Python frame first), with runs of frames inside
+    one library shortened to where the run entered it and where it was, and with the lines
+    written just before it (glibc's "double free or corruption", a TensorFlow "Check
+    failed"): at most :data:`_CRASH_REPORT_LINES` lines. Otherwise the last
+    :data:`_TAIL_LINES` lines (a Python traceback ends with its exception).
+    """
+    lines = [
+        line.rstrip()
+        for line in text.splitlines()
+        if line.strip() and not _STDERR_NOISE.match(line)
+    ]
+    starts = [i for i, line in enumerate(lines) if line.startswith(_FAULT_HEADER)]
+    if not starts:
         return lines[-_TAIL_LINES:]
+    start = starts[-1]
+    before = lines[max(0, start - 2) : start]
+    report = _shortened_frames(
+        [
+            line
+            for line in lines[start:]
+            if not line.startswith("Extension modules:") and not _MACHINERY_FRAME.search(line)
+        ]
+    )
+    room = _CRASH_REPORT_LINES - len(before)
+    if len(report) > room:
+        report = [*report[: room - 1], "  ..."]
+    return before + report
+
+
+def _shortened_frames(report: list[str]) -> list[str]:
+    """``report`` with each run of 3+ frames in one installed library cut to its first and
+    last frame and a line saying how many were left out (TensorFlow's eager machinery alone
+    is 9 frames between the crash and the Keras call that led to it)."""
+    out: list[str] = []
+    run: list[str] = []
+    run_library = None
+
+    def flush() -> None:
+        if len(run) > 2:
+            out.extend([run[0], f"  ... {len(run) - 2} more frame(s) in {run_library}", run[-1]])
+        else:
+            out.extend(run)
+        run.clear()
+
+    for line in report:
+        match = _LIBRARY_FRAME.search(line)
+        library = match.group(1) if match else None
+        if library is None or library != run_library:
+            flush()
+        run_library = library
+        if library is None:
+            out.append(line)
+        else:
+            run.append(line)
+    flush()
+    return out
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -114,23 +201,26 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _WorkerProcess(multiprocessing.context.SpawnProcess):
-    """A spawned worker started with ``env`` added and its stderr read through a pipe."""
+    """A spawned worker started with ``env`` added and its stderr read through a pipe; with
+    ``import_main`` False it does not run the caller's main script again."""
 
     env: dict[str, str]
+    import_main: bool = True
     stderr_tail: _StderrTail | None = None
 
     def start(self) -> None:
         with _SPAWN_LOCK:
             _ensure_resource_tracker()  # started now, it would inherit the swapped stderr
+            main = contextlib.nullcontext() if self.import_main else _main_not_imported()
             try:
                 forward_fd = os.dup(2)  # the real stderr, where the worker's lines go on to
             except OSError:  # no stderr at all (a daemon): nothing to read or pass on
-                with _environment(self.env):
+                with _environment(self.env), main:
                     super().start()
                 return
             read_fd, write_fd = os.pipe()
             try:
-                with _environment(self.env), _stderr_for_children(write_fd):
+                with _environment(self.env), _stderr_for_children(write_fd), main:
                     super().start()
             except BaseException:
                 os.close(read_fd)
@@ -154,31 +244,38 @@ class _WorkerProcess(multiprocessing.context.SpawnProcess):
         hint = _SIGNAL_HINTS.get(name)
         return f"was killed by {name} (signal {-code})" + (f": {hint}" if hint else "")
 
-    def describe_end(self, others: int = 0) -> str:
-        """``process 123 <end_reason>; its last lines on stderr: ...``.
-
-        ``others``: how many more workers ended for the same reason (said, not quoted).
-        """
+    def summary(self, others: int = 0) -> str:
+        """``process 123 <end_reason>``; ``others``: how many more workers ended the same way."""
         text = f"process {self.pid} {self.end_reason()}"
         if others:
             text += f" (and {others} more worker(s) the same way)"
-        lines = self.stderr_tail.lines() if self.stderr_tail is not None else []
-        if lines:
-            text += "; its last lines on stderr:\n" + textwrap.indent("\n".join(lines), "    | ")
         return text
+
+    def stderr_quote(self) -> str:
+        """What the worker wrote to stderr that says why it died, indented; "" if nothing."""
+        lines = self.stderr_tail.lines() if self.stderr_tail is not None else []
+        return textwrap.indent("\n".join(lines), "    | ") if lines else ""
+
+    def describe_end(self, others: int = 0) -> str:
+        """``process 123 <end_reason>; its last lines on stderr: ...``."""
+        quote = self.stderr_quote()
+        summary = self.summary(others)
+        return f"{summary}; its last lines on stderr:\n{quote}" if quote else summary
 
 
 class _WorkerContext(multiprocessing.context.SpawnContext):
     """The spawn context, making :class:`_WorkerProcess` workers and remembering them."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, import_main: bool = True) -> None:
         super().__init__()
         self.env = env
+        self.import_main = import_main
         self.processes: list[_WorkerProcess] = []
 
     def Process(self, *args: Any, **kwargs: Any) -> _WorkerProcess:  # type: ignore[override]  # noqa: N802 - mp's name
         process = _WorkerProcess(*args, **kwargs)
         process.env = self.env
+        process.import_main = self.import_main
         self.processes.append(process)
         return process
 
@@ -189,6 +286,33 @@ def _ensure_resource_tracker() -> None:
     except ImportError:  # pragma: no cover - Windows has none
         return
     resource_tracker.ensure_running()
+
+
+@contextlib.contextmanager
+def _main_not_imported() -> Iterator[None]:
+    """A child spawned in the block does not run the caller's main script again.
+
+    ``spawn`` tells each child to import the parent's ``__main__`` (so functions defined there
+    can be unpickled); a script without an ``if __name__ == "__main__":`` guard then runs
+    again in every worker, and fails there when it starts workers of its own. Dropping those
+    two entries from the child's preparation data skips that; the rest (``sys.path``, the
+    working directory) is kept. Only called under :data:`_SPAWN_LOCK`.
+    """
+    from multiprocessing import spawn
+
+    prepare = spawn.get_preparation_data
+
+    def without_main(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = prepare(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    spawn.get_preparation_data = without_main
+    try:
+        yield
+    finally:
+        spawn.get_preparation_data = prepare
 
 
 @contextlib.contextmanager
@@ -242,6 +366,11 @@ def _zenml_worker_env() -> dict[str, str]:
     return {_SOURCE_ROOT_VAR: str(root)}
 
 
+def _crash_report_env() -> dict[str, str]:
+    """:data:`_CRASH_REPORT_ENV`, less what the caller set itself (the workers inherit that)."""
+    return {name: value for name, value in _CRASH_REPORT_ENV.items() if name not in os.environ}
+
+
 def _describe_ends(processes: Sequence[_WorkerProcess]) -> str:
     """How the workers in ``processes`` ended: once per reason, quoting the first of each."""
     by_reason: dict[str, list[_WorkerProcess]] = {}
@@ -250,35 +379,54 @@ def _describe_ends(processes: Sequence[_WorkerProcess]) -> str:
     return "; ".join(group[0].describe_end(len(group) - 1) for group in by_reason.values())
 
 
-def _worker_died(how: str) -> str:
-    return (
-        f"the worker process running this trial died: {how}. The pool was restarted and the "
-        "other trials were not affected"
+def _worker_died(how: str, quote: str = "", *, again: bool = False) -> str:
+    """The reason of a trial whose worker died: how, what it wrote to stderr (``quote``)."""
+    retry = (
+        " The worker had run other trials first, so this trial was run once more, alone in a "
+        "fresh worker, and that one died too: the crash is this trial's own."
+        if again
+        else ""
     )
+    text = (
+        f"the worker process running this trial died: {how}.{retry} The pool was restarted and "
+        "the other trials were not affected"
+    )
+    return f"{text}. Its last lines on stderr:\n{quote}" if quote else text
 
 
 def _workers_keep_dying(how: str) -> str:
     return (
         "worker processes died twice before this trial finished, while no trial was running "
-        f"(at start-up?): {how}"
+        f"(at start-up?): {how}{_main_guard_hint(how)}"
+    )
+
+
+def _main_guard_hint(how: str) -> str:
+    """What to do when workers died running the caller's unguarded main script again."""
+    if "bootstrapping phase" not in how:  # multiprocessing's own words for this case
+        return ""
+    return (
+        ". The script that started the pool runs again in each worker: put its top-level code "
+        'under `if __name__ == "__main__":`, or use an executor without worker processes'
     )
 
 
 # --- local process pool -----------------------------------------------------------------------
 
 # One worker's state, set by _pool_init: the trial function and context, or why they could not
-# be loaded, and the worker's slot in the pool's "running" array.
+# be loaded, and the worker's slot in the pool's "running", "pids" and "done" arrays.
 _WORKER: dict[str, Any] = {}
 
 
-def _pool_init(payload: Any, threads: int, ready: Any, running: Any, pids: Any) -> None:
+def _pool_init(payload: Any, threads: int, ready: Any, running: Any, pids: Any, done: Any) -> None:
     """The pool worker's initializer: thread limits first, then the context, then "ready".
 
     ``payload`` is the pickled ``(fn, context)`` in shared memory (inherited at spawn, not
     copied through a pipe); ``ready`` counts initialised workers and hands out slots;
-    ``running[slot]`` holds the id of the task this worker is running (-1 when idle) and
-    ``pids[slot]`` its process id, so the parent can tell which task was in flight when a
-    worker died, and which process it was.
+    ``running[slot]`` holds the id of the task this worker is running (-1 when idle),
+    ``pids[slot]`` its process id and ``done[slot]`` how many tasks it finished, so the parent
+    can tell which task was in flight when a worker died, which process it was, and whether
+    that process had run other tasks before (whose leftovers may have been what crashed).
     """
     _limit_native_threads(threads)
     try:
@@ -295,11 +443,11 @@ def _pool_init(payload: Any, threads: int, ready: Any, running: Any, pids: Any) 
         ready.value += 1
     if slot < len(pids):
         pids[slot] = os.getpid()
-    _WORKER["running"] = running
+    _WORKER.update(running=running, done=done)
 
 
 def _pool_run(task_id: int, task: Any) -> tuple[bool, Any]:
-    running, slot = _WORKER["running"], _WORKER["slot"]
+    running, done, slot = _WORKER["running"], _WORKER["done"], _WORKER["slot"]
     tracked = slot < len(running)
     if tracked:
         running[slot] = task_id
@@ -310,6 +458,7 @@ def _pool_run(task_id: int, task: Any) -> tuple[bool, Any]:
     finally:
         if tracked:
             running[slot] = -1
+            done[slot] += 1
 
 
 def _pool_ping() -> int:
@@ -319,17 +468,22 @@ def _pool_ping() -> int:
 class _Pool:
     """One ``concurrent.futures`` pool and its shared counters; replaced when it breaks."""
 
-    def __init__(self, workers: int, threads: int, payload: Any, *, prestart: bool) -> None:
-        self.context = _WorkerContext(_zenml_worker_env())
+    def __init__(
+        self, workers: int, threads: int, payload: Any, *, prestart: bool, import_main: bool
+    ) -> None:
+        self.context = _WorkerContext(
+            _zenml_worker_env() | _crash_report_env(), import_main=import_main
+        )
         self.workers = workers
         self.ready = self.context.Value("i", 0)
         self.running = self.context.RawArray(ctypes.c_longlong, [-1] * workers)
         self.pids = self.context.RawArray(ctypes.c_longlong, [0] * workers)
+        self.done = self.context.RawArray(ctypes.c_longlong, [0] * workers)
         self.executor = cf.ProcessPoolExecutor(
             max_workers=workers,
             mp_context=self.context,
             initializer=_pool_init,
-            initargs=(payload, threads, self.ready, self.running, self.pids),
+            initargs=(payload, threads, self.ready, self.running, self.pids, self.done),
         )
         self.pings: list[cf.Future[int]] = []
         if prestart:
@@ -346,6 +500,15 @@ class _Pool:
     def in_flight(self) -> dict[int, int]:
         """``{task id: pid}`` of the tasks the workers were running."""
         return {task_id: int(pid) for task_id, pid in zip(self.running, self.pids) if task_id >= 0}
+
+    def tasks_done(self, pid: int) -> int:
+        """How many tasks the worker with process id ``pid`` finished (0 if unknown)."""
+        return next((int(n) for p, n in zip(self.pids, self.done) if p == pid and pid > 0), 0)
+
+    @property
+    def used(self) -> bool:
+        """Whether any worker of this pool has finished a task."""
+        return any(self.done)
 
     def process(self, pid: int) -> _WorkerProcess | None:
         return next((p for p in self.context.processes if p.pid == pid), None)
@@ -372,8 +535,11 @@ class _Crash:
 
     unfinished: list[int]
     suspects: list[int]
-    how: dict[int, str] = field(default_factory=dict)  # suspect index -> its worker's end
+    #: suspect index -> how its worker ended, and what it wrote to stderr
+    how: dict[int, tuple[str, str]] = field(default_factory=dict)
     other: str = ""  # the deaths outside any trial
+    #: Suspects whose worker had finished other tasks before this one.
+    after_others: set[int] = field(default_factory=set)
 
 
 class ProcessPoolExecutor(_ExecutorBase):
@@ -381,7 +547,11 @@ class ProcessPoolExecutor(_ExecutorBase):
 
     The processes are ``spawn``-ed (fork and TensorFlow deadlock) and get the caller's
     ``sys.path``, so whatever the caller can import, they can; they find ZenML's source root
-    from any working directory (see the module docstring). ``(fn, context)`` is pickled
+    from any working directory (see the module docstring). Like any ``spawn``-ed process they
+    run the caller's main script again (as ``__mp_main__``) so that functions and classes
+    defined there can be unpickled; with ``import_main=False`` they do not, so a script
+    without an ``if __name__ == "__main__":`` guard works, but ``fn`` and the context must
+    then come from importable modules. ``(fn, context)`` is pickled
     once into shared memory; each worker's initializer sets ``OMP_NUM_THREADS``,
     ``TF_NUM_INTRAOP_THREADS``, ``TF_NUM_INTEROP_THREADS`` and TensorFlow's thread counts, then
     unpickles it once. :meth:`start` launches the workers without waiting for them (they take a
@@ -390,15 +560,25 @@ class ProcessPoolExecutor(_ExecutorBase):
 
     If a worker dies the pool breaks: every trial that was running is suspect. A lone suspect
     is the culprit and gets ``on_error`` with how its worker ended (exit code or signal, and
-    the last lines of its stderr); trials not yet started are resubmitted to a fresh pool;
-    several suspects are run again one at a time once the others are done (so the culprit
-    dies alone, and a trial that only died of memory pressure next to another gets a second
-    chance).
+    what it wrote to stderr: the Python frames of a native crash); trials not yet started are
+    resubmitted to a fresh pool; several suspects are run again one at a time once the others
+    are done (so the culprit dies alone, and a trial that only died of memory pressure next
+    to another gets a second chance). A lone suspect whose worker had run other trials first
+    is run once more, alone in a fresh worker, before it is blamed: a native crash can come
+    from what an earlier trial left behind (a corrupted heap, a dangling pointer) and only
+    fire during a later one. Every trial runs at most a few times, so a crash that follows a
+    trial to every worker, or kills every worker at start-up, ends in ``on_error`` results,
+    never in a loop.
     """
 
-    def __init__(self, *, workers: int = 2, threads_per_worker: int = 1) -> None:
+    def __init__(
+        self, *, workers: int = 2, threads_per_worker: int = 1, import_main: bool = True
+    ) -> None:
         self.workers = _check_count("workers", workers)
         self.threads_per_worker = _check_count("threads_per_worker", threads_per_worker)
+        if not isinstance(import_main, bool):
+            raise InvalidOptionError(f"import_main must be True or False, got {import_main!r}")
+        self.import_main = import_main
         cpus = os.cpu_count() or 1
         if self.workers * self.threads_per_worker > cpus:
             _LOG.info(
@@ -417,13 +597,22 @@ class ProcessPoolExecutor(_ExecutorBase):
         payload = multiprocessing.get_context("spawn").RawArray(ctypes.c_ubyte, len(blob))
         ctypes.memmove(payload, blob, len(blob))
         self._payload, self._fn, self._on_error = payload, fn, on_error
-        self._pool = _Pool(self.workers, self.threads_per_worker, payload, prestart=True)
+        self._pool = self._new_pool(prestart=True)
 
     def _live_pool(self) -> _Pool:
         """The pool; a fresh one (whose workers start as tasks need them) after a crash."""
         if self._pool is None:
-            self._pool = _Pool(self.workers, self.threads_per_worker, self._payload, prestart=False)
+            self._pool = self._new_pool(prestart=False)
         return self._pool
+
+    def _new_pool(self, *, prestart: bool) -> _Pool:
+        return _Pool(
+            self.workers,
+            self.threads_per_worker,
+            self._payload,
+            prestart=prestart,
+            import_main=self.import_main,
+        )
 
     def _discard_pool(self) -> str:
         """Shut the pool down; how its workers that died ended ("" if there was no pool)."""
@@ -454,9 +643,9 @@ class ProcessPoolExecutor(_ExecutorBase):
                 return
             how = self._discard_pool()  # a worker died while starting: try once more
         raise RuntimeError(
-            f"worker processes die while starting: {how}. Check that the package (and the "
-            "script that started this one, which each worker imports again) imports in a "
-            "fresh process"
+            f"worker processes die while starting: {how}{_main_guard_hint(how)}. Check that "
+            "the package (and the script that started this one, which each worker imports "
+            "again unless import_main=False) imports in a fresh process"
         )
 
     def map(self, tasks: Sequence[Any], *, callback: ProgressFn | None = None) -> list[Any]:
@@ -472,18 +661,33 @@ class ProcessPoolExecutor(_ExecutorBase):
         todo = list(range(len(tasks)))  # run together
         isolate: list[int] = []  # suspects of a crash: run alone, once the others are done
         strikes = [0] * len(tasks)  # pool breaks a task lived through without being a suspect
+        retried: set[int] = set()  # culprits run again alone in a fresh worker
         while todo or isolate:
             if todo:
                 batch, todo = todo, []
             else:
                 batch = [isolate.pop(0)]
+                if batch[0] in retried:
+                    self._fresh_pool()
             crash = self._run_batch(tasks, batch, finish, on_error)
             if crash is None:
                 continue
             if len(crash.suspects) == 1:
                 culprit = crash.suspects[0]
-                how = crash.how.get(culprit) or crash.other
-                finish(culprit, on_error(tasks[culprit], _worker_died(how)))
+                how, quote = crash.how.get(culprit) or (crash.other, "")
+                if culprit in crash.after_others and culprit not in retried:
+                    _LOG.warning(
+                        "the worker that died had run other trials before this one (task %d "
+                        "of %d in this batch): running it again alone in a fresh worker before "
+                        "blaming it",
+                        culprit + 1,
+                        len(tasks),
+                    )
+                    retried.add(culprit)
+                    isolate.append(culprit)
+                else:
+                    message = _worker_died(how, quote, again=culprit in retried)
+                    finish(culprit, on_error(tasks[culprit], message))
             else:
                 isolate.extend(crash.suspects)
             for index in crash.unfinished:
@@ -498,6 +702,11 @@ class ProcessPoolExecutor(_ExecutorBase):
             todo.sort()
         return results
 
+    def _fresh_pool(self) -> None:
+        """Replace the pool if any of its workers has run a task already."""
+        if self._pool is not None and self._pool.used:
+            self._discard_pool()
+
     def _run_batch(
         self,
         tasks: list[Any],
@@ -506,23 +715,25 @@ class ProcessPoolExecutor(_ExecutorBase):
         on_error: ErrorFn,
     ) -> _Crash | None:
         """Run ``batch``; None if the pool held, else what the crash left."""
-        pool = self._live_pool()
-        futures: dict[cf.Future[Any], tuple[int, int]] = {}
-        try:
-            for index in batch:
-                task_id = next(self._task_ids)
-                futures[pool.executor.submit(_pool_run, task_id, tasks[index])] = (task_id, index)
-        except BrokenProcessPool:
-            # A worker died while idle (or starting): nothing of ours ran, start afresh.
-            for future in futures:
-                future.cancel()
-            how = self._discard_pool()
-            _LOG.warning("a worker process died before any trial ran: %s", how)
+        for attempt in range(2):
             pool = self._live_pool()
-            futures = {}
-            for index in batch:
-                task_id = next(self._task_ids)
-                futures[pool.executor.submit(_pool_run, task_id, tasks[index])] = (task_id, index)
+            futures: dict[cf.Future[Any], tuple[int, int]] = {}
+            try:
+                for index in batch:
+                    task_id = next(self._task_ids)
+                    future = pool.executor.submit(_pool_run, task_id, tasks[index])
+                    futures[future] = (task_id, index)
+                break
+            except BrokenProcessPool:
+                # A worker died while idle (or starting): nothing of ours ran, start afresh;
+                # if the fresh pool breaks as well, that is a crash outside any trial (a
+                # strike for each task, so workers that keep dying cannot loop for ever).
+                for future in futures:
+                    future.cancel()
+                how = self._discard_pool()
+                _LOG.warning("a worker process died before any trial ran: %s", how)
+                if attempt == 1:
+                    return _Crash(unfinished=list(batch), suspects=[], other=how)
         finished: set[int] = set()
         broken = False
         try:
@@ -563,9 +774,12 @@ class ProcessPoolExecutor(_ExecutorBase):
             other=pool.describe_deaths(),
         )
         for task_id, index in futures.values():
-            process = pool.process(in_flight.get(task_id, -1))
+            pid = in_flight.get(task_id, -1)
+            process = pool.process(pid)
             if index in crash.suspects and process is not None:
-                crash.how[index] = process.describe_end()
+                crash.how[index] = (process.summary(), process.stderr_quote())
+            if index in crash.suspects and pool.tasks_done(pid) > 0:
+                crash.after_others.add(index)
         _LOG.warning(
             "a worker process died; %d trial(s) were running, restarting the pool: %s",
             len(crash.suspects),
