@@ -155,7 +155,7 @@ def main() -> None:
         return
     data = conform_to_model(load_digits(), input_shape=(8, 8, 1), num_classes=10)
     model = train_demo_model(data, epochs=15, seed=0)
-    targets = Targets(max_accuracy_drop=args.max_drop, max_size_bytes=args.max_bytes)
+    targets = Targets(max_quality_drop=args.max_drop, max_size_bytes=args.max_bytes)
     if args.probe:
         probe(model, data, args)
         return
@@ -205,7 +205,7 @@ def _job(args, saved: Path, arm: str, seed: int) -> tuple[int, float, bool]:
     logging.basicConfig(level=logging.WARNING)
     data = conform_to_model(load_digits(), input_shape=(8, 8, 1), num_classes=10)
     model = load_model(saved)
-    targets = Targets(max_accuracy_drop=args.max_drop, max_size_bytes=args.max_bytes)
+    targets = Targets(max_quality_drop=args.max_drop, max_size_bytes=args.max_bytes)
     return trials_to_target(model, data, targets, arm, seed, args)
 
 

@@ -266,7 +266,7 @@ def part2(args, work: Path, data: LabeledDataset) -> dict:
     i8 = convert_model(model, "int8", representative_data=data.x_train)
     print("Accuracy control ...")
     start = time.perf_counter()
-    result = quantize_with_accuracy_budget(model, data, budget=Targets(max_accuracy_drop=MAX_DROP))
+    result = quantize_with_accuracy_budget(model, data, budget=Targets(max_quality_drop=MAX_DROP))
     controlled_s = time.perf_counter() - start
     return {
         "train": note,
@@ -424,7 +424,7 @@ def render(args, data: LabeledDataset, p1: dict, p2: dict, ok: list, total_s: fl
         f"- `build_hard_case_model(mnist, epochs={args.hard_case_epochs}, seed=0)`, cached as "
         f"`.keras` and reloaded with `zenml_quant.models.load_model`; training: {p2['train']}",
         f"- Accuracy control: `quantize_with_accuracy_budget(model, data, "
-        f"budget=Targets(max_accuracy_drop={MAX_DROP}))`, budget checked on validation "
+        f"budget=Targets(max_quality_drop={MAX_DROP}))`, budget checked on validation "
         f"(Keras {100 * p2['result'].reference_accuracy:.2f} %, chosen model "
         f"{100 * p2['result'].accuracy:.2f} %): {p2['result'].status}; "
         f"{len(p2['result'].attempts)} attempts in {p2['seconds']:.1f} s",

@@ -69,11 +69,13 @@ def tiny_features():
 
 @pytest.fixture(scope="session")
 def wide_digits():
-    """Digits with a larger validation split (25 %), so half a point is more than one example."""
+    """Digits with a larger validation split (25 % of train, 360 images), so half a point is
+    more than one example. The models fitted on it train on the other 75 %, so this validation
+    is still data they never saw."""
     from zenml_quant.conform import conform_to_model
     from zenml_quant.datasets import load_digits
 
-    data = load_digits(validation_fraction=0.25)
+    data = load_digits(validation_from="train", validation_fraction=0.25)
     return conform_to_model(data, input_shape=(8, 8, 1), num_classes=10)
 
 

@@ -187,8 +187,8 @@ def test_gate_flags_fail_with_reasons_and_pass_with_promotion(digits_model_path,
     assert gate["passed"] and gate["stage"] == "staging" and gate["selected"] == "int8"
     assert {c["name"] for c in gate["checks"]} == {
         "baseline",
-        "accuracy",
-        "accuracy_drop",
+        "quality",
+        "quality_drop",
         "size",
         "latency",
         "peak_memory",

@@ -39,15 +39,22 @@ def test_keras_evaluation_matches_manual_argmax(digits_model, digits):
     assert result.metrics["keras_accuracy"] == pytest.approx(manual, abs=1e-6)
 
 
-def test_user_metric_is_applied_to_both_paths(digits_model, digits):
-    def error_rate(labels, outputs):
-        return float(np.mean(outputs.argmax(1) != labels))
+def error_rate(labels, outputs):
+    """A user metric (lower is better) for the test below."""
+    return float(np.mean(outputs.argmax(1) != labels))
 
-    keras_result = evaluate_keras(digits_model, digits, metric_fn=error_rate)
-    assert keras_result.metrics["error_rate"] == pytest.approx(1 - keras_result.accuracy)
+
+def test_user_metric_scores_both_paths(digits_model, digits):
+    from zenml_quant.metrics import get_metric
+
+    metric = get_metric(f"{__name__}:error_rate", higher_is_better=False)
+    top1 = evaluate_keras(digits_model, digits).accuracy
+    keras_result = evaluate_keras(digits_model, digits, metric=metric)
+    assert keras_result.accuracy == pytest.approx(1 - top1)
+    assert keras_result.metric == f"{__name__}:error_rate"
     tflite = convert_model(digits_model, "float32")
-    tflite_result = evaluate_tflite(tflite, digits, metric_fn=error_rate)
-    assert tflite_result.metrics["error_rate"] == pytest.approx(1 - tflite_result.accuracy)
+    tflite_result = evaluate_tflite(tflite, digits, metric=metric)
+    assert tflite_result.accuracy == pytest.approx(1 - evaluate_tflite(tflite, digits).accuracy)
 
 
 def test_tflite_accuracy_follows_keras(digits_model, digits):

@@ -24,7 +24,7 @@ from zenml_quant.integration.gate_step import (
 from zenml_quant.integration.materializers import TFLiteModelMaterializer
 from zenml_quant.types import ConversionOptions, TFLiteModel
 
-TARGETS = {"max_size_bytes": 50_000, "max_latency_ms": 1.0, "min_accuracy": 0.98}
+TARGETS = {"max_size_bytes": 50_000, "max_latency_ms": 1.0, "min_quality": 0.98}
 
 
 def _file(name: str, size: int) -> TFLiteModel:

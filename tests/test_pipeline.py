@@ -134,7 +134,7 @@ def _gated_run(model_path, model_name, **gate):
         model_path=str(model_path),
         modes=("float32", "int8"),
         sensitivity_mode=None,
-        max_accuracy_drop=None,
+        max_quality_drop=None,
         raise_on_fail=False,
         **gate,
     )
@@ -174,8 +174,8 @@ def test_retrain_and_compress_promotes_to_staging():
         epochs=3,
         modes=("int8",),
         sensitivity_mode=None,
-        max_accuracy_drop=None,
-        targets={"max_accuracy_drop": 0.03},
+        max_quality_drop=None,
+        targets={"max_quality_drop": 0.03},
     )
     steps = run.steps
     assert {"load_training_data", "train_demo_model_step", "deployment_gate"} <= set(steps)

@@ -12,7 +12,7 @@ from zenml_quant.selective import SelectiveQuantizer
 from zenml_quant.sensitivity import tflite_accuracy
 from zenml_quant.targets import Targets
 
-HALF_POINT = Targets(max_accuracy_drop=0.005)
+HALF_POINT = Targets(max_quality_drop=0.005)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,10 @@ def test_budget_not_met_returns_the_best_model_and_the_reason(hard_case, wide_di
     assert result.status == "budget not met"
     assert "no model tried meets the budget" in result.reason
     assert "max_float_layers" in result.reason
-    best = max(a.accuracy for a in result.attempts)
-    assert result.accuracy == best
+    # Both attempts are near chance: the float layer's gain over int8 is validation noise, so
+    # the bytes it would cost are not spent and the reason says why.
+    assert result.float_layers == () and "within noise, so they stay int8" in result.reason
+    assert result.accuracy == result.attempts[0].accuracy
     assert any("budget not met" in note for note in result.model.notes)
     assert len(result.attempts) == 2  # full int8, then the one allowed float layer
 
@@ -113,20 +115,20 @@ def test_plain_modes_pass_through(digits_model, digits):
 
 def test_budget_met_by_full_int8_keeps_nothing_in_float(digits_model, digits):
     result = quantize_post_training(
-        digits_model, digits, budget=Targets(max_accuracy_drop=0.05), ranking=["logits"]
+        digits_model, digits, budget=Targets(max_quality_drop=0.05), ranking=["logits"]
     )
     assert result.status == "budget met" and result.float_layers == ()
     assert result.model.mode == "int8" and len(result.attempts) == 1
 
 
 def test_budget_arithmetic():
-    assert Targets(max_accuracy_drop=0.01).allowed_drop(0.9) == pytest.approx(0.01)
-    relative = Targets(max_accuracy_drop=0.01, relative_drop=True)
+    assert Targets(max_quality_drop=0.01).allowed_drop(0.9) == pytest.approx(0.01)
+    relative = Targets(max_quality_drop=0.01, relative_drop=True)
     assert relative.allowed_drop(0.9) == pytest.approx(0.009)
-    assert Targets(max_accuracy_drop=0.005).accuracy_met(0.90, 0.895)
-    assert not Targets(max_accuracy_drop=0.005).accuracy_met(0.90, 0.894)
+    assert Targets(max_quality_drop=0.005).quality_met(0.90, 0.895)
+    assert not Targets(max_quality_drop=0.005).quality_met(0.90, 0.894)
     for bad in (-0.1, float("nan"), 1.0):
-        with pytest.raises(InvalidOptionError, match="max_accuracy_drop"):
-            Targets(max_accuracy_drop=bad)
-    with pytest.raises(InvalidOptionError, match="max_accuracy_drop"):
-        Targets(max_accuracy_drop=5, relative_drop=True)
+        with pytest.raises(InvalidOptionError, match="max_quality_drop"):
+            Targets(max_quality_drop=bad)
+    with pytest.raises(InvalidOptionError, match="max_quality_drop"):
+        Targets(max_quality_drop=5, relative_drop=True)

@@ -21,7 +21,7 @@ FAST = EvaluationOptions(
     measure_latency=False,
 )
 #: Reachable on the digits demo CNN: the original is ~14 KB int8.
-TARGETS = Targets(max_accuracy_drop=0.2, max_size_bytes=12_000)
+TARGETS = Targets(max_quality_drop=0.2, max_size_bytes=12_000)
 
 
 def _options(**kw):
@@ -84,7 +84,7 @@ def test_time_budget_stops_early_and_returns_the_best_so_far(digits, digits_mode
     result = search_architecture(
         digits_model,
         digits,
-        targets=Targets(min_accuracy=0.3, max_size_bytes=100),  # the size is unreachable
+        targets=Targets(min_quality=0.3, max_size_bytes=100),  # the size is unreachable
         options=_options(max_trials=50, batch_size=1, time_budget_s=4.0),
     )
     assert result.stop_reason.startswith("time budget")
@@ -102,7 +102,7 @@ def test_nothing_below_the_accuracy_floor_is_returned_or_suggested(digits, digit
     result = search_architecture(
         digits_model,
         digits,
-        targets=Targets(min_accuracy=0.999, max_size_bytes=100),
+        targets=Targets(min_quality=0.999, max_size_bytes=100),
         options=_options(max_trials=3, batch_size=1),
     )
     assert all(r.accuracy < 0.999 for r in result.trials if r.ok)
@@ -127,7 +127,7 @@ def test_targets_met_then_patience_stops_the_search(digits, digits_model):
     result = search_architecture(
         digits_model,
         digits,
-        targets=Targets(max_accuracy_drop=0.99, max_size_bytes=10**7),  # the first trial meets it
+        targets=Targets(max_quality_drop=0.99, max_size_bytes=10**7),  # the first trial meets it
         options=_options(max_trials=40, patience=3, batch_size=1, proposer="random"),
     )
     assert result.targets_met and result.first_met_trial == 1
@@ -186,7 +186,7 @@ def test_a_proposer_that_only_repeats_stops_the_search(digits, digits_model):
     result = search_architecture(
         digits_model,
         digits,
-        targets=Targets(min_accuracy=0.999),  # never met
+        targets=Targets(min_quality=0.999),  # never met
         options=_options(max_trials=10, batch_size=2, proposer="random", space=tiny),
     )
     assert len(result.trials) == 2
@@ -234,8 +234,8 @@ def test_search_input_errors(digits, digits_model):
         SearchOptions(proposer="genetic")
     with pytest.raises(InvalidOptionError, match="max_trials"):
         SearchOptions(max_trials=0)
-    with pytest.raises(InvalidOptionError, match="min_accuracy"):
-        Targets(min_accuracy=98.5)
+    with pytest.raises(InvalidOptionError, match="min_quality"):
+        Targets(min_quality=98.5)
     from zenml_quant.errors import InvalidDatasetError
 
     flat = digits.__class__(

@@ -288,7 +288,7 @@ class CnnSurrogate:
             self.drop.append(
                 sensitivity[t] * np.clip(1 - scale, 0, None) - 0.001 * np.clip(scale - 1, 0, None)
             )
-        self.targets = Targets(max_size_bytes=self.SIZE_TARGETS[seed], max_accuracy_drop=0.03)
+        self.targets = Targets(max_size_bytes=self.SIZE_TARGETS[seed], max_quality_drop=0.03)
 
     def mask(self, prefix):
         t = len(prefix)

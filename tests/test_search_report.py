@@ -208,7 +208,7 @@ def _points(group):
 
 
 def test_pareto_svg_draws_each_group_once_per_panel(records, original):
-    targets = Targets(max_accuracy_drop=0.02, max_size_bytes=30_000, max_latency_ms=1.0)
+    targets = Targets(max_quality_drop=0.02, max_size_bytes=30_000, max_latency_ms=1.0)
     front = pareto_front(records)
     svg = pareto_svg(records, front, original=original, targets=targets)
     root, groups = _groups(svg)
@@ -237,7 +237,7 @@ def test_pareto_svg_draws_each_group_once_per_panel(records, original):
 
 def test_pareto_svg_without_latency_has_one_panel(records):
     no_latency = [TrialRecord(**{**r.__dict__, "latency_ms": None}) if r.ok else r for r in records]
-    svg = pareto_svg(no_latency, [1, 0], targets=Targets(min_accuracy=0.95))
+    svg = pareto_svg(no_latency, [1, 0], targets=Targets(min_quality=0.95))
     root, groups = _groups(svg)
     assert "pareto-size_bytes" in groups and "pareto-latency_ms" not in groups
     assert _points(groups["pareto-size_bytes"]) == 2
@@ -257,7 +257,7 @@ def test_search_html_has_the_sections_and_escapes_everything(records, original):
         records,
         front,
         original=original,
-        targets=Targets(max_accuracy_drop=0.02, max_size_bytes=30_000),
+        targets=Targets(max_quality_drop=0.02, max_size_bytes=30_000),
         stop_reason="no improvement in 3 rounds <early>",
         notes=["seed 0 & 2 workers"],
     )

@@ -58,15 +58,15 @@ def test_reward_falls_monotonically_beyond_the_target():
 
 
 def test_accuracy_below_its_floor_is_penalised():
-    targets = Targets(max_accuracy_drop=0.02)  # floor 0.93
+    targets = Targets(max_quality_drop=0.02)  # floor 0.93
     assert reward(figures(accuracy=0.93), targets, ORIGINAL) == 0.93
     assert reward(figures(accuracy=0.94), targets, ORIGINAL) == 0.94
     below = reward(figures(accuracy=0.90), targets, ORIGINAL)
     assert below == pytest.approx(0.90 * (0.90 / 0.93) ** 10)
     gentle = reward(figures(accuracy=0.90), targets, ORIGINAL, RewardOptions(accuracy_penalty=1))
     assert gentle == pytest.approx(0.90 * 0.90 / 0.93)
-    # min_accuracy and a relative drop: the stricter floor applies.
-    both = Targets(min_accuracy=0.80, max_accuracy_drop=0.1, relative_drop=True)  # 0.855
+    # min_quality and a relative drop: the stricter floor applies.
+    both = Targets(min_quality=0.80, max_quality_drop=0.1, relative_drop=True)  # 0.855
     assert reward(figures(accuracy=0.855), both, ORIGINAL) == 0.855
     assert reward(figures(accuracy=0.85), both, ORIGINAL) < 0.85
 
@@ -91,7 +91,7 @@ def test_the_default_floor_applies_with_resource_targets_only():
 
 
 def test_hard_mode_rejects_any_violation():
-    targets = Targets(max_size_bytes=12_000, max_latency_ms=2.0, max_accuracy_drop=0.1)
+    targets = Targets(max_size_bytes=12_000, max_latency_ms=2.0, max_quality_drop=0.1)
     assert reward(figures(), targets, ORIGINAL, HARD) == 0.9
     assert reward(figures(size=12_001), targets, ORIGINAL, HARD) == 0.0
     assert reward(figures(latency=2.5), targets, ORIGINAL, HARD) == 0.0
@@ -120,7 +120,7 @@ def test_forgiving_factor_worked_example():
 def test_forgiving_factor_stays_finite_and_keeps_the_accuracy_floor():
     assert reward(figures(size=0), SIZE, CLOSE, FORGIVING) == pytest.approx(0.9 * 2.0)
     assert reward(figures(size=10**300), SIZE, CLOSE, FORGIVING) == 0.0
-    floor = Targets(max_size_bytes=12_000, max_accuracy_drop=0.02)
+    floor = Targets(max_size_bytes=12_000, max_quality_drop=0.02)
     value = reward(figures(accuracy=0.90, size=6_000), floor, ORIGINAL, FORGIVING)
     assert value == pytest.approx(0.90 * 1.08 * (0.90 / 0.93) ** 10)
 
@@ -162,7 +162,7 @@ def test_missed_targets_read_well():
         max_peak_memory_bytes=4_000,
         max_latency_ms=2.0,
         max_energy_uj=150.0,
-        max_accuracy_drop=0.01,
+        max_quality_drop=0.01,
     )
     bad = figures(accuracy=0.9312, size=14_200, latency=3.25, memory=5_120, energy=210.0)
     assert missed_targets(bad, targets, ORIGINAL) == [
@@ -177,6 +177,22 @@ def test_missed_targets_read_well():
     assert meets_targets(good, targets, ORIGINAL)
     # A miss too small to show at the usual precision gets more digits.
     assert missed_targets(figures(size=12_001), SIZE, CLOSE) == ["size 12,001 B > 12,000 B"]
-    assert missed_targets(figures(accuracy=None), Targets(min_accuracy=0.9), ORIGINAL) == [
+    assert missed_targets(figures(accuracy=None), Targets(min_quality=0.9), ORIGINAL) == [
         "accuracy not measured (floor 90.00 %)"
     ]
+
+
+def test_reward_of_an_error_metric_grows_as_the_error_falls():
+    from zenml_quant.metrics import METRICS
+    from zenml_quant.search.reward import missed_targets
+    from zenml_quant.search.reward import reward as score
+
+    targets = Targets(max_quality_drop=0.1, max_size_bytes=1000, metric=METRICS["mae"])
+    better = score({"accuracy": 0.4, "size_bytes": 900}, targets, 0.5)
+    same = score({"accuracy": 0.5, "size_bytes": 900}, targets, 0.5)
+    assert better > same == pytest.approx(0.5)
+    # 0.7 is past the floor (0.6): penalised far below a candidate just inside it
+    inside = score({"accuracy": 0.59, "size_bytes": 900}, targets, 0.5)
+    outside = score({"accuracy": 0.7, "size_bytes": 900}, targets, 0.5)
+    assert outside < 0.5 * inside
+    assert missed_targets({"accuracy": 0.7, "size_bytes": 900}, targets, 0.5) == ["mae 0.7 > 0.6"]

@@ -24,7 +24,7 @@ FAST = {
     "fine_tune_epochs": 1,
     "fine_tune_steps": 4,
     "measure_latency": False,
-    "targets": {"max_accuracy_drop": 0.3, "max_size_bytes": 12_000},
+    "targets": {"max_quality_drop": 0.3, "max_size_bytes": 12_000},
 }
 
 
@@ -164,9 +164,9 @@ def test_compress_pipeline_search_stage_feeds_the_gate(digits_model_path, tmp_pa
         model_path=str(digits_model_path),
         modes=("int8",),
         sensitivity_mode=None,
-        max_accuracy_drop=None,
+        max_quality_drop=None,
         benchmark_threads=None,
-        targets={"max_accuracy_drop": 0.9, "max_size_bytes": 100_000},
+        targets={"max_quality_drop": 0.9, "max_size_bytes": 100_000},
         search_trials=2,
         search_candidates=2,
     )

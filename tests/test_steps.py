@@ -57,35 +57,42 @@ def test_baseline_convert_evaluate_compare(digits_model, digits):
     assert "int8" in html
 
 
-def test_metric_is_passed_by_name_to_both_evaluations(digits_model, digits, tmp_path, monkeypatch):
+def test_the_metric_named_at_loading_scores_both_evaluations(digits_model, tmp_path, monkeypatch):
     (tmp_path / "my_metrics.py").write_text(
         "def error_rate(labels, outputs):\n    return float((outputs.argmax(1) != labels).mean())\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    summary, _, _ = steps.evaluate_baseline.entrypoint(
-        digits_model, digits, metric="my_metrics:error_rate"
+    data = steps.load_labeled_dataset.entrypoint(
+        "digits", model=digits_model, metric="my_metrics:error_rate", higher_is_better=False
     )
-    assert summary.metrics["error_rate"] == pytest.approx(1 - summary.accuracy)
-    tflite = steps.convert_to_tflite.entrypoint(digits_model, digits, mode="float32")
-    result = steps.evaluate_tflite_model.entrypoint(
-        tflite, digits, metric="my_metrics:error_rate", latency_runs=5
-    )
-    assert result.metrics["error_rate"] == pytest.approx(1 - result.accuracy)
+    assert data.task == "classification" and data.metric["spec"] == "my_metrics:error_rate"
+    top1 = steps.load_labeled_dataset.entrypoint("digits", model=digits_model)
+    assert top1.metric["name"] == "top1"
+    summary, _, _ = steps.evaluate_baseline.entrypoint(digits_model, data)
+    reference, _, _ = steps.evaluate_baseline.entrypoint(digits_model, top1)
+    assert summary.metric == "my_metrics:error_rate" and not summary.higher_is_better
+    assert summary.accuracy == pytest.approx(1 - reference.accuracy)
+    tflite = steps.convert_to_tflite.entrypoint(digits_model, data, mode="float32")
+    result = steps.evaluate_tflite_model.entrypoint(tflite, data, latency_runs=5)
+    assert result.metric == "my_metrics:error_rate"
+    assert result.accuracy == pytest.approx(summary.accuracy, abs=1e-9)
 
 
 @pytest.mark.parametrize(
     ("spec", "phrase"),
     [
-        ("no_colon", "package.module:function"),
+        ("no_colon", "Unknown metric"),
         ("nowhere_module:f", "Cannot import"),
         ("math:pi", "not a function"),
+        ("zenml_quant.metrics:get_metric", "--higher-is-better"),
+        ("mae", "does not score a classification"),
     ],
 )
-def test_bad_metric_reference_is_explained(digits_model, digits, spec, phrase):
+def test_bad_metric_reference_is_explained(digits_model, spec, phrase):
     from zenml_quant.errors import InvalidOptionError
 
     with pytest.raises(InvalidOptionError, match=phrase):
-        steps.evaluate_baseline.entrypoint(digits_model, digits, metric=spec)
+        steps.load_labeled_dataset.entrypoint("digits", model=digits_model, metric=spec)
 
 
 def test_keras3_model_through_the_steps(digits, tmp_path):
@@ -123,7 +130,7 @@ def test_sensitivity_then_budgeted_ptq_steps(hard_case, wide_digits):
     table, page = steps.profile_sensitivity.entrypoint(hard_case, wide_digits, top_k=2)
     assert set(table["layer"][:2]) == {"bottleneck", "logits"} and "<svg" in page
     model, attempts, report = steps.quantize_post_training.entrypoint(
-        hard_case, wide_digits, sensitivity=table, max_accuracy_drop=0.005
+        hard_case, wide_digits, sensitivity=table, max_quality_drop=0.005
     )
     assert model.mode == "mixed" and set(model.float_layers) <= {"bottleneck", "logits"}
     assert attempts["meets_budget"].any() and "budget met" in report

@@ -18,7 +18,7 @@ from zenml_quant.search.types import Targets
 from zenml_quant.studio import Studio, StudioServer, Suggestion, create_app
 from zenml_quant.studio.suggestions import load_suggestions
 
-TARGETS = Targets(max_size_bytes=14_300, max_accuracy_drop=0.05)
+TARGETS = Targets(max_size_bytes=14_300, max_quality_drop=0.05)
 EDITED = [
     {"layer": "conv1", "op": "precision", "value": "float32"},
     {"layer": "relu1", "op": "activation", "value": "relu6"},

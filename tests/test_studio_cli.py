@@ -92,7 +92,7 @@ def test_the_studio_shows_the_summary_of_the_run_its_model_came_from(digits_mode
         model_path=str(digits_model_path),
         modes=("int8",),
         sensitivity_mode=None,
-        max_accuracy_drop=None,
+        max_quality_drop=None,
         benchmark_threads=None,
         targets={"max_size_bytes": 1_000},  # int8 cannot meet it: the gate refuses
         raise_on_fail=False,

@@ -13,13 +13,13 @@ from zenml_quant.targets import DEFAULT_MAX_ACCURACY_DROP, Targets
 @pytest.mark.parametrize(
     ("field", "value", "words"),
     [
-        ("min_accuracy", 1.5, "min_accuracy"),
-        ("min_accuracy", -0.1, "min_accuracy"),
-        ("min_accuracy", math.nan, "finite"),
-        ("min_accuracy", "0.9", "finite"),
-        ("max_accuracy_drop", 1.0, "max_accuracy_drop"),
-        ("max_accuracy_drop", 2, "max_accuracy_drop"),
-        ("max_accuracy_drop", -0.01, "max_accuracy_drop"),
+        ("min_quality", 1.5, "min_quality"),
+        ("min_quality", -0.1, "min_quality"),
+        ("min_quality", math.nan, "finite"),
+        ("min_quality", "0.9", "finite"),
+        ("max_quality_drop", 1.0, "max_quality_drop"),
+        ("max_quality_drop", 2, "max_quality_drop"),
+        ("max_quality_drop", -0.01, "max_quality_drop"),
         ("max_size_bytes", 0, "max_size_bytes"),
         ("max_size_bytes", -5, "max_size_bytes"),
         ("max_size_bytes", math.inf, "finite"),
@@ -45,20 +45,20 @@ def test_values_are_normalised():
 
 
 def test_the_default_floor_applies_without_an_accuracy_target():
-    assert Targets().accuracy_floor(0.99) == pytest.approx(0.99 - DEFAULT_MAX_ACCURACY_DROP)
-    assert Targets(max_size_bytes=1000).accuracy_floor(0.9) == pytest.approx(0.89)
-    assert Targets(min_accuracy=0.5).accuracy_floor(0.99) == 0.5
-    assert Targets(max_accuracy_drop=0.05).accuracy_floor(0.99) == pytest.approx(0.94)
-    both = Targets(min_accuracy=0.97, max_accuracy_drop=0.05)
-    assert both.accuracy_floor(0.99) == 0.97
-    relative = Targets(max_accuracy_drop=0.1, relative_drop=True)
-    assert relative.accuracy_floor(0.8) == pytest.approx(0.72)
-    assert Targets().accuracy_met(0.99, 0.98) and not Targets().accuracy_met(0.99, 0.979)
+    assert Targets().quality_floor(0.99) == pytest.approx(0.99 - DEFAULT_MAX_ACCURACY_DROP)
+    assert Targets(max_size_bytes=1000).quality_floor(0.9) == pytest.approx(0.89)
+    assert Targets(min_quality=0.5).quality_floor(0.99) == 0.5
+    assert Targets(max_quality_drop=0.05).quality_floor(0.99) == pytest.approx(0.94)
+    both = Targets(min_quality=0.97, max_quality_drop=0.05)
+    assert both.quality_floor(0.99) == 0.97
+    relative = Targets(max_quality_drop=0.1, relative_drop=True)
+    assert relative.quality_floor(0.8) == pytest.approx(0.72)
+    assert Targets().quality_met(0.99, 0.98) and not Targets().quality_met(0.99, 0.979)
     assert "default floor" in Targets().describe_quality()
 
 
 def test_round_trip_and_unknown_keys():
-    targets = Targets(min_accuracy=0.9, max_size_bytes=9000, max_latency_ms=2.0)
+    targets = Targets(min_quality=0.9, max_size_bytes=9000, max_latency_ms=2.0)
     assert Targets.from_dict(targets.to_dict()) == targets
     assert Targets.from_dict(None) == Targets()
     with pytest.raises(InvalidOptionError, match="max_size_kb"):

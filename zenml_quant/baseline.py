@@ -8,9 +8,11 @@ import pandas as pd
 
 from .convert import convert_model
 from .errors import InvalidOptionError
-from .evaluate import MetricFn, evaluate_keras
+from .evaluate import evaluate_keras
+from .metrics import Metric
 from .models import check_model, model_flavour
 from .profile import layer_table, parameter_counts
+from .tasks import dataset_task
 from .types import BaselineSummary, LabeledDataset, TFLiteModel
 
 __all__ = ["profile_baseline"]
@@ -21,19 +23,19 @@ def profile_baseline(
     dataset: LabeledDataset,
     *,
     split: str = "test",
-    metric_fn: MetricFn | None = None,
+    metric: Metric | None = None,
     float_model: TFLiteModel | None = None,
 ) -> tuple[BaselineSummary, pd.DataFrame]:
     """Evaluate ``model`` on ``split`` and profile it layer by layer.
 
-    Returns the summary (accuracy, metrics, parameters, MACs, float32 weight bytes, estimated
+    Returns the summary (``metric``'s value, top-1 accuracy by default; compiled metrics; parameters, MACs, float32 weight bytes, estimated
     peak activation memory and float32 TFLite size) and the per-layer table of
     :func:`zenml_quant.profile.layer_table`. The peak memory is read off the float32 TFLite
     graph, where BatchNorm is already folded, so it is what the device will see. Pass
     ``float_model`` when the float32 conversion exists already, to avoid converting twice.
     """
     check_model(model)
-    evaluation = evaluate_keras(model, dataset, split=split, metric_fn=metric_fn)
+    evaluation = evaluate_keras(model, dataset, split=split, metric=metric)
     layers = layer_table(model)
     total, trainable = parameter_counts(model)
     if float_model is None:
@@ -56,5 +58,9 @@ def profile_baseline(
         float32_weight_bytes=int(layers["weight_bytes_float32"].sum()),
         peak_activation_bytes=int(float_model.peak_activation_bytes or 0),
         float_tflite_bytes=float_model.size_bytes,
+        metric=evaluation.metric,
+        higher_is_better=True if metric is None else metric.higher_is_better,
+        task=dataset_task(dataset),
+        validation_source=dataset.validation_source,
     )
     return summary, layers

@@ -1,18 +1,21 @@
-"""Fit a loaded dataset to the model it will be scored on: example shapes, labels, classes."""
+"""Fit a loaded dataset to the model it will be scored on: example shapes, labels, the task."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from .datasets import validate_dataset
+from . import models as _models
+from .datasets import check_classes, validate_dataset
 from .errors import InvalidDatasetError
+from .tasks import ModelSignature, infer_task, resolve_metric
 from .types import LabeledDataset
 
-__all__ = ["conform_to_model"]
+__all__ = ["conform_to_model", "fit_to_model"]
 
 
 def _fail(message: str) -> InvalidDatasetError:
@@ -22,13 +25,76 @@ def _fail(message: str) -> InvalidDatasetError:
 def conform_to_model(
     dataset: LabeledDataset, *, input_shape: Sequence[int | None], num_classes: int
 ) -> LabeledDataset:
-    """Fit ``dataset`` to a model with per-example ``input_shape`` and ``num_classes`` outputs.
+    """Fit ``dataset`` to a classifier with per-example ``input_shape`` and ``num_classes``
+    outputs.
 
     Flat rows (e.g. pixel columns of a CSV) are reshaped to a fully known ``input_shape`` of
     the same size; a trailing channel axis the model expects is added. Then checks shapes
-    (``None`` matches any size) and labels, and pads ``class_names`` up to ``num_classes``. ``num_classes=1`` means a
-    single sigmoid output: labels 0 and 1, two class names.
+    (``None`` matches any size) and labels, and pads ``class_names`` up to ``num_classes``.
+    ``num_classes=1`` means a single sigmoid output: labels 0 and 1, two class names.
+    :func:`fit_to_model` does this for any task.
     """
+    return _fit_classes(_fit_inputs(dataset, input_shape), num_classes)
+
+
+def fit_to_model(
+    model: Any,
+    dataset: LabeledDataset,
+    *,
+    task: str | None = None,
+    metric: str | None = None,
+    higher_is_better: bool | None = None,
+) -> LabeledDataset:
+    """``dataset`` shaped for ``model``, with the task it solves and the metric that judges it.
+
+    The task is ``task`` or inferred (:func:`zenml_quant.tasks.infer_task`); the metric is
+    ``metric`` (a name, or ``package.module:function`` with ``higher_is_better``) or the task's
+    default. Classifiers get the class checks of :func:`conform_to_model`; whole-number labels
+    of a regression become float targets. Raises :class:`InvalidOptionError` when the task is
+    ambiguous (naming the flag) and :class:`InvalidDatasetError` when the data does not fit.
+    """
+    signature = ModelSignature(
+        input_shape=_models.input_shape(model),
+        output_shape=_models.output_shape(model),
+        final_activation=_models.final_activation(model),
+    )
+    dataset = _fit_inputs(dataset, signature.input_shape)
+    if task == "regression" and dataset.has_classes:
+        dataset = _classes_as_values(dataset)
+    task = infer_task(signature, dataset, task)
+    if task in ("classification", "binary"):
+        dataset = _fit_classes(dataset, _models.num_outputs(model))
+        check_classes(dataset)
+    elif task == "regression":
+        want = tuple(signature.output_shape) or (1,)
+        got = tuple(np.asarray(dataset.y_train).shape[1:]) or (1,)
+        if math.prod(d or 1 for d in want) != math.prod(got):
+            raise _fail(
+                f"The regression targets have shape {got} per example but the model outputs "
+                f"{want}: store one target per output."
+            )
+    chosen = resolve_metric(task, dataset, metric, higher_is_better=higher_is_better)
+    fitted = replace(dataset, task=task, metric=chosen.to_dict())
+    validate_dataset(fitted)
+    return fitted
+
+
+def _classes_as_values(dataset: LabeledDataset) -> LabeledDataset:
+    """Whole-number labels read as classes (e.g. counts), turned back into float targets."""
+    try:
+        values = np.array([float(n) for n in dataset.class_names], dtype=np.float32)
+    except ValueError:
+        raise _fail(
+            f"--task regression needs numeric targets, but the labels are names "
+            f"({', '.join(dataset.class_names[:5])}): store numbers."
+        ) from None
+    ys = {k: values[np.asarray(getattr(dataset, k))] for k in ("y_train", "y_val", "y_test")}
+    fitted = replace(dataset, **ys, class_names=())
+    validate_dataset(fitted)
+    return fitted
+
+
+def _fit_inputs(dataset: LabeledDataset, input_shape: Sequence[int | None]) -> LabeledDataset:
     expected = tuple(None if d is None else int(d) for d in input_shape)
     shape = dataset.sample_shape
     xs = {"x_train": dataset.x_train, "x_val": dataset.x_val, "x_test": dataset.x_test}
@@ -45,8 +111,23 @@ def conform_to_model(
             f"data examples have shape {shape} but the model expects {expected}: "
             "resize the data or pass the matching model."
         )
+    return replace(
+        dataset,
+        x_train=xs["x_train"],
+        x_val=xs["x_val"],
+        x_test=xs["x_test"],
+        preprocessing=replace(dataset.preprocessing, channel_axis_added=added),
+    )
+
+
+def _fit_classes(dataset: LabeledDataset, num_classes: int) -> LabeledDataset:
     if num_classes < 1:
         raise _fail(f"num_classes={num_classes}: a classifier needs at least one output.")
+    if not dataset.has_classes:
+        raise _fail(
+            "The labels are float values, not class indices: a classifier needs whole class "
+            "indices (or pass --task regression)."
+        )
     outputs = 2 if num_classes == 1 else num_classes  # one sigmoid unit scores two classes
     labels = np.concatenate([dataset.y_train, dataset.y_val, dataset.y_test])
     if (bad := np.unique(labels[(labels < 0) | (labels >= outputs)])).size:
@@ -63,11 +144,6 @@ def conform_to_model(
             f"outputs: pass a model with {len(names)} outputs, or drop the extra classes."
         )
     names += tuple(str(i) for i in range(len(names), outputs))
-    conformed = replace(
-        dataset,
-        **xs,
-        class_names=names,
-        preprocessing=replace(dataset.preprocessing, channel_axis_added=added),
-    )
+    conformed = replace(dataset, class_names=names)
     validate_dataset(conformed)
     return conformed

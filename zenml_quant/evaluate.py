@@ -1,86 +1,56 @@
-"""Accuracy and metrics of Keras and TFLite models on one split of a dataset.
+"""The quality of Keras and TFLite models on one split of a dataset, by the run's metric.
 
-Both paths reduce to model outputs plus labels, scored by :func:`accuracy_from_outputs` and
-an optional user metric, so a Keras model and its TFLite conversions are measured the same way.
+Both paths reduce to model outputs plus labels (and inputs, which a reconstruction metric
+compares with the outputs), scored by one :class:`~zenml_quant.metrics.Metric`, so a Keras model
+and its TFLite conversions are measured the same way.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .errors import InvalidDatasetError, InvalidOptionError
+from .convert import remapper_disabled
 from .interpreter import measure_latency, run_tflite
+from .metrics import METRICS, Metric
 from .types import CandidateResult, Evaluation, LabeledDataset, TFLiteModel
 
 __all__ = [
-    "MetricFn",
     "accuracy_from_outputs",
     "evaluate_candidate",
     "evaluate_keras",
     "evaluate_tflite",
+    "keras_outputs",
+    "score",
 ]
-
-#: ``metric_fn(labels, outputs) -> float``: labels are int class indices, outputs the model's
-#: raw float outputs (logits or probabilities). Its ``__name__`` names it in reports.
-MetricFn = Callable[[np.ndarray, np.ndarray], float]
-
-
-def resolve_metric(spec: str | None) -> MetricFn | None:
-    """The function named by ``"package.module:function"`` (``None`` stays ``None``).
-
-    Pipelines pass metrics by name because step parameters must be plain values; the module
-    must be importable where the step runs.
-    """
-    if spec is None:
-        return None
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise InvalidOptionError(
-            f"Metric {spec!r} is not of the form 'package.module:function': name an importable "
-            "function that takes (labels, outputs) and returns a float."
-        )
-    try:
-        function = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidOptionError(
-            f"Cannot import metric {spec!r} ({exc}): make sure the module is on the Python path "
-            "where the step runs (for a container, in its image)."
-        ) from None
-    if not callable(function):
-        raise InvalidOptionError(f"Metric {spec!r} is not a function.")
-    return function
 
 
 def accuracy_from_outputs(outputs: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy: argmax over classes, or ``> 0.5`` for a single sigmoid output."""
-    outputs = np.asarray(outputs)
     labels = np.asarray(labels).reshape(-1)
-    if len(outputs) != len(labels):
-        raise InvalidDatasetError(
-            f"{len(outputs)} model outputs for {len(labels)} labels: features and labels of a "
-            "split must have the same length."
-        )
-    if len(labels) == 0:
-        raise InvalidDatasetError("Cannot score an empty split: it has no examples.")
-    flat = outputs.reshape(len(outputs), -1)
-    if flat.shape[1] == 1:
-        predicted = (flat[:, 0] > 0.5).astype(np.int64)
-    else:
-        predicted = flat.argmax(axis=1)
-    return float(np.mean(predicted == labels))
+    if np.asarray(outputs).reshape(len(outputs), -1).shape[1] == 1:
+        return METRICS["accuracy"].score(outputs, labels)
+    return METRICS["top1"].score(outputs, labels)
 
 
-def _user_metric(
-    metric_fn: MetricFn | None, labels: np.ndarray, outputs: np.ndarray
-) -> dict[str, float]:
-    if metric_fn is None:
-        return {}
-    name = getattr(metric_fn, "__name__", "metric")
-    return {name: float(metric_fn(labels, outputs))}
+def score(
+    metric: Metric | None, outputs: np.ndarray, labels: np.ndarray, inputs: np.ndarray
+) -> float:
+    """``metric`` (top-1 accuracy when None) of ``outputs`` against ``labels``."""
+    if metric is None:
+        return accuracy_from_outputs(outputs, labels)
+    return metric.score(outputs, labels, inputs)
+
+
+def keras_outputs(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for ``x``, in batches (``predict`` without its progress bar).
+
+    Run without grappler's remapper: its oneDNN fusion of Conv2D + BatchNorm + tanh fails at
+    run time (see :func:`zenml_quant.convert.remapper_disabled`).
+    """
+    with remapper_disabled():
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
 
 def evaluate_keras(
@@ -89,21 +59,30 @@ def evaluate_keras(
     *,
     split: str = "test",
     batch_size: int = 256,
-    metric_fn: MetricFn | None = None,
+    metric: Metric | None = None,
     compiled_metrics: bool = True,
 ) -> Evaluation:
-    """Accuracy, the model's compiled Keras metrics (if compiled) and ``metric_fn`` on ``split``.
+    """``metric`` (top-1 accuracy by default) and the model's compiled Keras metrics (if
+    compiled) on ``split``.
 
     ``compiled_metrics=False`` skips the second pass over the data that Keras' own metrics need,
-    for callers that only want the accuracy.
+    for callers that only want the quality.
     """
     x, y = dataset.split(split)
-    outputs = model.predict(x, batch_size=batch_size, verbose=0)
-    metrics = _compiled_metrics(model, x, y, batch_size) if compiled_metrics else {}
-    metrics.update(_user_metric(metric_fn, y, outputs))
+    outputs = keras_outputs(model, x, batch_size)
+    with remapper_disabled():
+        metrics = _compiled_metrics(model, x, y, batch_size) if compiled_metrics else {}
     return Evaluation(
-        split=split, n_samples=len(y), accuracy=accuracy_from_outputs(outputs, y), metrics=metrics
+        split=split,
+        n_samples=len(y),
+        accuracy=score(metric, outputs, y, x),
+        metrics=metrics,
+        metric=_name(metric),
     )
+
+
+def _name(metric: Metric | None) -> str:
+    return "top1" if metric is None else metric.key
 
 
 def _compiled_metrics(
@@ -128,16 +107,17 @@ def evaluate_tflite(
     split: str = "test",
     batch_size: int = 256,
     num_threads: int = 1,
-    metric_fn: MetricFn | None = None,
+    metric: Metric | None = None,
 ) -> Evaluation:
-    """Accuracy (and ``metric_fn``) of a TFLite model on ``split``, via ai-edge-litert."""
+    """``metric`` (top-1 accuracy by default) of a TFLite model on ``split``, via
+    ai-edge-litert."""
     x, y = dataset.split(split)
     outputs = run_tflite(model, x, batch_size=batch_size, num_threads=num_threads)
     return Evaluation(
         split=split,
         n_samples=len(y),
-        accuracy=accuracy_from_outputs(outputs, y),
-        metrics=_user_metric(metric_fn, y, outputs),
+        accuracy=score(metric, outputs, y, x),
+        metric=_name(metric),
     )
 
 
@@ -149,9 +129,9 @@ def evaluate_candidate(
     split: str = "test",
     num_threads: int = 1,
     latency_runs: int = 200,
-    metric_fn: MetricFn | None = None,
+    metric: Metric | None = None,
 ) -> CandidateResult:
-    """Evaluate one converted candidate: accuracy on ``split`` plus batch-1 median latency.
+    """Evaluate one converted candidate: ``metric`` on ``split`` plus batch-1 median latency.
 
     A candidate whose flatbuffer failed to allocate is returned with its ``error`` and no
     figures rather than raising, so one bad mode does not sink a comparison.
@@ -172,9 +152,10 @@ def evaluate_candidate(
             error=model.error,
             float_layers=model.float_layers,
             notes=model.notes,
+            metric=_name(metric),
         )
     evaluation = evaluate_tflite(
-        model, dataset, split=split, num_threads=num_threads, metric_fn=metric_fn
+        model, dataset, split=split, num_threads=num_threads, metric=metric
     )
     x, _ = dataset.split(split)
     latency = measure_latency(model, x[0], num_threads=num_threads, runs=latency_runs)
@@ -191,4 +172,5 @@ def evaluate_candidate(
         operators=tuple(sorted(set(model.operators))),
         float_layers=model.float_layers,
         notes=model.notes,
+        metric=evaluation.metric,
     )

@@ -8,13 +8,14 @@ stage asked for, against that "champion", and picks the one to promote. The ZenM
 
 The gate fails closed and never raises:
 
-- every figure it reads (candidate accuracy, size, latency, peak memory; the original model's
-  accuracy; the champion's accuracy) must be a finite number in its range, else its check fails
-  with a reason that names the figure and the value read;
+- every figure it reads (the candidate's quality, size, latency, peak memory; the original
+  model's quality; the champion's) must be a finite number in its range, else its check fails
+  with a reason that names the figure and the value read. Quality is the targets' metric
+  (:attr:`Targets.metric`): top-1 accuracy, AUC, MAE, ... each with its direction and range;
 - a figure a target needs that is missing fails that target;
 - a candidate that failed upstream (``error`` set) fails;
-- quality always has a floor: without an accuracy target, at most
-  :data:`~zenml_quant.targets.DEFAULT_MAX_ACCURACY_DROP` (1 point) lost against the original;
+- quality always has a floor: without a quality target, at most 1 point of an accuracy (or 1 %
+  of another metric) lost against the original;
 - a champion that exists but cannot be read blocks promotion unless
   ``GateOptions.replace_unreadable_champion``;
 - anything unexpected (a malformed input, a bug) is a refusal whose reason says so.
@@ -29,6 +30,7 @@ from typing import Any
 
 from ._validate import as_finite
 from .errors import InvalidOptionError
+from .metrics import Metric
 from .targets import Targets
 
 __all__ = [
@@ -48,8 +50,8 @@ __all__ = [
 CHECK_NAMES: tuple[str, ...] = (
     "error",
     "baseline",
-    "accuracy",
-    "accuracy_drop",
+    "quality",
+    "quality_drop",
     "size",
     "latency",
     "peak_memory",
@@ -59,13 +61,11 @@ CHECK_NAMES: tuple[str, ...] = (
 STAGES: tuple[str | None, ...] = ("staging", "production", None)
 #: Figures that may be listed in ``GateOptions.required`` (must be measured without a limit).
 _REQUIRABLE = ("latency", "peak_memory")
-#: The range a figure must lie in to be believed, as (low, low inclusive, high, high inclusive).
-#: A TFLite flatbuffer cannot exceed 2 GiB; a batch-1 latency over an hour or an arena over
-#: 1 TiB is a measuring error, not a model.
+#: The range a resource figure must lie in to be believed, as (low, low inclusive, high, high
+#: inclusive). A TFLite flatbuffer cannot exceed 2 GiB; a batch-1 latency over an hour or an
+#: arena over 1 TiB is a measuring error, not a model. Quality figures must lie in the range of
+#: their metric (:meth:`Metric.plausible`).
 FIGURE_RANGES: dict[str, tuple[float, bool, float, bool]] = {
-    "accuracy": (0.0, True, 1.0, True),
-    "baseline accuracy": (0.0, False, 1.0, True),
-    "champion accuracy": (0.0, False, 1.0, True),
     "size": (0.0, False, float(2**31), False),
     "latency": (0.0, False, 3_600_000.0, False),
     "peak memory": (0.0, False, float(2**40), False),
@@ -90,6 +90,10 @@ class CandidateMeasurements:
     latency_ms: dict[str, Any] = field(default_factory=dict)
     peak_memory_bytes: int | None = None
     error: str | None = None
+    #: What ``accuracy`` and ``baseline_accuracy`` measure; the gate refuses a candidate whose
+    #: metric is not its targets'.
+    metric: str = "top1"
+    higher_is_better: bool = True
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> CandidateMeasurements:
@@ -104,6 +108,8 @@ class CandidateMeasurements:
             latency_ms=dict(latency) if isinstance(latency, Mapping) else {"?": latency},
             peak_memory_bytes=values.get("peak_memory_bytes", None),
             error=values.get("error", None),
+            metric=str(values.get("metric", "top1")),
+            higher_is_better=bool(values.get("higher_is_better", True)),
         )
 
 
@@ -127,9 +133,9 @@ class Champion:
 class GateOptions:
     """How the gate decides, beyond the targets.
 
-    - ``champion_margin``: accuracy the challenger may lose against the champion, in [0, 1)
-      accuracy units (0 means "not worse").
-    - ``replace_unreadable_champion``: promote even when the champion's accuracy cannot be read.
+    - ``champion_margin``: how much worse than the champion the challenger may be, >= 0 in the
+      metric's units (0.01 = 1 point of accuracy; 0 means "not worse").
+    - ``replace_unreadable_champion``: promote even when the champion's quality cannot be read.
     - ``required``: figures that must be measured even without a limit (``"latency"``,
       ``"peak_memory"``).
     """
@@ -140,10 +146,10 @@ class GateOptions:
 
     def __post_init__(self) -> None:
         margin = as_finite(self.champion_margin)
-        if margin is None or not 0 <= margin < 1:
+        if margin is None or margin < 0:
             raise InvalidOptionError(
-                f"champion_margin must be a number in [0, 1) accuracy units (0.01 = 1 point), "
-                f"got {self.champion_margin!r}."
+                f"champion_margin must be a number >= 0 in the metric's units (0.01 = 1 point "
+                f"of accuracy), got {self.champion_margin!r}."
             )
         object.__setattr__(self, "champion_margin", margin)
         if isinstance(self.required, str):
@@ -200,12 +206,14 @@ class GateDecision:
 
     @property
     def champion_accuracy(self) -> float | None:
-        """The champion's accuracy when it was readable, else None."""
-        return (
-            None
-            if self.champion is None
-            else _figure("champion accuracy", self.champion.accuracy)[0]
-        )
+        """The champion's quality (in the targets' metric) when it was readable, else None."""
+        if self.champion is None:
+            return None
+        try:
+            metric = Targets.from_dict(self.targets).metric
+        except InvalidOptionError:
+            return None
+        return _quality("champion", self.champion.accuracy, metric)[0]
 
     def promoted(self, stage: str, version: str) -> GateDecision:
         """This decision after model version ``version`` was moved to ``stage``."""
@@ -219,12 +227,8 @@ class GateDecision:
 # -- figures ------------------------------------------------------------------------------------
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f} %"
-
-
-def _points(value: float) -> str:
-    return f"{100 * value:.2f} points"
+def _change(metric: Metric, value: float) -> str:
+    return f"{100 * value:.2f} points" if metric.fraction else f"{value:.4g}"
 
 
 def _bytes(value: float) -> str:
@@ -235,11 +239,8 @@ def _ms(value: float) -> str:
     return f"{value:,.4g} ms"
 
 
-def _figure(kind: str, raw: object) -> tuple[float | None, str | None]:
-    """``(value, None)`` for a believable figure, ``(None, problem)`` otherwise.
-
-    ``problem`` is None with value None only when the figure is missing (None or absent).
-    """
+def _number(kind: str, raw: object) -> tuple[float | None, str | None]:
+    """``(value, None)`` for a finite number, ``(None, None)`` when missing, else the problem."""
     if raw is None or raw is _MISSING:
         return None, None
     value = as_finite(raw)
@@ -250,6 +251,17 @@ def _figure(kind: str, raw: object) -> tuple[float | None, str | None]:
             else "not finite"
         )
         return None, f"{kind} is {what} ({raw!r})"
+    return value, None
+
+
+def _figure(kind: str, raw: object) -> tuple[float | None, str | None]:
+    """``(value, None)`` for a believable figure, ``(None, problem)`` otherwise.
+
+    ``problem`` is None with value None only when the figure is missing (None or absent).
+    """
+    value, problem = _number(kind, raw)
+    if value is None:
+        return None, problem
     low, low_in, high, high_in = FIGURE_RANGES[kind]
     if (
         value < low
@@ -259,6 +271,22 @@ def _figure(kind: str, raw: object) -> tuple[float | None, str | None]:
     ):
         bounds = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
         return None, f"{kind} {raw!r} is impossible (outside {bounds})"
+    return value, None
+
+
+def _quality(whose: str, raw: object, metric: Metric) -> tuple[float | None, str | None]:
+    """Like :func:`_figure` for a value of ``metric``, named e.g. ``"baseline accuracy"``."""
+    kind = f"{whose} {metric.label}".strip()
+    value, problem = _number(kind, raw)
+    if value is None:
+        return None, problem
+    if not metric.plausible(value):
+        low = "-inf" if metric.lower is None else f"{metric.lower:g}"
+        high = "inf" if metric.upper is None else f"{metric.upper:g}"
+        return None, f"{kind} {raw!r} is impossible (outside [{low}, {high}])"
+    if whose in ("baseline", "champion") and metric.fraction and value == 0:
+        # A reference that scores 0 is a broken measurement, and would let anything pass.
+        return None, f"{kind} {raw!r} is impossible (a working model scores above 0)"
     return value, None
 
 
@@ -298,60 +326,66 @@ def _limit_check(
 
 
 def _quality_checks(targets: Targets, m: CandidateMeasurements) -> list[GateCheck]:
-    checks = []
-    baseline, baseline_problem = _figure("baseline accuracy", m.baseline_accuracy)
+    metric, checks = targets.metric, []
+    name = metric.label
+    baseline, baseline_problem = _quality("baseline", m.baseline_accuracy, metric)
     if baseline_problem is not None or baseline is None:
         checks.append(
-            _invalid("baseline", None, baseline_problem or "baseline accuracy not measured")
+            _invalid("baseline", None, baseline_problem or f"baseline {name} not measured")
         )
     else:
         checks.append(
-            GateCheck("baseline", baseline, None, True, f"original accuracy {_pct(baseline)}")
-        )
-    accuracy, problem = _figure("accuracy", m.accuracy)
-    if problem is not None or accuracy is None:
-        checks.append(
-            _invalid("accuracy", targets.min_accuracy, problem or "accuracy not measured")
-        )
-        return checks
-
-    if targets.min_accuracy is not None:
-        ok = accuracy >= targets.min_accuracy - _EPS
-        checks.append(
             GateCheck(
-                "accuracy",
-                accuracy,
-                targets.min_accuracy,
-                ok,
-                f"accuracy {_pct(accuracy)} {'>=' if ok else '<'} minimum {_pct(targets.min_accuracy)}",
+                "baseline", baseline, None, True, f"original {name} {metric.format(baseline)}"
             )
         )
-    if (targets.max_accuracy_drop is not None or not targets.has_quality_target) and baseline:
-        allowed = targets.allowed_drop(baseline)
-        drop = baseline - accuracy
-        ok = drop <= allowed + _EPS
-        default = "" if targets.has_quality_target else " (default floor: no accuracy target set)"
+    value, problem = _quality("", m.accuracy, metric)
+    if problem is not None or value is None:
+        checks.append(_invalid("quality", targets.min_quality, problem or f"{name} not measured"))
+        return checks
+
+    if targets.min_quality is not None:
+        ok = metric.at_least_as_good(value, targets.min_quality)
+        sign = (">=" if ok else "<") if metric.higher_is_better else ("<=" if ok else ">")
+        bound = "minimum" if metric.higher_is_better else "maximum"
         checks.append(
             GateCheck(
-                "accuracy_drop",
+                "quality",
+                value,
+                targets.min_quality,
+                ok,
+                f"{name} {metric.format(value)} {sign} {bound} {metric.format(targets.min_quality)}",
+            )
+        )
+    if (targets.max_quality_drop is not None or not targets.has_quality_target) and (
+        baseline is not None
+    ):
+        allowed = targets.allowed_drop(baseline)
+        drop = metric.worse_by(baseline, value)
+        ok = drop <= allowed + _EPS
+        default = "" if targets.has_quality_target else " (default floor: no quality target set)"
+        checks.append(
+            GateCheck(
+                "quality_drop",
                 drop,
                 allowed,
                 ok,
-                f"accuracy drop {_points(drop)} ({_pct(baseline)} -> {_pct(accuracy)}) "
-                f"{'<=' if ok else '>'} allowed {_points(allowed)}{default}",
+                f"{name} worse by {_change(metric, drop)} ({metric.format(baseline)} -> "
+                f"{metric.format(value)}) {'<=' if ok else '>'} allowed "
+                f"{_change(metric, allowed)}{default}",
             )
         )
     return checks
 
 
 def _champion_check(
-    champion: Champion | None, accuracy: object, options: GateOptions
+    champion: Champion | None, raw: object, options: GateOptions, metric: Metric
 ) -> GateCheck | None:
     if champion is None:
         return None
-    value, problem = _figure("champion accuracy", champion.accuracy)
+    value, problem = _quality("champion", champion.accuracy, metric)
     if problem is not None or value is None:
-        problem = problem or "champion accuracy is missing"
+        problem = problem or f"champion {metric.label} is missing"
         where = f"champion {champion.version}" + (
             f" ({champion.source})" if champion.source else ""
         )
@@ -365,16 +399,18 @@ def _champion_check(
             f"{where}: {problem}: cannot compare, so it is kept. Pass "
             f"--replace-unreadable-champion (replace_unreadable_champion=True) to replace it",
         )
-    mine, _ = _figure("accuracy", accuracy)
-    limit = value - options.champion_margin
+    mine, _ = _quality("", raw, metric)
+    limit = metric.shifted(value, options.champion_margin)
     if mine is None:
         return GateCheck(
-            "champion", None, limit, False, "accuracy not valid: cannot beat the champion"
+            "champion", None, limit, False, f"{metric.label} not valid: cannot beat the champion"
         )
-    ok = mine >= limit - _EPS
+    ok = metric.at_least_as_good(mine, limit)
+    sign = "-" if metric.higher_is_better else "+"
     text = (
-        f"accuracy {_pct(mine)} {'>=' if ok else '<'} champion {champion.version} {_pct(value)}"
-        f" - margin {_points(options.champion_margin)}"
+        f"{metric.label} {metric.format(mine)} {'no worse than' if ok else 'worse than'} champion "
+        f"{champion.version} {metric.format(value)} {sign} margin "
+        f"{_change(metric, options.champion_margin)}"
     )
     return GateCheck(
         "champion", mine, limit, ok, text if ok else f"worse than the champion: {text}"
@@ -390,7 +426,7 @@ def check_candidate(
 ) -> tuple[GateCheck, ...]:
     """Every check of candidate ``m``, in :data:`CHECK_NAMES` order.
 
-    Quality (the original's accuracy, the candidate's, the floor) and size are always checked;
+    Quality (the original's metric value, the candidate's, the floor) and size are always checked;
     latency and peak memory when a limit is set, ``options.required`` names them, or a value was
     reported (a reported value must be believable). A champion adds the ``champion`` check. A
     candidate that failed upstream (``error`` set) has the one ``error`` check, which fails.
@@ -398,6 +434,16 @@ def check_candidate(
     options = options or GateOptions()
     if m.error is not None:  # its figures are whatever was left: the failure is the one reason
         return (GateCheck("error", None, None, False, f"candidate failed: {m.error}"),)
+    if m.metric != targets.metric.key:
+        return (
+            GateCheck(
+                "error",
+                None,
+                None,
+                False,
+                f"measured by {m.metric}, but the targets are in {targets.metric.key}: refused",
+            ),
+        )
     checks: list[GateCheck] = []
     checks += _quality_checks(targets, m)
     size = _limit_check(
@@ -429,7 +475,7 @@ def check_candidate(
         required="peak_memory" in options.required,
     )
     checks += [c for c in (size, latency, peak) if c is not None]
-    champion_check = _champion_check(champion, m.accuracy, options)
+    champion_check = _champion_check(champion, m.accuracy, options, targets.metric)
     if champion_check is not None:
         checks.append(champion_check)
     return tuple(checks)
@@ -448,10 +494,11 @@ def _rank_key(targets: Targets, m: CandidateMeasurements) -> tuple[float, ...]:
         m.latency_ms.get(targets.latency_key) if isinstance(m.latency_ms, Mapping) else None
     )
     latency = _figure("latency", latency_raw)[0]
-    accuracy = _figure("accuracy", m.accuracy)[0]
+    quality = _quality("", m.accuracy, targets.metric)[0]
     size_key = math.inf if size is None else size
     latency_key = math.inf if latency is None else latency
-    accuracy_key = -(accuracy if accuracy is not None else -math.inf)
+    # Smaller sorts first: the better quality, whichever way the metric points.
+    accuracy_key = math.inf if quality is None else targets.metric.worse_by(0.0, quality)
     if targets.empty:  # nothing asked but the floor: keep the most accurate, then the smallest
         return (accuracy_key, size_key, latency_key)
     return (size_key, latency_key, accuracy_key)
@@ -505,6 +552,13 @@ def _decide(
 ) -> GateDecision:
     if not isinstance(targets, Targets):
         return _refusal(f"targets must be a Targets, got {type(targets).__name__}", None, stage)
+    if targets.metric.fraction and options.champion_margin >= 1:
+        return _refusal(
+            f"champion_margin {options.champion_margin:g} is not below 1, so any candidate would "
+            f"beat the champion: {targets.metric.label} is a fraction (0.01 = 1 point)",
+            targets,
+            stage,
+        )
     if stage not in STAGES:
         return _refusal(
             f"stage {stage!r} is not a promotion stage: use 'staging', 'production' or None",
@@ -543,7 +597,7 @@ def _decide(
         reasons = [f"{best.name} meets every target ({targets.describe_quality()})"]
         if len(passing) > 1:
             order = (
-                "most accurate, then smallest (no target set)"
+                "best quality, then smallest (no target set)"
                 if targets.empty
                 else f"smallest size, then lowest latency {targets.latency_key}, then most accurate"
             )

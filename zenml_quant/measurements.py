@@ -30,6 +30,11 @@ def candidate_measurements(
         latency[f"p50@{candidate.threads}"] = candidate.latency_ms_p50
     peak = max((b.arena_bytes for b in measured), default=None)
     errors = [candidate.error] if candidate.error else []
+    if candidate.metric != baseline.metric:
+        errors.append(
+            f"measured by {candidate.metric}, the original by {baseline.metric}: the two "
+            "cannot be compared"
+        )
     errors += [
         f"benchmark at {b.threads} thread(s) on {b.device}: {b.error}"
         for b in benchmarks
@@ -43,4 +48,6 @@ def candidate_measurements(
         latency_ms=latency,
         peak_memory_bytes=peak if peak is not None else candidate.peak_activation_bytes,
         error="; ".join(errors) or None,
+        metric=baseline.metric,
+        higher_is_better=baseline.higher_is_better,
     )

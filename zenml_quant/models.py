@@ -39,10 +39,12 @@ __all__ = [
     "allow_unsafe_loading",
     "check_model",
     "count_params",
+    "final_activation",
     "input_shape",
     "load_model",
     "model_flavour",
     "num_outputs",
+    "output_shape",
     "save_model",
     "unsafe_loading_allowed",
 ]
@@ -222,6 +224,27 @@ def num_outputs(model: Any) -> int:
     if shape[-1] is None:
         raise InvalidModelError(f"model {model.name!r} has an output of unknown width {shape}")
     return int(shape[-1])
+
+
+def output_shape(model: Any) -> tuple[int | None, ...]:
+    """The shape of one example's output (no batch axis), e.g. ``(10,)``."""
+    check_model(model)
+    return tuple(None if d is None else int(d) for d in model.outputs[0].shape[1:])
+
+
+def final_activation(model: Any) -> str | None:
+    """The activation the model's output goes through last (``"softmax"``, ``"sigmoid"``...),
+    or None when it is linear or cannot be told."""
+    check_model(model)
+    layer = model.layers[-1]
+    kind = type(layer).__name__
+    if kind in ("Softmax", "ReLU"):
+        return kind.lower()
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", activation)
+    if not isinstance(name, str) or name == "linear":
+        return None
+    return name
 
 
 def save_model(model: Any, path: str | os.PathLike[str]) -> Path:

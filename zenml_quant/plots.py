@@ -14,32 +14,34 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .metrics import metric_named  # noqa: E402
 from .types import BaselineSummary, CandidateResult  # noqa: E402
 
 __all__ = ["sensitivity_bars_svg", "size_accuracy_svg"]
 
 
 def size_accuracy_svg(baseline: BaselineSummary, candidates: Sequence[CandidateResult]) -> str:
-    """Accuracy against file size, one labelled point per candidate, the Keras accuracy dashed.
-
-    Failed candidates are left out (the table lists them with their reason).
+    """The run's metric against file size, one labelled point per candidate, the Keras value
+    dashed. Failed candidates are left out (the table lists them with their reason).
     """
+    metric = metric_named(baseline.metric, baseline.higher_is_better)
+    scale = 100.0 if metric.fraction else 1.0
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     for c in candidates:
         if c.accuracy is None:
             continue
-        ax.scatter(c.size_bytes / 1024, 100 * c.accuracy, s=36)
+        ax.scatter(c.size_bytes / 1024, scale * c.accuracy, s=36)
         ax.annotate(
             c.name,
-            (c.size_bytes / 1024, 100 * c.accuracy),
+            (c.size_bytes / 1024, scale * c.accuracy),
             textcoords="offset points",
             xytext=(5, 4),
             fontsize=9,
         )
-    ax.axhline(100 * baseline.accuracy, color="grey", linestyle="--", linewidth=1)
+    ax.axhline(scale * baseline.accuracy, color="grey", linestyle="--", linewidth=1)
     ax.annotate(
         "keras",
-        (0, 100 * baseline.accuracy),
+        (0, scale * baseline.accuracy),
         xycoords=("axes fraction", "data"),
         textcoords="offset points",
         xytext=(4, 4),
@@ -47,7 +49,8 @@ def size_accuracy_svg(baseline: BaselineSummary, candidates: Sequence[CandidateR
         color="grey",
     )
     ax.set_xlabel("TFLite file size (KiB)")
-    ax.set_ylabel(f"accuracy on {baseline.split} (%)")
+    unit = " (%)" if metric.fraction else ""
+    ax.set_ylabel(f"{metric.label} on {baseline.split}{unit}, {metric.direction}")
     ax.margins(x=0.12, y=0.3)  # room for the point labels
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)

@@ -1,11 +1,16 @@
 """Post-training quantization: any conversion mode, selective int8, and accuracy control.
 
-Accuracy control answers "quantize everything you can while the accuracy drop stays within my
-budget, and tell me which layers you kept in float". It starts from full int8 and keeps layers
-in float in order of sensitivity until the budget is met on the validation split, then tries
-to put each of them back to int8 (so the float set is as small as this order allows). Every
-model tried is recorded. When no model tried meets the budget, the best one is returned with
-status ``"budget not met"`` and the reason: the deployment gate decides, not this function.
+Accuracy control answers "quantize everything you can while the quality drop stays within my
+budget, and tell me which layers you kept in float". Quality is the dataset's metric (top-1
+accuracy, AUC, MAE, ...). It starts from full int8 and keeps layers in float in order of
+sensitivity until the budget is met on the validation split, then tries to put each of them
+back to int8 (so the float set is as small as this order allows). Every model tried is
+recorded. When no model tried meets the budget, the best one is returned with status
+``"budget not met"`` and the reason: the deployment gate decides, not this function.
+
+Float layers cost bytes, so they are kept only for a gain the validation split can tell from
+noise: the chosen model must beat full int8 in a one-sided paired test on the same examples
+(:mod:`zenml_quant.paired`); otherwise full int8 is returned and the reason says why.
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ from typing import Any
 
 from .convert import convert_model
 from .errors import InvalidOptionError
-from .evaluate import evaluate_keras
+from .evaluate import keras_outputs
+from .interpreter import run_tflite
+from .metrics import Metric
+from .paired import PairedTest, paired_gain
 from .selective import SelectiveQuantizer
-from .sensitivity import profile_sensitivity, tflite_accuracy
+from .sensitivity import profile_sensitivity
 from .targets import Targets
+from .tasks import dataset_metric
 from .types import (
     MODES,
     ConversionOptions,
@@ -69,7 +78,7 @@ def quantize_post_training(
     if (selective or budget is not None) and mode != "int8":
         raise InvalidOptionError(
             f"Float layers and accuracy budgets apply to int8 models; got mode {mode!r}. Use "
-            "mode='int8', or drop float_layers/max_accuracy_drop for a plain conversion."
+            "mode='int8', or drop float_layers/max_quality_drop for a plain conversion."
         )
     if budget is not None:
         return quantize_with_accuracy_budget(
@@ -108,10 +117,11 @@ def quantize_with_accuracy_budget(
     options: ConversionOptions | None = None,
     quantizer: SelectiveQuantizer | None = None,
 ) -> PTQResult:
-    """The int8 model with the fewest float layers whose accuracy drop on ``split`` fits ``budget``.
+    """The int8 model with the fewest float layers whose quality drop on ``split`` fits ``budget``.
 
     Args:
-        budget: the accuracy drop allowed against the float Keras model on ``split``.
+        budget: the quality drop allowed against the float Keras model on ``split``, in the
+            dataset's metric (a budget in another metric is read in the dataset's).
         keep_float / keep_float_types: layers kept in float in every attempt.
         ranking: layer names, most sensitive first (e.g. ``SensitivityReport.ranking``); by
             default a fast sensitivity profile is run. Layers missing from it are tried last.
@@ -136,7 +146,10 @@ def quantize_with_accuracy_budget(
     if max_float_layers is not None:
         candidates = candidates[:max_float_layers]
 
-    reference = evaluate_keras(model, dataset, split=split, compiled_metrics=False).accuracy
+    metric = dataset_metric(dataset)
+    if budget.metric != metric:
+        budget = budget.with_metric(metric)
+    reference = metric.score(keras_outputs(model, x), y, x)
     trial = _Trials(quantizer, budget, reference, x, y)
     trial.run(base, "start" if base else "full int8")
     if not trial.best_met():
@@ -149,14 +162,17 @@ def quantize_with_accuracy_budget(
         chosen = _prune(trial, base, met.float_layers, candidates)
         final = trial.attempt_for(chosen)
         status = "budget met"
+        allowed = metric.worse_by(reference, budget.quality_floor(reference))
         reason = (
-            f"drop {100 * final.drop:.2f} pts <= allowed {100 * (reference - budget.accuracy_floor(reference)):.2f}"
-            f" pts with {len(chosen)} float layer(s)" + (f": {', '.join(chosen)}" if chosen else "")
+            f"drop {metric.format_change(final.drop)} {metric.change_unit} <= allowed "
+            f"{metric.format_change(allowed)} with {len(chosen)} float layer(s)"
+            + (f": {', '.join(chosen)}" if chosen else "")
         )
     else:
         final = trial.best()
         status = "budget not met"
         reason = _not_met_reason(trial, final, len(candidates), budget, reference)
+    final, status, reason = _noise_check(trial, base, final, status, reason)
     logger.info("accuracy control: %s (%s)", status, reason)
     model_out = trial.models[final.float_layers]
     if status == "budget not met":  # the note travels with the file into every report
@@ -190,8 +206,10 @@ class _Trials:
         self.budget = budget
         self.reference = reference
         self.x, self.y = x, y
+        self.metric: Metric = budget.metric
         self.attempts: list[QuantizationAttempt] = []
         self.models: dict[tuple[str, ...], TFLiteModel] = {}
+        self.outputs: dict[tuple[str, ...], Any] = {}
         self._order = {name: i for i, name in enumerate(layer.layer for layer in quantizer.layers)}
 
     def key(self, layers: Sequence[str]) -> tuple[str, ...]:
@@ -202,25 +220,31 @@ class _Trials:
         if key in self.models:
             return self.attempt_for(key)
         model = self.quantizer.quantize(key)
-        accuracy = tflite_accuracy(model, self.x, self.y) if model.ok else float("-inf")
+        worst = float("-inf") if self.metric.higher_is_better else float("inf")
+        accuracy = worst
+        if model.ok:
+            self.outputs[key] = run_tflite(model, self.x)
+            accuracy = self.metric.score(self.outputs[key], self.y, self.x)
         attempt = QuantizationAttempt(
             step=len(self.attempts) + 1,
             action=action,
             float_layers=key,
             accuracy=accuracy,
-            drop=self.reference - accuracy,
+            drop=self.metric.worse_by(self.reference, accuracy),
             size_bytes=model.size_bytes,
-            meets_budget=model.ok and self.budget.accuracy_met(self.reference, accuracy),
+            meets_budget=model.ok and self.budget.quality_met(self.reference, accuracy),
         )
         self.models[key] = model
         self.attempts.append(attempt)
         logger.info(
-            "attempt %d (%s): %d float layer(s), accuracy %.4f, drop %+.2f pts, %s B%s",
+            "attempt %d (%s): %d float layer(s), %s %s, drop %s %s, %s B%s",
             attempt.step,
             action,
             len(key),
-            accuracy,
-            100 * attempt.drop,
+            self.metric.label,
+            self.metric.format(accuracy),
+            self.metric.format_change(attempt.drop),
+            self.metric.change_unit,
             f"{attempt.size_bytes:,}",
             ", meets the budget" if attempt.meets_budget else "",
         )
@@ -232,12 +256,17 @@ class _Trials:
 
     def best_met(self) -> QuantizationAttempt | None:
         met = [a for a in self.attempts if a.meets_budget]
-        return min(
-            met, key=lambda a: (len(a.float_layers), a.size_bytes, -a.accuracy), default=None
-        )
+        return min(met, key=lambda a: (len(a.float_layers), a.size_bytes, a.drop), default=None)
 
     def best(self) -> QuantizationAttempt:
-        return max(self.attempts, key=lambda a: (a.accuracy, -a.size_bytes))
+        return min(self.attempts, key=lambda a: (a.drop, a.size_bytes))
+
+    def paired(self, a: Sequence[str], b: Sequence[str]) -> PairedTest | None:
+        """The paired test of attempt ``a`` against attempt ``b`` (None if either failed)."""
+        ka, kb = self.key(a), self.key(b)
+        if ka not in self.outputs or kb not in self.outputs:
+            return None
+        return paired_gain(self.metric, self.outputs[ka], self.outputs[kb], self.y, self.x)
 
 
 def _order(layers: Sequence[str], ranking: Sequence[str], *, exclude: Sequence[str]) -> list[str]:
@@ -279,15 +308,51 @@ def _prune(
     return trial.key(current)
 
 
+def _noise_check(
+    trial: _Trials,
+    base: Sequence[str],
+    final: QuantizationAttempt,
+    status: str,
+    reason: str,
+) -> tuple[QuantizationAttempt, str, str]:
+    """Keep ``final``'s extra float layers only if they beat ``base`` (full int8, or the
+    user's float layers) beyond validation noise; else fall back to ``base``."""
+    extra = [n for n in final.float_layers if n not in base]
+    if not extra:
+        return final, status, reason
+    test = trial.paired(final.float_layers, base)
+    if test is None:
+        return final, status, reason
+    metric = trial.metric
+    if test.significant:
+        return final, status, f"{reason}; gain over int8: {test.describe(metric)}"
+    start = trial.attempt_for(base)
+    note = (
+        f"keeping {len(extra)} layer(s) in float ({', '.join(extra)}) would gain "
+        f"{test.describe(metric)}, so they stay int8"
+    )
+    if status == "budget met" and not start.meets_budget:
+        status = "budget not met"
+        note = (
+            f"int8 misses the budget on validation (drop {metric.format_change(start.drop)} "
+            f"{metric.change_unit}), and {note}"
+        )
+    elif status == "budget not met":
+        note = f"{reason} {note[0].upper()}{note[1:]}."
+    return start, status, note
+
+
 def _not_met_reason(
     trial: _Trials, best: QuantizationAttempt, tried: int, budget: Targets, reference: float
 ) -> str:
-    allowed = 100 * (reference - budget.accuracy_floor(reference))
+    metric = trial.metric
+    allowed = metric.worse_by(reference, budget.quality_floor(reference))
     text = (
-        f"no model tried meets the budget ({budget.describe_quality()}: drop <= {allowed:.2f} pts from "
-        f"{100 * reference:.2f} %). Best: {100 * best.accuracy:.2f} % (drop {100 * best.drop:.2f} "
-        f"pts) with {len(best.float_layers)} float layer(s), after {len(trial.attempts)} "
-        f"attempts over {tried} candidate layer(s)."
+        f"no model tried meets the budget ({budget.describe_quality()}: drop <= "
+        f"{metric.format_change(allowed)} {metric.change_unit} from {metric.format(reference)})."
+        f" Best: {metric.format(best.accuracy)} (drop {metric.format_change(best.drop)} "
+        f"{metric.change_unit}) with {len(best.float_layers)} float layer(s), after "
+        f"{len(trial.attempts)} attempts over {tried} candidate layer(s)."
     )
     every = set(trial.quantizer.quantizable_layers)
     if any(set(a.float_layers) >= every for a in trial.attempts):

@@ -36,11 +36,14 @@ from ._compat import tf, tf_keras
 # After _compat, which chooses tf_keras before TensorFlow loads: tfmot then picks tf_keras too.
 import tensorflow_model_optimization as tfmot  # isort: skip
 
-from .convert import convert_model
+from .convert import convert_model, remapper_disabled
 from .errors import ConversionError, InvalidDatasetError, InvalidModelError, InvalidOptionError
-from .evaluate import MetricFn, evaluate_keras, evaluate_tflite
+from .evaluate import evaluate_keras, evaluate_tflite
 from .keras3_rebuild import as_tf_keras, keras3_loss
+from .metrics import METRICS, Metric
 from .models import check_model, input_shape, num_outputs
+from .tasks import dataset_metric, dataset_task
+from .training import TrainingData, loss_for, training_data
 from .types import SPLITS, ConversionOptions, LabeledDataset, TFLiteModel
 
 __all__ = ["QATOptions", "QATResult", "quantizable_layers", "quantization_aware_training"]
@@ -114,8 +117,8 @@ class QATResult:
     in it (they are float by request). ``epochs_run`` counts the epochs actually trained (fewer
     than ``QATOptions.epochs`` when early stopping fired); with early stopping on,
     ``keras_model`` holds the weights of the best epoch. ``keras_metrics`` and
-    ``tflite_metrics`` carry ``metric_fn``'s value (and, for Keras, the compiled loss and
-    accuracy) on ``split``. ``rebuilt_from_keras3`` says the input was a Keras 3 model that QAT
+    ``tflite_metrics`` carry the compiled Keras metrics (loss, accuracy) on ``split``; the
+    accuracies are values of the run's metric. ``rebuilt_from_keras3`` says the input was a Keras 3 model that QAT
     trained as its ``tf_keras`` rebuild (``keras_model`` is then a ``tf_keras`` model).
     """
 
@@ -132,6 +135,8 @@ class QATResult:
     tflite_metrics: dict[str, float] = field(default_factory=dict)
     skipped_layers: tuple[tuple[str, str], ...] = ()
     rebuilt_from_keras3: bool = False
+    #: What ``keras_accuracy`` and ``tflite_accuracy`` measure.
+    metric: Metric = field(default_factory=lambda: METRICS["top1"])
 
 
 def quantizable_layers(model: Any) -> tuple[list[str], list[str]]:
@@ -165,7 +170,7 @@ def quantization_aware_training(
     options: QATOptions | None = None,
     conversion: ConversionOptions | None = None,
     split: str = "validation",
-    metric_fn: MetricFn | None = None,
+    metric: Metric | None = None,
 ) -> QATResult:
     """Fine-tune ``model`` with fake quantization, convert it to int8 TFLite, score both.
 
@@ -180,8 +185,10 @@ def quantization_aware_training(
             model is used as is; a Keras 3 model is rebuilt as ``tf_keras`` from its config and
             weights, and the rebuild's outputs are checked against the original's on a few
             training examples. The model is not modified: QAT trains a copy.
-        dataset: train split to fine-tune on, validation split for early stopping; labels are
-            int class indices.
+        dataset: train split to fine-tune on, validation split for early stopping. The model
+            trains on the targets its task and loss need (:func:`zenml_quant.training.
+            training_data`): one-hot rows for a categorical cross-entropy, class indices for
+            the sparse one, float targets for regression, its own inputs for an autoencoder.
         layers: quantize only these layers (names of ``model``'s layers). ``None`` (default)
             means every layer except ``skip_layers``; with neither, the whole model goes
             through ``tfmot.quantization.keras.quantize_model``. A named layer tfmot cannot
@@ -190,8 +197,8 @@ def quantization_aware_training(
         options: training knobs (:class:`QATOptions`).
         conversion: TFLite conversion knobs (calibration samples, int8 I/O, ...).
         split: the split both accuracies are measured on.
-        metric_fn: an extra metric, passed to :func:`zenml_quant.evaluate.evaluate_keras` and
-            ``evaluate_tflite`` (``metric_fn(labels, outputs) -> float``).
+        metric: what both models are scored by (default: the dataset's metric, top-1
+            accuracy for a dataset not fitted to a task).
 
     Raises:
         InvalidModelError: a subclassed, unbuilt or multi-input/output model; a Keras 3 model
@@ -216,14 +223,28 @@ def quantization_aware_training(
     qat_model, quantized, skipped = _quantize_skipping(
         model, selected, explicit=layers is not None, skip_layers=skip_layers
     )
+    task = dataset_task(dataset)
+    metric = metric or dataset_metric(dataset)
     loss = keras3_loss(source) if rebuilt else None
-    loss = loss or loss_for(model)
+    data = training_data(
+        model,
+        task,
+        dataset.x_train,
+        dataset.y_train,
+        dataset.x_val,
+        dataset.y_val,
+        loss=loss or loss_for(model, task),
+    )
+    classifier = task in ("classification", "binary")
     qat_model.compile(
         optimizer=tf_keras.optimizers.Adam(learning_rate=options.learning_rate),
-        loss=loss,
-        metrics=["accuracy"],
+        loss=data.loss,
+        metrics=["accuracy"] if classifier else [],
     )
-    history = _fit(qat_model, dataset, options, loss)
+    if not classifier and "acc" in options.monitor:
+        # Regression and autoencoders have no accuracy to watch: stop on the validation loss.
+        options = replace(options, monitor="val_loss")
+    history = _fit(qat_model, data, options)
     epochs_run = len(next(iter(history.values()), []))
 
     # The converter takes the int8 ranges QAT learned from the model's fake-quant ops (checked:
@@ -255,13 +276,15 @@ def quantization_aware_training(
     if notes:
         tflite = replace(tflite, notes=(*tflite.notes, *notes))
 
-    keras_eval = evaluate_keras(qat_model, dataset, split=split, metric_fn=metric_fn)
-    tflite_eval = evaluate_tflite(tflite, dataset, split=split, metric_fn=metric_fn)
+    keras_eval = evaluate_keras(qat_model, dataset, split=split, metric=metric)
+    tflite_eval = evaluate_tflite(tflite, dataset, split=split, metric=metric)
     logger.info(
-        "QAT of %r: %d epoch(s); %s accuracy Keras QAT %.4f, int8 TFLite %.4f (%d bytes)",
+        "QAT of %r (%s): %d epoch(s); %s %s Keras QAT %.4f, int8 TFLite %.4f (%d bytes)",
         model.name,
+        data.note,
         epochs_run,
         split,
+        metric.label,
         keras_eval.accuracy,
         tflite_eval.accuracy,
         tflite.size_bytes,
@@ -280,6 +303,7 @@ def quantization_aware_training(
         tflite_metrics=dict(tflite_eval.metrics),
         skipped_layers=tuple((n, skipped[n]) for n in names if n in skipped),
         rebuilt_from_keras3=rebuilt,
+        metric=metric,
     )
 
 
@@ -303,6 +327,8 @@ def _check_data(model: Any, dataset: LabeledDataset) -> None:
             f"The data's examples have shape {got} but model {model.name!r} expects "
             f"{expected}: {fix}."
         )
+    if dataset_task(dataset) not in ("classification", "binary"):
+        return  # regression targets and autoencoder labels are not class indices
     outputs = num_outputs(model)
     classes = 2 if outputs == 1 else outputs  # one sigmoid unit scores labels 0 and 1
     top = max(int(y.max()) for y in (dataset.y_train, dataset.y_val, dataset.y_test))
@@ -666,23 +692,6 @@ def _copy_weights(source: Any, target: Any) -> None:
 # --- train -----------------------------------------------------------------------------------
 
 
-def loss_for(model: Any) -> Any:
-    """The model's compiled loss if it has one, else a cross-entropy matching its output."""
-    loss = getattr(model, "loss", None)
-    if isinstance(loss, (list, tuple)) and len(loss) == 1:
-        loss = loss[0]
-    elif isinstance(loss, dict) and len(loss) == 1:
-        loss = next(iter(loss.values()))
-    if loss is not None and not isinstance(loss, (list, tuple, dict)):
-        return loss
-    last = model.layers[-1]
-    activation = _activation_name(getattr(last, "activation", None))
-    probabilities = isinstance(last, tf_keras.layers.Softmax) or activation == "softmax"
-    if int(model.outputs[0].shape[-1] or 0) == 1:  # one sigmoid unit, labels 0/1
-        return tf_keras.losses.BinaryCrossentropy(from_logits=activation != "sigmoid")
-    return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
-
-
 class _EpochLog(tf_keras.callbacks.Callback):
     """One log line per epoch: training runs with verbose=0."""
 
@@ -695,9 +704,7 @@ class _EpochLog(tf_keras.callbacks.Callback):
         logger.info("QAT epoch %d/%d: %s", epoch + 1, self.epochs, shown)
 
 
-def _fit(
-    qat_model: Any, dataset: LabeledDataset, options: QATOptions, loss: Any
-) -> dict[str, list[float]]:
+def _fit(qat_model: Any, data: TrainingData, options: QATOptions) -> dict[str, list[float]]:
     callbacks: list[Any] = [_EpochLog(options.epochs)]
     if options.early_stopping_patience > 0:
         mode = "max" if "acc" in options.monitor else "min"
@@ -710,23 +717,24 @@ def _fit(
             )
         )
     try:
-        history = qat_model.fit(
-            dataset.x_train,
-            dataset.y_train,
-            validation_data=(dataset.x_val, dataset.y_val),
-            epochs=options.epochs,
-            batch_size=options.batch_size,
-            callbacks=callbacks,
-            shuffle=True,
-            verbose=0,
-        )
+        with remapper_disabled():  # oneDNN cannot run some fused BatchNorm activations
+            history = qat_model.fit(
+                data.x_train,
+                data.y_train,
+                validation_data=(data.x_val, data.y_val),
+                epochs=options.epochs,
+                batch_size=options.batch_size,
+                callbacks=callbacks,
+                shuffle=True,
+                verbose=0,
+            )
     except (ValueError, tf.errors.InvalidArgumentError) as exc:
+        loss = data.loss
         name = getattr(loss, "name", None) or getattr(loss, "__name__", None) or str(loss)
         first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
         raise InvalidModelError(
-            f"Fine-tuning the QAT model with loss {name!r} failed: {first[:200]}. QAT trains "
-            "on int class labels: if the model was compiled with a one-hot loss (e.g. "
-            "CategoricalCrossentropy), compile it with SparseCategoricalCrossentropy instead, "
-            "or leave it uncompiled to let QAT pick one."
+            f"Fine-tuning the QAT model with loss {name!r} on {data.note} failed: "
+            f"{first[:200]}. Compile the model with a loss that takes these targets, or leave "
+            "it uncompiled to let QAT pick one for its task."
         ) from None
     return {k: [float(v) for v in values] for k, values in history.history.items()}

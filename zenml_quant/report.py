@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from .html_page import render_html
+from .metrics import Metric, metric_named
 from .plots import sensitivity_bars_svg, size_accuracy_svg
 from .qat import QATResult
 from .sensitivity import SensitivityReport
@@ -34,9 +35,12 @@ def comparison_table(
 ) -> pd.DataFrame:
     """One row for the Keras baseline and one per candidate, all scored on the same split.
 
-    ``accuracy_delta_pts`` is the change in percentage points against the Keras model;
-    ``size_vs_float32`` divides each size by the float32 TFLite size.
+    ``accuracy`` holds the run's metric (``baseline.metric``); ``accuracy_delta_pts`` is its
+    change against the Keras model, in percentage points for an accuracy or AUC and in the
+    metric's own units otherwise; ``size_vs_float32`` divides each size by the float32 TFLite
+    size.
     """
+    scale = 100.0 if _metric(baseline).fraction else 1.0
     rows = [
         {
             "name": "keras",
@@ -61,7 +65,7 @@ def comparison_table(
                 "accuracy": c.accuracy,
                 "accuracy_delta_pts": None
                 if c.accuracy is None
-                else 100 * (c.accuracy - baseline.accuracy),
+                else scale * (c.accuracy - baseline.accuracy),
                 "size_bytes": c.size_bytes,
                 "size_vs_float32": c.size_bytes / baseline.float_tflite_bytes,
                 "latency_ms_p50": c.latency_ms_p50,
@@ -78,9 +82,10 @@ def comparison_table(
 def comparison_html(baseline: BaselineSummary, candidates: Sequence[CandidateResult]) -> str:
     """The comparison table as a dashboard page."""
     frame = comparison_table(baseline, candidates)
+    metric = _metric(baseline)
     shown = frame.assign(
-        accuracy=frame["accuracy"].map(lambda a: None if pd.isna(a) else f"{100 * a:.2f} %")
-    )
+        accuracy=frame["accuracy"].map(lambda a: None if pd.isna(a) else metric.format(a))
+    ).rename(columns={"accuracy": metric.label})
     return render_html(
         shown,
         title=f"{baseline.model_name}: Keras baseline vs TFLite candidates ({baseline.split} split, "
@@ -100,7 +105,8 @@ def layer_table_html(baseline: BaselineSummary, layers: pd.DataFrame) -> str:
         layers,
         title=(
             f"{baseline.model_name}: {baseline.params:,} parameters, {baseline.macs:,} MACs, "
-            f"accuracy {100 * baseline.accuracy:.2f} % on {baseline.split}, float32 TFLite "
+            f"{_metric(baseline).label} {_metric(baseline).format(baseline.accuracy)} on "
+            f"{baseline.split}, float32 TFLite "
             f"{baseline.float_tflite_bytes:,} B, peak activations {baseline.peak_activation_bytes:,} B"
         ),
         notes=(
@@ -190,6 +196,14 @@ def sensitivity_html(report: SensitivityReport) -> str:
     )
 
 
+def _metric(baseline: BaselineSummary) -> Metric:
+    return metric_named(baseline.metric, baseline.higher_is_better)
+
+
+def _budget_metric(result: PTQResult) -> Metric:
+    return result.budget.metric if result.budget is not None else metric_named("top1")
+
+
 def attempts_table(result: PTQResult) -> pd.DataFrame:
     """Every model accuracy control tried, in order (empty for a plain conversion)."""
     return pd.DataFrame(
@@ -200,7 +214,7 @@ def attempts_table(result: PTQResult) -> pd.DataFrame:
                 "float_layers": ", ".join(a.float_layers),
                 "n_float_layers": len(a.float_layers),
                 "accuracy": a.accuracy,
-                "drop_pts": 100 * a.drop,
+                "drop_pts": (100 if _budget_metric(result).fraction else 1) * a.drop,
                 "size_bytes": a.size_bytes,
                 "meets_budget": a.meets_budget,
             }
@@ -225,10 +239,11 @@ def ptq_html(result: PTQResult) -> str:
     title = f"Post-training quantization: {result.status} ({model.mode}, {model.size_bytes:,} B)"
     notes = [result.reason]
     if result.budget is not None and result.reference_accuracy is not None:
+        metric = result.budget.metric
         notes.append(
             f"Budget: {result.budget.describe_quality()} on the {result.split} split; float Keras "
-            f"{100 * result.reference_accuracy:.2f} %, chosen model "
-            f"{100 * (result.accuracy or 0):.2f} %."
+            f"{metric.format(result.reference_accuracy)}, chosen model "
+            f"{metric.format(result.accuracy)}."
         )
     notes.append(f"Float layers: {', '.join(model.float_layers) or 'none'}.")
     notes.extend(model.notes)
@@ -240,13 +255,15 @@ def ptq_html(result: PTQResult) -> str:
 
 def qat_html(result: QATResult, history: pd.DataFrame) -> str:
     """QAT outcome: Keras QAT vs deployed int8 accuracy, layers, and the training history."""
-    gap = 100 * (result.tflite_accuracy - result.keras_accuracy)
+    metric = result.metric
+    gap = metric.format_change(result.tflite_accuracy - result.keras_accuracy)
     return render_html(
         history,
         title=(
-            f"Quantization-aware training: Keras QAT {100 * result.keras_accuracy:.2f} %, int8 "
-            f".tflite {100 * result.tflite_accuracy:.2f} % ({gap:+.2f} pts) on {result.split}, "
-            f"{result.tflite.size_bytes:,} B"
+            f"Quantization-aware training: {metric.label} Keras QAT "
+            f"{metric.format(result.keras_accuracy)}, int8 .tflite "
+            f"{metric.format(result.tflite_accuracy)} ({gap} {metric.change_unit}) on "
+            f"{result.split}, {result.tflite.size_bytes:,} B"
         ),
         notes=(
             f"{result.epochs_run} epoch(s) run (early stopping on validation).",

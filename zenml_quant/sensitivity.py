@@ -2,7 +2,10 @@
 
 Two exact measures per quantizable layer, on one split, against the float Keras model:
 
-- ``drop_alone_pts``: the accuracy drop when only this layer is int8 and the rest stay float;
+Drops are in the dataset's metric (:mod:`zenml_quant.metrics`): percentage points of an
+accuracy or AUC, the metric's own units otherwise (e.g. MAE), larger meaning worse.
+
+- ``drop_alone_pts``: the quality drop when only this layer is int8 and the rest stay float;
 - ``drop_all_but_pts``: the drop when every layer but this one is int8 (``recovery_pts`` is how
   much of the full-int8 drop keeping this one layer in float wins back).
 
@@ -27,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidOptionError
-from .evaluate import accuracy_from_outputs, evaluate_keras
+from .evaluate import accuracy_from_outputs, keras_outputs
 from .interpreter import run_tflite
 from .selective import SelectiveQuantizer
+from .tasks import dataset_metric
 from .types import ConversionOptions, LabeledDataset, TFLiteModel
 
 __all__ = ["SENSITIVITY_MODES", "SensitivityReport", "profile_sensitivity", "tflite_accuracy"]
@@ -114,27 +118,42 @@ def profile_sensitivity(
     errors["suspicion"] = errors[["noise_to_signal", "input_noise_to_signal"]].max(axis=1)
     chosen = layers if mode == "exhaustive" else _top(errors, top_k)
 
-    float_accuracy = evaluate_keras(model, dataset, split=split, compiled_metrics=False).accuracy
-    int8_accuracy = tflite_accuracy(quantizer.quantize(), x, y)
+    metric = dataset_metric(dataset)
+    float_accuracy = metric.score(keras_outputs(model, x), y, x)
+
+    def score(tflite: TFLiteModel) -> float:
+        return metric.score(run_tflite(tflite, x), y, x)
+
+    int8_accuracy = score(quantizer.quantize())
     per_layer = 2 if mode == "exhaustive" else 1
     total, done = per_layer * len(chosen), 0
     exact: dict[str, tuple[float, float]] = {}
     for name in chosen:
-        alone = tflite_accuracy(quantizer.quantize([n for n in layers if n != name]), x, y)
+        alone = score(quantizer.quantize([n for n in layers if n != name]))
         all_but = math.nan
         if mode == "exhaustive":
-            all_but = float_accuracy - tflite_accuracy(quantizer.quantize([name]), x, y)
-        exact[name] = (float_accuracy - alone, all_but)
+            all_but = metric.worse_by(float_accuracy, score(quantizer.quantize([name])))
+        exact[name] = (metric.worse_by(float_accuracy, alone), all_but)
         done += per_layer
+        unit = metric.change_unit
         message = (
             f"sensitivity {done // per_layer}/{len(chosen)}: {name} drop alone "
-            f"{100 * exact[name][0]:+.2f} pts"
-            + (f", all but it {100 * all_but:+.2f} pts" if mode == "exhaustive" else "")
+            f"{metric.format_change(exact[name][0])} {unit}"
+            + (
+                f", all but it {metric.format_change(all_but)} {unit}"
+                if mode == "exhaustive"
+                else ""
+            )
         )
         logger.info(message)
         if progress is not None:
             progress(done, total, message)
-    table = _table(errors, exact, float_accuracy - int8_accuracy)
+    table = _table(
+        errors,
+        exact,
+        metric.worse_by(float_accuracy, int8_accuracy),
+        100.0 if metric.fraction else 1.0,
+    )
     return SensitivityReport(
         table=table,
         mode=mode,
@@ -153,17 +172,19 @@ def _top(errors: pd.DataFrame, k: int) -> list[str]:
 
 
 def _table(
-    errors: pd.DataFrame, exact: dict[str, tuple[float, float]], int8_drop: float
+    errors: pd.DataFrame, exact: dict[str, tuple[float, float]], int8_drop: float, scale: float
 ) -> pd.DataFrame:
+    # "pts" columns are percentage points for an accuracy or AUC (scale 100), else the metric's
+    # own units, always oriented so that a larger value is a larger loss.
     def pts(name: str, which: int) -> float:
-        return 100 * exact[name][which] if name in exact else math.nan
+        return scale * exact[name][which] if name in exact else math.nan
 
     table = errors.assign(
         measured=errors["layer"].isin(list(exact)),
         drop_alone_pts=[pts(n, 0) for n in errors["layer"]],
         drop_all_but_pts=[pts(n, 1) for n in errors["layer"]],
     )
-    table["recovery_pts"] = 100 * int8_drop - table["drop_all_but_pts"]
+    table["recovery_pts"] = scale * int8_drop - table["drop_all_but_pts"]
     table["sensitivity_pts"] = table[["drop_alone_pts", "recovery_pts"]].max(axis=1)
     # Measured layers first, by what they cost; then the rest in the debugger's order.
     table = table.sort_values(

@@ -16,6 +16,7 @@ import pandas as pd
 from .benchmark.types import BenchmarkResult
 from .gate import GateDecision
 from .html_page import render_html
+from .metrics import Metric, metric_named
 from .types import BaselineSummary, CandidateResult
 
 __all__ = ["CANDIDATE_STATUSES", "CandidateSummary", "RunSummary", "build_summary", "summary_html"]
@@ -80,6 +81,11 @@ class RunSummary:
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.candidates)
 
+    @property
+    def metric(self) -> Metric:
+        """What every quality figure of the run measures (the ``accuracy`` fields)."""
+        return metric_named(self.baseline.metric, self.baseline.higher_is_better)
+
     def to_dict(self, paths: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The JSON summary; key names are stable (users script against them).
 
@@ -87,7 +93,17 @@ class RunSummary:
         """
         paths = paths or {}
         b = self.baseline
+        metric = self.metric
         out: dict[str, Any] = {
+            # The "accuracy" fields below hold values of this metric.
+            "metric": {
+                "name": metric.key,
+                "task": b.task,
+                "direction": metric.direction,
+                "higher_is_better": metric.higher_is_better,
+                "description": metric.description,
+            },
+            "validation": b.validation_source,
             "baseline": {
                 "model": b.model_name,
                 "flavour": b.flavour,
@@ -124,13 +140,19 @@ class RunSummary:
         return out
 
     def table(self) -> pd.DataFrame:
-        """One row per candidate (after the Keras baseline): what the CLI and dashboard show."""
+        """One row per candidate (after the Keras baseline): what the CLI and dashboard show.
+
+        ``accuracy`` holds the run's metric, ``delta`` its change against the Keras model (in
+        the metric's units; ``delta_pts`` the same in percentage points for fraction metrics).
+        """
         b = self.baseline
+        fraction = self.metric.fraction
         rows = [
             {
                 "candidate": f"keras ({b.flavour})",
                 "status": "baseline",
                 "accuracy": b.accuracy,
+                "delta": None,
                 "delta_pts": None,
                 "size_bytes": None,
                 "vs_float32": None,
@@ -145,7 +167,10 @@ class RunSummary:
                     "candidate": c.name,
                     "status": c.status,
                     "accuracy": c.accuracy,
-                    "delta_pts": None if c.accuracy is None else 100 * (c.accuracy - b.accuracy),
+                    "delta": None if c.accuracy is None else c.accuracy - b.accuracy,
+                    "delta_pts": None
+                    if c.accuracy is None or not fraction
+                    else 100 * (c.accuracy - b.accuracy),
                     "size_bytes": c.size_bytes if c.ok else None,
                     "vs_float32": (c.size_bytes or 0) / b.float_tflite_bytes
                     if c.ok and b.float_tflite_bytes
@@ -236,10 +261,11 @@ def build_summary(
 def summary_html(summary: RunSummary) -> str:
     """The summary as a dashboard page: the candidates' table, the gate's verdict as a note."""
     frame = summary.table()
+    metric = summary.metric
     shown = frame.assign(
-        accuracy=frame["accuracy"].map(lambda a: None if pd.isna(a) else f"{100 * a:.2f} %"),
+        accuracy=frame["accuracy"].map(lambda a: None if pd.isna(a) else metric.format(a)),
         size_bytes=frame["size_bytes"].map(lambda v: None if pd.isna(v) else f"{int(v):,}"),
-    )
+    ).rename(columns={"accuracy": metric.label})
     notes = list(summary.notes)
     gate = summary.gate
     if gate is not None:
@@ -247,5 +273,10 @@ def summary_html(summary: RunSummary) -> str:
         notes.append(f"Deployment gate {verdict}: {gate.promotion}.")
         notes += list(gate.reasons)
     b = summary.baseline
-    title = f"{b.model_name}: candidates on {b.split} ({b.n_samples} examples)"
+    title = (
+        f"{b.model_name} ({b.task}): {metric.label} ({metric.direction}) on {b.split} "
+        f"({b.n_samples} examples)"
+    )
+    if b.validation_source:
+        notes.insert(0, f"Decisions were taken on {b.validation_source}.")
     return render_html(shown, title=title, notes=notes)

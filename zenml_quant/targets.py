@@ -1,47 +1,61 @@
 """The quality and resource targets of a deployment: one immutable type, checked when made.
 
-The CLI, the YAML config, the Python API, the deployment gate, the PTQ accuracy budget and the
-architecture search all take a :class:`Targets`. A target left at None is not set, but quality
-always has a floor: without ``min_accuracy`` or ``max_accuracy_drop``, a candidate may lose at
-most :data:`DEFAULT_MAX_ACCURACY_DROP` (1 point) against the original model. Set either target to
-override it (``min_accuracy=0`` switches the floor off).
+The CLI, the YAML config, the Python API, the deployment gate, the PTQ budget and the
+architecture search all take a :class:`Targets`. Quality is measured by the targets' ``metric``
+(top-1 accuracy unless the task calls for another, see :mod:`zenml_quant.metrics`), and quality
+targets are in that metric's units. A target left at None is not set, but quality always has a
+floor: without ``min_quality`` or ``max_quality_drop``, a candidate may lose at most
+:data:`DEFAULT_MAX_ACCURACY_DROP` (1 point) of an accuracy-like metric, or
+:data:`DEFAULT_RELATIVE_DROP` (1 %) of any other metric, against the original model. Set either
+target to override it (``min_quality=0`` switches the floor off for accuracy).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._validate import check_integer, check_number
 from .errors import InvalidOptionError
+from .metrics import METRICS, Metric, metric_from_dict
 
-__all__ = ["DEFAULT_MAX_ACCURACY_DROP", "LATENCY_PERCENTILES", "Targets"]
+__all__ = [
+    "DEFAULT_MAX_ACCURACY_DROP",
+    "DEFAULT_RELATIVE_DROP",
+    "LATENCY_PERCENTILES",
+    "Targets",
+]
 
-#: The accuracy a candidate may lose against the original when the user sets no accuracy
-#: target: 1 point (accuracy units).
+#: The accuracy a candidate may lose against the original when the user sets no quality
+#: target: 1 point (for metrics that are fractions: accuracies, AUC).
 DEFAULT_MAX_ACCURACY_DROP = 0.01
+#: For other metrics (errors, R², user functions) the default is relative: 1 % of the original.
+DEFAULT_RELATIVE_DROP = 0.01
 #: Latency statistics a latency target may refer to.
 LATENCY_PERCENTILES: tuple[str, ...] = ("p50", "p90", "p99", "mean")
-_EPS = 1e-9  # absorbs float rounding in accuracy comparisons
+#: The spellings the accuracy targets had before every task got its metric (YAML, JSON).
+_ALIASES = {"min_accuracy": "min_quality", "max_accuracy_drop": "max_quality_drop"}
 
 
 @dataclass(frozen=True)
 class Targets:
-    """What a deployable model must reach. Every field is checked when the object is made.
+    """What a deployable model must reach. Every field is checked when made.
 
-    - ``min_accuracy``: lowest accuracy, in [0, 1] (``0.98`` is 98 %).
-    - ``max_accuracy_drop``: largest drop from the original model's accuracy on the same split,
-      in [0, 1) accuracy units (``0.01`` is 1 point); with ``relative_drop`` a fraction of the
-      original accuracy (``0.01`` is 1 % of it).
+    - ``min_quality``: the worst acceptable value of ``metric`` (a minimum for accuracy or AUC,
+      a maximum for an error such as MAE); for accuracies in [0, 1] (``0.98`` is 98 %).
+    - ``max_quality_drop``: how much worse than the original model (same split) a candidate may
+      be, in the metric's units (``0.01`` is 1 point of accuracy); with ``relative_drop`` a
+      fraction of the original's value (``0.01`` is 1 % of it), in [0, 1).
     - ``max_size_bytes``: the ``.tflite`` file, > 0.
     - ``max_peak_memory_bytes``: the activation arena, > 0.
     - ``max_latency_ms``: batch-1 latency at ``latency_percentile`` (p50, p90, p99, mean) and
       ``latency_threads`` threads, > 0.
     - ``max_energy_uj``: the per-inference energy estimate (architecture search), > 0.
+    - ``metric``: what quality means (default top-1 accuracy).
     """
 
-    min_accuracy: float | None = None
-    max_accuracy_drop: float | None = None
+    min_quality: float | None = None
+    max_quality_drop: float | None = None
     relative_drop: bool = False
     max_size_bytes: int | None = None
     max_peak_memory_bytes: int | None = None
@@ -49,26 +63,36 @@ class Targets:
     max_energy_uj: float | None = None
     latency_percentile: str = "p50"
     latency_threads: int = 1
+    metric: Metric = field(default_factory=lambda: METRICS["top1"])
 
     def __post_init__(self) -> None:
-        checked: dict[str, Any] = {}
-        if self.min_accuracy is not None:
-            checked["min_accuracy"] = check_number(
-                "min_accuracy",
-                self.min_accuracy,
-                minimum=0,
-                maximum=1,
-                hint="Accuracy is in [0, 1]: 0.98 is 98 %.",
+        checked: dict[str, Any] = {"metric": metric_from_dict(self.metric)}  # type: ignore[arg-type]
+        metric: Metric = checked["metric"]
+        if self.min_quality is not None:
+            checked["min_quality"] = check_number(
+                "min_quality",
+                self.min_quality,
+                minimum=metric.lower,
+                maximum=metric.upper,
+                hint="Accuracy is in [0, 1]: 0.98 is 98 %."
+                if metric.fraction
+                else f"It is a value of {metric.name} ({metric.direction}).",
             )
-        if self.max_accuracy_drop is not None:
-            checked["max_accuracy_drop"] = check_number(
-                "max_accuracy_drop",
-                self.max_accuracy_drop,
+        if self.max_quality_drop is not None:
+            bounded = metric.fraction or self.relative_drop
+            checked["max_quality_drop"] = check_number(
+                "max_quality_drop",
+                self.max_quality_drop,
                 minimum=0,
-                maximum=1,
+                maximum=1 if bounded else None,
                 max_inclusive=False,
-                hint="A drop is in [0, 1): 0.01 is 1 point"
-                + (" (relative: 1 % of the original)." if self.relative_drop else "."),
+                hint=(
+                    "A relative drop is in [0, 1): 0.01 is 1 % of the original."
+                    if self.relative_drop
+                    else "A drop is in [0, 1): 0.01 is 1 point."
+                    if metric.fraction
+                    else f"A drop is >= 0, in units of {metric.name}."
+                ),
             )
         if not isinstance(self.relative_drop, bool):
             raise InvalidOptionError(
@@ -100,68 +124,94 @@ class Targets:
     # -- construction ---------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> Targets:
-        """Targets from a plain mapping (a YAML block, a JSON summary); unknown keys refused."""
+    def from_dict(cls, values: dict[str, Any] | None, *, metric: Metric | None = None) -> Targets:
+        """Targets from a plain mapping (a YAML block, a JSON summary); unknown keys refused.
+
+        ``min_accuracy``/``max_accuracy_drop`` are read as ``min_quality``/``max_quality_drop``.
+        ``metric`` (when given) replaces the mapping's own.
+        """
         values = dict(values or {})
+        for old, new in _ALIASES.items():
+            if old in values:
+                if new in values:
+                    raise InvalidOptionError(f"Set {new} or {old}, not both.")
+                values[new] = values.pop(old)
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
         if unknown:
             raise InvalidOptionError(
                 f"Unknown target(s) {', '.join(unknown)}: use any of {', '.join(sorted(known))}."
             )
+        if metric is not None:
+            values["metric"] = metric
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """The targets as plain values (ZenML metadata, JSON, YAML)."""
         return asdict(self)
 
+    def with_metric(self, metric: Metric) -> Targets:
+        """The same targets, judged by ``metric`` (checked again in its units)."""
+        values = {k: v for k, v in self.to_dict().items() if k != "metric"}
+        return Targets(**values, metric=metric)
+
     # -- quality --------------------------------------------------------------------------------
 
     @property
     def has_quality_target(self) -> bool:
-        """Whether the user set an accuracy target (else the default floor applies)."""
-        return self.min_accuracy is not None or self.max_accuracy_drop is not None
+        """Whether the user set a quality target (else the default floor applies)."""
+        return self.min_quality is not None or self.max_quality_drop is not None
 
-    def allowed_drop(self, original_accuracy: float) -> float:
-        """The largest absolute drop allowed from ``original_accuracy`` by the drop target, or
-        the default 1 point when no quality target is set."""
-        if self.max_accuracy_drop is None:
-            return 0.0 if self.min_accuracy is not None else DEFAULT_MAX_ACCURACY_DROP
+    def allowed_drop(self, original: float) -> float:
+        """How much worse than ``original`` the drop target allows, in the metric's units (the
+        default 1 point, or 1 % for non-fraction metrics, when no quality target is set)."""
+        if self.max_quality_drop is None:
+            if self.min_quality is not None:
+                return 0.0
+            if self.metric.fraction:
+                return DEFAULT_MAX_ACCURACY_DROP
+            return DEFAULT_RELATIVE_DROP * abs(original)
         if self.relative_drop:
-            return self.max_accuracy_drop * original_accuracy
-        return self.max_accuracy_drop
+            return self.max_quality_drop * abs(original)
+        return self.max_quality_drop
 
-    def accuracy_floor(self, original_accuracy: float) -> float:
-        """The lowest acceptable accuracy given the original model's: the highest of
-        ``min_accuracy`` and ``original - allowed drop``; the default floor (1 point below the
-        original) when no quality target is set."""
+    def quality_floor(self, original: float) -> float:
+        """The worst acceptable value given the original model's: the stricter of
+        ``min_quality`` and ``original`` made worse by the allowed drop; the default floor when
+        no quality target is set."""
         floors = []
-        if self.min_accuracy is not None:
-            floors.append(float(self.min_accuracy))
-        if self.max_accuracy_drop is not None or self.min_accuracy is None:
-            floors.append(original_accuracy - self.allowed_drop(original_accuracy))
-        return max(floors)
+        if self.min_quality is not None:
+            floors.append(float(self.min_quality))
+        if self.max_quality_drop is not None or self.min_quality is None:
+            floors.append(self.metric.shifted(original, self.allowed_drop(original)))
+        # The stricter bound is the better value in the metric's direction.
+        return self.metric.best(floors)
 
-    def accuracy_met(self, original_accuracy: float, accuracy: float) -> bool:
-        """Whether ``accuracy`` is at or above :meth:`accuracy_floor` (float rounding absorbed)."""
-        return accuracy >= self.accuracy_floor(original_accuracy) - _EPS
+    def quality_met(self, original: float, value: float) -> bool:
+        """Whether ``value`` is at least as good as :meth:`quality_floor` (rounding absorbed)."""
+        return self.metric.at_least_as_good(value, self.quality_floor(original))
 
     def describe_quality(self) -> str:
         """The quality target in words, e.g. ``"drop <= 0.5 points"``."""
-        parts = []
-        if self.min_accuracy is not None:
-            parts.append(f"accuracy >= {100 * self.min_accuracy:g} %")
-        if self.max_accuracy_drop is not None:
+        metric, parts = self.metric, []
+        unit = "points" if metric.fraction else metric.name
+        if self.min_quality is not None:
+            sign = ">=" if metric.higher_is_better else "<="
+            parts.append(f"{metric.label} {sign} {metric.format(self.min_quality)}")
+        if self.max_quality_drop is not None:
+            amount = 100 * self.max_quality_drop if metric.fraction else self.max_quality_drop
             parts.append(
-                f"drop <= {100 * self.max_accuracy_drop:g} % of the original"
+                f"{metric.label} at most {100 * self.max_quality_drop:g} % worse than the original"
                 if self.relative_drop
-                else f"drop <= {100 * self.max_accuracy_drop:g} points"
+                else f"drop <= {amount:g} {unit}"
             )
         if not parts:
             parts.append(
-                f"drop <= {100 * DEFAULT_MAX_ACCURACY_DROP:g} point (default floor: no accuracy "
-                f"target set)"
+                f"drop <= {100 * DEFAULT_MAX_ACCURACY_DROP:g} point"
+                if metric.fraction
+                else f"{metric.label} at most {100 * DEFAULT_RELATIVE_DROP:g} % worse than the original"
             )
+            parts[-1] += " (default floor: no quality target set)"
         return " and ".join(parts)
 
     # -- resources ------------------------------------------------------------------------------

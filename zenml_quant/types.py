@@ -8,7 +8,7 @@ arrays or bytes and have materializers of their own in :mod:`zenml_quant.integra
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -61,10 +61,14 @@ class Preprocessing:
 
 @dataclass(frozen=True, eq=False)
 class LabeledDataset:
-    """Features and integer labels in train / validation / test splits.
+    """Features and labels in train / validation / test splits.
 
-    Searches and accuracy budgets decide on ``validation`` (carved from train with a seed);
-    reports use ``test``. Labels are int64 class indices in ``[0, len(class_names))``.
+    Searches and accuracy budgets decide on ``validation``; reports use ``test``. The two never
+    share an example, and ``validation_source`` says where validation came from (given by the
+    user, held out from the test split, or carved from train, which the model may have seen).
+
+    Labels are either classes, int64 indices in ``[0, len(class_names))``, or values (e.g.
+    regression targets): float32 arrays of one per-example shape and ``class_names=()``.
     """
 
     x_train: np.ndarray
@@ -75,10 +79,23 @@ class LabeledDataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     preprocessing: Preprocessing
+    validation_source: str = ""
+    #: The task the data was fitted to a model for (:func:`zenml_quant.conform.fit_to_model`);
+    #: empty until then, which scorers read as classification.
+    task: str = ""
+    #: The metric that task is judged by (:meth:`zenml_quant.metrics.Metric.to_dict`); None
+    #: until fitted, which scorers read as top-1 accuracy.
+    metric: dict[str, Any] | None = None
 
     @property
     def num_classes(self) -> int:
+        """How many classes the labels index (0 when the labels are values)."""
         return len(self.class_names)
+
+    @property
+    def has_classes(self) -> bool:
+        """True when the labels are class indices, False when they are values."""
+        return bool(self.class_names)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -164,12 +181,15 @@ class TFLiteModel:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Accuracy (and any other metric) of a model on one split."""
+    """The quality of a model on one split: ``accuracy`` holds the value of ``metric`` (top-1
+    accuracy unless the task has another metric, see :mod:`zenml_quant.metrics`); ``metrics``
+    any other figures (the model's compiled Keras metrics)."""
 
     split: str
     n_samples: int
     accuracy: float
     metrics: dict[str, float] = field(default_factory=dict)
+    metric: str = "top1"
 
 
 @dataclass(frozen=True)
@@ -199,11 +219,18 @@ class BaselineSummary:
     float32_weight_bytes: int
     peak_activation_bytes: int
     float_tflite_bytes: int
+    #: What ``accuracy`` measures (a :data:`zenml_quant.metrics.METRICS` name or user function).
+    metric: str = "top1"
+    higher_is_better: bool = True
+    #: The task the model was judged as, and where the validation split came from (sizes).
+    task: str = "classification"
+    validation_source: str = ""
 
 
 @dataclass(frozen=True)
 class CandidateResult:
-    """One compressed candidate, evaluated: a row of the comparison report."""
+    """One compressed candidate, evaluated: a row of the comparison report. ``accuracy`` is the
+    value of ``metric`` on ``split``."""
 
     name: str
     mode: str
@@ -218,6 +245,7 @@ class CandidateResult:
     error: str | None = None
     float_layers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    metric: str = "top1"
 
 
 #: Outcomes of post-training quantization (:class:`PTQResult.status`).

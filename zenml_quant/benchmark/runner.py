@@ -155,6 +155,8 @@ def accuracy(it: Any, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
         n = len(chunk)
         if n < batch:
             chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), chunk.dtype)])
+        if hasattr(it, "reset_all_variables"):  # a fused LSTM keeps state between invokes
+            it.reset_all_variables()
         it.set_tensor(d["index"], quantize(chunk, d))
         it.invoke()
         logits = dequantize(it.get_tensor(out["index"]), out)[:n]

@@ -22,6 +22,7 @@ from .._validate import as_finite
 from ..errors import ConstraintNotMetError
 from ..gate import CandidateMeasurements, Champion, GateDecision, GateOptions, decide
 from ..gate_report import decision_html
+from ..metrics import metric_named
 from ..targets import Targets
 from ..types import TFLiteModel
 from ._runtime import STEP_SETTINGS, _plain, record_metadata
@@ -150,7 +151,7 @@ def deployment_gate(
     """Check ``candidates`` against ``targets`` and promote the model version if one passes.
 
     ``targets`` holds :class:`zenml_quant.targets.Targets` fields (e.g. ``{"max_size_bytes":
-    50000, "min_accuracy": 0.98}``); with none, the default floor applies (at most 1 point lost
+    50000, "min_quality": 0.98}``); with none, the default floor applies (at most 1 point lost
     against the original). With ``stage`` and a ZenML ``Model`` on the pipeline, the model version
     now in that stage is the champion: the challenger may lose at most ``champion_margin``
     against it, and a champion whose accuracy cannot be read blocks promotion unless
@@ -162,7 +163,13 @@ def deployment_gate(
     the step raises :class:`ConstraintNotMetError` listing the failed checks (the run fails);
     otherwise the decision is returned for downstream steps.
     """
-    goal = Targets.from_dict(targets)
+    # The targets are in the metric the candidates were measured by (the dataset's, settled
+    # when it was fitted to the model); a candidate measured otherwise is refused by decide().
+    first = candidates[0] if candidates else None
+    goal = Targets.from_dict(
+        targets,
+        metric=None if first is None else metric_named(first.metric, first.higher_is_better),
+    )
     options = GateOptions(
         champion_margin=champion_margin,
         replace_unreadable_champion=replace_unreadable_champion,

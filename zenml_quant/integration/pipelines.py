@@ -52,9 +52,8 @@ def _compress_and_gate(
     *,
     modes: tuple[str, ...],
     split: str,
-    metric: str | None,
     sensitivity_mode: str | None,
-    max_accuracy_drop: float | None,
+    max_quality_drop: float | None,
     relative_drop: bool,
     qat: bool,
     qat_skip_layers: tuple[str, ...] = (),
@@ -76,9 +75,7 @@ def _compress_and_gate(
     float_model = _named(convert_to_tflite, "float32")(
         model, dataset, mode="float32", id="convert_float32"
     )
-    baseline, _, _ = evaluate_baseline(
-        model, dataset, float_model=float_model, split=split, metric=metric
-    )
+    baseline, _, _ = evaluate_baseline(model, dataset, float_model=float_model, split=split)
     tflite_models = {}
     for mode in modes:
         tflite_models[mode] = (
@@ -89,12 +86,12 @@ def _compress_and_gate(
     sensitivity = None
     if sensitivity_mode is not None:
         sensitivity, _ = profile_sensitivity(model, dataset, mode=sensitivity_mode)
-    if max_accuracy_drop is not None:
+    if max_quality_drop is not None:
         tflite_models["mixed"], _, _ = _named(quantize_post_training, "mixed")(
             model,
             dataset,
             sensitivity=sensitivity,
-            max_accuracy_drop=max_accuracy_drop,
+            max_quality_drop=max_quality_drop,
             relative_drop=relative_drop,
             id="quantize_mixed",
         )
@@ -117,7 +114,7 @@ def _compress_and_gate(
     for name, tflite in tflite_models.items():
         candidates.append(
             _named(evaluate_tflite_model, name)(
-                tflite, dataset, split=split, name=name, metric=metric, id=f"evaluate_{name}"
+                tflite, dataset, split=split, name=name, id=f"evaluate_{name}"
             )
         )
         if benchmark_threads:
@@ -159,9 +156,13 @@ def compress_pipeline(
     scale: float = 1 / 255,
     offset: float = 0.0,
     allow_unsafe: bool = False,
+    task: str | None = None,
     metric: str | None = None,
+    higher_is_better: bool | None = None,
+    val_data: str | None = None,
+    validation_from: str = "test",
     sensitivity_mode: str | None = "fast",
-    max_accuracy_drop: float | None = 0.01,
+    max_quality_drop: float | None = 0.01,
     relative_drop: bool = False,
     qat: bool = False,
     qat_skip_layers: tuple[str, ...] = (),
@@ -175,14 +176,14 @@ def compress_pipeline(
     search_candidates: int = 1,
     search_time_budget_min: float | None = None,
     search_seed: int = 0,
-    search_executor: str = "inprocess",
+    search_executor: str | None = None,
 ) -> None:
     """load -> sensitivity -> convert / quantize / QAT / search -> evaluate, benchmark -> compare
     -> gate -> summary.
 
     Candidates: one per ``modes`` entry (step ids ``convert_<mode>``, ``evaluate_<mode>``,
     ``benchmark_<mode>``); ``mixed``, the accuracy-controlled int8 model with the fewest float
-    layers whose drop on the validation split is at most ``max_accuracy_drop``
+    layers whose drop on the validation split is at most ``max_quality_drop``
     (``quantize_mixed``; None skips it); and ``qat``, quantization-aware training converted to
     int8, when ``qat`` is set (``qat_skip_layers`` stay float; layers tfmot cannot annotate are
     skipped and listed). ``sensitivity_mode`` (``"fast"``, ``"exhaustive"`` or None) profiles the
@@ -193,21 +194,36 @@ def compress_pipeline(
     (without an accuracy target the gate allows at most 1 point lost). With ``stage`` and a
     ZenML model on the run, the best passing candidate's model version is promoted to that
     stage when it is no worse than the version there by more than ``champion_margin``.
-    ``metric`` names an extra ``(labels, outputs) -> float`` function, ``"module:function"``.
+    ``task`` and ``metric`` say what the model does and what judges it (inferred when None; a
+    user function ``"module:function"`` needs ``higher_is_better``); every quality figure, budget
+    and target is in that metric. Validation is ``val_data`` (or ``x_val`` in the data), else
+    held out from the test split (``validation_from="train"`` carves it from train).
     ``search_trials`` > 0 adds the architecture search and its best ``search_candidates``
     (at most 5) models as candidates ``search_1``, ...; other search options are set on the
     ``search_architecture`` step in the YAML config.
     """
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
-    dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
+    dataset = load_labeled_dataset(
+        data_source,
+        model=model,
+        scale=scale,
+        offset=offset,
+        task=task,
+        metric=metric,
+        higher_is_better=higher_is_better,
+        val_data=val_data,
+        validation_from=validation_from,
+        targets=targets,
+        budget=max_quality_drop,
+        relative_budget=relative_drop,
+    )
     _compress_and_gate(
         model,
         dataset,
         modes=modes,
         split=split,
-        metric=metric,
         sensitivity_mode=sensitivity_mode,
-        max_accuracy_drop=max_accuracy_drop,
+        max_quality_drop=max_quality_drop,
         relative_drop=relative_drop,
         qat=qat,
         qat_skip_layers=qat_skip_layers,
@@ -226,7 +242,7 @@ def compress_pipeline(
 
 
 def _search_parameters(
-    trials: int, candidates: int, time_budget_min: float | None, seed: int, executor: str
+    trials: int, candidates: int, time_budget_min: float | None, seed: int, executor: str | None
 ) -> dict[str, Any] | None:
     if trials <= 0:
         return None
@@ -251,11 +267,16 @@ def nas_pipeline(
     scale: float = 1 / 255,
     offset: float = 0.0,
     allow_unsafe: bool = False,
+    task: str | None = None,
+    metric: str | None = None,
+    higher_is_better: bool | None = None,
+    val_data: str | None = None,
+    validation_from: str = "test",
     max_trials: int = 30,
     candidates: int = 3,
     time_budget_min: float | None = None,
     seed: int = 0,
-    executor: str = "inprocess",
+    executor: str | None = None,
     benchmark_threads: tuple[int, ...] | None = (1,),
     targets: dict[str, Any] | None = None,
     stage: str | None = None,
@@ -268,18 +289,29 @@ def nas_pipeline(
 
     ``targets`` (:class:`zenml_quant.targets.Targets` fields) are both the search's targets and
     the gate's. Search options beyond these (fine-tuning, proposer, batch size, space
-    narrowing, ...) are set on the ``search_architecture`` step in a YAML config.
+    narrowing, ...) are set on the ``search_architecture`` step in a YAML config. ``task``,
+    ``metric``, ``val_data`` and ``validation_from`` as in :func:`compress_pipeline`.
     """
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
-    dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
+    dataset = load_labeled_dataset(
+        data_source,
+        model=model,
+        scale=scale,
+        offset=offset,
+        task=task,
+        metric=metric,
+        higher_is_better=higher_is_better,
+        val_data=val_data,
+        validation_from=validation_from,
+        targets=targets,
+    )
     _compress_and_gate(
         model,
         dataset,
         modes=(),
         split=split,
-        metric=None,
         sensitivity_mode=None,
-        max_accuracy_drop=None,
+        max_quality_drop=None,
         relative_drop=False,
         qat=False,
         benchmark_threads=benchmark_threads,
@@ -307,7 +339,7 @@ def build_retrain_and_compress(trainer: Any = train_demo_model_step) -> Any:
         scale: float = 1 / 255,
         offset: float = 0.0,
         sensitivity_mode: str | None = "fast",
-        max_accuracy_drop: float | None = 0.01,
+        max_quality_drop: float | None = 0.01,
         qat: bool = False,
         benchmark_threads: tuple[int, ...] | None = (1,),
         targets: dict[str, Any] | None = None,
@@ -330,9 +362,8 @@ def build_retrain_and_compress(trainer: Any = train_demo_model_step) -> Any:
             dataset,
             modes=modes,
             split=split,
-            metric=None,
             sensitivity_mode=sensitivity_mode,
-            max_accuracy_drop=max_accuracy_drop,
+            max_quality_drop=max_quality_drop,
             relative_drop=False,
             qat=qat,
             benchmark_threads=benchmark_threads,

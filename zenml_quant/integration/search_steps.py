@@ -23,6 +23,7 @@ from ..search.space import SpaceOptions
 from ..search.trial import EvaluationOptions
 from ..search.types import RewardOptions
 from ..targets import Targets
+from ..tasks import dataset_metric
 from ..types import LabeledDataset, TFLiteModel
 from ._runtime import STEP_SETTINGS, record_metadata
 from .materializers import (
@@ -51,7 +52,7 @@ def search_architecture(
     proposer: str = "controller",
     batch_size: int = 2,
     patience: int = 10,
-    executor: str = "inprocess",
+    executor: str | None = None,
     workers: int = 2,
     ray_address: str | None = None,
     fine_tune_epochs: int = 1,
@@ -74,21 +75,24 @@ def search_architecture(
 ]:
     """Edit ``model`` with the RNN controller (or ``proposer="random"``) until the targets hold.
 
-    ``targets`` holds :class:`zenml_quant.targets.Targets` fields: ``min_accuracy`` /
-    ``max_accuracy_drop`` (from the original's validation accuracy; by default at most 1 point
+    ``targets`` holds :class:`zenml_quant.targets.Targets` fields: ``min_quality`` /
+    ``max_quality_drop`` (from the original's validation accuracy; by default at most 1 point
     lost) and any of ``max_size_bytes``, ``max_latency_ms`` (p50, one thread, this machine),
     ``max_peak_memory_bytes``, ``max_energy_uj``. Nothing below the accuracy floor is returned
     or suggested: when no trial reaches it, the best model output is the original and the
     ``.tflite`` output a failed model saying so. ``executor`` runs ``batch_size`` candidates
     at a time: ``"inprocess"``, ``"process"`` (``workers`` processes, one TF thread each) or
-    ``"ray"`` (``ray_address``, or a local Ray). Outputs the full result (models of the best and
-    Pareto trials), the history, the Pareto suggestions, the best model and its ``.tflite``,
-    and an HTML report with the Pareto plot.
+    ``"ray"`` (``ray_address``, or a local Ray); by default (None) a model of
+    ``PROCESS_MIN_PARAMS`` (50,000) parameters or more runs its trials in worker processes, so
+    a native crash fails one trial instead of the step, and a smaller one in the step's
+    process (see :mod:`zenml_quant.search.executors.choice`). Outputs the full result (models
+    of the best and Pareto trials), the history, the Pareto suggestions, the best model and its
+    ``.tflite``, and an HTML report with the Pareto plot.
     """
-    goal = Targets.from_dict(targets)
+    goal = Targets.from_dict(targets, metric=dataset_metric(dataset))
     if goal.empty:
         raise InvalidOptionError(
-            "The search needs at least one target: set min_accuracy or max_accuracy_drop and a "
+            "The search needs at least one target: set min_quality or max_quality_drop and a "
             "resource limit such as max_size_bytes or max_latency_ms."
         )
     options = _loop.SearchOptions(
@@ -117,7 +121,9 @@ def search_architecture(
     kwargs: dict[str, Any] = {"workers": workers} if executor == "process" else {}
     if executor == "ray":
         kwargs = {"address": ray_address}
-    with _executors.make_executor(executor, **kwargs) as runner:
+    with _executors.resolve_executor(
+        executor, model, batch_size=batch_size, **kwargs
+    ) as runner:  # no executor named: the model's size picks it
         result = _loop.search_architecture(
             model, dataset, targets=goal, options=options, executor=runner
         )

@@ -24,6 +24,7 @@ from ..benchmark.types import BenchmarkResult
 from ..gate import GateDecision
 from ..html_page import render_html
 from ..targets import Targets
+from ..tasks import dataset_metric
 from ..types import (
     BaselineSummary,
     CandidateResult,
@@ -80,28 +81,58 @@ def load_labeled_dataset(
     model: Any = None,
     scale: float = 1 / 255,
     offset: float = 0.0,
-    validation_fraction: float = 0.1,
+    validation_fraction: float | None = None,
     seed: int = 0,
+    val_data: str | None = None,
+    validation_from: str = "test",
+    task: str | None = None,
+    metric: str | None = None,
+    higher_is_better: bool | None = None,
+    targets: dict[str, Any] | None = None,
+    budget: float | None = None,
+    relative_budget: bool = False,
 ) -> Annotated[LabeledDataset, "zq_dataset"]:
     """Load ``source`` (``"digits"``, ``.npz``, ``.csv`` or an image folder) and fit it to ``model``.
 
-    Integer features become ``x * scale + offset``. With a ``model``, a missing channel axis is
-    added and shapes and labels are checked against it.
+    Integer features become ``x * scale + offset``. Validation is ``x_val``/``y_val`` or
+    ``val_data`` when given, else held out from the test split (``validation_from="train"``
+    carves it from train instead, for a model that never saw its train split). With a
+    ``model``, a missing channel axis is added, shapes and labels are checked against it, and
+    the task and metric are settled (``task``/``metric`` or inferred; see
+    :func:`zenml_quant.conform.fit_to_model`), and ``targets`` (the run's
+    :class:`~zenml_quant.targets.Targets` fields) and the PTQ ``budget`` are checked in that
+    metric's units, so a target that cannot apply stops the run before any compression work.
     """
     source = source if source == "digits" else local_copy(source)
     data = _datasets.load_dataset(
-        source, scale=scale, offset=offset, validation_fraction=validation_fraction, seed=seed
+        source,
+        scale=scale,
+        offset=offset,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        val_data=None if val_data is None else local_copy(val_data),
+        validation_from=validation_from,  # type: ignore[arg-type]  # the loader checks it
+        label_kind="values" if task == "regression" else "auto",
     )
     if model is not None:
-        data = _conform.conform_to_model(
-            data, input_shape=_models.input_shape(model), num_classes=_models.num_outputs(model)
+        data = _conform.fit_to_model(
+            model, data, task=task, metric=metric, higher_is_better=higher_is_better
         )
+        if targets:
+            Targets.from_dict(targets, metric=dataset_metric(data))
+        if budget is not None:
+            Targets(
+                max_quality_drop=budget, relative_drop=relative_budget, metric=dataset_metric(data)
+            )
     record_metadata(
         {
             "train": len(data.y_train),
             "validation": len(data.y_val),
             "test": len(data.y_test),
+            "validation_source": data.validation_source,
             "classes": data.num_classes,
+            "task": data.task,
+            "metric": None if data.metric is None else data.metric["name"],
         }
     )
     return data
@@ -113,28 +144,26 @@ def evaluate_baseline(
     dataset: LabeledDataset,
     float_model: TFLiteModel | None = None,
     split: str = "test",
-    metric: str | None = None,
 ) -> tuple[
     Annotated[BaselineSummary, "zq_baseline"],
     Annotated[pd.DataFrame, "zq_layer_table"],
     Annotated[HTMLString, "zq_baseline_report"],
 ]:
-    """Accuracy, parameters, per-layer MACs and weight bytes, peak memory, float32 TFLite size.
-
-    ``metric`` optionally names an extra ``(labels, outputs) -> float`` function as
-    ``"package.module:function"``. ``float_model``, the output of a float32
-    :func:`convert_to_tflite`, spares a second conversion.
+    """Quality (the dataset's metric), parameters, per-layer MACs and weight bytes, peak memory,
+    float32 TFLite size. ``float_model``, the output of a float32 :func:`convert_to_tflite`,
+    spares a second conversion.
     """
     summary, layers = _baseline.profile_baseline(
         model,
         dataset,
         split=split,
-        metric_fn=_evaluate.resolve_metric(metric),
+        metric=dataset_metric(dataset),
         float_model=float_model,
     )
     record_metadata(
         {
-            "accuracy": summary.accuracy,
+            "metric": summary.metric,
+            "quality": summary.accuracy,
             "params": summary.params,
             "macs": summary.macs,
             "peak_activation_bytes": summary.peak_activation_bytes,
@@ -188,11 +217,9 @@ def evaluate_tflite_model(
     num_threads: int = 1,
     latency_runs: int = 200,
     name: str | None = None,
-    metric: str | None = None,
 ) -> Annotated[CandidateResult, ArtifactConfig(name="zq_evaluation_{candidate}")]:
-    """Accuracy on ``split`` with ai-edge-litert, and median batch-1 latency at ``num_threads``.
-
-    ``metric`` as in :func:`evaluate_baseline`. The output is ``zq_evaluation_<candidate>``.
+    """Quality (the dataset's metric) on ``split`` with ai-edge-litert, and median batch-1
+    latency at ``num_threads``. The output is ``zq_evaluation_<candidate>``.
     """
     result = _evaluate.evaluate_candidate(
         tflite_model,
@@ -201,11 +228,12 @@ def evaluate_tflite_model(
         split=split,
         num_threads=num_threads,
         latency_runs=latency_runs,
-        metric_fn=_evaluate.resolve_metric(metric),
+        metric=dataset_metric(dataset),
     )
     record_metadata(
         {
-            "accuracy": result.accuracy,
+            "metric": result.metric,
+            "quality": result.accuracy,
             "size_bytes": result.size_bytes,
             "latency_ms_p50": result.latency_ms_p50,
             "threads": result.threads,
@@ -293,7 +321,7 @@ def quantize_post_training(
     mode: str = "int8",
     float_layers: list[str] | None = None,
     float_layer_types: list[str] | None = None,
-    max_accuracy_drop: float | None = None,
+    max_quality_drop: float | None = None,
     relative_drop: bool = False,
     search: str = "greedy",
     max_float_layers: int | None = None,
@@ -308,7 +336,7 @@ def quantize_post_training(
 ]:
     """Post-training quantization: a plain ``mode``, int8 with float layers, or a budget.
 
-    ``max_accuracy_drop`` (accuracy units: 0.005 is half a point; a fraction of the float
+    ``max_quality_drop`` (accuracy units: 0.005 is half a point; a fraction of the float
     accuracy with ``relative_drop``) turns on accuracy control on ``split``: the fewest layers
     kept in float, most sensitive first (from ``sensitivity``, the output of
     :func:`profile_sensitivity`, else a fast profile). A budget that cannot be met gives the
@@ -322,8 +350,12 @@ def quantize_post_training(
         float_layers=float_layers or (),
         float_layer_types=float_layer_types or (),
         budget=None
-        if max_accuracy_drop is None
-        else Targets(max_accuracy_drop=max_accuracy_drop, relative_drop=relative_drop),
+        if max_quality_drop is None
+        else Targets(
+            max_quality_drop=max_quality_drop,
+            relative_drop=relative_drop,
+            metric=dataset_metric(dataset),
+        ),
         ranking=None if sensitivity is None else list(sensitivity["layer"]),
         search=search,
         max_float_layers=max_float_layers,

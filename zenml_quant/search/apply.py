@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidOptionError
+from ..tasks import dataset_task
 from ..types import LabeledDataset
 from .edits import EditPlan
 from .finetune import FineTuneOptions, fine_tune, outputs_are_logits
@@ -72,5 +73,6 @@ def apply_plan(
         fine_tune_options,
         teacher_logits=teacher,
         seed=seed,
+        task=dataset_task(dataset),
     )
     return edited

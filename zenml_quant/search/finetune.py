@@ -10,7 +10,7 @@ import numpy as np
 
 from .._compat import tf, tf_keras
 from ..errors import InvalidOptionError
-from ..qat import loss_for
+from ..training import training_data
 
 __all__ = ["FineTuneOptions", "fine_tune", "outputs_are_logits"]
 
@@ -90,11 +90,14 @@ def fine_tune(
     teacher_logits: np.ndarray | None = None,
     seed: int = 0,
     on_batch: Callable[[int, int], None] | None = None,
+    task: str = "classification",
 ) -> list[float]:
     """Fine-tune ``model`` in place; returns the loss per epoch (empty when ``epochs`` is 0).
 
     ``teacher_logits`` (the original model's logits, or log-probabilities, on ``x``) is needed
-    when ``options.distill`` is set. ``on_batch(done, total)`` is called after every batch
+    when ``options.distill`` is set. Without distillation the model trains on the targets its
+    ``task`` needs (:func:`zenml_quant.training.training_data`: class indices, float targets,
+    or, for an autoencoder, its normal inputs). ``on_batch(done, total)`` is called after every batch
     (an exception it raises stops the fine-tuning and is passed on).
     """
     if options.epochs == 0:
@@ -110,7 +113,8 @@ def fine_tune(
         targets = np.concatenate([y.reshape(-1, 1).astype(np.float32), teacher_logits], axis=1)
         loss = _distill_loss(options.temperature, options.alpha, outputs_are_logits(model))
     else:
-        targets, loss = y, loss_for(model)
+        shaped = training_data(model, task, x, y, x[:1], y[:1])
+        x, targets, loss = shaped.x_train, shaped.y_train, shaped.loss
     model.compile(optimizer=optimizer, loss=loss)
     rng = np.random.default_rng(seed)
     batch, steps = options.batch_size, options.steps_per_epoch

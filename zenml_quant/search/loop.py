@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidDatasetError, InvalidOptionError
+from ..tasks import dataset_metric, dataset_task
 from ..types import LabeledDataset, TFLiteModel
 from .apply import plan_meta
 from .edits import EditPlan
-from .executors import InProcessExecutor, TrialExecutor
+from .executors import TrialExecutor, default_executor
 from .finetune import outputs_are_logits
-from .pareto import pareto_front
+from .pareto import objectives, pareto_front
 from .proposers import ControllerRNN, Proposal, Proposer, RandomSearch
 from .report import history_frame, pareto_svg, search_html, suggestions_frame
 from .reward import meets_targets, missed_targets, reward
@@ -230,11 +231,16 @@ def search_architecture(
 
     The original model is measured first (trial 0: converted the same way, not fine-tuned);
     then ``options.batch_size`` candidates at a time are proposed, evaluated by ``executor``
-    (default: in this process), rewarded and told back to the proposer. ``progress`` is called
-    after every trial.
+    (default: :func:`~.executors.default_executor`, which runs the trials of a model of
+    :data:`~.executors.PROCESS_MIN_PARAMS` parameters or more in a worker process, so that a
+    native crash fails that trial only, and smaller models' trials in this process), rewarded
+    and told back to the proposer. ``progress`` is called after every trial. Quality is the
+    dataset's metric; targets in another metric are read in the dataset's.
     """
     options = options or SearchOptions()
     _check_data(model, dataset)
+    if targets.metric != dataset_metric(dataset):
+        targets = targets.with_metric(dataset_metric(dataset))
     space = SearchSpace(model, options.space)
     if not space.positions:
         raise InvalidOptionError(
@@ -245,7 +251,7 @@ def search_architecture(
     proposer = proposer or make_proposer(space, options)
     context = _context(model, dataset, options)
     own_executor = executor is None
-    executor = executor or InProcessExecutor()
+    executor = executor or default_executor(model, batch_size=options.batch_size)
     executor.start(evaluate_trial, context, on_error=lambda task, msg: failed_outcome(task, msg))
     start = time.perf_counter()
     try:
@@ -295,6 +301,8 @@ def _context(model: Any, dataset: LabeledDataset, options: SearchOptions) -> Sea
         options=options.evaluation,
         space_options=options.space,
         teacher_logits=teacher,
+        task=dataset_task(dataset),
+        metric=dataset_metric(dataset).to_dict(),
     )
 
 
@@ -355,13 +363,19 @@ class _Books:
 
     def _usable(self, record: TrialRecord) -> bool:
         """At or above the accuracy floor: the only records returned or suggested."""
-        return record.ok and self.targets.accuracy_met(
-            self.original_accuracy, record.accuracy or 0.0
+        return (
+            record.ok
+            and record.accuracy is not None
+            and self.targets.quality_met(self.original_accuracy, record.accuracy)
         )
 
     def _prune(self) -> None:
         """Keep models only for the best and the current Pareto trials (memory stays bounded)."""
-        keep = set(pareto_front([r for r in self.records[1:] if self._usable(r)]))
+        keep = set(
+            pareto_front(
+                [r for r in self.records[1:] if self._usable(r)], objectives(self.targets.metric)
+            )
+        )
         if self.best is not None:
             keep.add(self.best.trial)
         for trial in list(self.models):
@@ -481,9 +495,9 @@ def _result(books: _Books, stop_reason: str, seconds: float) -> SearchResult:
     # model at chance accuracy is on the raw front but is no suggestion.
     # Nothing below the accuracy floor (the user's, or 1 point below the original by default)
     # is returned or suggested, whatever its size: a tiny model at chance accuracy is no result.
-    floor = books.targets.accuracy_floor(books.original_accuracy)
+    floor = books.targets.quality_floor(books.original_accuracy)
     usable = [r for r in trials if books._usable(r)]
-    pareto = tuple(pareto_front(usable))
+    pareto = tuple(pareto_front(usable, objectives(books.targets.metric)))
     by_trial = {r.trial: r for r in trials}
     suggestions = tuple(suggestion_of(by_trial[t]) for t in pareto)
     notes: list[str] = []
@@ -492,7 +506,8 @@ def _result(books: _Books, stop_reason: str, seconds: float) -> SearchResult:
         best = None  # _beats prefers usable records: none exists
         if trials:
             notes.append(
-                f"No candidate reached the accuracy floor {100 * floor:.2f} % "
+                f"No candidate reached the {books.targets.metric.label} floor "
+                f"{books.targets.metric.format(floor)} "
                 f"({books.targets.describe_quality()}): nothing is returned or suggested."
             )
     if best is not None and not best.meets_targets:

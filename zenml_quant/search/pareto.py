@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import InvalidOptionError
+from ..metrics import Metric
 from .types import TrialRecord
 
-__all__ = ["DEFAULT_OBJECTIVES", "OBJECTIVE_FIGURES", "dominates", "pareto_front"]
+__all__ = ["DEFAULT_OBJECTIVES", "OBJECTIVE_FIGURES", "dominates", "objectives", "pareto_front"]
 
 #: ``(figure, "max" | "min")`` pairs :func:`pareto_front` trades off by default.
 DEFAULT_OBJECTIVES: tuple[tuple[str, str], ...] = (
@@ -17,6 +18,15 @@ DEFAULT_OBJECTIVES: tuple[tuple[str, str], ...] = (
     ("size_bytes", "min"),
     ("latency_ms", "min"),
 )
+
+
+def objectives(metric: Metric) -> tuple[tuple[str, str], ...]:
+    """:data:`DEFAULT_OBJECTIVES` with the quality figure in ``metric``'s direction (an error
+    such as MAE is minimised)."""
+    way = "max" if metric.higher_is_better else "min"
+    return (("accuracy", way), *DEFAULT_OBJECTIVES[1:])
+
+
 #: The :class:`TrialRecord` figures an objective may name.
 OBJECTIVE_FIGURES = (
     "accuracy",

@@ -206,8 +206,8 @@ def _floor(
     if original_accuracy is None and original is not None:
         original_accuracy = original.accuracy
     if original_accuracy is None:  # a drop target needs the original's accuracy
-        return None if targets.min_accuracy is None else float(targets.min_accuracy)
-    return targets.accuracy_floor(float(original_accuracy))
+        return None if targets.min_quality is None else float(targets.min_quality)
+    return targets.quality_floor(float(original_accuracy))
 
 
 def _panel(
@@ -323,7 +323,7 @@ def pareto_svg(
     Successful trials are grey dots, the Pareto trials blue (labelled ``#trial``) with a step
     line along each panel's trade-off, the original model a black star; failed trials are not
     drawn. Targets are dashed red lines: the size and latency limits vertical, the accuracy
-    floor (``targets.accuracy_floor(original_accuracy)``, with ``original.accuracy`` when
+    floor (``targets.quality_floor(original_accuracy)``, with ``original.accuracy`` when
     ``original_accuracy`` is None) horizontal. Text stays SVG text, so labels are searchable.
 
     Each point group has an SVG id: ``pareto-size_bytes``/``pareto-latency_ms`` (Pareto
@@ -409,7 +409,7 @@ def _describe_targets(targets: Targets, floor: float | None) -> str:
     parts = []
     if floor is not None:
         parts.append(f"accuracy ≥ {100 * floor:.2f} %")
-    elif targets.min_accuracy is not None or targets.max_accuracy_drop is not None:
+    elif targets.min_quality is not None or targets.max_quality_drop is not None:
         parts.append("an accuracy floor (needs the original accuracy)")
     if targets.max_size_bytes is not None:
         parts.append(f"size ≤ {targets.max_size_bytes / _KB:,.1f} KB")

@@ -21,8 +21,13 @@ Three modes (:class:`RewardOptions`):
   reference, so a candidate exactly at its target scores its plain accuracy. Each factor is
   clamped to ``[0, 2]`` so a zero cost or an absurd one stays finite.
 
-In the soft and forgiving modes an accuracy below the floor (:meth:`Targets.accuracy_floor`)
+In the soft and forgiving modes an accuracy below the floor (:meth:`Targets.quality_floor`)
 multiplies the reward by ``(accuracy/floor) ** accuracy_penalty``.
+
+"Accuracy" above is the targets' metric made a positive "goodness", higher is better: an
+accuracy or AUC as it is; an error ``e`` (MAE, RMSE, ...) as ``1 / (1 + e / e0)`` against the
+original's ``e0`` (0.5 at the original, 1 for a perfect model); any other higher-is-better
+value ``v`` (R², a user function) as ``exp(v - v0)`` (1 at the original).
 
 Missing figures: a missing (None or NaN) accuracy makes the reward 0 in every mode (the trial
 cannot be judged). A set resource target whose figure is missing cannot be checked, so it
@@ -36,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
+from ..metrics import Metric
 from .types import RewardOptions, Targets
 
 __all__ = ["meets_targets", "missed_targets", "reward"]
@@ -90,6 +96,16 @@ def _forgiving_factor(measured: float | None, limit: float, options: RewardOptio
     return min(max(factor, 0.0), _FORGIVING_MAX)
 
 
+def goodness(metric: Metric, value: float, original: float) -> float:
+    """``value`` of ``metric`` as a positive score, higher is better (see the module docstring)."""
+    if metric.fraction and metric.higher_is_better:
+        return max(value, 0.0)
+    if not metric.higher_is_better:
+        scale = abs(original) if original else 1.0
+        return 1.0 / (1.0 + max(value, 0.0) / scale)
+    return math.exp(min(value - original, 50.0))  # capped: exp() of a huge gain overflows
+
+
 def reward(
     figures: Mapping[str, float | None],
     targets: Targets,
@@ -99,17 +115,18 @@ def reward(
     """The trial's reward (>= 0; see the module docstring for the three modes).
 
     ``original_accuracy`` is the original model's validation accuracy, from which a
-    ``max_accuracy_drop`` target gets its floor. ``options`` defaults to ``RewardOptions()``
+    ``max_quality_drop`` target gets its floor. ``options`` defaults to ``RewardOptions()``
     (soft, penalty 1, accuracy penalty 10).
     """
     options = options if options is not None else RewardOptions()
-    accuracy = _number(figures.get("accuracy"))
-    if accuracy is None:
+    raw = _number(figures.get("accuracy"))
+    if raw is None:
         return 0.0
-    accuracy = max(accuracy, 0.0)
+    metric = targets.metric
+    accuracy = goodness(metric, raw, original_accuracy)
     limits = targets.resource_limits()
     measured = {name: _number(figures.get(name)) for name in limits}
-    floor = targets.accuracy_floor(original_accuracy)
+    floor = goodness(metric, targets.quality_floor(original_accuracy), original_accuracy)
 
     if options.mode == "hard":
         return accuracy if meets_targets(figures, targets, original_accuracy) else 0.0
@@ -120,7 +137,7 @@ def reward(
             value *= _soft_factor(measured[name], limit, options.penalty)
         else:
             value *= _forgiving_factor(measured[name], limit, options)
-    if floor is not None and accuracy < floor - _EPS:
+    if accuracy < floor - _EPS and floor > 0:
         value *= (accuracy / floor) ** options.accuracy_penalty
     return float(value)
 
@@ -134,13 +151,15 @@ def missed_targets(
     (target 2.5 ms)"``.
     """
     missed: list[str] = []
-    floor = targets.accuracy_floor(original_accuracy)
-    if floor is not None:
-        accuracy = _number(figures.get("accuracy"))
-        if accuracy is None:
-            missed.append(f"accuracy not measured (floor {_pct(floor)})")
-        elif accuracy < floor - _EPS:
-            missed.append(f"accuracy {_pair(accuracy, floor, _pct, '<')}")
+    metric = targets.metric
+    floor = targets.quality_floor(original_accuracy)
+    accuracy = _number(figures.get("accuracy"))
+    if accuracy is None:
+        missed.append(f"{metric.label} not measured (floor {metric.format(floor)})")
+    elif not metric.at_least_as_good(accuracy, floor):
+        fmt = _pct if metric.fraction else metric.format
+        sign = "<" if metric.higher_is_better else ">"
+        missed.append(f"{metric.label} {_pair(accuracy, floor, fmt, sign)}")
     for name, limit in targets.resource_limits().items():
         value = _number(figures.get(name))
         fmt = _bytes if name.endswith("_bytes") else _ms if name == "latency_ms" else _uj

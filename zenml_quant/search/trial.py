@@ -23,8 +23,8 @@ from .._compat import is_keras3_model, tf
 from ..benchmark import BenchmarkOptions, LocalBenchmarker
 from ..convert import convert_model
 from ..errors import InvalidOptionError
-from ..evaluate import accuracy_from_outputs
 from ..interpreter import run_tflite
+from ..metrics import metric_from_dict
 from ..models import load_model
 from ..selective import convert_selective
 from ..types import ConversionOptions
@@ -99,6 +99,9 @@ class SearchContext:
     space_options: SpaceOptions
     teacher_logits: np.ndarray | None = field(default=None, repr=False)
     keep_models: bool = True
+    #: The task and metric (:meth:`Metric.to_dict`) candidates are trained and scored by.
+    task: str = "classification"
+    metric: dict[str, Any] | None = None
 
 
 class Cancelled(BaseException):
@@ -199,6 +202,7 @@ def _evaluate(
             teacher_logits=context.teacher_logits,
             seed=task.seed,
             on_batch=lambda done, total: progress("fine-tuning", done / total),
+            task=context.task,
         )
     if (losses and not np.isfinite(losses[-1])) or not _finite_weights(edited):
         return failed_outcome(
@@ -207,13 +211,15 @@ def _evaluate(
             time.perf_counter() - start,
         )
     progress("evaluating", None)
-    keras_accuracy = accuracy_from_outputs(_outputs(edited, context.x_val), context.y_val)
+    metric = metric_from_dict(context.metric)
+    x_val, y_val = context.x_val, context.y_val
+    keras_accuracy = metric.score(_outputs(edited, x_val), y_val, x_val)
     progress("converting", None)
     tflite = _convert(edited, task, context)
     if tflite.error:
         return failed_outcome(task, tflite.error, time.perf_counter() - start)
     progress("evaluating", None)
-    accuracy = accuracy_from_outputs(run_tflite(tflite, context.x_val), context.y_val)
+    accuracy = metric.score(run_tflite(tflite, x_val), y_val, x_val)
     latency = None
     if options.measure_latency:
         progress("benchmarking", None)

@@ -34,6 +34,7 @@ from ..search.trial import (
 )
 from ..search.types import Targets, TrialTask
 from ..summary import RunSummary
+from ..tasks import dataset_metric, dataset_task
 from ..types import LabeledDataset
 
 __all__ = ["MODES", "Evaluation", "Studio", "Suggestion"]
@@ -167,7 +168,7 @@ class Studio:
         """One row per set target: ``target``, ``limit``, ``value``, ``met``."""
         rows: list[dict[str, Any]] = []
         original = self._original_accuracy()
-        floor = self.targets.accuracy_floor(original) if original is not None else None
+        floor = self.targets.quality_floor(original) if original is not None else None
         if floor is not None:
             value = figures.get("accuracy")
             rows.append(
@@ -299,6 +300,8 @@ class Studio:
             y_val=self.dataset.y_val,
             options=options,
             space_options=self.space.options,
+            task=dataset_task(self.dataset),
+            metric=dataset_metric(self.dataset).to_dict(),
         )
 
     def _original_accuracy(self) -> float | None:

@@ -15,6 +15,7 @@ import click
 
 from ..._validate import check_integer, check_number, check_writable_dir, check_writable_file
 from ...errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
+from ...metrics import METRICS, TASK_METRICS, UNSETTLED, Metric, get_metric
 from ...model_file import layer_names, read_model_config
 from ...targets import Targets
 from ...types import MODES
@@ -58,9 +59,13 @@ COMPRESS_PARAMETERS = (
     "scale",
     "offset",
     "allow_unsafe",
+    "task",
     "metric",
+    "higher_is_better",
+    "val_data",
+    "validation_from",
     "sensitivity_mode",
-    "max_accuracy_drop",
+    "max_quality_drop",
     "relative_drop",
     "qat",
     "qat_skip_layers",
@@ -83,6 +88,11 @@ NAS_PARAMETERS = (
     "scale",
     "offset",
     "allow_unsafe",
+    "task",
+    "metric",
+    "higher_is_better",
+    "val_data",
+    "validation_from",
     "max_trials",
     "candidates",
     "time_budget_min",
@@ -103,7 +113,7 @@ RETRAIN_PARAMETERS = (
     "scale",
     "offset",
     "sensitivity_mode",
-    "max_accuracy_drop",
+    "max_quality_drop",
     "qat",
     "benchmark_threads",
     "targets",
@@ -209,36 +219,64 @@ def check_layer_names(option: str, names: Iterable[str], config: dict[str, Any] 
         )
 
 
-def check_data(source: str, *, scale: float | None, offset: float | None) -> None:
-    """The data source exists and loads into usable splits (several classes, finite values).
-
-    Loading takes a moment (numpy, pandas, no TensorFlow), and saves a whole pipeline run that
-    would fail at its first step.
-    """
+def _check_source(option: str, source: str) -> None:
     if source != "digits" and not _URI.match(source):
         target = Path(source).expanduser()
         if not target.exists():
             raise usage_error(
-                "--data",
+                option,
                 f"no data at {source!r}",
                 'give an .npz, a .csv, an image folder, or "digits"',
             )
         if target.is_file() and target.suffix.lower() not in _DATA_SUFFIXES:
             raise usage_error(
-                "--data",
+                option,
                 f"{source!r} is not an .npz or .csv file",
                 'give an .npz (Keras keys), a .csv with a label column, an image folder, or "digits"',
             )
-    if _URI.match(source):
+
+
+def check_data(
+    source: str,
+    *,
+    scale: float | None,
+    offset: float | None,
+    val_data: str | None = None,
+    validation_from: str | None = None,
+    task: str | None = None,
+) -> None:
+    """The data source (and ``--val-data``) exist and load into usable splits (finite values,
+    validation and test apart).
+
+    Loading takes a moment (numpy, pandas, no TensorFlow), and saves a whole pipeline run that
+    would fail at its first step.
+    """
+    _check_source("--data", source)
+    if val_data is not None:
+        _check_source("--val-data", val_data)
+    if _URI.match(source) or (val_data is not None and _URI.match(val_data)):
         return
     from ... import datasets
 
     try:
-        datasets.load_dataset(
+        data = datasets.load_dataset(
             source,
             scale=1 / 255 if scale is None else scale,
             offset=0.0 if offset is None else offset,
+            val_data=val_data,
+            validation_from="train" if validation_from == "train" else "test",
+            label_kind="values" if task == "regression" else "auto",
         )
+        if data.has_classes and task not in ("regression", "reconstruction"):
+            try:
+                datasets.check_classes(data)
+            except InvalidDatasetError as exc:
+                if task is None:  # an autoencoder's normal-only data is fine
+                    raise InvalidDatasetError(
+                        f"{exc} (For an autoencoder trained on normal data only, pass --task "
+                        "reconstruction.)"
+                    ) from None
+                raise
     except (InvalidDatasetError, InvalidOptionError) as exc:
         raise click.UsageError(f"--data: {' '.join(str(exc).split())}") from None
 
@@ -254,12 +292,32 @@ def check_outputs(output_dir: str | None, json_path: str | None) -> None:
         raise click.UsageError(str(exc)) from None
 
 
-def check_metric(metric: str | None) -> None:
-    if metric is not None and not _METRIC.match(metric):
+def check_metric(task: str | None, metric: str | None, higher_is_better: bool | None) -> None:
+    """``--metric`` is a known metric (of ``--task``, when given) or an importable function
+    with its direction; ``--higher-is-better``/``--lower-is-better`` only go with a function."""
+    if metric is None:
+        if higher_is_better is not None:
+            raise usage_error(
+                "--higher-is-better/--lower-is-better",
+                "they give the direction of a --metric function, and none was given",
+                'add --metric "package.module:function" or drop the flag',
+            )
+        return
+    if ":" in metric and not _METRIC.match(metric):
         raise usage_error(
             "--metric",
             f"{metric!r} is not a function reference",
             'write it as "package.module:function"',
+        )
+    try:
+        chosen = get_metric(metric, higher_is_better=higher_is_better)
+    except InvalidOptionError as exc:
+        raise click.UsageError(f"--metric: {exc}") from None
+    if task is not None and chosen.spec is None and chosen.name not in TASK_METRICS[task]:
+        raise usage_error(
+            "--metric",
+            f"{metric} does not score a {task} model",
+            f"use one of {', '.join(TASK_METRICS[task])}",
         )
 
 
@@ -275,16 +333,54 @@ def check_cron(cron: str | None) -> None:
         )
 
 
+def cli_metric(task: str | None, metric: str | None, higher_is_better: bool | None) -> Metric:
+    """The metric the flags name (``--metric``, else ``--task``'s first), or
+    :data:`~zenml_quant.metrics.UNSETTLED` when the run will infer it."""
+    if metric is not None:
+        return get_metric(metric, higher_is_better=higher_is_better)
+    if task is not None:
+        return get_metric(TASK_METRICS[task][0])
+    return UNSETTLED
+
+
 def targets_from_flags(
     *,
     max_size_kb: float | None = None,
     max_peak_memory_kb: float | None = None,
     max_latency_ms: float | None = None,
+    max_quality_drop: float | None = None,
+    min_quality: float | None = None,
     max_accuracy_drop: float | None = None,
     min_accuracy: float | None = None,
     threads: int = 1,
+    metric: Metric | None = None,
 ) -> Targets:
-    """The :class:`Targets` of the target flags (KB are 1000 bytes), checked as they are made."""
+    """The :class:`Targets` of the target flags (KB are 1000 bytes), checked as they are made.
+
+    ``--min-accuracy``/``--max-accuracy-drop`` are the classification spellings of
+    ``--min-quality``/``--max-quality-drop``: checked as accuracies (in [0, 1]). The quality
+    spellings are checked in ``metric``'s units when it is known, else for sign and finiteness
+    only (the run checks them again once it has read the model and settled the metric).
+    """
+    metric = metric or UNSETTLED
+    for quality, accuracy in (
+        (("--max-quality-drop", max_quality_drop), ("--max-accuracy-drop", max_accuracy_drop)),
+        (("--min-quality", min_quality), ("--min-accuracy", min_accuracy)),
+    ):
+        if quality[1] is not None and accuracy[1] is not None:
+            raise usage_error(
+                accuracy[0], f"it is another spelling of {quality[0]}", "give only one of them"
+            )
+    if min_accuracy is not None or max_accuracy_drop is not None:
+        if metric is UNSETTLED:
+            metric = METRICS["top1"]
+        elif not metric.fraction:
+            option = "--min-accuracy" if min_accuracy is not None else "--max-accuracy-drop"
+            raise usage_error(
+                option,
+                f"the metric is {metric.name}, not an accuracy",
+                "use --min-quality / --max-quality-drop in its units",
+            )
     flags = {
         "max_size_bytes": ("--max-size-kb", max_size_kb),
         "max_peak_memory_bytes": ("--max-peak-memory-kb", max_peak_memory_kb),
@@ -294,16 +390,22 @@ def targets_from_flags(
         checked = number(option, value, minimum=0, min_inclusive=False)
         if checked is not None:
             values[field] = checked * 1000
+    drop = ("--max-accuracy-drop", max_accuracy_drop)
+    if max_quality_drop is not None:
+        drop = ("--max-quality-drop", max_quality_drop)
+    floor = ("--min-accuracy", min_accuracy)
+    if min_quality is not None:
+        floor = ("--min-quality", min_quality)
     others = {
         "max_latency_ms": ("--max-latency-ms", max_latency_ms),
-        "max_accuracy_drop": ("--max-accuracy-drop", max_accuracy_drop),
-        "min_accuracy": ("--min-accuracy", min_accuracy),
+        "max_quality_drop": drop,
+        "min_quality": floor,
     }
     for field, (_option, value) in others.items():
         if value is not None:
             values[field] = value
     try:
-        return Targets(**values, latency_threads=threads)
+        return Targets(**values, latency_threads=threads, metric=metric)
     except InvalidOptionError as exc:
         option = next((o for f, (o, _) in others.items() if f in str(exc)), "targets")
         raise _reword(option, exc) from None
@@ -446,14 +548,15 @@ def parameter_checks() -> dict[str, Any]:
 
     def drop(value: Any) -> None:
         if value is not None:
-            number("max_accuracy_drop", value, minimum=0, maximum=1, max_inclusive=False)
+            # In the metric's units, which only the run knows: it checks the upper bound.
+            number("max_quality_drop", value, minimum=0)
 
     def targets(value: Any) -> None:
         if value is not None and not isinstance(value, dict):
             raise click.UsageError(
                 f"{value!r}: give a mapping of targets, e.g. max_size_bytes: 50000"
             )
-        Targets.from_dict(value)
+        Targets.from_dict(value, metric=UNSETTLED)
 
     def sensitivity(value: Any) -> None:
         if value not in ("fast", "exhaustive", None):
@@ -480,7 +583,7 @@ def parameter_checks() -> dict[str, Any]:
         "epochs": count(1, 10_000),
         "modes": modes,
         "benchmark_threads": threads,
-        "max_accuracy_drop": drop,
+        "max_quality_drop": drop,
         "targets": targets,
         "sensitivity_mode": sensitivity,
         "stage": stage,

@@ -11,7 +11,14 @@ import click
 
 from ...types import MODES
 from . import checks
-from .options import data_options, model_options, output_options, promotion_options, target_options
+from .options import (
+    data_options,
+    model_options,
+    output_options,
+    promotion_options,
+    target_options,
+    task_options,
+)
 from .running import (
     find_output,
     print_gate,
@@ -59,22 +66,23 @@ def _finish(run: Any, model_path: str, output_dir: str, json_path: str | None) -
     help="Conversion mode; repeat for several [float32, int8].",
 )
 @click.option(
-    "--metric",
-    default=None,
-    help='Extra metric "package.module:function" taking (labels, outputs) -> float.',
-)
-@click.option(
     "--sensitivity",
     type=click.Choice(["fast", "exhaustive", "off"]),
     default=None,
     help="Per-layer int8 sensitivity profiling [fast].",
 )
 @click.option(
+    "--quality-budget",
+    type=float,
+    default=None,
+    help="How much worse than the float model the mixed int8 candidate may be on validation, "
+    "in the metric's units [0.01].",
+)
+@click.option(
     "--accuracy-budget",
     type=float,
     default=None,
-    help="Accuracy drop the mixed int8 candidate may cost on validation, in [0, 1): 0.005 = "
-    "half a point [0.01].",
+    help="--quality-budget for accuracy, in [0, 1): 0.005 = half a point.",
 )
 @click.option(
     "--relative-budget", is_flag=True, help="--accuracy-budget is a fraction of the float accuracy."
@@ -95,6 +103,7 @@ def _finish(run: Any, model_path: str, output_dir: str, json_path: str | None) -
     multiple=True,
     help="Benchmark thread count; repeat to sweep [1]. The latency target reads the first.",
 )
+@task_options()
 @target_options()
 @promotion_options()
 @output_options()
@@ -106,8 +115,13 @@ def compress(
     offset: float | None,
     modes: tuple[str, ...],
     allow_unsafe: bool,
+    task: str | None,
     metric: str | None,
+    higher_is_better: bool | None,
+    val_data: str | None,
+    validation_from: str | None,
     sensitivity: str | None,
+    quality_budget: float | None,
     accuracy_budget: float | None,
     relative_budget: bool,
     no_mixed: bool,
@@ -117,7 +131,9 @@ def compress(
     max_size_kb: float | None,
     max_peak_memory_kb: float | None,
     max_latency_ms: float | None,
+    max_quality_drop: float | None,
     max_accuracy_drop: float | None,
+    min_quality: float | None,
     min_accuracy: float | None,
     stage: str | None,
     model_name: str | None,
@@ -132,8 +148,22 @@ def compress(
     checks.number("--offset", offset)
     checks.check_modes(modes)
     checks.check_threads(benchmark_threads)
-    checks.check_metric(metric)
+    checks.check_metric(task, metric, higher_is_better)
+    if quality_budget is not None and accuracy_budget is not None:
+        raise checks.usage_error(
+            "--accuracy-budget", "it is another spelling of --quality-budget", "give only one"
+        )
     checks.number("--accuracy-budget", accuracy_budget, minimum=0, maximum=1, max_inclusive=False)
+    fraction = relative_budget or checks.cli_metric(task, metric, higher_is_better).fraction
+    checks.number(
+        "--quality-budget",
+        quality_budget,
+        minimum=0,
+        maximum=1 if fraction else None,
+        max_inclusive=False,
+    )
+    if quality_budget is not None:
+        accuracy_budget = quality_budget
     if no_mixed and (accuracy_budget is not None or relative_budget):
         raise checks.usage_error(
             "--no-mixed", "it contradicts --accuracy-budget/--relative-budget", "drop one of them"
@@ -144,8 +174,11 @@ def compress(
         max_size_kb=max_size_kb,
         max_peak_memory_kb=max_peak_memory_kb,
         max_latency_ms=max_latency_ms,
+        max_quality_drop=max_quality_drop,
+        min_quality=min_quality,
         max_accuracy_drop=max_accuracy_drop,
         min_accuracy=min_accuracy,
+        metric=checks.cli_metric(task, metric, higher_is_better),
         threads=benchmark_threads[0] if benchmark_threads else 1,
     )
     checks.check_promotion(stage, champion_margin, replace_unreadable_champion)
@@ -158,9 +191,13 @@ def compress(
         "scale": scale,
         "offset": offset,
         "modes": tuple(modes) or None,
+        "task": task,
         "metric": metric,
+        "higher_is_better": higher_is_better,
+        "val_data": val_data,
+        "validation_from": validation_from,
         "sensitivity_mode": sensitivity,
-        "max_accuracy_drop": accuracy_budget,
+        "max_quality_drop": accuracy_budget,
         "benchmark_threads": tuple(benchmark_threads) or None,
         "stage": stage,
         "champion_margin": champion_margin,
@@ -176,7 +213,7 @@ def compress(
     }
     overrides.update({k: True for k, v in flags.items() if v})
     if no_mixed:
-        overrides["max_accuracy_drop"] = None
+        overrides["max_quality_drop"] = None
     if qat_skip:
         overrides["qat_skip_layers"] = tuple(qat_skip)
     if not targets.empty or benchmark_threads:
@@ -189,7 +226,14 @@ def compress(
     )
     model_config = checks.check_model_path(model_path)
     checks.check_layer_names("--qat-skip", qat_skip, model_config)
-    checks.check_data(data_source, scale=scale, offset=offset)
+    checks.check_data(
+        data_source,
+        scale=scale,
+        offset=offset,
+        val_data=val_data,
+        validation_from=validation_from,
+        task=task,
+    )
 
     # The CLI reports a failed gate itself, after writing the summary that says why.
     overrides["raise_on_fail"] = False

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-__all__ = ["data_options", "model_options", "output_options", "promotion_options", "target_options"]
+__all__ = [
+    "data_options",
+    "model_options",
+    "output_options",
+    "promotion_options",
+    "target_options",
+    "task_options",
+]
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -60,6 +67,44 @@ def data_options(required: bool = True, default: str | None = None) -> Decorator
     )
 
 
+def task_options() -> Decorator:
+    """``--task``, ``--metric`` and its direction, and where validation comes from."""
+    return _stack(
+        click.option(
+            "--task",
+            type=click.Choice(["classification", "binary", "regression", "reconstruction"]),
+            default=None,
+            help="What the model does [inferred from its output and the labels].",
+        ),
+        click.option(
+            "--metric",
+            default=None,
+            help="What judges it: top1, top5 (classification); accuracy, auc (binary); mae, "
+            "rmse, mse, r2 (regression); reconstruction_auc, reconstruction_error; or "
+            '"package.module:function" taking (labels, outputs) [the task\'s first].',
+        ),
+        click.option(
+            "--higher-is-better/--lower-is-better",
+            "higher_is_better",
+            default=None,
+            help="Direction of a --metric package.module:function.",
+        ),
+        click.option(
+            "--val-data",
+            default=None,
+            help=".npz with x_val/y_val (or x/y) to decide on [x_val in --data, else half of "
+            "the test split].",
+        ),
+        click.option(
+            "--validation-from",
+            type=click.Choice(["test", "train"]),
+            default=None,
+            help="Without validation data, hold it out of this split [test: the model never "
+            "saw it].",
+        ),
+    )
+
+
 def target_options(verb: str = "Gate") -> Decorator:
     """The quality and resource targets (one :class:`~zenml_quant.targets.Targets`)."""
     return _stack(
@@ -82,14 +127,30 @@ def target_options(verb: str = "Gate") -> Decorator:
             help=f"{verb}: slowest p50 latency at the first --threads count.",
         ),
         click.option(
+            "--max-quality-drop",
+            type=float,
+            default=None,
+            help=f"{verb}: how much worse than the original, in the metric's units [1 point of "
+            "an accuracy or AUC, 1 % of an error, when no quality target is set].",
+        ),
+        click.option(
             "--max-accuracy-drop",
             type=float,
             default=None,
-            help=f"{verb}: accuracy lost against the original, in [0, 1): 0.01 = 1 point "
-            "[0.01 when no accuracy target is set].",
+            help=f"{verb}: accuracy lost against the original, in [0, 1): 0.01 = 1 point.",
         ),
         click.option(
-            "--min-accuracy", type=float, default=None, help=f"{verb}: lowest accuracy, e.g. 0.98."
+            "--min-quality",
+            type=float,
+            default=None,
+            help=f"{verb}: worst acceptable metric value (a minimum accuracy or AUC, a maximum "
+            "error), e.g. 0.85 AUC or 0.5 MAE.",
+        ),
+        click.option(
+            "--min-accuracy",
+            type=float,
+            default=None,
+            help=f"{verb}: lowest accuracy, e.g. 0.98.",
         ),
     )
 

@@ -113,28 +113,41 @@ def print_summary(summary: Any) -> None:
     from rich.table import Table
 
     b = summary.baseline
+    metric = summary.metric
     threads = sorted({c.threads for c in summary.candidates if c.ok})
     table = Table(
-        title=f"{b.model_name}: accuracy on {b.split} ({b.n_samples} examples); latency: median "
-        f"batch-1 invoke, {'/'.join(map(str, threads)) or 1} thread(s)"
+        title=f"{b.model_name}: {metric.label} ({metric.direction}) on {b.split} "
+        f"({b.n_samples} examples); latency: median batch-1 invoke, "
+        f"{'/'.join(map(str, threads)) or 1} thread(s)"
     )
-    for column in ("candidate", "accuracy", "Δ pts", "bytes", "vs f32", "latency", "float layers"):
+    columns = (
+        "candidate",
+        metric.label,
+        f"Δ {metric.change_unit}",
+        "bytes",
+        "vs f32",
+        "latency",
+        "float layers",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column == "candidate" else "right")
-    table.add_row(f"keras ({b.flavour})", f"{100 * b.accuracy:.2f} %", "", "", "", "", "")
+    table.add_row(f"keras ({b.flavour})", metric.format(b.accuracy), "", "", "", "", "")
     for c in summary.candidates:
         if not c.ok:
             table.add_row(c.name, "failed", "", "", "", "", "", style="red")
             continue
         table.add_row(
             c.name + (" *" if c.status == "selected" else ""),
-            "" if c.accuracy is None else f"{100 * c.accuracy:.2f} %",
-            "" if c.accuracy is None else f"{100 * (c.accuracy - b.accuracy):+.2f}",
+            "" if c.accuracy is None else metric.format(c.accuracy),
+            "" if c.accuracy is None else metric.format_change(c.accuracy - b.accuracy),
             f"{c.size_bytes:,}" if c.size_bytes else "",
             f"{(c.size_bytes or 0) / b.float_tflite_bytes:.2f}x" if b.float_tflite_bytes else "",
             "" if c.latency_ms_p50 is None else f"{c.latency_ms_p50 * 1000:.0f} µs",
             ", ".join(c.float_layers),
         )
     Console(width=max(100, Console().width)).print(table)
+    if b.validation_source:
+        click.echo(f"Decisions were taken on {b.validation_source}.")
     for c in summary.candidates:
         if not c.ok:
             click.echo(f"{c.name} failed: {c.reason}", err=True)
@@ -154,7 +167,7 @@ def print_gate(gate: Any) -> None:
     if champion is not None:
         figures = "".join(f", {k} {v}" for k, v in champion.figures.items())
         click.echo(
-            f"Champion in {gate.requested_stage}: version {champion.version}, accuracy "
+            f"Champion in {gate.requested_stage}: version {champion.version}, quality "
             f"{champion.accuracy!r}{figures} ({champion.source}).",
             err=not gate.passed,
         )

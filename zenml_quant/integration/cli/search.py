@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from . import checks
-from .options import data_options, model_options, output_options, promotion_options, target_options
+from .options import (
+    data_options,
+    model_options,
+    output_options,
+    promotion_options,
+    target_options,
+    task_options,
+)
 from .running import find_output, our_error, print_gate, run_tracked, write_json
 
 __all__ = ["retrain", "search"]
@@ -55,7 +62,8 @@ def _print_search(result: Any) -> None:
         title=f"Architecture search: {len(result.trials)} trials, {result.stop_reason}; "
         f"original {100 * result.original_accuracy:.2f} % (Keras, validation)"
     )
-    for column in ("trial", "accuracy", "KB", "latency", "reward", "met", "edits"):
+    metric = result.targets.metric
+    for column in ("trial", metric.label, "KB", "latency", "reward", "met", "edits"):
         table.add_column(column, justify="left" if column == "edits" else "right")
     shown = [result.original] + [result.record(t) for t in result.pareto]
     if result.best is not None and result.best_trial not in result.pareto:
@@ -66,7 +74,7 @@ def _print_search(result: Any) -> None:
         star = " *" if r.trial == result.best_trial else ""
         table.add_row(
             "original" if r.trial == 0 else f"{r.trial}{star}",
-            f"{100 * r.accuracy:.2f} %",
+            metric.format(r.accuracy),
             f"{r.size_bytes / 1000:.1f}",
             "" if r.latency_ms is None else f"{1000 * r.latency_ms:.0f} µs",
             "" if r.reward is None else f"{r.reward:.3f}",
@@ -97,8 +105,12 @@ def _print_search(result: Any) -> None:
     "--executor",
     type=click.Choice(["inprocess", "process", "ray"]),
     default=None,
-    help="Where candidates are evaluated [inprocess].",
+    help=(
+        "Where candidates are evaluated [by model size: 'process' (a crash fails one trial) "
+        "from 50,000 parameters, else 'inprocess']."
+    ),
 )
+@task_options()
 @target_options("Target")
 @promotion_options()
 @output_options()
@@ -109,6 +121,11 @@ def search(
     scale: float | None,
     offset: float | None,
     allow_unsafe: bool,
+    task: str | None,
+    metric: str | None,
+    higher_is_better: bool | None,
+    val_data: str | None,
+    validation_from: str | None,
     max_trials: int | None,
     time_budget_min: float | None,
     seed: int | None,
@@ -117,7 +134,9 @@ def search(
     max_size_kb: float | None,
     max_peak_memory_kb: float | None,
     max_latency_ms: float | None,
+    max_quality_drop: float | None,
     max_accuracy_drop: float | None,
+    min_quality: float | None,
     min_accuracy: float | None,
     stage: str | None,
     model_name: str | None,
@@ -138,12 +157,16 @@ def search(
     checks.number("--time-budget-min", time_budget_min, minimum=0, min_inclusive=False)
     checks.whole("--seed", seed, minimum=0)
     checks.whole("--candidates", candidates, minimum=1, maximum=_MAX_CANDIDATES)
+    checks.check_metric(task, metric, higher_is_better)
     targets = checks.targets_from_flags(
         max_size_kb=max_size_kb,
         max_peak_memory_kb=max_peak_memory_kb,
         max_latency_ms=max_latency_ms,
+        max_quality_drop=max_quality_drop,
+        min_quality=min_quality,
         max_accuracy_drop=max_accuracy_drop,
         min_accuracy=min_accuracy,
+        metric=checks.cli_metric(task, metric, higher_is_better),
     )
     checks.check_promotion(stage, champion_margin, replace_unreadable_champion)
     checks.check_outputs(output_dir, json_path)
@@ -155,6 +178,11 @@ def search(
         "seed": seed,
         "candidates": candidates,
         "executor": executor,
+        "task": task,
+        "metric": metric,
+        "higher_is_better": higher_is_better,
+        "val_data": val_data,
+        "validation_from": validation_from,
         "stage": stage,
         "champion_margin": champion_margin,
         "targets": None if targets.empty else targets.to_dict(),
@@ -174,11 +202,18 @@ def search(
         raise checks.usage_error(
             "targets",
             "the search needs a target",
-            "give --max-size-kb, --max-latency-ms, --max-peak-memory-kb, --max-accuracy-drop or "
-            "--min-accuracy (or 'targets:' in the --config)",
+            "give --max-size-kb, --max-latency-ms, --max-peak-memory-kb, --max-quality-drop or "
+            "--min-quality (or 'targets:' in the --config)",
         )
     checks.check_model_path(model_path)
-    checks.check_data(data_source, scale=scale, offset=offset)
+    checks.check_data(
+        data_source,
+        scale=scale,
+        offset=offset,
+        val_data=val_data,
+        validation_from=validation_from,
+        task=task,
+    )
     overrides["raise_on_fail"] = False
 
     from zenml import Model

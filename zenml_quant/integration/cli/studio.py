@@ -64,6 +64,8 @@ def _prepare_studio(
     max_size_kb: float | None = None,
     max_peak_memory_kb: float | None = None,
     max_latency_ms: float | None = None,
+    max_quality_drop: float | None = None,
+    min_quality: float | None = None,
     max_accuracy_drop: float | None = None,
     min_accuracy: float | None = None,
     threads: int = 1,
@@ -85,6 +87,8 @@ def _prepare_studio(
         max_size_kb=max_size_kb,
         max_peak_memory_kb=max_peak_memory_kb,
         max_latency_ms=max_latency_ms,
+        max_quality_drop=max_quality_drop,
+        min_quality=min_quality,
         max_accuracy_drop=max_accuracy_drop,
         min_accuracy=min_accuracy,
         threads=threads,
@@ -96,8 +100,10 @@ def _prepare_studio(
     from ... import conform as _conform
     from ... import datasets as _datasets
     from ... import models as _models
+    from ...errors import InvalidOptionError
     from ...studio import Studio
     from ...studio.suggestions import load_suggestions, suggestions_from_result
+    from ...tasks import dataset_metric
 
     dataset = search_result = run_summary = None
     if model_path:
@@ -121,9 +127,11 @@ def _prepare_studio(
         )
     if dataset is None:
         raise click.UsageError("Give the labeled data with --data (the model version links none).")
-    dataset = _conform.conform_to_model(
-        dataset, input_shape=_models.input_shape(model), num_classes=_models.num_outputs(model)
-    )
+    try:
+        dataset = _conform.fit_to_model(model, dataset)
+        targets = targets.with_metric(dataset_metric(dataset))
+    except InvalidOptionError as exc:
+        raise click.UsageError(" ".join(str(exc).split())) from None
     offered = load_suggestions(suggestions) if suggestions else []
     if search_result is not None and not suggestions:
         offered = suggestions_from_result(search_result)

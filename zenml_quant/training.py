@@ -1,0 +1,156 @@
+"""What a model is fine-tuned against: the loss and the targets shaped for it, per task.
+
+QAT and the search's fine-tuning train a copy of the user's model. They use the model's own
+compiled loss when it has one, with the labels shaped the way that loss expects (one-hot rows
+for ``categorical_crossentropy``, class indices for the sparse form); otherwise the task's
+natural loss. An autoencoder trains to reconstruct its input, never against its anomaly
+labels, and only on the examples labeled normal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._compat import tf_keras
+from .errors import InvalidOptionError
+
+__all__ = ["TrainingData", "loss_for", "one_hot_loss", "training_data"]
+
+# Losses that compare a whole probability row with a target row: they need one-hot labels.
+_ONE_HOT_LOSSES = {
+    "categoricalcrossentropy",
+    "categorical_crossentropy",
+    "categoricalfocalcrossentropy",
+    "categorical_focal_crossentropy",
+    "kldivergence",
+    "kl_divergence",
+    "kld",
+    "categoricalhinge",
+    "categorical_hinge",
+}
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The loss to compile with and the (inputs, targets) of the train and validation splits."""
+
+    loss: Any
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    #: What was done to the labels, for logs and notes (e.g. "one-hot labels for ...").
+    note: str = ""
+
+
+def _loss_name(loss: Any) -> str:
+    if isinstance(loss, str):
+        return loss.lower()
+    name = getattr(loss, "__name__", None) or type(loss).__name__
+    return str(name).lower()
+
+
+def one_hot_loss(loss: Any) -> bool:
+    """Whether ``loss`` (a name, a function or a loss object) expects one-hot target rows."""
+    return loss is not None and _loss_name(loss) in _ONE_HOT_LOSSES
+
+
+def _compiled_loss(model: Any) -> Any:
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+        loss = loss[0]
+    elif isinstance(loss, dict) and len(loss) == 1:
+        loss = next(iter(loss.values()))
+    if loss is None or isinstance(loss, (list, tuple, dict)):
+        return None
+    return loss
+
+
+def _activation_name(activation: Any) -> str:
+    return str(getattr(activation, "__name__", activation) or "").lower()
+
+
+def loss_for(model: Any, task: str = "classification") -> Any:
+    """The model's compiled loss if it has one, else the task's natural loss: cross-entropy
+    matching the output (logits or probabilities) for classifiers, mean squared error for
+    regression and reconstruction."""
+    loss = _compiled_loss(model)
+    if loss is not None:
+        return loss
+    if task in ("regression", "reconstruction"):
+        return tf_keras.losses.MeanSquaredError()
+    last = model.layers[-1]
+    activation = _activation_name(getattr(last, "activation", None))
+    probabilities = isinstance(last, tf_keras.layers.Softmax) or activation == "softmax"
+    if int(model.outputs[0].shape[-1] or 0) == 1:  # one sigmoid unit, labels 0/1
+        return tf_keras.losses.BinaryCrossentropy(from_logits=activation != "sigmoid")
+    return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+
+
+def training_data(
+    model: Any,
+    task: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    loss: Any = None,
+) -> TrainingData:
+    """The loss (``loss``, else :func:`loss_for`) and the targets shaped for it.
+
+    - classification / binary: class indices, or one-hot rows when the loss needs them;
+    - regression: the float targets as they are;
+    - reconstruction: the inputs themselves, train and validation restricted to the examples
+      labeled normal (0) so the model never learns to reconstruct anomalies.
+    """
+    loss = loss if loss is not None else loss_for(model, task)
+    if task == "reconstruction":
+        normal_train, normal_val = np.asarray(y_train) == 0, np.asarray(y_val) == 0
+        if not normal_train.any():
+            raise InvalidOptionError(
+                "An autoencoder fine-tunes on normal examples (label 0), and the train split "
+                "has none: label the normal examples 0."
+            )
+        dropped = int((~normal_train).sum())
+        x_t, x_v = x_train[normal_train], x_val[normal_val] if normal_val.any() else x_val
+        note = "reconstruction targets are the inputs" + (
+            f"; {dropped} train example(s) labeled anomaly left out" if dropped else ""
+        )
+        return TrainingData(loss, x_t, x_t, x_v, x_v, note)
+    if task == "regression":
+        return TrainingData(
+            loss,
+            x_train,
+            np.asarray(y_train, np.float32),
+            x_val,
+            np.asarray(y_val, np.float32),
+            "regression targets",
+        )
+    if one_hot_loss(loss):
+        units = int(model.outputs[0].shape[-1] or 0)
+        if units < 2:
+            raise InvalidOptionError(
+                f"The model is compiled with {_loss_name(loss)!r}, which needs one output per "
+                f"class, but it has {units}: compile it with binary_crossentropy."
+            )
+        eye = np.eye(units, dtype=np.float32)
+        return TrainingData(
+            loss,
+            x_train,
+            eye[np.asarray(y_train, np.int64)],
+            x_val,
+            eye[np.asarray(y_val, np.int64)],
+            f"one-hot labels for the model's {_loss_name(loss)} loss",
+        )
+    return TrainingData(
+        loss,
+        x_train,
+        np.asarray(y_train, np.int64),
+        x_val,
+        np.asarray(y_val, np.int64),
+        "class-index labels",
+    )
