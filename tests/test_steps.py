@@ -158,3 +158,20 @@ def test_qat_step(digits_model, digits):
     assert tflite.mode == "int8" and tflite.inputs[0].dtype == "int8"
     assert len(history) == 1 and "accuracy" in history.columns
     assert "Quantization-aware training" in page
+
+
+def test_a_failed_sensitivity_profile_leaves_the_candidates_a_ranking_free_run(
+    digits_model, digits, monkeypatch
+):
+    def broken(*args, **kwargs):
+        raise RuntimeError("Cannot set tensor: Got value of type FLOAT32 but expected type INT8")
+
+    monkeypatch.setattr(steps._sensitivity, "profile_sensitivity", broken)
+    table, page = steps.profile_sensitivity.entrypoint(digits_model, digits)
+    assert table.empty and list(table.columns) == ["rank", "layer"]
+    assert "Sensitivity profiling failed" in page and "expected type INT8" in page
+    # The mixed candidate still runs, trying layers in model order.
+    tflite, attempts, _ = steps.quantize_post_training.entrypoint(
+        digits_model, digits, sensitivity=table, max_quality_drop=0.05
+    )
+    assert tflite.ok and len(attempts) >= 1

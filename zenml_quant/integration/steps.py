@@ -4,6 +4,7 @@ outputs and logs key figures as metadata. Artifact names start with ``zq_``.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import pandas as pd
@@ -21,6 +22,7 @@ from .. import report as _report
 from .. import sensitivity as _sensitivity
 from .. import summary as _summary
 from ..benchmark.types import BenchmarkResult
+from ..errors import InvalidOptionError
 from ..gate import GateDecision
 from ..html_page import render_html
 from ..targets import Targets
@@ -58,6 +60,8 @@ __all__ = [
 # call of one step must also differ in a parameter (the mode, name or rank), or a cached
 # output would come back under another candidate's name.
 _TFLITE_OUTPUT = "zq_tflite_{candidate}"
+
+logger = logging.getLogger(__name__)
 
 
 # Loading steps read external files: a cached result would hide a model or dataset that
@@ -281,17 +285,26 @@ def profile_sensitivity(
     The table is ranked, most sensitive first; feed it to :func:`quantize_post_training` so
     accuracy control tries the most sensitive layers first.
     """
-    report = _sensitivity.profile_sensitivity(
-        model,
-        dataset,
-        mode=mode,
-        top_k=top_k,
-        split=split,
-        debug_samples=debug_samples,
-        options=ConversionOptions(
-            calibration_samples=calibration_samples, quantized_io=quantized_io, seed=seed
-        ),
-    )
+    try:
+        report = _sensitivity.profile_sensitivity(
+            model,
+            dataset,
+            mode=mode,
+            top_k=top_k,
+            split=split,
+            debug_samples=debug_samples,
+            options=ConversionOptions(
+                calibration_samples=calibration_samples, quantized_io=quantized_io, seed=seed
+            ),
+        )
+    except InvalidOptionError:
+        raise
+    except Exception as exc:  # profiling informs the candidates; its failure must not end them
+        why = f"sensitivity profiling failed ({type(exc).__name__}: {str(exc)[:300]})"
+        logger.warning("%s: the candidates go on without a ranking", why)
+        record_metadata({"mode": mode, "error": why})
+        page = render_html(pd.DataFrame(), title="Sensitivity profiling failed", notes=[why])
+        return pd.DataFrame(columns=["rank", "layer"]), HTMLString(page)
     top = report.table.head(5)
     record_metadata(
         {

@@ -59,8 +59,11 @@ def run_tracked(runnable: Any, command: str, **parameters: Any) -> Any:
             run = runnable.with_options(run_name=name)(**parameters)
     except Exception as exc:  # our errors, raised directly or inside a failed step
         cause = our_error(exc)
-        if cause is None:
-            raise
+        if cause is None:  # not one of ours: still one line, pointing at the run's logs
+            raise click.ClickException(
+                f"the run {name} failed: {one_line(str(exc))[:400]} (the step logs in ZenML "
+                "have the details)"
+            ) from None
         raise click.ClickException(one_line(str(cause))) from None
     if run is None:  # e.g. the config holds a schedule: nothing ran now
         raise click.ClickException(
