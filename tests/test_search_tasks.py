@@ -68,3 +68,8 @@ def test_search_on_a_regression_scores_trials_by_mae(tmp_path):
     floor = result.targets.quality_floor(original.keras_accuracy)
     for trial in result.pareto:
         assert result.record(trial).accuracy <= floor + 1e-9
+    # The report speaks MAE, not percent.
+    from zenml_quant.search.report import search_html
+
+    page = search_html(result.records, result.pareto, original=original, targets=result.targets)
+    assert "mae, lower is better" in page and f"mae {original.accuracy:.4g}" in page

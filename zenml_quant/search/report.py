@@ -20,8 +20,9 @@ import pandas as pd  # noqa: E402
 
 from ..errors import InvalidOptionError  # noqa: E402
 from ..html_page import _STYLE  # noqa: E402
+from ..metrics import METRICS, Metric  # noqa: E402
 from ..plots import _svg  # noqa: E402
-from .pareto import pareto_front  # noqa: E402
+from .pareto import objectives, pareto_front  # noqa: E402
 from .types import Targets, TrialRecord  # noqa: E402
 
 __all__ = [
@@ -222,7 +223,10 @@ def _panel(
     front: set[int],
     original: TrialRecord | None,
     floor: float | None,
+    metric: Metric,
 ) -> None:
+    unit = 100.0 if metric.fraction else 1.0  # fractions are drawn in percent
+
     def x_of(r: TrialRecord) -> float | None:
         value = getattr(r, figure)
         return None if value is None else float(value) * scale
@@ -233,7 +237,7 @@ def _panel(
     if others:
         ax.scatter(
             [x_of(r) for r in others],
-            [100 * (r.accuracy or 0) for r in others],
+            [unit * (r.accuracy or 0) for r in others],
             s=22,
             color="0.65",
             label="trial",
@@ -243,11 +247,11 @@ def _panel(
     if best:
         # The line joins the trials on this panel's own two-objective front (a trial on the
         # overall front may be beaten here by one that is slower or larger elsewhere).
-        line = set(pareto_front(best, (("accuracy", "max"), (figure, "min"))))
+        line = set(pareto_front(best, (objectives(metric)[0], (figure, "min"))))
         stairs = [r for r in best if r.trial in line]
         ax.step(
             [x_of(r) for r in stairs],
-            [100 * (r.accuracy or 0) for r in stairs],
+            [unit * (r.accuracy or 0) for r in stairs],
             where="post",
             color=_FRONT_COLOR,
             linewidth=1.2,
@@ -256,7 +260,7 @@ def _panel(
         )
         ax.scatter(
             [x_of(r) for r in best],
-            [100 * (r.accuracy or 0) for r in best],
+            [unit * (r.accuracy or 0) for r in best],
             s=44,
             color=_FRONT_COLOR,
             edgecolors="black",
@@ -268,7 +272,7 @@ def _panel(
         for r in best:
             ax.annotate(
                 f"#{r.trial}",
-                (x_of(r), 100 * (r.accuracy or 0)),
+                (x_of(r), unit * (r.accuracy or 0)),
                 textcoords="offset points",
                 xytext=(4, 4),
                 fontsize=8,
@@ -276,7 +280,7 @@ def _panel(
     if original is not None and original.accuracy is not None and x_of(original) is not None:
         ax.scatter(
             [x_of(original)],
-            [100 * original.accuracy],
+            [unit * original.accuracy],
             s=150,
             marker="*",
             color="black",
@@ -294,16 +298,16 @@ def _panel(
         )
     if floor is not None:
         ax.axhline(
-            100 * floor,
+            unit * floor,
             color=_TARGET_COLOR,
             linestyle="--",
             linewidth=1,
-            label=f"accuracy floor {100 * floor:.2f} %",
+            label=f"{metric.label} floor {metric.format(floor)}",
         )
     if not points and original is None:
         ax.text(0.5, 0.5, "no successful trials", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(label)
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel(f"{metric.label}{' (%)' if metric.fraction else ''}, {metric.direction}")
     ax.grid(alpha=0.3)
     ax.margins(x=0.1, y=0.12)
     if ax.get_legend_handles_labels()[0]:
@@ -359,7 +363,15 @@ def pareto_svg(
         1, len(panels), figsize=(5.6 * len(panels), 4.0), dpi=100, squeeze=False
     )
     for ax, panel in zip(axes[0], panels):
-        _panel(ax, trials=trials, front=front, original=original, floor=floor, **panel)
+        _panel(
+            ax,
+            trials=trials,
+            front=front,
+            original=original,
+            floor=floor,
+            metric=_metric(targets),
+            **panel,
+        )
     n_failed = sum(1 for r in ordered if not r.ok)
     fig.suptitle(
         f"{len(trials)} successful trial(s), {len(front & {r.trial for r in trials})} on the "
@@ -371,16 +383,20 @@ def pareto_svg(
         return _svg(fig)
 
 
-def _pct(value: float | None) -> str:
-    return "" if value is None or math.isnan(value) else f"{100 * value:.2f} %"
+def _metric(targets: Targets | None) -> Metric:
+    return METRICS["top1"] if targets is None else targets.metric
 
 
-def _best(records: Sequence[TrialRecord]) -> tuple[str, TrialRecord] | None:
+def _best(
+    records: Sequence[TrialRecord], metric: Metric | None = None
+) -> tuple[str, TrialRecord] | None:
+    metric = metric or METRICS["top1"]
+    sign = 1.0 if metric.higher_is_better else -1.0  # max() of the better quality
     ok = [r for r in records if r.ok and r.accuracy is not None]
     met = [r for r in ok if r.meets_targets]
     if met:
         return "Best trial meeting every target", max(
-            met, key=lambda r: (r.accuracy, -float(r.size_bytes or 0), -r.trial)
+            met, key=lambda r: (sign * (r.accuracy or 0.0), -float(r.size_bytes or 0), -r.trial)
         )
     rewarded = [r for r in ok if r.reward is not None and not math.isnan(r.reward)]
     if rewarded:
@@ -388,12 +404,13 @@ def _best(records: Sequence[TrialRecord]) -> tuple[str, TrialRecord] | None:
             rewarded, key=lambda r: (r.reward, -r.trial)
         )
     if ok:
-        return "Most accurate trial", max(ok, key=lambda r: (r.accuracy, -r.trial))
+        return "Best-quality trial", max(ok, key=lambda r: (sign * (r.accuracy or 0.0), -r.trial))
     return None
 
 
-def _describe(record: TrialRecord) -> str:
-    parts = [f"accuracy {_pct(record.accuracy)}"]
+def _describe(record: TrialRecord, metric: Metric | None = None) -> str:
+    metric = metric or METRICS["top1"]
+    parts = [f"{metric.label} {metric.format(record.accuracy)}"]
     if record.size_bytes is not None:
         parts.append(f"{record.size_bytes / _KB:,.1f} KB")
     if record.peak_memory_bytes is not None:
@@ -407,10 +424,12 @@ def _describe(record: TrialRecord) -> str:
 
 def _describe_targets(targets: Targets, floor: float | None) -> str:
     parts = []
+    metric = targets.metric
     if floor is not None:
-        parts.append(f"accuracy ≥ {100 * floor:.2f} %")
+        sign = "≥" if metric.higher_is_better else "≤"
+        parts.append(f"{metric.label} {sign} {metric.format(floor)}")
     elif targets.min_quality is not None or targets.max_quality_drop is not None:
-        parts.append("an accuracy floor (needs the original accuracy)")
+        parts.append(f"a {metric.label} floor (needs the original's)")
     if targets.max_size_bytes is not None:
         parts.append(f"size ≤ {targets.max_size_bytes / _KB:,.1f} KB")
     if targets.max_peak_memory_bytes is not None:
@@ -422,15 +441,17 @@ def _describe_targets(targets: Targets, floor: float | None) -> str:
     return ", ".join(parts)
 
 
-def _shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """Display strings: accuracies in %, sizes and counts with thousands separators."""
+def _shown(frame: pd.DataFrame, metric: Metric | None = None) -> pd.DataFrame:
+    """Display strings: quality in the metric's format (accuracies in %), sizes and counts with
+    thousands separators."""
+    metric = metric or METRICS["top1"]
 
     def fmt(pattern: str) -> Any:
         return lambda v: "" if pd.isna(v) else pattern.format(v)
 
     formats = {
-        "accuracy": lambda v: _pct(None if pd.isna(v) else float(v)),
-        "keras_accuracy": lambda v: _pct(None if pd.isna(v) else float(v)),
+        "accuracy": lambda v: "" if pd.isna(v) else metric.format(float(v)),
+        "keras_accuracy": lambda v: "" if pd.isna(v) else metric.format(float(v)),
         "size_kb": fmt("{:,.1f}"),
         "peak_memory_bytes": fmt("{:,.0f}"),
         "latency_ms": fmt("{:.3g}"),
@@ -478,14 +499,17 @@ def search_html(
         f"{n_met} met every target, {len(set(pareto))} on the Pareto front."
     ]
     if original is not None:
-        summary.append(f"Original model: {_describe(original)}.")
+        summary.append(f"Original model: {_describe(original, _metric(targets))}.")
     floor = _floor(targets, original, original_accuracy)
     if targets is not None and not targets.empty:
         summary.append(f"Targets: {_describe_targets(targets, floor)}.")
-    best = _best(ordered)
+    best = _best(ordered, _metric(targets))
     if best is not None:
         label, record = best
-        summary.append(f"{label}: trial #{record.trial} ({_describe(record)}): {_edits(record)}.")
+        summary.append(
+            f"{label}: trial #{record.trial} ({_describe(record, _metric(targets))}): "
+            f"{_edits(record)}."
+        )
     else:
         summary.append("No trial succeeded.")
     if stop_reason:
@@ -496,19 +520,22 @@ def search_html(
         ordered, pareto, original=original, targets=targets, original_accuracy=original_accuracy
     )
     suggestions = _table(
-        _shown(suggestions_frame(ordered, pareto)),
+        _shown(suggestions_frame(ordered, pareto), _metric(targets)),
         "Suggestions: the Pareto trials, smallest file first",
     )
-    history = _table(_shown(history_frame(ordered, pareto)), "Every trial, in order")
+    history = _table(
+        _shown(history_frame(ordered, pareto), _metric(targets)), "Every trial, in order"
+    )
     legend = (
-        "Sizes in KB are the .tflite file (1 KB = 1024 B); accuracy is the converted model's on "
-        "validation; latency is the batch-1 median; energy is the per-inference estimate."
+        "Sizes in KB are the .tflite file (1 KB = 1024 B); quality is the converted model's "
+        f"{_metric(targets).label} on validation; latency is the batch-1 median; energy is the "
+        "per-inference estimate."
     )
     return (
         '<html><head><meta charset="utf-8"><title>Architecture search</title>'
         f"{_STYLE}</head><body>"
         f"<h2>Architecture search</h2><ul>{items}</ul>{foot}"
-        f'<h3>Accuracy against cost</h3><div class="figure">{chart}</div>'
+        f'<h3>Quality against cost</h3><div class="figure">{chart}</div>'
         f"<h3>Suggestions</h3>{suggestions}"
         f"<h3>History</h3>{history}"
         f'<p class="note">{html.escape(legend)}</p>'
