@@ -128,6 +128,9 @@ CASES: list[tuple[list[str], str]] = [
     (_compress("--metric", "mae", "--quality-budget", "-1"), "--quality-budget"),
     (_compress("--accuracy-budget", "0.1", "--quality-budget", "0.1"), "another spelling"),
     (_compress("--task", "segmentation"), "'--task'"),
+    (_compress("--val-data", "{root}/none.npz"), "--val-data"),
+    (_compress("--val-data", "{root}/notes.txt"), "not an .npz"),
+    (_compress("--validation-from", "middle"), "'--validation-from'"),
     (_compress("--frobnicate"), "No such option"),
     # YAML configs
     (_compress("--config", "{root}/missing.yaml"), "cannot be read"),
