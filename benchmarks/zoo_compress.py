@@ -127,9 +127,23 @@ def rows_for(
         )
     s = search
     verdict = "finished" if s.get("exit") in (0, 1) else f"did not finish (exit {s.get('exit')})"
-    detail = (s.get("error") or "").replace("|", "/")
+    quality, size, detail = "", "", (s.get("error") or "").replace("|", "/")
+    found = s.get("summary")
+    if found:
+        tried = found.get("candidates", [])
+        failed = [t for t in tried if t.get("status") != "ok"]
+        best = next((t for t in tried if t.get("trial") == found.get("best_trial")), None)
+        if best is not None:
+            quality = _quality(summary, best.get("accuracy"))
+            size = f"{best['size_bytes']:,}" if best.get("size_bytes") else ""
+        why = [f"{len(tried)} trials, {len(failed)} failed"]
+        why += [f"trial {t.get('trial')}: {(t.get('error') or '')[:80]}" for t in failed[:2]]
+        why.append(found.get("stop_reason") or "")
+        why += found.get("notes", [])[:1]
+        detail = "; ".join(w for w in why if w).replace("|", "/") + (f"; {detail}" if detail else "")
     out.append(
-        f"| | | | | search ({s.get('trials', 0)} trials) | {verdict} | | | | {detail[:240]} |"
+        f"| | | | | search best ({s.get('trials', 0)} trials) | {verdict} | {quality} | {size} "
+        f"| | {detail[:300]} |"
     )
     return out
 
@@ -181,6 +195,8 @@ def main() -> None:
             env, 60 * args.timeout_min, work / f"{name}_search.log",
         )  # fmt: skip
         search["trials"] = args.trials
+        search_path = out / "search.json"
+        search["summary"] = json.loads(search_path.read_text()) if search_path.exists() else None
         if search["exit"] not in (0, 1):
             failures += 1
         rows += rows_for(name, facts, comp, search)
@@ -201,7 +217,7 @@ def main() -> None:
         "with a size target of 0.8x its int8 file. Quality is each task's metric on the test "
         "split; decisions were taken on the data's own validation split. Latency: median batch-1 "
         "invoke, 1 thread, this 2-core x86 box. Command: "
-        f"`python benchmarks/zoo_compress.py{' --only ' + ' '.join(args.only) if args.only else ''}`.",
+        f"`{shlex.join(['python', 'benchmarks/zoo_compress.py', *sys.argv[1:]])}`.",
         "",
         "| model | task | parameters | metric | candidate | status | quality | bytes | latency | "
         "reason / notes |",
