@@ -140,7 +140,9 @@ def rows_for(
         why += [f"trial {t.get('trial')}: {(t.get('error') or '')[:80]}" for t in failed[:2]]
         why.append(found.get("stop_reason") or "")
         why += found.get("notes", [])[:1]
-        detail = "; ".join(w for w in why if w).replace("|", "/") + (f"; {detail}" if detail else "")
+        detail = "; ".join(w for w in why if w).replace("|", "/") + (
+            f"; {detail}" if detail else ""
+        )
     out.append(
         f"| | | | | search best ({s.get('trials', 0)} trials) | {verdict} | {quality} | {size} "
         f"| | {detail[:300]} |"
