@@ -250,7 +250,7 @@ def test_subclassed_and_unbuilt_models_are_refused(digits):
 
 
 def test_data_that_does_not_fit_the_model_is_refused(digits, tiny_dense):
-    with pytest.raises(InvalidDatasetError, match="conform_to_model"):
+    with pytest.raises(InvalidDatasetError, match="fit_to_model"):
         quantization_aware_training(tiny_dense, digits)  # 16 features, not 8x8x1 images
     three_classes = tf_keras.Sequential(
         [tf_keras.layers.Input((8, 8, 1)), tf_keras.layers.Flatten(), tf_keras.layers.Dense(3)]

@@ -85,7 +85,8 @@ def test_time_budget_stops_early_and_returns_the_best_so_far(digits, digits_mode
         digits_model,
         digits,
         targets=Targets(min_quality=0.3, max_size_bytes=100),  # the size is unreachable
-        options=_options(max_trials=50, batch_size=1, time_budget_s=4.0),
+        # Long enough for the original and a trial on a loaded 2-core box, far short of 50.
+        options=_options(max_trials=50, batch_size=1, time_budget_s=8.0),
     )
     assert result.stop_reason.startswith("time budget")
     assert 1 <= len(result.trials) < 50
@@ -241,5 +242,5 @@ def test_search_input_errors(digits, digits_model):
     flat = digits.__class__(
         **{**digits.__dict__, "x_val": digits.x_val.reshape(len(digits.x_val), -1)}
     )
-    with pytest.raises(InvalidDatasetError, match="conform_to_model"):
+    with pytest.raises(InvalidDatasetError, match="fit_to_model"):
         search_architecture(digits_model, flat, targets=TARGETS, options=_options())

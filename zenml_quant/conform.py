@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from . import inputs as _inputs
 from . import models as _models
 from .datasets import check_classes, validate_dataset
 from .errors import InvalidDatasetError
@@ -53,12 +54,17 @@ def fit_to_model(
     of a regression become float targets. Raises :class:`InvalidOptionError` when the task is
     ambiguous (naming the flag) and :class:`InvalidDatasetError` when the data does not fit.
     """
+    shapes = _models.input_shapes(model)
     signature = ModelSignature(
         input_shape=_models.input_shape(model),
         output_shape=_models.output_shape(model),
         final_activation=_models.final_activation(model),
+        inputs=len(shapes),
     )
-    dataset = _fit_inputs(dataset, signature.input_shape)
+    if len(shapes) > 1 or _inputs.is_multi(dataset.x_train):
+        dataset = _fit_several_inputs(dataset, shapes)
+    else:
+        dataset = _fit_inputs(dataset, signature.input_shape)
     if task == "regression" and dataset.has_classes:
         dataset = _classes_as_values(dataset)
     task = infer_task(signature, dataset, task)
@@ -117,6 +123,46 @@ def _fit_inputs(dataset: LabeledDataset, input_shape: Sequence[int | None]) -> L
         x_val=xs["x_val"],
         x_test=xs["x_test"],
         preprocessing=replace(dataset.preprocessing, channel_axis_added=added),
+    )
+
+
+def _fit_several_inputs(
+    dataset: LabeledDataset, shapes: dict[str, tuple[int | None, ...]]
+) -> LabeledDataset:
+    """The data's inputs matched to the model's by name, put in the model's order."""
+    names = _inputs.input_names(dataset.x_train)
+    keys = ", ".join(f"x_train_{n}" for n in shapes)
+    if not names:
+        raise _fail(
+            f"The model has {len(shapes)} inputs ({', '.join(shapes)}) but the data holds one "
+            f"array per split: store one per input, keyed {keys} (and the same for x_test)."
+        )
+    if len(shapes) == 1:
+        raise _fail(
+            f"The data holds {len(names)} inputs ({', '.join(names)}) but the model takes one: "
+            "pass the matching model, or store a single x_train/x_test."
+        )
+    if set(names) != set(shapes):
+        raise _fail(
+            f"The data's inputs ({', '.join(names)}) are not the model's ({', '.join(shapes)}): "
+            f"key the arrays by the model's Input layer names ({keys})."
+        )
+    for name, expected in shapes.items():
+        got = dataset.x_train.dtype[name].shape
+        if len(expected) != len(got) or any(e not in (None, d) for e, d in zip(expected, got)):
+            raise _fail(
+                f"The data's input {name!r} has examples of shape {got} but the model expects "
+                f"{expected}: resize the data or pass the matching model."
+            )
+
+    def ordered(x: np.ndarray) -> np.ndarray:
+        return _inputs.pack({name: x[name] for name in shapes})
+
+    return replace(
+        dataset,
+        x_train=ordered(dataset.x_train),
+        x_val=ordered(dataset.x_val),
+        x_test=ordered(dataset.x_test),
     )
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from tensorflow.lite.python import schema_py_generated as tflite_schema
 from tensorflow.lite.tools import flatbuffer_utils
 
+from . import inputs as _inputs
 from ._compat import is_keras3_model, keras3, tf, tf_keras
 from .errors import ConversionError, InvalidDatasetError
 from .interpreter import make_interpreter, tensor_details
@@ -460,16 +461,18 @@ def _calibration_batches(
         )
     count = min(options.calibration_samples, len(data))
     picks = np.random.default_rng(options.seed).choice(len(data), size=count, replace=False)
-    samples = np.asarray(data[np.sort(picks)], dtype=np.float32)
-    if not np.isfinite(samples).all():
+    samples = _inputs.map_parts(
+        np.asarray(data[np.sort(picks)]), lambda _, part: part.astype(np.float32)
+    )
+    if not _inputs.all_finite(samples):
         raise InvalidDatasetError(
             f"The calibration data for mode {mode!r} holds NaN or infinite values: clean the "
             "train split (or pass other representative_data) before quantizing."
         )
 
-    def batches() -> Iterator[list[np.ndarray]]:
+    def batches() -> Iterator[list[np.ndarray] | dict[str, np.ndarray]]:
         for i in range(count):
-            yield [samples[i : i + 1]]
+            yield _inputs.for_converter(samples[i : i + 1])
 
     return batches, count
 

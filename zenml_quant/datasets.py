@@ -32,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
 
+from . import inputs as _inputs
 from .errors import InvalidDatasetError
 from .types import SPLITS, LabeledDataset, Preprocessing
 
@@ -156,8 +157,21 @@ def _bad_dtype(dtype: np.dtype, where: str) -> InvalidDatasetError:
 def _preprocess(
     x: np.ndarray, scale: float, offset: float, *, where: str = "features"
 ) -> tuple[np.ndarray, bool]:
-    """Integer features become ``float32(x) * scale + offset``; float features are only cast."""
+    """Integer features become ``float32(x) * scale + offset``; float features are only cast.
+
+    For several inputs each is treated on its own (integer pixels scaled, float features kept)
+    and the flag says whether any was scaled.
+    """
     x = np.asarray(x)
+    if _inputs.is_multi(x):
+        scaled = []
+
+        def each(name: str, part: np.ndarray) -> np.ndarray:
+            out, applied = _preprocess(part, scale, offset, where=f"{where} ({name})")
+            scaled.append(applied)
+            return out
+
+        return _inputs.map_parts(x, each), any(scaled)
     if x.dtype.kind in "iu":
         return x.astype(np.float32) * np.float32(scale) + np.float32(offset), True
     if x.dtype.kind == "f":
@@ -319,6 +333,10 @@ def _encode_labels(
 
 
 def _check_finite(split: str, x: np.ndarray) -> None:
+    if _inputs.is_multi(x):
+        for name, part in _inputs.parts(x).items():
+            _check_finite(f"{split} ({name})", part)
+        return
     if not np.isfinite(x).all():
         raise _fail(
             f"The {split} features contain {np.count_nonzero(~np.isfinite(x))} NaN "
@@ -327,7 +345,7 @@ def _check_finite(split: str, x: np.ndarray) -> None:
 
 
 def _check_given_shape(x_val: np.ndarray, x_train: np.ndarray, origin: str) -> None:
-    got, want = x_val.shape[1:], x_train.shape[1:]
+    got, want = _inputs.example_shape(x_val), _inputs.example_shape(x_train)
     if got != want:
         raise _fail(
             f"The validation examples ({origin}) have shape {got} but the train examples "
@@ -443,13 +461,15 @@ def validate_dataset(dataset: LabeledDataset) -> None:
         _check_lengths(split, x, y)
         if len(y) == 0:
             raise _fail(f"The {split} split is empty: {_SPLIT_FIX[split]}.")
-        if x.dtype.kind not in "iuf":
-            raise _bad_dtype(x.dtype, f"{split} features")
-        if x.dtype != np.float32:
-            raise _fail(
-                f"The {split} features are {x.dtype}, not float32: load them with a "
-                "zenml_quant.datasets loader (it scales integer pixels) or cast them."
-            )
+        for name, part in (_inputs.parts(x) if _inputs.is_multi(x) else {"": x}).items():
+            where = f"{split} features" + (f" ({name})" if name else "")
+            if part.dtype.kind not in "iuf":
+                raise _bad_dtype(part.dtype, where)
+            if part.dtype != np.float32:
+                raise _fail(
+                    f"The {where} are {part.dtype}, not float32: load them with a "
+                    "zenml_quant.datasets loader (it scales integer pixels) or cast them."
+                )
         _check_finite(split, x)
         if dataset.has_classes:
             labels, n = _integral_labels(y, f"{split} labels"), dataset.num_classes
@@ -466,7 +486,7 @@ def validate_dataset(dataset: LabeledDataset) -> None:
             )
         else:
             _check_values(y, f"{split} labels")
-        shapes[split], label_shapes[split] = x.shape[1:], y.shape[1:]
+        shapes[split], label_shapes[split] = _inputs.example_shape(x), y.shape[1:]
     for what, seen in (("example", shapes), ("label", label_shapes)):
         if len(set(seen.values())) > 1:
             listed = ", ".join(f"{split} {shape}" for split, shape in seen.items())
@@ -516,8 +536,9 @@ def _read_npz(path: Path, keys: Callable[[list[str]], Sequence[str]]) -> dict[st
         ) from err
 
 
-def _read_val_data(val_data: str | os.PathLike[str]) -> tuple[XY, str]:
-    """The validation ``(x, y)`` of a ``val_data`` file and the phrase naming them."""
+def _read_val_data(val_data: str | os.PathLike[str], names: tuple[str, ...] = ()) -> tuple[XY, str]:
+    """The validation ``(x, y)`` of a ``val_data`` file and the phrase naming them (for several
+    inputs ``names``, the keys are ``x_val_<input>`` or ``x_<input>``, with ``y_val`` or ``y``)."""
     path = Path(val_data).expanduser()
     if not path.is_file() or path.suffix.lower() != ".npz":
         raise _fail(
@@ -526,21 +547,31 @@ def _read_val_data(val_data: str | os.PathLike[str]) -> tuple[XY, str]:
         )
 
     def keys(files: list[str]) -> Sequence[str]:
-        for pair in _VAL_DATA_KEYS:
-            if set(pair) <= set(files):
-                return pair
+        for x_key, y_key in _VAL_DATA_KEYS:
+            wanted = [*(f"{x_key}_{n}" for n in names), y_key] if names else [x_key, y_key]
+            if set(wanted) <= set(files):
+                return wanted
+        lacks = (
+            f"lacks x_val_<input> and y_val (or x_<input> and y) for the inputs {', '.join(names)}"
+            if names
+            else "holds neither x_val and y_val nor x and y"
+        )
         raise _fail(
-            f"val_data {path} holds neither x_val and y_val nor x and y (found "
-            f"{sorted(files)}): re-save it with np.savez(path, x_val=..., y_val=...)."
+            f"val_data {path} {lacks} (found {sorted(files)}): re-save it with "
+            "np.savez(path, x_val=..., y_val=...)."
         )
 
     arrays = _read_npz(path, keys)
-    x_key, y_key = list(arrays)  # in the order keys() gave: features, then labels
-    return (arrays[x_key], arrays[y_key]), f"{x_key} from {path.name}"
+    *x_keys, y_key = list(arrays)  # in the order keys() gave: features, then labels
+    x_key = x_keys[0].removesuffix(f"_{names[0]}") if names else x_keys[0]
+    x = _x_of({f"x_val{k.removeprefix(x_key)}": arrays[k] for k in x_keys}, "val", names, path)
+    return (x, arrays[y_key]), f"{x_key} from {path.name}"
 
 
 def _validation(
-    own: tuple[XY, str] | None, val_data: str | os.PathLike[str] | None
+    own: tuple[XY, str] | None,
+    val_data: str | os.PathLike[str] | None,
+    names: tuple[str, ...] = (),
 ) -> tuple[XY | None, str]:
     """The given validation split and its description: the data's own, or ``val_data``."""
     if val_data is None:
@@ -550,7 +581,31 @@ def _validation(
             f"Two validation sets were given, {own[1]} and val_data={str(val_data)!r}: "
             "drop one of them."
         )
-    return _read_val_data(val_data)
+    return _read_val_data(val_data, names)
+
+
+def _npz_input_names(files: Sequence[str]) -> tuple[str, ...]:
+    """The inputs of a several-input archive (keys ``x_train_<input>``), or ``()``."""
+    if "x_train" in files:
+        return ()
+    return tuple(sorted(k.removeprefix("x_train_") for k in files if k.startswith("x_train_")))
+
+
+def _x_keys(split: str, names: tuple[str, ...]) -> list[str]:
+    return [f"x_{split}_{n}" for n in names] if names else [f"x_{split}"]
+
+
+def _x_of(arrays: Mapping[str, np.ndarray], split: str, names: tuple[str, ...], path: Path) -> Any:
+    """The ``split`` features: the array, or the inputs packed into one structured array."""
+    if not names:
+        return arrays[f"x_{split}"]
+    try:
+        return _inputs.pack({n: np.asarray(arrays[f"x_{split}_{n}"]) for n in names})
+    except ValueError as err:
+        raise _fail(
+            f"The {split} inputs of {path} disagree: {err}; every input needs one entry per "
+            "example."
+        ) from None
 
 
 def load_npz(
@@ -584,32 +639,44 @@ def load_npz(
     _check_label_kind(label_kind)
     path = Path(path)
 
+    names: tuple[str, ...] = ()
+
     def keys(files: list[str]) -> Sequence[str]:
-        if missing := [k for k in NPZ_KEYS if k not in files]:
-            raise _fail(
-                f"{path} lacks the keys {missing}: found {sorted(files)}, "
-                f"expected {list(NPZ_KEYS)} (Keras' mnist.npz layout); re-save it."
+        nonlocal names
+        names = _npz_input_names(files)
+        wanted = [*_x_keys("train", names), "y_train", *_x_keys("test", names), "y_test"]
+        if missing := [k for k in wanted if k not in files]:
+            layout = (
+                f"x_<split>_<input> for the inputs {', '.join(names)}, and y_train, y_test"
+                if names
+                else f"{list(NPZ_KEYS)} (Keras' mnist.npz layout)"
             )
-        given = [k for k in _NPZ_VAL_KEYS if k in files]
-        if len(given) == 1:
-            other = next(k for k in _NPZ_VAL_KEYS if k not in given)
             raise _fail(
-                f"{path} holds {given[0]} but not {other}: store both (the validation "
-                "split) or neither (validation is then held out from the test split)."
+                f"{path} lacks the keys {missing}: found {sorted(files)}, expected {layout}; "
+                "re-save it."
+            )
+        val_keys = [*_x_keys("val", names), "y_val"]
+        given = [k for k in val_keys if k in files]
+        if given and len(given) < len(val_keys):
+            absent = [k for k in val_keys if k not in given]
+            raise _fail(
+                f"{path} holds {', '.join(given)} but not {', '.join(absent)}: store all of "
+                "them (the validation split) or none (validation is then held out from the "
+                "test split)."
             )
         extra = ["class_names"] if class_names is None and "class_names" in files else []
-        return [*NPZ_KEYS, *given, *extra]
+        return [*wanted, *given, *extra]
 
     arrays = _read_npz(path, keys)
     if "class_names" in arrays:
         class_names = [str(c) for c in arrays["class_names"].tolist()]
     own = None
-    if "x_val" in arrays:
-        own = (arrays["x_val"], arrays["y_val"]), f"x_val from {path.name}"
-    val, val_origin = _validation(own, val_data)
+    if "y_val" in arrays:
+        own = (_x_of(arrays, "val", names, path), arrays["y_val"]), f"x_val from {path.name}"
+    val, val_origin = _validation(own, val_data, names)
     return _build(
-        (arrays["x_train"], arrays["y_train"]),
-        (arrays["x_test"], arrays["y_test"]),
+        (_x_of(arrays, "train", names, path), arrays["y_train"]),
+        (_x_of(arrays, "test", names, path), arrays["y_test"]),
         val=val,
         val_origin=val_origin,
         test_origin="x_test",

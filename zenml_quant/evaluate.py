@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .convert import remapper_disabled
+from .inputs import for_keras
 from .interpreter import measure_latency, run_tflite
 from .metrics import METRICS, Metric
 from .types import CandidateResult, Evaluation, LabeledDataset, TFLiteModel
@@ -50,7 +51,7 @@ def keras_outputs(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarra
     run time (see :func:`zenml_quant.convert.remapper_disabled`).
     """
     with remapper_disabled():
-        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+        return np.asarray(model.predict(for_keras(x), batch_size=batch_size, verbose=0))
 
 
 def evaluate_keras(
@@ -94,7 +95,9 @@ def _compiled_metrics(
     if not compiled:
         return {}
     try:
-        results = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+        results = model.evaluate(
+            for_keras(x), y, batch_size=batch_size, verbose=0, return_dict=True
+        )
     except Exception:  # a loss compiled for other labels (e.g. one-hot) cannot score ours
         return {}
     return {f"keras_{name}": float(value) for name, value in results.items()}

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from .inputs import input_names, is_multi, tflite_input_order
 from .types import Latency, TensorDetails, TFLiteModel
 
 __all__ = ["make_interpreter", "measure_latency", "run_tflite", "tensor_details"]
@@ -53,10 +54,42 @@ def _dequantize(q: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     return (q.astype(np.float32) - zero_point) * scale
 
 
+def _slots(interpreter: Interpreter, x: np.ndarray) -> list[tuple[dict[str, Any], str]]:
+    """Each input tensor's details with the field of ``x`` it takes (``""``: all of ``x``)."""
+    details = interpreter.get_input_details()
+    if not is_multi(x):
+        return [(details[0], "")]
+    return list(zip(details, tflite_input_order(details, input_names(x))))
+
+
+def _column(x: np.ndarray, name: str) -> np.ndarray:
+    return np.asarray(x[name]) if name else x
+
+
+def _allocate(
+    interpreter: Interpreter, x: np.ndarray, batch: int
+) -> list[tuple[dict[str, Any], str]]:
+    """Resize every input to ``batch`` examples of ``x``'s shape; the refreshed slots."""
+    resized = False
+    for detail, name in _slots(interpreter, x):
+        column = _column(x, name)
+        # The examples' own shape: a model with a dynamic non-batch axis (a recurrent model built
+        # on Input((None, features))) is allocated with 1 there until told otherwise.
+        own = column.shape[1:] if column.ndim == len(detail["shape"]) else detail["shape"][1:]
+        shape = [batch, *own]
+        if list(detail["shape"]) != shape:
+            interpreter.resize_tensor_input(detail["index"], shape)
+            resized = True
+    if resized:
+        interpreter.allocate_tensors()
+    return _slots(interpreter, x)
+
+
 def run_tflite(
     model: TFLiteModel, x: np.ndarray, *, batch_size: int = 256, num_threads: int = 1
 ) -> np.ndarray:
-    """Float outputs of ``model`` for every example of ``x`` (first axis = examples).
+    """Float outputs of ``model`` for every example of ``x`` (first axis = examples; for a
+    model with several inputs, a structured array with a field per input, matched by name).
 
     Batches of ``batch_size`` when the model has a dynamic batch axis (the converter's default
     for Keras models), one example at a time otherwise (recurrent models are converted at a
@@ -70,22 +103,16 @@ def run_tflite(
         len(detail.get("shape_signature", ())) > 0 and detail["shape_signature"][0] == -1
     )
     batch = min(batch_size, max(len(x), 1)) if dynamic_batch else 1
-    # The examples' own shape: a model with a dynamic non-batch axis (a recurrent model built
-    # on Input((None, features))) is allocated with 1 there until told otherwise.
-    shape = [batch, *(x.shape[1:] if x.ndim == len(detail["shape"]) else detail["shape"][1:])]
-    if list(detail["shape"]) != shape:
-        interpreter.resize_tensor_input(detail["index"], shape)
-        interpreter.allocate_tensors()
-        detail = interpreter.get_input_details()[0]
+    slots = _allocate(interpreter, x, batch)
     out_detail = interpreter.get_output_details()[0]
     outputs = []
     for start in range(0, len(x), batch):
         chunk = x[start : start + batch]
         if len(chunk) < batch:
-            chunk = np.concatenate(
-                [chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)]
-            )
-        interpreter.set_tensor(detail["index"], _quantize(chunk, detail))
+            pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        for detail, name in slots:
+            interpreter.set_tensor(detail["index"], _quantize(_column(chunk, name), detail))
         # A fused LSTM writes its final state back into its variable tensors; without a reset
         # the next example would start from the previous one's state.
         interpreter.reset_all_variables()
@@ -107,17 +134,15 @@ def measure_latency(
 ) -> Latency:
     """Median, mean and p95 time of one batch-1 ``invoke()`` on this machine's CPU.
 
-    ``sample`` is one example without the batch axis. The input is set once: this times the
-    model, not numpy's quantization. The Python interpreter uses ``num_threads`` threads (the
-    C++ benchmark tool defaults to all cores), which is why the figure always carries it.
+    ``sample`` is one example without the batch axis (for several inputs, one row of their
+    structured array). The input is set once: this times the model, not numpy's quantization.
+    The Python interpreter uses ``num_threads`` threads (the C++ benchmark tool defaults to all
+    cores), which is why the figure always carries it.
     """
     interpreter = make_interpreter(model.content, num_threads=num_threads)
-    detail = interpreter.get_input_details()[0]
-    if tuple(detail["shape"]) != (1, *sample.shape):
-        interpreter.resize_tensor_input(detail["index"], [1, *sample.shape])
-        interpreter.allocate_tensors()
-        detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"], _quantize(sample[None, ...], detail))
+    one = np.asarray(sample)[None, ...]
+    for detail, name in _allocate(interpreter, one, 1):
+        interpreter.set_tensor(detail["index"], _quantize(_column(one, name), detail))
     for _ in range(warmup):
         interpreter.invoke()
     times = np.empty(runs, dtype=np.float64)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ._compat import is_keras3_model, keras3, tf, tf_keras
 from .errors import InvalidModelError
+from .inputs import for_keras
 from .models import input_shape
 
 __all__ = ["as_tf_keras", "keras3_loss"]
@@ -149,9 +150,9 @@ def _rebuild_functional(config: dict[str, Any]) -> Any:
         refs = [refs] if refs and isinstance(refs[0], str) else refs  # one [name, node, index]
         return [tensors[(str(n), int(i), int(j))] for n, i, j in refs]
 
-    (inputs,) = endpoints(config["input_layers"])  # check_model allows one input, one output
-    (outputs,) = endpoints(config["output_layers"])
-    return tf_keras.Model(inputs, outputs, name=config["name"])
+    inputs = endpoints(config["input_layers"])
+    (outputs,) = endpoints(config["output_layers"])  # check_model allows one output
+    return tf_keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=config["name"])
 
 
 def _with_tensors(value: Any, tensors: dict[tuple[str, int, int], Any]) -> Any:
@@ -246,8 +247,9 @@ def _check_same_outputs(model: Any, rebuilt: Any, probe: np.ndarray | None) -> N
             return  # no data to compare on; QAT itself always passes training examples
         probe = np.random.default_rng(0).normal(size=(4, *known)).astype(np.float32)
     # Direct calls, not predict(): no tf.function is traced for a one-off batch.
-    expected = np.asarray(keras3.ops.convert_to_numpy(model(probe, training=False)), np.float64)
-    got = np.asarray(rebuilt(probe, training=False), dtype=np.float64)
+    fed = for_keras(probe)
+    expected = np.asarray(keras3.ops.convert_to_numpy(model(fed, training=False)), np.float64)
+    got = np.asarray(rebuilt(fed, training=False), dtype=np.float64)
     # Both compute in float32, with kernels that may round differently (e.g. batch norm).
     scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
     if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3, atol=1e-4 * scale):

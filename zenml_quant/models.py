@@ -26,6 +26,7 @@ from typing import Any
 
 from ._compat import is_keras3_model, is_tf_keras_model, keras3, tf_keras
 from .errors import InvalidModelError
+from .inputs import model_input_names
 from .model_file import (
     SUPPORTED_FORMATS,
     _Config,
@@ -41,6 +42,7 @@ __all__ = [
     "count_params",
     "final_activation",
     "input_shape",
+    "input_shapes",
     "load_model",
     "model_flavour",
     "num_outputs",
@@ -177,7 +179,8 @@ def check_model(model: Any) -> None:
     """Refuse a model the package cannot work with, saying why and what to do.
 
     It must be a ``tf_keras`` or Keras 3 Sequential/Functional model, built with a known input
-    shape, with one input and one output.
+    shape, with one output; several inputs are fine when each has its own name (the data's
+    ``x_<split>_<input name>`` keys are matched to them).
     """
     model_flavour(model)  # raises for anything but a Keras model
     if not _is_graph_model(model):
@@ -188,11 +191,18 @@ def check_model(model: Any) -> None:
             f"model {model.name!r} is not built, so its input shape is unknown: start it with an "
             "Input layer (keras.Input(shape=...)) or call model.build((None, ...)) first"
         )
-    for what, tensors in (("inputs", inputs), ("outputs", outputs)):
-        if len(tensors) != 1:
+    if len(outputs) != 1:
+        raise InvalidModelError(
+            f"model {model.name!r} has {len(outputs)} outputs: models with several outputs are "
+            "not supported yet; pass a model with one output (e.g. keras.Model(model.inputs, "
+            "model.outputs[0]) for the head to compress)"
+        )
+    if len(inputs) > 1:
+        names = model_input_names(model)
+        if len(set(names)) != len(names):
             raise InvalidModelError(
-                f"model {model.name!r} has {len(tensors)} {what}: models with {len(tensors)} "
-                f"{what} are not supported yet; pass a model with one input and one output"
+                f"model {model.name!r} has inputs with the same name ({', '.join(names)}): "
+                "name each Input layer (keras.Input(shape, name=...)) so data can be matched"
             )
 
 
@@ -210,9 +220,19 @@ def model_flavour(model: Any) -> str:
 
 
 def input_shape(model: Any) -> tuple[int | None, ...]:
-    """The shape of one example (no batch axis), e.g. ``(28, 28, 1)``."""
+    """The shape of one example (no batch axis), e.g. ``(28, 28, 1)``; of the first input for a
+    model with several (see :func:`input_shapes`)."""
     check_model(model)
     return tuple(None if d is None else int(d) for d in model.inputs[0].shape[1:])
+
+
+def input_shapes(model: Any) -> dict[str, tuple[int | None, ...]]:
+    """Each input's per-example shape by input name, in the model's order."""
+    check_model(model)
+    return {
+        name: tuple(None if d is None else int(d) for d in t.shape[1:])
+        for name, t in zip(model_input_names(model), model.inputs)
+    }
 
 
 def num_outputs(model: Any) -> int:

@@ -39,9 +39,10 @@ import tensorflow_model_optimization as tfmot  # isort: skip
 from .convert import convert_model, remapper_disabled
 from .errors import ConversionError, InvalidDatasetError, InvalidModelError, InvalidOptionError
 from .evaluate import evaluate_keras, evaluate_tflite
+from .inputs import describe_shape, fits, for_keras
 from .keras3_rebuild import as_tf_keras, keras3_loss
 from .metrics import METRICS, Metric
-from .models import check_model, input_shape, num_outputs
+from .models import check_model, input_shapes, num_outputs
 from .tasks import dataset_metric, dataset_task
 from .training import TrainingData, loss_for, training_data
 from .types import SPLITS, ConversionOptions, LabeledDataset, TFLiteModel
@@ -316,16 +317,13 @@ def _is_int(value: Any) -> bool:
 
 def _check_data(model: Any, dataset: LabeledDataset) -> None:
     # Checked here because a mismatch would otherwise surface as a TF error deep inside fit().
-    expected = input_shape(model)
-    got = dataset.sample_shape
-    fix = (
-        "fit the data to the model with zenml_quant.conform.conform_to_model(dataset, "
-        "input_shape=..., num_classes=...)"
-    )
-    if len(expected) != len(got) or any(e not in (None, g) for e, g in zip(expected, got)):
+    shapes = input_shapes(model)
+    fix = "fit the data to the model with zenml_quant.conform.fit_to_model(model, dataset)"
+    if not fits(dataset.x_train, shapes):
+        expected = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
         raise InvalidDatasetError(
-            f"The data's examples have shape {got} but model {model.name!r} expects "
-            f"{expected}: {fix}."
+            f"The data's examples have shape {describe_shape(dataset.x_train)} but model "
+            f"{model.name!r} expects {expected}: {fix}."
         )
     if dataset_task(dataset) not in ("classification", "binary"):
         return  # regression targets and autoencoder labels are not class indices
@@ -719,9 +717,9 @@ def _fit(qat_model: Any, data: TrainingData, options: QATOptions) -> dict[str, l
     try:
         with remapper_disabled():  # oneDNN cannot run some fused BatchNorm activations
             history = qat_model.fit(
-                data.x_train,
+                for_keras(data.x_train),
                 data.y_train,
-                validation_data=(data.x_val, data.y_val),
+                validation_data=(for_keras(data.x_val), data.y_val),
                 epochs=options.epochs,
                 batch_size=options.batch_size,
                 callbacks=callbacks,

@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tensorflow.lite.python.schema_py_generated import TensorType
-from tensorflow.lite.tools import flatbuffer_utils
 
 from ._compat import tf
 from .convert import (
@@ -32,6 +30,8 @@ from .convert import (
     tie_lstm_hidden_quantization,
 )
 from .errors import ConversionError, InvalidOptionError
+from .inputs import input_names, is_multi, tflite_input_order
+from .interpreter import make_interpreter
 from .layermap import LayerOps, map_layers
 from .profile import tflite_graph
 from .types import MIXED_MODE, ConversionOptions, TFLiteModel
@@ -78,7 +78,9 @@ class SelectiveQuantizer:
         self.notes = notes + configure_converter(
             converter, "int8", representative_data, self.options
         )
-        self._debug_samples: np.ndarray = np.zeros((0,), np.float32)
+        # One array per model input, in the quantized model's input order (as the debugger
+        # feeds them).
+        self._debug_samples: list[np.ndarray] = []
         try:
             with _quiet():
                 self._debugger = tf.lite.experimental.QuantizationDebugger(
@@ -215,8 +217,8 @@ class SelectiveQuantizer:
         )
 
     def _debug_batches(self) -> Iterator[list[np.ndarray]]:
-        for i in range(len(self._debug_samples)):
-            yield [self._debug_samples[i : i + 1]]
+        for i in range(len(self._debug_samples[0]) if self._debug_samples else 0):
+            yield [column[i : i + 1] for column in self._debug_samples]
 
 
 def convert_selective(
@@ -263,24 +265,27 @@ def _noise_to_signal(
     return float(np.mean(ratios)) if alive.any() else float("nan")
 
 
-def _representable(samples: np.ndarray, content: bytes) -> np.ndarray:
-    """``samples`` as float32, clipped to the range of the model's integer input.
+def _representable(samples: np.ndarray, content: bytes) -> list[np.ndarray]:
+    """``samples`` as float32 arrays, one per model input in the model's input order, each
+    clipped to the range of its integer input.
 
     The debugger quantizes float inputs without clipping, so a value outside the calibrated
     range wraps around in int8 (130 becomes -126); ``run_tflite`` clips, and so does this.
     """
-    samples = samples.astype(np.float32)
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-    graph = model.subgraphs[0]
-    tensor = graph.tensors[graph.inputs[0]]
-    bits = {TensorType.INT8: 8, TensorType.INT16: 16}.get(tensor.type)
-    quantization = tensor.quantization
-    if bits is None or quantization is None or quantization.scale is None:
-        return samples
-    scale, zero_point = float(quantization.scale[0]), int(quantization.zeroPoint[0])
-    info = np.iinfo(np.int8 if bits == 8 else np.int16)
-    low, high = (info.min - zero_point) * scale, (info.max - zero_point) * scale
-    return np.clip(samples, low, high).astype(np.float32)
+    details = make_interpreter(content).get_input_details()
+    names = tflite_input_order(details, input_names(samples)) if is_multi(samples) else [""]
+    columns = []
+    for detail, name in zip(details, names):
+        column = (samples[name] if name else samples).astype(np.float32)
+        dtype = np.dtype(detail["dtype"])
+        scale, zero_point = detail["quantization"]
+        if dtype not in (np.int8, np.int16) or not scale:
+            columns.append(column)
+            continue
+        info = np.iinfo(dtype)
+        low, high = (info.min - zero_point) * scale, (info.max - zero_point) * scale
+        columns.append(np.clip(column, low, high).astype(np.float32))
+    return columns
 
 
 def _stats_by_tensor(

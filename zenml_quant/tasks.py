@@ -31,6 +31,8 @@ class ModelSignature:
     input_shape: tuple[int | None, ...]
     output_shape: tuple[int | None, ...]
     final_activation: str | None = None
+    #: How many inputs the model takes; one with several cannot reconstruct "its input".
+    inputs: int = 1
 
     @property
     def output_units(self) -> int:
@@ -65,7 +67,9 @@ def infer_task(signature: ModelSignature, dataset: LabeledDataset, task: str | N
             raise InvalidOptionError(f"Unknown task {task!r}: {_FLAG}.")
         _check_task(task, signature, dataset)
         return task
-    same_shape = tuple(signature.output_shape) == tuple(signature.input_shape)
+    same_shape = signature.inputs == 1 and tuple(signature.output_shape) == tuple(
+        signature.input_shape
+    )
     units = signature.output_units
     if not dataset.has_classes:
         if same_shape:
@@ -127,6 +131,12 @@ def _check_task(task: str, signature: ModelSignature, dataset: LabeledDataset) -
             f"{dataset.num_classes} classes: pass --task binary for one sigmoid unit."
         )
     if task == "reconstruction":
+        if signature.inputs > 1:
+            raise InvalidOptionError(
+                f"--task reconstruction compares an output with the model's input, but this "
+                f"model has {signature.inputs} inputs: pass a model with one input, or another "
+                "--task."
+            )
         if tuple(signature.output_shape) != tuple(signature.input_shape):
             raise InvalidOptionError(
                 f"--task reconstruction needs an output of the input's shape "

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidOptionError
+from ..inputs import for_keras
 from ..tasks import dataset_task
 from ..types import LabeledDataset
 from .edits import EditPlan
@@ -62,7 +63,7 @@ def apply_plan(
             raise InvalidOptionError(f"The plan's meta.fine_tune is malformed: {exc}") from None
     teacher = None
     if fine_tune_options.distill:
-        outputs = model.predict(dataset.x_train, batch_size=256, verbose=0)
+        outputs = model.predict(for_keras(dataset.x_train), batch_size=256, verbose=0)
         teacher = np.asarray(
             outputs if outputs_are_logits(model) else np.log(outputs + 1e-7), dtype=np.float32
         )

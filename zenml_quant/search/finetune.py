@@ -10,6 +10,7 @@ import numpy as np
 
 from .._compat import tf, tf_keras
 from ..errors import InvalidOptionError
+from ..inputs import for_keras
 from ..training import training_data
 
 __all__ = ["FineTuneOptions", "fine_tune", "outputs_are_logits"]
@@ -163,5 +164,5 @@ def _batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
     options.threading.private_threadpool_size = 1
     options.threading.max_intra_op_parallelism = 1
     options.autotune.enabled = False
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    dataset = tf.data.Dataset.from_tensor_slices((for_keras(x), y)).batch(batch_size)
     return dataset.with_options(options)

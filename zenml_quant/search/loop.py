@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidDatasetError, InvalidOptionError
+from ..inputs import example_shape, for_keras
+from ..models import input_shapes
 from ..tasks import dataset_metric, dataset_task
 from ..types import LabeledDataset, TFLiteModel
 from .apply import plan_meta
@@ -272,11 +274,15 @@ def longest_first(tasks: list[TrialTask], space: SearchSpace) -> list[TrialTask]
 
 
 def _check_data(model: Any, dataset: LabeledDataset) -> None:
-    expected = tuple(model.inputs[0].shape[1:])
-    if tuple(dataset.x_train.shape[1:]) != expected or tuple(dataset.x_val.shape[1:]) != expected:
+    shapes = input_shapes(model)
+    expected: tuple[Any, ...] = (
+        tuple(shapes.items()) if len(shapes) > 1 else next(iter(shapes.values()))
+    )
+    got = example_shape(dataset.x_train)
+    if got != expected or example_shape(dataset.x_val) != got:
         raise InvalidDatasetError(
-            f"The dataset's examples have shape {tuple(dataset.x_train.shape[1:])} but model "
-            f"{model.name!r} takes {expected}: pass the dataset through conform_to_model first."
+            f"The dataset's examples have shape {got} but model {model.name!r} takes "
+            f"{expected}: pass the dataset through fit_to_model first."
         )
     if len(dataset.x_val) == 0:
         raise InvalidDatasetError(
@@ -288,7 +294,7 @@ def _check_data(model: Any, dataset: LabeledDataset) -> None:
 def _context(model: Any, dataset: LabeledDataset, options: SearchOptions) -> SearchContext:
     teacher = None
     if options.evaluation.fine_tune.distill:
-        outputs = model.predict(dataset.x_train, batch_size=256, verbose=0)
+        outputs = model.predict(for_keras(dataset.x_train), batch_size=256, verbose=0)
         teacher = np.asarray(
             outputs if outputs_are_logits(model) else np.log(outputs + 1e-7), dtype=np.float32
         )

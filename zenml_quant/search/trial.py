@@ -23,6 +23,7 @@ from .._compat import is_keras3_model, tf
 from ..benchmark import BenchmarkOptions, LocalBenchmarker
 from ..convert import convert_model
 from ..errors import InvalidOptionError
+from ..inputs import for_keras
 from ..interpreter import run_tflite
 from ..metrics import metric_from_dict
 from ..models import load_model
@@ -272,7 +273,10 @@ def _convert(model: Any, task: TrialTask, context: SearchContext) -> Any:
 
 def _outputs(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     # Direct calls, not predict(): predict traces a new function for every candidate model.
-    parts = [model(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+    parts = [
+        model(for_keras(x[i : i + batch_size]), training=False)
+        for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate([np.asarray(p) for p in parts])
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.materializers.base_materializer import BaseMaterializer
 
+from ...inputs import describe_shape
 from ...types import SPLITS, LabeledDataset, Preprocessing
 
 _ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -61,7 +62,7 @@ class LabeledDatasetMaterializer(BaseMaterializer):
         lines = [f"### Labeled dataset from `{data.preprocessing.source}`", ""]
         if data.has_classes:
             lines += [
-                f"Example shape `{data.sample_shape}`, {data.num_classes} classes.",
+                f"Example shape `{describe_shape(data.x_train)}`, {data.num_classes} classes.",
                 "",
                 "| split | examples | " + " | ".join(data.class_names) + " |",
                 "|---|---|" + "---|" * data.num_classes,
@@ -75,7 +76,7 @@ class LabeledDatasetMaterializer(BaseMaterializer):
         else:  # values (e.g. regression targets): their range says more than class counts
             label_shape = tuple(int(d) for d in data.y_train.shape[1:])
             lines += [
-                f"Example shape `{data.sample_shape}`, values of shape `{label_shape}`.",
+                f"Example shape `{describe_shape(data.x_train)}`, values of shape `{label_shape}`.",
                 "",
                 "| split | examples | min | mean | max |",
                 "|---|---|---|---|---|",
@@ -107,5 +108,5 @@ class LabeledDatasetMaterializer(BaseMaterializer):
             "num_classes": data.num_classes,
             "labels": "classes" if data.has_classes else "values",
             "validation_source": data.validation_source,
-            "example_shape": str(data.sample_shape),
+            "example_shape": describe_shape(data.x_train),
         }
