@@ -18,7 +18,7 @@ import numpy as np
 from ._compat import is_keras3_model, keras3, tf, tf_keras
 from .errors import InvalidModelError
 from .inputs import for_keras
-from .models import input_shape
+from .models import input_shape, refresh_adapted_layers
 
 __all__ = ["as_tf_keras", "keras3_loss"]
 
@@ -75,8 +75,8 @@ def as_tf_keras(model: Any, probe: np.ndarray | None) -> tuple[Any, bool]:
         reason = str(exc) if isinstance(exc, _RebuildError) else _first_line(exc)
         raise InvalidModelError(
             f"model {model.name!r} is a Keras 3 model, and rebuilding it as tf_keras from its "
-            f"config and weights failed: {reason}. Quantization-aware training needs a tf_keras "
-            "(Keras 2) model: tfmot does not support Keras 3 (model-optimization#1119). Build "
+            f"config and weights failed: {reason}. Quantization-aware training and the search need "
+            "a tf_keras (Keras 2) model: tfmot does not support Keras 3 (model-optimization#1119). Build "
             "or load the model with tf_keras (import tf_keras; tf_keras.models.load_model of a "
             "file saved by tf_keras), or use post-training quantization "
             "(convert_model(model, 'int8', ...)), which accepts Keras 3 models."
@@ -96,6 +96,7 @@ def _rebuild_keras3(model: Any) -> Any:
         weights = layer.get_weights()
         if weights:  # set_weights checks the count and every shape
             rebuilt.get_layer(layer.name).set_weights(weights)
+    refresh_adapted_layers(rebuilt)
     return rebuilt
 
 

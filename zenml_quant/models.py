@@ -47,6 +47,7 @@ __all__ = [
     "model_flavour",
     "num_outputs",
     "output_shape",
+    "refresh_adapted_layers",
     "save_model",
     "unsafe_loading_allowed",
 ]
@@ -204,6 +205,29 @@ def check_model(model: Any) -> None:
                 f"model {model.name!r} has inputs with the same name ({', '.join(names)}): "
                 "name each Input layer (keras.Input(shape, name=...)) so data can be matched"
             )
+
+
+def refresh_adapted_layers(model: Any) -> None:
+    """Make adapted preprocessing layers (``Normalization``...) compute with their weights again.
+
+    Such a layer computes with tensors it derives from its weights when it is built or adapted.
+    A copy made layer by layer (tfmot's ``quantize_apply``, the search's edits) gets the weights
+    but keeps the tensors of a fresh layer, so it normalises with mean 0 and variance 1.
+    Checked on a Normalization CNN: its QAT copy trained on raw pixels while its BatchNorm
+    learned their scale; early stopping's restore (``Model.set_weights``, which does refresh
+    them) then switched normalisation back on under those statistics, and QAT scored chance.
+    Call this after copying weights into a model.
+    """
+    stack = list(getattr(model, "layers", ()))
+    while stack:
+        layer = stack.pop()
+        stack.extend(getattr(layer, "layers", ()))  # nested models
+        inner = getattr(layer, "layer", None)  # tfmot's QuantizeWrapper
+        if inner is not None:
+            stack.append(inner)
+        finalize = getattr(layer, "finalize_state", None)
+        if callable(finalize) and getattr(layer, "built", False):
+            finalize()
 
 
 def model_flavour(model: Any) -> str:

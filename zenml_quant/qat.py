@@ -42,7 +42,7 @@ from .evaluate import evaluate_keras, evaluate_tflite
 from .inputs import describe_shape, fits, for_keras
 from .keras3_rebuild import as_tf_keras, keras3_loss
 from .metrics import METRICS, Metric
-from .models import check_model, input_shapes, num_outputs
+from .models import check_model, input_shapes, num_outputs, refresh_adapted_layers
 from .tasks import dataset_metric, dataset_task
 from .training import TrainingData, loss_for, training_data
 from .types import SPLITS, ConversionOptions, LabeledDataset, TFLiteModel
@@ -224,6 +224,7 @@ def quantization_aware_training(
     qat_model, quantized, skipped = _quantize_skipping(
         model, selected, explicit=layers is not None, skip_layers=skip_layers
     )
+    refresh_adapted_layers(qat_model)
     task = dataset_task(dataset)
     metric = metric or dataset_metric(dataset)
     loss = keras3_loss(source) if rebuilt else None

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..errors import InvalidDatasetError, InvalidOptionError
 from ..inputs import example_shape, for_keras
+from ..keras3_rebuild import as_tf_keras
 from ..models import input_shapes
 from ..tasks import dataset_metric, dataset_task
 from ..types import LabeledDataset, TFLiteModel
@@ -240,6 +241,9 @@ def search_architecture(
     dataset's metric; targets in another metric are read in the dataset's.
     """
     options = options or SearchOptions()
+    # Candidates are edited and fine-tuned as tf_keras models: a Keras 3 model is searched
+    # through its tf_keras rebuild (same config and weights, outputs checked equal).
+    model, rebuilt = as_tf_keras(model, probe=dataset.x_train[:8])
     _check_data(model, dataset)
     if targets.metric != dataset_metric(dataset):
         targets = targets.with_metric(dataset_metric(dataset))
@@ -258,7 +262,16 @@ def search_architecture(
     start = time.perf_counter()
     try:
         original = executor.map([TrialTask(0, EditPlan(model=model.name), options.seed, False)])[0]
-        return _run(space, proposer, executor, original, dataset, targets, options, progress, start)
+        result = _run(
+            space, proposer, executor, original, dataset, targets, options, progress, start
+        )
+        if rebuilt:
+            note = (
+                f"model {model.name!r} is a Keras 3 model: the search edited and fine-tuned its "
+                "tf_keras rebuild (same config and weights, outputs checked equal)."
+            )
+            result = replace(result, notes=(*result.notes, note))
+        return result
     finally:
         if own_executor:
             executor.close()
