@@ -6,13 +6,14 @@ from __future__ import annotations
 import _zoo_path  # noqa: F401  (puts the repository root on sys.path for `zoo`)
 import numpy as np
 import pytest
+from _end_to_end import compress_run, short_search
 
 from zenml_quant import inputs
 from zenml_quant._compat import tf_keras
 from zenml_quant.conform import fit_to_model
 from zenml_quant.convert import convert_model
 from zenml_quant.datasets import load_npz
-from zenml_quant.errors import InvalidDatasetError, InvalidModelError
+from zenml_quant.errors import InvalidDatasetError
 from zenml_quant.interpreter import measure_latency, run_tflite
 from zenml_quant.models import check_model
 from zoo import write_npz
@@ -103,13 +104,6 @@ def test_the_data_is_matched_to_the_model_by_input_name(two_input, tmp_path):
         fit_to_model(model, load_npz(write_npz(tmp_path / "one.npz", one)))
 
 
-def test_two_outputs_are_refused_with_the_fix():
-    inp = layers.Input((4,), name="x")
-    model = tf_keras.Model(inp, [layers.Dense(2)(inp), layers.Dense(1)(inp)])
-    with pytest.raises(InvalidModelError, match="several outputs .* model.outputs\\[0\\]"):
-        check_model(model)
-
-
 @pytest.mark.parametrize("mode", ["float32", "int8"])
 def test_tflite_inputs_are_fed_by_name(two_input, mode):
     model, path, _ = two_input
@@ -130,21 +124,8 @@ def test_tflite_inputs_are_fed_by_name(two_input, mode):
 
 
 def test_compress_and_search_run_a_two_input_model_end_to_end(two_input, tmp_path):
-    from zenml_quant.integration import compress_pipeline
-    from zenml_quant.search.finetune import FineTuneOptions
-    from zenml_quant.search.loop import SearchOptions, search_architecture
-    from zenml_quant.search.trial import EvaluationOptions
-    from zenml_quant.targets import Targets
-
     model, path, _ = two_input
-    run = compress_pipeline.with_options(enable_cache=False)(
-        model_path=str(path.with_suffix(".keras")),
-        data_source=str(path),
-        modes=("float32", "int8"),
-        qat=True,
-        benchmark_threads=None,
-        raise_on_fail=False,
-    )
+    run = compress_run(path.with_suffix(".keras"), path)
     summary = run.steps["summarize_run"].outputs["zq_run_summary"][0].load()
     assert summary.baseline.accuracy > 0.7  # both inputs are used: one alone caps at 50 %
     rows = {c.name: c for c in summary.candidates}
@@ -157,21 +138,7 @@ def test_compress_and_search_run_a_two_input_model_end_to_end(two_input, tmp_pat
     assert len(sensitivity) > 0 and {"image_conv1", "meta_dense"} <= set(sensitivity["layer"])
 
     data = fit_to_model(model, load_npz(path))
-    result = search_architecture(
-        model,
-        data,
-        targets=Targets(max_size_bytes=1_000_000),
-        options=SearchOptions(
-            max_trials=2,
-            batch_size=1,
-            seed=0,
-            evaluation=EvaluationOptions(
-                fine_tune=FineTuneOptions(epochs=1, steps_per_epoch=3, batch_size=32),
-                calibration_samples=32,
-                measure_latency=False,
-            ),
-        ),
-    )
+    result = short_search(model, data)
     assert result.records[0].ok
     assert len(result.records) == 3 and all(r.ok for r in result.records), [
         r.error for r in result.records

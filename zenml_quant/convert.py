@@ -41,6 +41,7 @@ from ._compat import is_keras3_model, keras3, tf, tf_keras
 from .errors import ConversionError, InvalidDatasetError
 from .interpreter import make_interpreter, tensor_details
 from .models import refresh_adapted_layers
+from .outputs import output_names
 from .profile import peak_activation_bytes, tflite_graph
 from .types import MODES, ConversionOptions, TFLiteModel
 
@@ -56,6 +57,8 @@ __all__ = [
     "make_converter",
     "recurrent_layers",
     "remapper_disabled",
+    "scored_output_first",
+    "scored_output_name",
     "tie_lstm_hidden_quantization",
 ]
 
@@ -90,13 +93,25 @@ def convert_model(
         content = converter.convert()
     except Exception as exc:  # the converter raises ConverterError, but also plain errors
         raise ConversionError(explain_failure(exc, model, mode)) from None
-    content = finish_content(bytes(content), options, has_recurrent=bool(recurrent_layers(model)))
+    content = finish_content(
+        bytes(content),
+        options,
+        has_recurrent=bool(recurrent_layers(model)),
+        scored_output=scored_output_name(model),
+    )
     tflite = inspect_tflite(content, mode=mode, options=options, source_model=model.name)
     return replace(tflite, notes=notes) if notes else tflite
 
 
-def finish_content(content: bytes, options: ConversionOptions, *, has_recurrent: bool) -> bytes:
-    """The converter's flatbuffer after our fixes: LSTM quantization tied, names compacted.
+def finish_content(
+    content: bytes,
+    options: ConversionOptions,
+    *,
+    has_recurrent: bool,
+    scored_output: str | None = None,
+) -> bytes:
+    """The converter's flatbuffer after our fixes: LSTM quantization tied, names compacted, and
+    the scored output (named ``scored_output`` in the signature) first among several.
 
     ``has_recurrent`` (the Keras model has recurrent layers) saves parsing the file for the
     LSTM check when there can be no LSTM op.
@@ -105,7 +120,40 @@ def finish_content(content: bytes, options: ConversionOptions, *, has_recurrent:
         content = tie_lstm_hidden_quantization(content)
     if options.compact_names:
         content = compact_tensor_names(content)
+    if scored_output is not None:
+        content = scored_output_first(content, scored_output)
     return content
+
+
+def scored_output_name(model: Any) -> str | None:
+    """The signature name of a several-output model's scored (first) output; None for one."""
+    return output_names(model)[0] if len(model.outputs) > 1 else None
+
+
+def scored_output_first(content: bytes, name: str) -> bytes:
+    """``content`` with the output called ``name`` in its signature moved to the front of the
+    graph's outputs, so ``get_output_details()[0]`` is the scored output.
+
+    The converter orders a model's outputs by tensor, not as Keras does (a ``[logits, aux]``
+    model comes out as ``[aux, logits]``). A signature made from a traced function names its
+    outputs ``output_0, output_1, ...`` in the Keras order instead of by layer.
+    """
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    graph = model.subgraphs[0]
+    by_name = {
+        tensor_map.name.decode(): int(tensor_map.tensorIndex)
+        for signature in model.signatureDefs or []
+        for tensor_map in signature.outputs or []
+    }
+    index = by_name.get(name, by_name.get("output_0"))
+    outputs = [int(i) for i in graph.outputs]
+    if index is None or index not in outputs:
+        raise ConversionError(
+            f"the converted model has no output named {name!r} in its signature (found "
+            f"{', '.join(sorted(by_name)) or 'none'}): the scored output cannot be told apart"
+        )
+    graph.outputs = np.array([index, *(i for i in outputs if i != index)], dtype=np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def tie_lstm_hidden_quantization(content: bytes) -> bytes:

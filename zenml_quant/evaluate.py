@@ -15,6 +15,7 @@ from .convert import remapper_disabled
 from .inputs import for_keras
 from .interpreter import measure_latency, run_tflite
 from .metrics import METRICS, Metric
+from .outputs import scored
 from .types import CandidateResult, Evaluation, LabeledDataset, TFLiteModel
 
 __all__ = [
@@ -51,7 +52,7 @@ def keras_outputs(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarra
     run time (see :func:`zenml_quant.convert.remapper_disabled`).
     """
     with remapper_disabled():
-        return np.asarray(model.predict(for_keras(x), batch_size=batch_size, verbose=0))
+        return scored(model.predict(for_keras(x), batch_size=batch_size, verbose=0))
 
 
 def evaluate_keras(

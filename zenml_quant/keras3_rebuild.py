@@ -249,8 +249,15 @@ def _check_same_outputs(model: Any, rebuilt: Any, probe: np.ndarray | None) -> N
         probe = np.random.default_rng(0).normal(size=(4, *known)).astype(np.float32)
     # Direct calls, not predict(): no tf.function is traced for a one-off batch.
     fed = for_keras(probe)
-    expected = np.asarray(keras3.ops.convert_to_numpy(model(fed, training=False)), np.float64)
-    got = np.asarray(rebuilt(fed, training=False), dtype=np.float64)
+    expected = np.concatenate(
+        [
+            np.asarray(keras3.ops.convert_to_numpy(t), np.float64).ravel()
+            for t in tf.nest.flatten(model(fed, training=False))
+        ]
+    )
+    got = np.concatenate(
+        [np.asarray(t, np.float64).ravel() for t in tf.nest.flatten(rebuilt(fed, training=False))]
+    )
     # Both compute in float32, with kernels that may round differently (e.g. batch norm).
     scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
     if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3, atol=1e-4 * scale):

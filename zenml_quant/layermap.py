@@ -112,12 +112,22 @@ def _leaf_layers(model: Any) -> list[Any]:
     return found
 
 
-def _output_layer(model: Any) -> str | None:
+def _output_layers(graph: TFLiteGraph, model: Any) -> dict[int, str]:
+    """The Keras layer behind each output tensor of ``graph`` (the converter renames output
+    tensors ``StatefulPartitionedCall:<i>``, so only the signature tells them apart)."""
     names = list(getattr(model, "output_names", None) or [])
-    if names:
-        return str(names[0])
-    layers = keras_layers(model)
-    return layers[-1][0] if layers else None
+    if not names:
+        layers = keras_layers(model)
+        names = [layers[-1][0]] if layers else []
+    if len(graph.outputs) == 1 or not graph.output_names:
+        return {t: names[0] for t in graph.outputs} if names else {}
+    owners = {}
+    for tensor, key in graph.output_names.items():
+        if key in names:
+            owners[tensor] = key
+        elif key.startswith("output_") and key[7:].isdigit() and int(key[7:]) < len(names):
+            owners[tensor] = names[int(key[7:])]  # a traced function's outputs, in Keras order
+    return owners
 
 
 def _recurrent_kind(layer: Any) -> str | None:
@@ -148,12 +158,11 @@ def map_layers(graph: TFLiteGraph, model: Any) -> tuple[LayerOps, ...]:
         _owner(op.outputs, names, order, weighted, strip_suffix) for op in graph.operators
     ]
     _assign_recurrent(graph, owners, leaves)
-    output_layer = _output_layer(model)
-    graph_outputs = set(graph.outputs)
+    output_layers = _output_layers(graph, model)
     producer: dict[int, str] = {}
     for index, op in enumerate(graph.operators):
-        if owners[index] is None and output_layer is not None and graph_outputs & set(op.outputs):
-            owners[index] = output_layer
+        if owners[index] is None:
+            owners[index] = next((output_layers[t] for t in op.outputs if t in output_layers), None)
         if owners[index] is None:
             sources = {producer[t] for t in op.inputs if t in producer}
             if len(sources) == 1:

@@ -34,6 +34,7 @@ from .model_file import (
     _walk,
 )
 from .model_file import read_model_config as _inspect
+from .outputs import output_names, scored_layer
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -180,8 +181,9 @@ def check_model(model: Any) -> None:
     """Refuse a model the package cannot work with, saying why and what to do.
 
     It must be a ``tf_keras`` or Keras 3 Sequential/Functional model, built with a known input
-    shape, with one output; several inputs are fine when each has its own name (the data's
-    ``x_<split>_<input name>`` keys are matched to them).
+    shape. Several inputs are fine when each has its own name (the data's
+    ``x_<split>_<input name>`` keys are matched to them); with several outputs the first is the
+    one scored (see :mod:`zenml_quant.outputs`).
     """
     model_flavour(model)  # raises for anything but a Keras model
     if not _is_graph_model(model):
@@ -192,11 +194,10 @@ def check_model(model: Any) -> None:
             f"model {model.name!r} is not built, so its input shape is unknown: start it with an "
             "Input layer (keras.Input(shape=...)) or call model.build((None, ...)) first"
         )
-    if len(outputs) != 1:
+    if len(outputs) > 1 and len(set(output_names(model))) != len(outputs):
         raise InvalidModelError(
-            f"model {model.name!r} has {len(outputs)} outputs: models with several outputs are "
-            "not supported yet; pass a model with one output (e.g. keras.Model(model.inputs, "
-            "model.outputs[0]) for the head to compress)"
+            f"model {model.name!r} has outputs with the same name ({', '.join(output_names(model))}"
+            "): give each output layer its own name"
         )
     if len(inputs) > 1:
         names = model_input_names(model)
@@ -280,7 +281,7 @@ def final_activation(model: Any) -> str | None:
     """The activation the model's output goes through last (``"softmax"``, ``"sigmoid"``...),
     or None when it is linear or cannot be told."""
     check_model(model)
-    layer = model.layers[-1]
+    layer = scored_layer(model)
     kind = type(layer).__name__
     if kind in ("Softmax", "ReLU"):
         return kind.lower()

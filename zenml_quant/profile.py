@@ -8,7 +8,7 @@ peak memory comes from the converted TFLite graph, because that is what runs on 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -244,13 +244,15 @@ class TFLiteGraph:
     (weights, biases, shape operands) are op inputs that are neither model inputs nor produced
     by an op; activations are model inputs and op outputs; a tensor that is neither is a
     kernel's scratch buffer (e.g. a convolution's im2col). ``inputs`` and ``outputs`` are the
-    model's input and output tensor indices.
+    model's input and output tensor indices; ``output_names`` the signature's name of each
+    output tensor (the Keras output layer's, or ``output_<i>`` from a traced function).
     """
 
     operators: tuple[TFLiteOp, ...]
     tensors: tuple[TFLiteTensor, ...]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    output_names: dict[int, str] = field(default_factory=dict)
 
 
 def _interpreter(content: bytes) -> Any:
@@ -289,6 +291,10 @@ def tflite_graph(content: bytes) -> TFLiteGraph:
     )
     inputs = tuple(int(d["index"]) for d in interpreter.get_input_details())
     outputs = tuple(int(d["index"]) for d in interpreter.get_output_details())
+    output_names = {}
+    for key in interpreter.get_signature_list():
+        runner_outputs = interpreter.get_signature_runner(key).get_output_details()
+        output_names.update({int(d["index"]): str(name) for name, d in runner_outputs.items()})
     produced = {t for op in ops for t in op.outputs}
     read = {t for op in ops for t in op.inputs}
     details = {int(d["index"]): d for d in interpreter.get_tensor_details()}
@@ -313,7 +319,7 @@ def tflite_graph(content: bytes) -> TFLiteGraph:
                 index in read and index not in produced and index not in inputs,
             )
         )
-    return TFLiteGraph(ops, tuple(tensors), inputs, outputs)
+    return TFLiteGraph(ops, tuple(tensors), inputs, outputs, output_names)
 
 
 def peak_activation_bytes(content: bytes | TFLiteGraph) -> int:

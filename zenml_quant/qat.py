@@ -43,8 +43,9 @@ from .inputs import describe_shape, fits, for_keras
 from .keras3_rebuild import as_tf_keras, keras3_loss
 from .metrics import METRICS, Metric
 from .models import check_model, input_shapes, num_outputs, refresh_adapted_layers
+from .outputs import output_names
 from .tasks import dataset_metric, dataset_task
-from .training import TrainingData, loss_for, training_data
+from .training import TrainingData, keep_other_outputs, loss_for, training_data
 from .types import SPLITS, ConversionOptions, LabeledDataset, TFLiteModel
 
 __all__ = ["QATOptions", "QATResult", "quantizable_layers", "quantization_aware_training"]
@@ -237,16 +238,24 @@ def quantization_aware_training(
         dataset.y_val,
         loss=loss or loss_for(model, task),
     )
+    data = keep_other_outputs(model, model, data)  # several outputs: the rest kept as they were
     classifier = task in ("classification", "binary")
+    heads = output_names(qat_model)
     qat_model.compile(
         optimizer=tf_keras.optimizers.Adam(learning_rate=options.learning_rate),
         loss=data.loss,
-        metrics=["accuracy"] if classifier else [],
+        # Accuracy of the scored output only; Keras then logs it as val_<output>_accuracy.
+        metrics=(["accuracy"] if len(heads) == 1 else {heads[0]: ["accuracy"]})
+        if classifier
+        else [],
     )
     if not classifier and "acc" in options.monitor:
         # Regression and autoencoders have no accuracy to watch: stop on the validation loss.
         options = replace(options, monitor="val_loss")
-    history = _fit(qat_model, data, options)
+    monitor = options.monitor
+    if len(heads) > 1:  # Keras logs each output's figures under its name
+        monitor = monitor.replace("accuracy", f"{heads[0]}_accuracy")
+    history = _fit(qat_model, data, options, monitor)
     epochs_run = len(next(iter(history.values()), []))
 
     # The converter takes the int8 ranges QAT learned from the model's fake-quant ops (checked:
@@ -703,13 +712,15 @@ class _EpochLog(tf_keras.callbacks.Callback):
         logger.info("QAT epoch %d/%d: %s", epoch + 1, self.epochs, shown)
 
 
-def _fit(qat_model: Any, data: TrainingData, options: QATOptions) -> dict[str, list[float]]:
+def _fit(
+    qat_model: Any, data: TrainingData, options: QATOptions, monitor: str
+) -> dict[str, list[float]]:
     callbacks: list[Any] = [_EpochLog(options.epochs)]
     if options.early_stopping_patience > 0:
-        mode = "max" if "acc" in options.monitor else "min"
+        mode = "max" if "acc" in monitor else "min"
         callbacks.append(
             tf_keras.callbacks.EarlyStopping(
-                monitor=options.monitor,
+                monitor=monitor,
                 patience=options.early_stopping_patience,
                 mode=mode,
                 restore_best_weights=True,

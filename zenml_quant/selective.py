@@ -27,6 +27,7 @@ from .convert import (
     inspect_tflite,
     make_converter,
     recurrent_layers,
+    scored_output_name,
     tie_lstm_hidden_quantization,
 )
 from .errors import ConversionError, InvalidOptionError
@@ -74,6 +75,7 @@ class SelectiveQuantizer:
         self.options = options or ConversionOptions()
         self.model_name = str(model.name)
         self._recurrent = bool(recurrent_layers(model))
+        self._scored_output = scored_output_name(model)
         converter, notes = make_converter(model, "int8")
         self.notes = notes + configure_converter(
             converter, "int8", representative_data, self.options
@@ -143,7 +145,12 @@ class SelectiveQuantizer:
                 # the debug model fails; the options are already set for the plain model below.
                 pass
             content = bytes(self._debugger.get_nondebug_quantized_model())
-        content = finish_content(content, self.options, has_recurrent=self._recurrent)
+        content = finish_content(
+            content,
+            self.options,
+            has_recurrent=self._recurrent,
+            scored_output=self._scored_output,
+        )
         mode = MIXED_MODE if float_layers else "int8"
         model = inspect_tflite(
             content, mode=mode, options=self.options, source_model=self.model_name

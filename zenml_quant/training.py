@@ -15,9 +15,12 @@ from typing import Any
 import numpy as np
 
 from ._compat import tf_keras
+from .convert import remapper_disabled
 from .errors import InvalidOptionError
+from .inputs import for_keras
+from .outputs import output_names, scored_layer
 
-__all__ = ["TrainingData", "loss_for", "one_hot_loss", "training_data"]
+__all__ = ["TrainingData", "keep_other_outputs", "loss_for", "one_hot_loss", "training_data"]
 
 # Losses that compare a whole probability row with a target row: they need one-hot labels.
 _ONE_HOT_LOSSES = {
@@ -39,9 +42,10 @@ class TrainingData:
 
     loss: Any
     x_train: np.ndarray
-    y_train: np.ndarray
+    #: The scored output's targets; a list with one entry per output for several outputs.
+    y_train: Any
     x_val: np.ndarray
-    y_val: np.ndarray
+    y_val: Any
     #: What was done to the labels, for logs and notes (e.g. "one-hot labels for ...").
     note: str = ""
 
@@ -59,11 +63,12 @@ def one_hot_loss(loss: Any) -> bool:
 
 
 def _compiled_loss(model: Any) -> Any:
+    """The loss the model was compiled with for its scored (first) output, if any."""
     loss = getattr(model, "loss", None)
-    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+    if isinstance(loss, (list, tuple)) and loss:
         loss = loss[0]
-    elif isinstance(loss, dict) and len(loss) == 1:
-        loss = next(iter(loss.values()))
+    elif isinstance(loss, dict) and loss:
+        loss = loss.get(output_names(model)[0])
     if loss is None or isinstance(loss, (list, tuple, dict)):
         return None
     return loss
@@ -82,7 +87,7 @@ def loss_for(model: Any, task: str = "classification") -> Any:
         return loss
     if task in ("regression", "reconstruction"):
         return tf_keras.losses.MeanSquaredError()
-    last = model.layers[-1]
+    last = scored_layer(model)
     activation = _activation_name(getattr(last, "activation", None))
     probabilities = isinstance(last, tf_keras.layers.Softmax) or activation == "softmax"
     if int(model.outputs[0].shape[-1] or 0) == 1:  # one sigmoid unit, labels 0/1
@@ -153,4 +158,30 @@ def training_data(
         x_val,
         np.asarray(y_val, np.int64),
         "class-index labels",
+    )
+
+
+def keep_other_outputs(model: Any, reference: Any, data: TrainingData) -> TrainingData:
+    """``data`` for a model with several outputs: the scored (first) output trains against
+    ``data``'s targets, every other output against what ``reference`` (the original model)
+    predicts for the same inputs, by mean squared error, so that heads no figure measures do
+    not drift while the layers they share adapt. ``data`` itself for a model with one output.
+    """
+    names = output_names(model)
+    if len(names) < 2:
+        return data
+
+    def targets(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        with remapper_disabled():
+            predicted = reference.predict(for_keras(x), batch_size=256, verbose=0)
+        return [y, *(np.asarray(p, np.float32) for p in predicted[1:])]
+
+    return TrainingData(
+        [data.loss, *(tf_keras.losses.MeanSquaredError() for _ in names[1:])],
+        data.x_train,
+        targets(data.x_train, data.y_train),
+        data.x_val,
+        targets(data.x_val, data.y_val),
+        f"{data.note}; output(s) {', '.join(names[1:])} kept close to the original model's "
+        "predictions (mean squared error)",
     )

@@ -138,7 +138,7 @@ def train(
             model_inputs(model, data, "val"),
             _targets(model, data, "val", task, loss),
         )
-    return model.fit(
+    history = model.fit(
         model_inputs(model, data, "train"),
         _targets(model, data, "train", task, loss),
         epochs=epochs,
@@ -146,6 +146,51 @@ def train(
         validation_data=validation,
         verbose=0,
     )
+    reestimate_batchnorm(model, model_inputs(model, data, "train"), batch_size=batch_size)
+    return history
+
+
+def reestimate_batchnorm(
+    model: Any, inputs: Any, *, batch_size: int = 32, max_examples: int = 4096
+) -> None:
+    """Set every BatchNormalization layer's moving statistics to their mean over the train
+    batches (weights untouched).
+
+    A net with the published BatchNorm momentum of 0.999 (MobileNetV2) trained for a few
+    hundred steps keeps moving statistics that are still mostly their initial values: it
+    scored 99 % on its training batches and chance (10 %) in inference after 20 epochs here.
+    Passes in training mode with momentum ``i / (i + 1)`` at batch ``i`` make the moving
+    statistics the running mean of the batches' own.
+    """
+    layers = [layer for layer in _all_layers(model) if type(layer).__name__ == "BatchNormalization"]
+    if not layers:
+        return
+    momenta = [layer.momentum for layer in layers]
+    first = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+    count = min(len(first), max_examples)
+    try:
+        for i, start in enumerate(range(0, count, batch_size)):
+            for layer in layers:
+                layer.momentum = i / (i + 1)  # new = m * old + (1 - m) * batch: a running mean
+            window = slice(start, min(start + batch_size, count))
+            batch = (
+                {k: v[window] for k, v in inputs.items()}
+                if isinstance(inputs, dict)
+                else (inputs[window])
+            )
+            model(batch, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+
+
+def _all_layers(model: Any) -> list[Any]:
+    found, stack = [], list(model.layers)
+    while stack:
+        layer = stack.pop()
+        found.append(layer)
+        stack.extend(getattr(layer, "layers", ()))
+    return found
 
 
 def predict(model: Any, inputs: Any, *, batch_size: int = 256) -> np.ndarray:

@@ -23,6 +23,7 @@ from ..benchmark import (
 from ..benchmark.local import failed_result
 from ..errors import InvalidOptionError
 from ..gate import CandidateMeasurements
+from ..inputs import input_names, is_multi
 from ..measurements import candidate_measurements
 from ..types import BaselineSummary, CandidateResult, LabeledDataset, TFLiteModel
 from ._runtime import STEP_SETTINGS, record_metadata
@@ -73,6 +74,13 @@ def benchmark_on_device(
         if dataset is None:
             raise InvalidOptionError("accuracy_split needs the dataset input.")
         x, y = dataset.split(accuracy_split)
+        if is_multi(x):
+            # The device runner is a standalone numpy script that reads one input array.
+            raise InvalidOptionError(
+                "accuracy_split measures accuracy on the device for models with one input; "
+                f"this model takes {', '.join(input_names(x))}: leave accuracy_split unset "
+                "(the candidates' quality is measured by the evaluate steps)."
+            )
     benchmarker = (
         LocalBenchmarker()
         if device == "local"

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import InvalidOptionError
 from ..inputs import for_keras
+from ..outputs import scored
 from ..tasks import dataset_task
 from ..types import LabeledDataset
 from .edits import EditPlan
@@ -63,7 +64,7 @@ def apply_plan(
             raise InvalidOptionError(f"The plan's meta.fine_tune is malformed: {exc}") from None
     teacher = None
     if fine_tune_options.distill:
-        outputs = model.predict(for_keras(dataset.x_train), batch_size=256, verbose=0)
+        outputs = scored(model.predict(for_keras(dataset.x_train), batch_size=256, verbose=0))
         teacher = np.asarray(
             outputs if outputs_are_logits(model) else np.log(outputs + 1e-7), dtype=np.float32
         )
@@ -75,5 +76,6 @@ def apply_plan(
         teacher_logits=teacher,
         seed=seed,
         task=dataset_task(dataset),
+        reference=model,
     )
     return edited

@@ -11,7 +11,8 @@ import numpy as np
 from .._compat import tf, tf_keras
 from ..errors import InvalidOptionError
 from ..inputs import for_keras
-from ..training import training_data
+from ..outputs import scored_layer
+from ..training import keep_other_outputs, training_data
 
 __all__ = ["FineTuneOptions", "fine_tune", "outputs_are_logits"]
 
@@ -60,7 +61,7 @@ class FineTuneOptions:
 
 def outputs_are_logits(model: Any) -> bool:
     """False when the model ends in a softmax (its outputs are probabilities)."""
-    last = model.layers[-1]
+    last = scored_layer(model)
     activation = getattr(last, "activation", None)
     name = getattr(activation, "__name__", str(activation))
     return not (type(last).__name__ == "Softmax" or name == "softmax")
@@ -92,20 +93,29 @@ def fine_tune(
     seed: int = 0,
     on_batch: Callable[[int, int], None] | None = None,
     task: str = "classification",
+    reference: Any = None,
 ) -> list[float]:
     """Fine-tune ``model`` in place; returns the loss per epoch (empty when ``epochs`` is 0).
 
     ``teacher_logits`` (the original model's logits, or log-probabilities, on ``x``) is needed
     when ``options.distill`` is set. Without distillation the model trains on the targets its
     ``task`` needs (:func:`zenml_quant.training.training_data`: class indices, float targets,
-    or, for an autoencoder, its normal inputs). ``on_batch(done, total)`` is called after every batch
-    (an exception it raises stops the fine-tuning and is passed on).
+    or, for an autoencoder, its normal inputs). A model with several outputs trains its first
+    (scored) one so, and keeps the others close to what ``reference`` (the original model)
+    predicts (:func:`zenml_quant.training.keep_other_outputs`). ``on_batch(done, total)`` is
+    called after every batch (an exception it raises stops the fine-tuning and is passed on).
     """
     if options.epochs == 0:
         return []
     tf_keras.utils.set_random_seed(seed)
     optimizer = tf_keras.optimizers.Adam(options.learning_rate)
+    several = len(model.outputs) > 1
     if options.distill:
+        if several:
+            raise InvalidOptionError(
+                "Distillation trains a classifier with one output; this model has "
+                f"{len(model.outputs)}: turn FineTuneOptions.distill off for it."
+            )
         if teacher_logits is None or teacher_logits.ndim != 2 or teacher_logits.shape[1] < 2:
             raise InvalidOptionError(
                 "Distillation needs a classifier with one output per class and the teacher's "
@@ -115,6 +125,8 @@ def fine_tune(
         loss = _distill_loss(options.temperature, options.alpha, outputs_are_logits(model))
     else:
         shaped = training_data(model, task, x, y, x[:1], y[:1])
+        if several:
+            shaped = keep_other_outputs(model, reference or model, shaped)
         x, targets, loss = shaped.x_train, shaped.y_train, shaped.loss
     model.compile(optimizer=optimizer, loss=loss)
     rng = np.random.default_rng(seed)
@@ -124,8 +136,9 @@ def fine_tune(
     losses: list[float] = []
     for _epoch in range(options.epochs):
         order = _epoch_order(rng, len(x), None if steps is None else steps * batch)
+        picked = [t[order] for t in targets] if several else targets[order]
         history = model.fit(
-            _batches(x[order], targets[order], batch), epochs=1, verbose=0, callbacks=callbacks
+            _batches(x[order], picked, batch), epochs=1, verbose=0, callbacks=callbacks
         )
         losses.extend(float(v) for v in history.history.get("loss", []))
     return losses
@@ -151,7 +164,7 @@ def _epoch_order(rng: np.random.Generator, n: int, count: int | None) -> np.ndar
     return np.concatenate([rng.permutation(n) for _ in range(rounds)])[:count]
 
 
-def _batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
+def _batches(x: np.ndarray, y: np.ndarray | list[np.ndarray], batch_size: int) -> Any:
     """The epoch's examples, already in order, as a dataset run in the training thread.
 
     fit() on numpy arrays copies and shuffles the whole split for every candidate and feeds
@@ -164,5 +177,6 @@ def _batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
     options.threading.private_threadpool_size = 1
     options.threading.max_intra_op_parallelism = 1
     options.autotune.enabled = False
-    dataset = tf.data.Dataset.from_tensor_slices((for_keras(x), y)).batch(batch_size)
+    targets = tuple(y) if isinstance(y, list) else y  # one entry per output
+    dataset = tf.data.Dataset.from_tensor_slices((for_keras(x), targets)).batch(batch_size)
     return dataset.with_options(options)

@@ -20,6 +20,7 @@ from ..errors import InvalidDatasetError, InvalidOptionError
 from ..inputs import example_shape, for_keras
 from ..keras3_rebuild import as_tf_keras
 from ..models import input_shapes
+from ..outputs import scored
 from ..tasks import dataset_metric, dataset_task
 from ..types import LabeledDataset, TFLiteModel
 from .apply import plan_meta
@@ -307,7 +308,7 @@ def _check_data(model: Any, dataset: LabeledDataset) -> None:
 def _context(model: Any, dataset: LabeledDataset, options: SearchOptions) -> SearchContext:
     teacher = None
     if options.evaluation.fine_tune.distill:
-        outputs = model.predict(for_keras(dataset.x_train), batch_size=256, verbose=0)
+        outputs = scored(model.predict(for_keras(dataset.x_train), batch_size=256, verbose=0))
         teacher = np.asarray(
             outputs if outputs_are_logits(model) else np.log(outputs + 1e-7), dtype=np.float32
         )

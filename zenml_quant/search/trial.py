@@ -27,6 +27,7 @@ from ..inputs import for_keras
 from ..interpreter import run_tflite
 from ..metrics import metric_from_dict
 from ..models import load_model
+from ..outputs import scored
 from ..selective import convert_selective
 from ..types import ConversionOptions
 from .energy import EnergyTable, estimate_energy
@@ -204,6 +205,7 @@ def _evaluate(
             seed=task.seed,
             on_batch=lambda done, total: progress("fine-tuning", done / total),
             task=context.task,
+            reference=original,
         )
     if (losses and not np.isfinite(losses[-1])) or not _finite_weights(edited):
         return failed_outcome(
@@ -274,10 +276,10 @@ def _convert(model: Any, task: TrialTask, context: SearchContext) -> Any:
 def _outputs(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     # Direct calls, not predict(): predict traces a new function for every candidate model.
     parts = [
-        model(for_keras(x[i : i + batch_size]), training=False)
+        scored(model(for_keras(x[i : i + batch_size]), training=False))
         for i in range(0, len(x), batch_size)
     ]
-    return np.concatenate([np.asarray(p) for p in parts])
+    return np.concatenate(parts)
 
 
 def _finite_weights(model: Any) -> bool:
