@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from zenml_quant.gate import (
     decide,
 )
 from zenml_quant.gate_report import decision_html, decision_table
+from zenml_quant.metrics import METRICS
 from zenml_quant.targets import Targets
 
 TARGETS = Targets(
@@ -188,6 +190,31 @@ def test_with_no_targets_the_most_accurate_within_the_floor_wins_then_the_smalle
     decision = decide(Targets(), [qat, int8, mixed])
     assert decision.passed and decision.selected == "mixed"
     assert not all(c.passed for c in decision.per_candidate["qat"])
+
+
+def test_with_no_targets_a_gain_within_the_noise_does_not_buy_a_larger_file():
+    # The GRU row of the zoo benchmark: an unrolled int8 file 6x the float32 one, 0.2 points
+    # ahead on 1,000 test examples, where one standard error of a difference is 1.41 points.
+    base = {"baseline_accuracy": 0.886, "n_examples": 1000}
+    float32 = cand(name="float32", accuracy=0.886, size_bytes=23_696, **base)
+    int8 = cand(name="int8", accuracy=0.888, size_bytes=144_768, **base)
+    decision = decide(Targets(), [float32, int8])
+    assert decision.selected == "float32"
+    assert "within one standard error (1.41 points on 1,000 examples)" in decision.reasons[1]
+    # A gain well beyond the noise is still bought: 5 points on the same split.
+    better = cand(name="int8", accuracy=0.936, size_bytes=144_768, **base)
+    assert decide(Targets(), [float32, better]).selected == "int8"
+    # Without the number of examples the gate cannot tell noise: the most accurate wins.
+    unsized = [replace(c, n_examples=None) for c in (float32, int8)]
+    assert decide(Targets(), unsized).selected == "int8"
+    # An error metric has no such margin here: the lowest error wins as before.
+    mae = Targets(metric=METRICS["mae"])
+    low, high = (
+        cand(name=n, accuracy=a, baseline_accuracy=0.5, size_bytes=s, metric="mae",
+             higher_is_better=False, n_examples=1000)
+        for n, a, s in (("big", 0.49, 9_000), ("small", 0.495, 1_000))
+    )  # fmt: skip
+    assert decide(mae, [low, high]).selected == "big"
 
 
 def test_a_user_accuracy_target_replaces_the_default_floor():

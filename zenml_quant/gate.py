@@ -94,6 +94,9 @@ class CandidateMeasurements:
     #: metric is not its targets'.
     metric: str = "top1"
     higher_is_better: bool = True
+    #: How many examples ``accuracy`` was measured on (None: not known), which sets how far
+    #: apart two qualities must be to tell them apart.
+    n_examples: int | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> CandidateMeasurements:
@@ -110,6 +113,7 @@ class CandidateMeasurements:
             error=values.get("error", None),
             metric=str(values.get("metric", "top1")),
             higher_is_better=bool(values.get("higher_is_better", True)),
+            n_examples=values.get("n_examples", None),
         )
 
 
@@ -489,6 +493,14 @@ def _limit(value: int | None) -> float | None:
 
 
 def _rank_key(targets: Targets, m: CandidateMeasurements) -> tuple[float, ...]:
+    size_key, latency_key, accuracy_key = _smallest_first(targets, m)
+    if targets.empty:  # nothing asked but the floor: keep the most accurate, then the smallest
+        return (accuracy_key, size_key, latency_key)
+    return (size_key, latency_key, accuracy_key)
+
+
+def _smallest_first(targets: Targets, m: CandidateMeasurements) -> tuple[float, float, float]:
+    """Size, then latency at the targets' percentile, then quality: smaller sorts first."""
     size = _figure("size", m.size_bytes)[0]
     latency_raw = (
         m.latency_ms.get(targets.latency_key) if isinstance(m.latency_ms, Mapping) else None
@@ -499,9 +511,46 @@ def _rank_key(targets: Targets, m: CandidateMeasurements) -> tuple[float, ...]:
     latency_key = math.inf if latency is None else latency
     # Smaller sorts first: the better quality, whichever way the metric points.
     accuracy_key = math.inf if quality is None else targets.metric.worse_by(0.0, quality)
-    if targets.empty:  # nothing asked but the floor: keep the most accurate, then the smallest
-        return (accuracy_key, size_key, latency_key)
     return (size_key, latency_key, accuracy_key)
+
+
+def _noise(targets: Targets, best: CandidateMeasurements, ns: Sequence[int | None]) -> float:
+    """One standard error of the difference of two qualities measured on ``ns`` examples, for
+    fraction metrics (accuracy, AUC-like rates); 0 when it cannot be told."""
+    quality = _quality("", best.accuracy, targets.metric)[0]
+    known = [n for n in ns if isinstance(n, int) and not isinstance(n, bool) and n > 0]
+    if not targets.metric.fraction or quality is None or len(known) < len(ns) or not known:
+        return 0.0
+    q = min(max(quality, 0.0), 1.0)
+    return math.sqrt(2 * q * (1 - q) / min(known))
+
+
+def _best_beyond_noise(
+    targets: Targets, passing: Sequence[CandidateMeasurements], best: CandidateMeasurements
+) -> tuple[CandidateMeasurements, str]:
+    """With no target set: ``best`` (the most accurate) unless a smaller candidate's quality
+    is within one standard error of it, in which case the smallest of those (a 6x larger file
+    is not worth a 0.2-point gain that a test split of 1,000 cannot tell from noise)."""
+    order = "best quality, then smallest (no target set)"
+    noise = _noise(targets, best, [c.n_examples for c in passing])
+    if noise <= 0 or len(passing) < 2:
+        return best, order
+    top = _quality("", best.accuracy, targets.metric)[0]
+    tied = [
+        c
+        for c in passing
+        if (q := _quality("", c.accuracy, targets.metric)[0]) is not None
+        and top is not None
+        and targets.metric.worse_by(top, q) <= noise + _EPS
+    ]
+    chosen = min(tied, key=lambda c: (*_smallest_first(targets, c), c.name))
+    order = (
+        f"no target set: the smallest of the candidates within one standard error "
+        f"({100 * noise:.2f} points on "  # only fraction metrics have a noise margin
+        f"{min(c.n_examples or 0 for c in passing):,} examples) of the best quality, "
+        f"{best.name}'s"
+    )
+    return chosen, order
 
 
 def _refusal(reason: str, targets: Targets | None, stage: object) -> GateDecision:
@@ -527,7 +576,9 @@ def decide(
     """Check every candidate and pick the one to promote to ``stage``. Never raises.
 
     Among the candidates that pass every check: with no target set at all, the most accurate,
-    then the smallest; otherwise the smallest ``size_bytes``, then the lowest latency at the
+    then the smallest, where a smaller candidate within one standard error of the most
+    accurate (fraction metrics, ``n_examples`` known for all) counts as accurate and wins;
+    otherwise the smallest ``size_bytes``, then the lowest latency at the
     targets' percentile and threads, then the most accurate; ties by name. When none passes,
     ``checks`` are those of the candidate with the fewest failed checks and ``reasons`` list every
     failed check of every candidate. ``stage`` is recorded as ``requested_stage``: promoting is
@@ -594,13 +645,11 @@ def _decide(
     passing = [c for c in candidates if all(ch.passed for ch in per_candidate[c.name])]
     if passing:
         best = min(passing, key=lambda c: (*_rank_key(targets, c), c.name))
+        order = f"smallest size, then lowest latency {targets.latency_key}, then most accurate"
+        if targets.empty:
+            best, order = _best_beyond_noise(targets, passing, best)
         reasons = [f"{best.name} meets every target ({targets.describe_quality()})"]
         if len(passing) > 1:
-            order = (
-                "best quality, then smallest (no target set)"
-                if targets.empty
-                else f"smallest size, then lowest latency {targets.latency_key}, then most accurate"
-            )
             reasons.append(
                 f"chosen among {len(passing)} passing candidates "
                 f"({', '.join(c.name for c in passing)}): {order}"

@@ -50,4 +50,5 @@ def candidate_measurements(
         error="; ".join(errors) or None,
         metric=baseline.metric,
         higher_is_better=baseline.higher_is_better,
+        n_examples=baseline.n_samples,
     )
