@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 
-def compress_run(model_path: Path, data_path: Path) -> Any:
-    """``compress_pipeline`` with float32, int8, mixed and QAT (no benchmark); the run."""
+def compress_run(model_path: Path, data_path: Path, **options: Any) -> Any:
+    """``compress_pipeline`` with float32, int8, mixed and QAT (no benchmark) and ``options``;
+    the run."""
     from zenml_quant.integration import compress_pipeline
 
     return compress_pipeline.with_options(enable_cache=False)(
@@ -17,6 +18,7 @@ def compress_run(model_path: Path, data_path: Path) -> Any:
         qat=True,
         benchmark_threads=None,
         raise_on_fail=False,
+        **options,
     )
 
 

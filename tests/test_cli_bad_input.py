@@ -15,6 +15,8 @@ import sys
 import numpy as np
 import pytest
 
+from zenml_quant._compat import tf_keras
+
 ZENML_QUANT = shutil.which("zenml-quant", path=os.path.dirname(sys.executable))
 
 
@@ -35,6 +37,15 @@ def files(tmp_path_factory, digits_model):
     y = np.arange(40) % 10
     np.savez(root / "nan.npz", x_train=nan, y_train=y, x_test=x, y_test=y)
     (root / "no_label.csv").write_text("a,b\n1,2\n3,4\n")
+    # Several inputs: keys per input, one of them missing; and a two-input model.
+    meta = rng.random((40, 4), dtype=np.float32)
+    two = {"x_train_image": x, "x_train_meta": meta, "y_train": y, "x_test_image": x}
+    np.savez(root / "two_inputs.npz", **two, x_test_meta=meta, y_test=y)
+    np.savez(root / "two_inputs_no_test_meta.npz", **two, y_test=y)
+    np.savez(root / "one_input.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    image, features = tf_keras.Input((8, 8, 1), name="image"), tf_keras.Input((4,), name="meta")
+    joined = tf_keras.layers.Concatenate()([tf_keras.layers.Flatten()(image), features])
+    tf_keras.Model([image, features], tf_keras.layers.Dense(10)(joined)).save(root / "two.keras")
     configs = {
         "broken.yaml": "parameters: [unclosed\n",
         "list.yaml": "- modes\n- int8\n",
@@ -72,6 +83,26 @@ CASES: list[tuple[list[str], str]] = [
     ),
     (["compress", "--model", "{root}/model.keras", "--data", "{root}/nan.npz"], "NaN"),
     (["compress", "--model", "{root}/model.keras", "--data", "{root}/no_label.csv"], "label"),
+    (
+        ["compress", "--model", "{root}/model.keras", "--data", "{root}/two_inputs.npz"],
+        "holds 2 inputs (image, meta) but the model takes one",
+    ),
+    (
+        ["compress", "--model", "{root}/two.keras", "--data", "{root}/two_inputs_no_test_meta.npz"],
+        "lacks the keys ['x_test_meta']",
+    ),
+    (
+        [
+            "search",
+            "--model",
+            "{root}/two.keras",
+            "--data",
+            "{root}/one_input.npz",
+            "--max-size-kb",
+            "10",
+        ],
+        "keyed x_train_image, x_train_meta",
+    ),
     (["compress", "--data", "digits"], "Missing option '--model'"),
     (_compress("--output-dir", "{root}/a_file"), "is a file"),
     (_compress("--output-dir", "{root}/a_file/sub"), "cannot be created"),

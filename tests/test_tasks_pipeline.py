@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _end_to_end import compress_run
 
 from zenml_quant._compat import tf_keras
 
@@ -66,17 +67,7 @@ def autoencoder_files(tmp_path_factory):
 
 
 def _run(model_path, data_path, **options):
-    from zenml_quant.integration import compress_pipeline
-
-    run = compress_pipeline.with_options(enable_cache=False)(
-        model_path=str(model_path),
-        data_source=str(data_path),
-        modes=("float32", "int8"),
-        qat=True,
-        benchmark_threads=None,
-        raise_on_fail=False,
-        **options,
-    )
+    run = compress_run(model_path, data_path, **options)
     return run.steps["summarize_run"].outputs["zq_run_summary"][0].load()
 
 

@@ -130,23 +130,9 @@ def _fit_several_inputs(
     dataset: LabeledDataset, shapes: dict[str, tuple[int | None, ...]]
 ) -> LabeledDataset:
     """The data's inputs matched to the model's by name, put in the model's order."""
-    names = _inputs.input_names(dataset.x_train)
-    keys = ", ".join(f"x_train_{n}" for n in shapes)
-    if not names:
-        raise _fail(
-            f"The model has {len(shapes)} inputs ({', '.join(shapes)}) but the data holds one "
-            f"array per split: store one per input, keyed {keys} (and the same for x_test)."
-        )
-    if len(shapes) == 1:
-        raise _fail(
-            f"The data holds {len(names)} inputs ({', '.join(names)}) but the model takes one: "
-            "pass the matching model, or store a single x_train/x_test."
-        )
-    if set(names) != set(shapes):
-        raise _fail(
-            f"The data's inputs ({', '.join(names)}) are not the model's ({', '.join(shapes)}): "
-            f"key the arrays by the model's Input layer names ({keys})."
-        )
+    problem = _inputs.input_mismatch(_inputs.input_names(dataset.x_train), tuple(shapes))
+    if problem is not None:
+        raise _fail(problem)
     for name, expected in shapes.items():
         got = dataset.x_train.dtype[name].shape
         if len(expected) != len(got) or any(e not in (None, d) for e, d in zip(expected, got)):

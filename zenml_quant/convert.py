@@ -40,7 +40,6 @@ from . import inputs as _inputs
 from ._compat import is_keras3_model, keras3, tf, tf_keras
 from .errors import ConversionError, InvalidDatasetError
 from .interpreter import make_interpreter, tensor_details
-from .models import refresh_adapted_layers
 from .outputs import output_names
 from .profile import peak_activation_bytes, tflite_graph
 from .types import MODES, ConversionOptions, TFLiteModel
@@ -436,7 +435,6 @@ def _unrolled(model: Any, layers: list[Any], mode: str) -> Any:
     try:
         copy = _clone(model, clone)
         copy.set_weights(model.get_weights())
-        refresh_adapted_layers(copy)
     except Exception as exc:  # subclassed models and custom layers cannot be cloned
         raise ConversionError(
             f"Mode {mode!r} needs the recurrent layer(s) {', '.join(map(str, layers))} of model "

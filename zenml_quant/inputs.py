@@ -22,6 +22,7 @@ __all__ = [
     "for_converter",
     "fits",
     "for_keras",
+    "input_mismatch",
     "input_names",
     "is_multi",
     "map_parts",
@@ -120,6 +121,30 @@ def fits(x: np.ndarray, shapes: Mapping[str, Sequence[int | None]]) -> bool:
         len(want) == len(given[name]) and all(w in (None, g) for w, g in zip(want, given[name]))
         for name, want in shapes.items()
     )
+
+
+def input_mismatch(data_names: Sequence[str], model_names: Sequence[str]) -> str | None:
+    """Why examples with inputs ``data_names`` (``()``: one plain array) cannot feed a model
+    with inputs ``model_names``, naming the keys to store; None when they can."""
+    keys = ", ".join(f"x_train_{n}" for n in model_names)
+    if len(model_names) > 1 and not data_names:
+        return (
+            f"The model has {len(model_names)} inputs ({', '.join(model_names)}) but the data "
+            f"holds one array per split: store one per input, keyed {keys} (and the same for "
+            "x_test)."
+        )
+    if data_names and len(model_names) <= 1:
+        return (
+            f"The data holds {len(data_names)} inputs ({', '.join(data_names)}) but the model "
+            "takes one: pass the matching model, or store a single x_train/x_test."
+        )
+    if data_names and set(data_names) != set(model_names):
+        return (
+            f"The data's inputs ({', '.join(data_names)}) are not the model's "
+            f"({', '.join(model_names)}): key the arrays by the model's Input layer names "
+            f"({keys})."
+        )
+    return None
 
 
 def describe_shape(x: np.ndarray) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from ._compat import is_keras3_model, keras3, tf, tf_keras
 from .errors import InvalidModelError
 from .inputs import for_keras
-from .models import input_shape, refresh_adapted_layers
+from .models import input_shape
 
 __all__ = ["as_tf_keras", "keras3_loss"]
 
@@ -96,7 +96,6 @@ def _rebuild_keras3(model: Any) -> Any:
         weights = layer.get_weights()
         if weights:  # set_weights checks the count and every shape
             rebuilt.get_layer(layer.name).set_weights(weights)
-    refresh_adapted_layers(rebuilt)
     return rebuilt
 
 

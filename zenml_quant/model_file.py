@@ -100,6 +100,16 @@ def _walk(node: Any) -> Iterator[_Config]:
             yield from _walk(value)
 
 
+def input_layer_names(config: _Config) -> tuple[str, ...]:
+    """The names of a Functional model's Input layers, in order (``()`` for a Sequential
+    model or a config that does not say: one input)."""
+    refs = config.get("config", {}).get("input_layers") if isinstance(config, dict) else None
+    if not isinstance(refs, list) or not refs:
+        return ()
+    refs = [refs] if isinstance(refs[0], str) else refs  # one input: [name, node, index]
+    return tuple(str(ref[0]) for ref in refs if isinstance(ref, list) and ref)
+
+
 def layer_names(config: _Config) -> list[str]:
     """The name of every layer the config holds (nested models' layers included)."""
     names = (node.get("config", {}).get("name") for node in _walk(config))

@@ -212,12 +212,12 @@ def refresh_adapted_layers(model: Any) -> None:
     """Make adapted preprocessing layers (``Normalization``...) compute with their weights again.
 
     Such a layer computes with tensors it derives from its weights when it is built or adapted.
-    A copy made layer by layer (tfmot's ``quantize_apply``, the search's edits) gets the weights
-    but keeps the tensors of a fresh layer, so it normalises with mean 0 and variance 1.
+    ``set_weights`` refreshes them, but tfmot's ``quantize_apply`` copies weights without it,
+    so its copy normalises with mean 0 and variance 1.
     Checked on a Normalization CNN: its QAT copy trained on raw pixels while its BatchNorm
     learned their scale; early stopping's restore (``Model.set_weights``, which does refresh
     them) then switched normalisation back on under those statistics, and QAT scored chance.
-    Call this after copying weights into a model.
+    Call this after copying weights into a model by any other way than ``set_weights``.
     """
     stack = list(getattr(model, "layers", ()))
     while stack:

@@ -245,7 +245,8 @@ class TFLiteGraph:
     by an op; activations are model inputs and op outputs; a tensor that is neither is a
     kernel's scratch buffer (e.g. a convolution's im2col). ``inputs`` and ``outputs`` are the
     model's input and output tensor indices; ``output_names`` the signature's name of each
-    output tensor (the Keras output layer's, or ``output_<i>`` from a traced function).
+    output tensor (the Keras output layer's, or ``output_<i>`` from a traced function), read
+    only when there are several.
     """
 
     operators: tuple[TFLiteOp, ...]
@@ -292,7 +293,7 @@ def tflite_graph(content: bytes) -> TFLiteGraph:
     inputs = tuple(int(d["index"]) for d in interpreter.get_input_details())
     outputs = tuple(int(d["index"]) for d in interpreter.get_output_details())
     output_names = {}
-    for key in interpreter.get_signature_list():
+    for key in interpreter.get_signature_list() if len(outputs) > 1 else ():
         runner_outputs = interpreter.get_signature_runner(key).get_output_details()
         output_names.update({int(d["index"]): str(name) for name, d in runner_outputs.items()})
     produced = {t for op in ops for t in op.outputs}

@@ -9,6 +9,7 @@ labels, and only on the examples labeled normal.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,15 +127,13 @@ def training_data(
             f"; {dropped} train example(s) labeled anomaly left out" if dropped else ""
         )
         return TrainingData(loss, x_t, x_t, x_v, x_v, note)
+
+    def shaped(target: Callable[[np.ndarray], np.ndarray], note: str) -> TrainingData:
+        train, val = target(np.asarray(y_train)), target(np.asarray(y_val))
+        return TrainingData(loss, x_train, train, x_val, val, note)
+
     if task == "regression":
-        return TrainingData(
-            loss,
-            x_train,
-            np.asarray(y_train, np.float32),
-            x_val,
-            np.asarray(y_val, np.float32),
-            "regression targets",
-        )
+        return shaped(lambda y: y.astype(np.float32), "regression targets")
     if one_hot_loss(loss):
         units = int(model.outputs[0].shape[-1] or 0)
         if units < 2:
@@ -143,22 +142,11 @@ def training_data(
                 f"class, but it has {units}: compile it with binary_crossentropy."
             )
         eye = np.eye(units, dtype=np.float32)
-        return TrainingData(
-            loss,
-            x_train,
-            eye[np.asarray(y_train, np.int64)],
-            x_val,
-            eye[np.asarray(y_val, np.int64)],
+        return shaped(
+            lambda y: eye[y.astype(np.int64)],
             f"one-hot labels for the model's {_loss_name(loss)} loss",
         )
-    return TrainingData(
-        loss,
-        x_train,
-        np.asarray(y_train, np.int64),
-        x_val,
-        np.asarray(y_val, np.int64),
-        "class-index labels",
-    )
+    return shaped(lambda y: y.astype(np.int64), "class-index labels")
 
 
 def keep_other_outputs(model: Any, reference: Any, data: TrainingData) -> TrainingData:

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from ..models import refresh_adapted_layers
 from .graph import ModelGraph, Node, model_graph
 
 __all__ = ["Inheritance", "inherit_weights"]
@@ -111,7 +110,6 @@ def inherit_weights(
         )
         (transferred if whole else inherited).append(node.name)
         maps[node.name] = out_map
-    refresh_adapted_layers(target)  # a copied Normalization must use its copied statistics
     return Inheritance(tuple(transferred), tuple(inherited), tuple(initialised))
 
 

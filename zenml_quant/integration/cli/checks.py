@@ -16,7 +16,7 @@ import click
 from ..._validate import check_integer, check_number, check_writable_dir, check_writable_file
 from ...errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
 from ...metrics import METRICS, TASK_METRICS, UNSETTLED, Metric, get_metric
-from ...model_file import layer_names, read_model_config
+from ...model_file import input_layer_names, layer_names, read_model_config
 from ...targets import Targets
 from ...types import MODES
 
@@ -244,9 +244,11 @@ def check_data(
     val_data: str | None = None,
     validation_from: str | None = None,
     task: str | None = None,
+    model_config: dict[str, Any] | None = None,
 ) -> None:
     """The data source (and ``--val-data``) exist and load into usable splits (finite values,
-    validation and test apart).
+    validation and test apart), with one array per input of the model (``model_config``, read
+    from its file) when it has several.
 
     Loading takes a moment (numpy, pandas, no TensorFlow), and saves a whole pipeline run that
     would fail at its first step.
@@ -257,6 +259,7 @@ def check_data(
     if _URI.match(source) or (val_data is not None and _URI.match(val_data)):
         return
     from ... import datasets
+    from ...inputs import input_mismatch, input_names
 
     try:
         data = datasets.load_dataset(
@@ -277,6 +280,10 @@ def check_data(
                         "reconstruction.)"
                     ) from None
                 raise
+        if model_config is not None:
+            problem = input_mismatch(input_names(data.x_train), input_layer_names(model_config))
+            if problem is not None:
+                raise InvalidDatasetError(problem)
     except (InvalidDatasetError, InvalidOptionError) as exc:
         raise click.UsageError(f"--data: {' '.join(str(exc).split())}") from None
 

@@ -233,6 +233,7 @@ def compress(
         val_data=val_data,
         validation_from=validation_from,
         task=task,
+        model_config=model_config,
     )
 
     # The CLI reports a failed gate itself, after writing the summary that says why.

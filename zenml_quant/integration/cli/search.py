@@ -205,7 +205,6 @@ def search(
             "give --max-size-kb, --max-latency-ms, --max-peak-memory-kb, --max-quality-drop or "
             "--min-quality (or 'targets:' in the --config)",
         )
-    checks.check_model_path(model_path)
     checks.check_data(
         data_source,
         scale=scale,
@@ -213,6 +212,7 @@ def search(
         val_data=val_data,
         validation_from=validation_from,
         task=task,
+        model_config=checks.check_model_path(model_path),
     )
     overrides["raise_on_fail"] = False
 
