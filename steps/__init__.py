@@ -1,6 +1,7 @@
 """This repository's ZenML project: the plugin's steps, plus demo-only ones."""
 
 from zenml_quant.integration import (
+    allocate_precisions,
     apply_edits,
     benchmark_on_device,
     deployment_gate,
@@ -24,6 +25,7 @@ from zenml_quant.integration.steps import (
 from .train_demo_model import train_demo_model_step
 
 __all__ = [
+    "allocate_precisions",
     "apply_edits",
     "search_architecture",
     "search_candidate",

@@ -73,7 +73,7 @@ def test_yaml_config_sets_modes_and_step_options(digits_model_path, tmp_path):
         tmp_path, "--model", str(digits_model_path), "--data", "digits", "--config", str(config)
     )
     rows = {c["name"]: c for c in summary["candidates"]}
-    modes = {"float32", "dynamic_range", "float16", "int8", "int16x8"}
+    modes = {"float32", "dynamic_range", "float16", "int8", "int16x8", "w4a8"}
     assert set(rows) == modes | {"mixed", "qat"}
     sizes = {name: row["size_bytes"] for name, row in rows.items()}
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
@@ -81,8 +81,12 @@ def test_yaml_config_sets_modes_and_step_options(digits_model_path, tmp_path):
         # every candidate either scored close to float32 or says why it failed
         assert row["error"] or abs(row["accuracy"] - rows["float32"]["accuracy"]) < 0.05
         assert isinstance(row["float_layers"], list) and isinstance(row["notes"], list)
-    # The demo CNN loses little in int8: a 1-point budget keeps at most a layer or two in float.
-    assert rows["mixed"]["mode"] in ("int8", "mixed") and len(rows["mixed"]["float_layers"]) <= 2
+    # The demo CNN loses little in int8 or int4: a 1-point budget gives a file no larger than
+    # int8's, and the summary lists every layer's precision.
+    assert rows["mixed"]["mode"] in ("int8", "w4a8", "mixed")
+    assert set(rows["mixed"]["precisions"]) == {"conv1", "conv2", "logits"}
+    assert rows["mixed"]["size_bytes"] <= sizes["int8"]
+    assert sizes["w4a8"] < sizes["int8"]
     assert rows["qat"]["mode"] == "int8" and rows["qat"]["size_bytes"] < sizes["float16"]
     layers = [row["layer"] for row in summary["sensitivity"]]
     assert {"conv1", "conv2", "logits"} == set(layers)
@@ -132,11 +136,26 @@ def test_mixed_candidate_with_budget_and_float_layers_in_the_table(hard_case, tm
         "int8",
         "--accuracy-budget",
         "0.01",
+        "--precisions",
+        "int8,float",  # the converter's int8 with float layers (quantize_mixed)
     )
     rows = {c["name"]: c for c in summary["candidates"]}
     assert set(rows["mixed"]["float_layers"]) == {"bottleneck", "logits"}
     assert rows["mixed"]["accuracy"] - rows["int8"]["accuracy"] > 0.3
-    assert "bottleneck, logits" in result.output  # the float layers column of the printed table
+    # the "layers not int8" column of the printed table
+    assert "bottleneck float, logits" in result.output
+
+
+def test_precisions_are_checked_before_anything_runs(digits_model_path):
+    for flags, message in (
+        (["--precisions", "int3,int8"], "--precisions: Unknown precision 'int3'"),
+        (["--no-mixed", "--precisions", "int4,int8"], "--no-mixed: it contradicts --precisions"),
+    ):
+        result = CliRunner().invoke(
+            main, ["compress", "--model", str(digits_model_path), "--data", "digits", *flags]
+        )
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
 
 
 def test_no_mixed_contradicts_a_budget(digits_model_path):

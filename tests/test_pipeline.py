@@ -29,7 +29,7 @@ def test_pipeline_tracks_every_artifact(run):
         "evaluate_float32",
         "evaluate_int8",
         "profile_sensitivity",
-        "quantize_mixed",
+        "allocate_mixed",
         "evaluate_mixed",
         "quantization_aware_training",
         "evaluate_qat",
@@ -52,7 +52,7 @@ def test_pipeline_tracks_every_artifact(run):
     for name in ("float32", "int8", "mixed", "qat"):
         producer = {"float32": "convert_float32", "int8": "convert_int8"}.get(name)
         producer = (
-            producer or {"mixed": "quantize_mixed", "qat": "quantization_aware_training"}[name]
+            producer or {"mixed": "allocate_mixed", "qat": "quantization_aware_training"}[name]
         )
         assert f"zq_tflite_{name}" in steps[producer].outputs
         assert f"zq_evaluation_{name}" in steps[f"evaluate_{name}"].outputs
@@ -75,18 +75,21 @@ def test_quantization_steps_report_and_log(run):
     steps = run.steps
     for step, report in (
         ("profile_sensitivity", "zq_sensitivity_report"),
-        ("quantize_mixed", "zq_ptq_report"),
+        ("allocate_mixed", "zq_precision_report"),
         ("quantization_aware_training", "zq_qat_report"),
     ):
         assert steps[step].outputs[report][0].visualizations, f"{report} has no visualization"
-    assert steps["quantize_mixed"].run_metadata["status"] in ("budget met", "budget not met")
+    assert steps["allocate_mixed"].run_metadata["status"] in ("budget met", "budget not met")
     assert "int8_accuracy" in steps["profile_sensitivity"].run_metadata
     assert steps["quantization_aware_training"].run_metadata["epochs_run"] >= 1
     ranked = steps["profile_sensitivity"].outputs["zq_sensitivity"][0].load()
     assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
-    # The mixed step ranked its layers with the profile it was given, not a second one.
-    mixed_inputs = steps["quantize_mixed"].inputs
-    assert "sensitivity" in mixed_inputs
+    # The per-layer precision step keeps its profile, every model it scored and the recipe.
+    profile = steps["allocate_mixed"].outputs["zq_precision_profile"][0].load()
+    assert {"int4", "int8", "float"} <= set(profile["precision"])
+    mixed = steps["allocate_mixed"].outputs["zq_tflite_mixed"][0].load()
+    assert dict(mixed.precisions).keys() == {"conv1", "conv2", "logits"}
+    assert mixed.recipe.startswith("[") and '"regex": ".*"' in mixed.recipe
 
 
 def test_every_candidate_is_benchmarked_and_gated(run):

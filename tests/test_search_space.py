@@ -217,3 +217,15 @@ def test_models_the_search_cannot_edit_are_refused():
     out = L.Dense(2)(shared(shared(inp)))
     with pytest.raises(InvalidModelError, match="shared layer"):
         SearchSpace(tf_keras.Model(inp, out))
+
+
+def test_the_precision_menu_is_an_option_and_unknown_precisions_are_refused(digits_model):
+    search = SearchSpace(digits_model)
+    assert [e.value for e in search.edits_for("conv2") if e.op == "precision"] == ["float32"]
+    studio = SearchSpace(digits_model, SpaceOptions(precisions=("float32", "int4")))
+    assert [e.value for e in studio.edits_for("conv2") if e.op == "precision"] == [
+        "float32",
+        "int4",
+    ]
+    with pytest.raises(InvalidOptionError, match="precisions takes a sequence of int8, float32"):
+        SpaceOptions(precisions=("int3",))

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from zenml_quant.errors import InvalidOptionError
 from zenml_quant.search import trial as trial_module
+from zenml_quant.search.edits import PRECISIONS as EDIT_PRECISIONS
 from zenml_quant.search.edits import Edit, EditPlan
 from zenml_quant.search.trial import load_keras_bytes
 from zenml_quant.search.types import Targets
@@ -50,7 +51,10 @@ def test_layers_show_the_edited_model_and_only_valid_edits(client):
     assert rows["conv1"]["macs"] > 0 and rows["conv1"]["weight_bytes_int8"] > 0
     options = original["options"]
     conv1 = options["conv1"]
-    assert [c["value"] for c in conv1["precision"]] == [None, "float32"]
+    # Every per-layer precision is on the menu, after keeping the original (int8).
+    offered = [c["value"] for c in conv1["precision"]]
+    assert offered == [None, *(p for p in EDIT_PRECISIONS if p != "int8")]
+    assert {"int4", "int16x8", "float16_weights"} <= set(offered)
     assert conv1["precision"][0]["keep"] and conv1["precision"][0]["current"]
     assert "sepconv3" in [c["value"] for c in conv1["replace"]]
     # Removing the logits (or the only Dense) would change the output: never offered.
@@ -232,3 +236,15 @@ def test_sensitivity_fills_the_table_and_float_modes_convert_the_whole_model(cli
         sizes[mode] = shown["figures"]["size_bytes"]
     int8 = client.get("/api/evaluations/0").json()["figures"]["size_bytes"]
     assert int8 < sizes["float16"] < sizes["float32"]
+
+
+def test_an_int4_layer_from_the_menu_shrinks_the_file_and_shows_in_the_table(client):
+    plan = [{"layer": "conv2", "op": "precision", "value": "int4"}]
+    job = client.post("/api/evaluate", json={"plan": plan}).json()
+    assert _wait(client, job["id"])["result"] == {"evaluation": 1}
+    shown = client.get("/api/evaluations/1").json()
+    assert shown["status"] == "ok" and shown["lines"] == ["keep conv2 in int4"]
+    precisions = {r["layer"]: r["precision"] for r in shown["layers"]}
+    assert precisions["conv2"] == "int4" and precisions["conv1"] == "int8"
+    # conv2 holds most of the weights: int4 there takes thousands of bytes off.
+    assert shown["figures"]["size_bytes"] < shown["baseline"]["figures"]["size_bytes"] - 1000

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .allocate import Allocation, allocate_precisions
 from .convert import convert_model
 from .errors import InvalidOptionError, ZenmlQuantError
 from .ptq import quantize_post_training
@@ -20,6 +21,7 @@ from .qat import QATOptions, QATResult, quantization_aware_training
 from .types import ConversionOptions, LabeledDataset, PTQResult, TFLiteModel
 
 __all__ = [
+    "allocation_candidate",
     "convert_candidate",
     "describe_failure",
     "failed_model",
@@ -108,4 +110,25 @@ def qat_candidate(
         "quantization-aware training",
         lambda: quantization_aware_training(model, dataset, options=options, **kwargs),
         lambda reason: failed_model("qat", reason, conversion, _model_name(model)),
+    )
+
+
+def allocation_candidate(
+    model: Any, dataset: LabeledDataset, *, weight_algorithm: str = "min_max", **kwargs: Any
+) -> Allocation | TFLiteModel:
+    """:func:`allocate_precisions`; a failure comes back as a failed ``mixed`` model."""
+    from .mixed_precision import PrecisionQuantizer
+
+    options = kwargs.get("options") or ConversionOptions()
+
+    def work() -> Allocation:
+        quantizer = PrecisionQuantizer(
+            model, dataset.x_train, options=options, weight_algorithm=weight_algorithm
+        )
+        return allocate_precisions(model, dataset, quantizer=quantizer, **kwargs)
+
+    return _guarded(
+        "per-layer precision",
+        work,
+        lambda reason: failed_model("mixed", reason, options, _model_name(model)),
     )

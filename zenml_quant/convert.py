@@ -46,6 +46,7 @@ from .types import MODES, ConversionOptions, TFLiteModel
 
 __all__ = [
     "MIN_CALIBRATION_SAMPLES",
+    "calibration_batches",
     "compact_tensor_names",
     "configure_converter",
     "convert_model",
@@ -78,14 +79,21 @@ def convert_model(
 ) -> TFLiteModel:
     """Convert a Keras model (``tf_keras`` or Keras 3) to TFLite in ``mode``.
 
-    ``representative_data`` (usually the train split's features) is required by ``int8`` and
-    ``int16x8``; ``options.calibration_samples`` examples are drawn from it with ``options.seed``.
+    ``representative_data`` (usually the train split's features) is required by ``int8``,
+    ``int16x8`` and ``w4a8`` (through :func:`zenml_quant.mixed_precision.convert_uniform`); ``options.calibration_samples`` examples are drawn from it with ``options.seed``.
     Raises :class:`ConversionError` naming the unsupported ops and the Keras layers they come
     from when the converter refuses the model.
     """
     options = options or ConversionOptions()
     if mode not in MODES:
         raise ConversionError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
+    if mode == "w4a8":
+        # Imported here: mixed_precision converts through this module.
+        from .mixed_precision import convert_uniform
+
+        return convert_uniform(
+            model, "int4", representative_data=representative_data, options=options
+        )
     converter, notes = make_converter(model, mode)
     notes += configure_converter(converter, mode, representative_data, options)
     try:
@@ -206,7 +214,7 @@ def configure_converter(
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if mode in ("int8", "int16x8"):
-        batches, count = _calibration_batches(representative_data, mode, options)
+        batches, count = calibration_batches(representative_data, mode, options)
         converter.representative_dataset = batches
         if count < MIN_CALIBRATION_SAMPLES:
             notes = (
@@ -228,9 +236,14 @@ def configure_converter(
 def compact_tensor_names(content: bytes) -> bytes:
     """``content`` with every ``a;b;c`` tensor name cut to ``a``; all else byte for byte.
 
-    Uses TensorFlow's flatbuffer object API, which round-trips a model to the same bytes.
+    Uses TensorFlow's flatbuffer object API, which round-trips a model to the same bytes; a
+    model with constants stored outside the flatbuffer (buffer offsets) is returned unchanged.
     """
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    if any(getattr(buffer, "offset", 0) > 1 for buffer in model.buffers or ()):
+        # Constants stored after the flatbuffer (ai-edge-quantizer writes float weights that
+        # way) do not survive this round trip: the file would lose them and fail to load.
+        return content
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
             if tensor.name and b";" in tensor.name:
@@ -495,9 +508,14 @@ def remapper_disabled() -> Iterator[None]:
         tf.config.optimizer.set_experimental_options({"remapping": before})
 
 
-def _calibration_batches(
+def calibration_batches(
     data: np.ndarray | None, mode: str, options: ConversionOptions
 ) -> tuple[Any, int]:
+    """A generator function of ``options.calibration_samples`` single examples drawn from
+    ``data`` with ``options.seed`` (each ``[x]``, or a dict by input name), and their count.
+
+    Raises :class:`InvalidDatasetError` for no data or non-finite data.
+    """
     if data is None or len(data) == 0:
         raise InvalidDatasetError(
             f"Mode {mode!r} calibrates activation ranges on sample inputs, but none were given: "

@@ -155,6 +155,7 @@ def evaluate_candidate(
             operators=(),
             error=model.error,
             float_layers=model.float_layers,
+            precisions=model.precisions,
             notes=model.notes,
             metric=_name(metric),
         )
@@ -175,6 +176,7 @@ def evaluate_candidate(
         peak_activation_bytes=model.peak_activation_bytes,
         operators=tuple(sorted(set(model.operators))),
         float_layers=model.float_layers,
+        precisions=model.precisions,
         notes=model.notes,
         metric=evaluation.metric,
     )

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from .metrics import metric_named  # noqa: E402
 from .types import BaselineSummary, CandidateResult  # noqa: E402
 
-__all__ = ["sensitivity_bars_svg", "size_accuracy_svg"]
+__all__ = ["sensitivity_bars_svg", "size_accuracy_svg", "svg_of"]
 
 
 def size_accuracy_svg(baseline: BaselineSummary, candidates: Sequence[CandidateResult]) -> str:
@@ -55,7 +55,7 @@ def size_accuracy_svg(baseline: BaselineSummary, candidates: Sequence[CandidateR
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def sensitivity_bars_svg(table: pd.DataFrame) -> str:
@@ -83,10 +83,10 @@ def sensitivity_bars_svg(table: pd.DataFrame) -> str:
     right.set_xlabel("debugger: noise-to-signal of the output")
     right.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    return _svg(fig)
+    return svg_of(fig)
 
 
-def _svg(fig: Any) -> str:
+def svg_of(fig: Any) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg")
     plt.close(fig)

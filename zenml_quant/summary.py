@@ -43,12 +43,21 @@ class CandidateSummary:
     float_layers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     metrics: dict[str, float] = field(default_factory=dict)
+    precisions: tuple[tuple[str, str], ...] = ()
     benchmark: tuple[dict[str, Any], ...] = ()
     gate_checks: tuple[tuple[str, bool, str], ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.status != "failed"
+
+    @property
+    def not_int8(self) -> str:
+        """The layers of a mixed model that are not int8, with their precision
+        (``"conv1 int4, logits float"``); empty for a model at one precision."""
+        if self.precisions:
+            return ", ".join(f"{layer} {p}" for layer, p in self.precisions if p != "int8")
+        return ", ".join(f"{layer} float" for layer in self.float_layers)
 
     @property
     def artifact(self) -> str:
@@ -121,6 +130,7 @@ class RunSummary:
                     **{k: v for k, v in asdict(c).items() if k not in ("gate_checks", "benchmark")},
                     "error": c.reason if c.status == "failed" else None,
                     "float_layers": list(c.float_layers),
+                    "precisions": dict(c.precisions),
                     "notes": list(c.notes),
                     "benchmark": [dict(r) for r in c.benchmark],
                     "gate_checks": [
@@ -158,6 +168,7 @@ class RunSummary:
                 "vs_float32": None,
                 "latency_ms_p50": None,
                 "float_layers": "",
+                "not_int8": "",
                 "reason": "",
             }
         ]
@@ -177,6 +188,7 @@ class RunSummary:
                     else None,
                     "latency_ms_p50": c.latency_ms_p50,
                     "float_layers": ", ".join(c.float_layers),
+                    "not_int8": c.not_int8,
                     "reason": c.reason,
                 }
             )
@@ -239,6 +251,7 @@ def build_summary(
                 threads=c.threads,
                 peak_activation_bytes=c.peak_activation_bytes,
                 float_layers=tuple(c.float_layers),
+                precisions=tuple(c.precisions),
                 notes=tuple(c.notes),
                 metrics=dict(c.metrics),
                 benchmark=runs,

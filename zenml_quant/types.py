@@ -37,8 +37,9 @@ __all__ = [
 Mode = Literal["float32", "dynamic_range", "float16", "int8", "int16x8"]
 #: The mode of an int8 model that keeps some layers in float (``TFLiteModel.float_layers``).
 MIXED_MODE = "mixed"
-#: The conversion modes, in the order reports list them.
-MODES: tuple[str, ...] = ("float32", "dynamic_range", "float16", "int8", "int16x8")
+#: The conversion modes, in the order reports list them. ``w4a8`` (int4 weights on every layer
+#: with weights, int8 activations) is built by ai-edge-quantizer, the others by the converter.
+MODES: tuple[str, ...] = ("float32", "dynamic_range", "float16", "int8", "int16x8", "w4a8")
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -155,7 +156,9 @@ class TFLiteModel:
     (seen with some ``int16x8`` models); such a candidate is reported as failed, not raised.
     ``float_layers`` names the Keras layers a mixed-precision model keeps in float (mode
     ``"mixed"``); ``notes`` carries warnings a user should see next to the figures (e.g. a
-    calibration set too small to trust).
+    calibration set too small to trust). A model built by ai-edge-quantizer
+    (:mod:`zenml_quant.mixed_precision`) lists ``precisions``, ``(layer, precision)`` for each
+    quantizable layer as read from the file, and the JSON ``recipe`` that built it.
     """
 
     content: bytes
@@ -169,6 +172,8 @@ class TFLiteModel:
     error: str | None = None
     float_layers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    precisions: tuple[tuple[str, str], ...] = ()
+    recipe: str = ""
 
     @property
     def size_bytes(self) -> int:
@@ -246,6 +251,8 @@ class CandidateResult:
     float_layers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     metric: str = "top1"
+    #: ``(layer, precision)`` of a per-layer precision model, as its file holds them.
+    precisions: tuple[tuple[str, str], ...] = ()
 
 
 #: Outcomes of post-training quantization (:class:`PTQResult.status`).

@@ -194,6 +194,12 @@ def main() -> None:
         result["allocate_ms"] = (time.perf_counter_ns() - start) / 1e6
     except Exception as exc:  # a file the runtime cannot read, or an op it cannot allocate
         result["error"] = f"cannot load the model: {type(exc).__name__}: {exc}".strip()
+        if result["runtime"].startswith("tflite_runtime"):
+            result["error"] += (
+                " (tflite-runtime, the last release of which is 2.14, predates int4 weights and "
+                "several operator versions ai-edge-quantizer writes: install ai-edge-litert on "
+                "this device, or deploy a file without int4 or 16x8 layers)"
+            )
         emit(result, 2)
     try:
         rng = np.random.default_rng(0)

@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "nas_pipeline": "pipelines",
     "retrain_and_compress": "pipelines",
     "schedule_retrain_and_compress": "pipelines",
+    "allocate_precisions": "precision_steps",
     "apply_edits": "search_steps",
     "search_architecture": "search_steps",
     "search_candidate": "search_steps",

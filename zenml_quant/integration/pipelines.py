@@ -10,8 +10,10 @@ from zenml.config.schedule import Schedule
 from zenml.enums import ExecutionMode
 
 from ..errors import InvalidOptionError
+from ..precisions import DEFAULT_PRECISIONS
 from .device_steps import benchmark_on_device, gate_inputs
 from .gate_step import deployment_gate
+from .precision_steps import allocate_precisions
 from .search_steps import search_architecture, search_candidate
 from .steps import (
     compare_candidates,
@@ -60,6 +62,8 @@ def _compress_and_gate(
     benchmark_threads: tuple[int, ...] | None,
     gate: dict[str, Any],
     search: dict[str, Any] | None = None,
+    precisions: tuple[str, ...] = DEFAULT_PRECISIONS,
+    precision_objective: str = "bytes",
 ) -> None:
     """The steps the pipelines share, from a loaded model and dataset to the gate and summary.
 
@@ -86,7 +90,8 @@ def _compress_and_gate(
     sensitivity = None
     if sensitivity_mode is not None:
         sensitivity, _ = profile_sensitivity(model, dataset, mode=sensitivity_mode)
-    if max_quality_drop is not None:
+    if max_quality_drop is not None and set(precisions) <= {"int8", "float"}:
+        # int8 with float layers only: the converter's debugger, with its paired noise test.
         tflite_models["mixed"], _, _ = _named(quantize_post_training, "mixed")(
             model,
             dataset,
@@ -94,6 +99,16 @@ def _compress_and_gate(
             max_quality_drop=max_quality_drop,
             relative_drop=relative_drop,
             id="quantize_mixed",
+        )
+    elif max_quality_drop is not None:
+        tflite_models["mixed"], _, _, _ = _named(allocate_precisions, "mixed")(
+            model,
+            dataset,
+            precisions=list(precisions),
+            objective=precision_objective,
+            max_quality_drop=max_quality_drop,
+            relative_drop=relative_drop,
+            id="allocate_mixed",
         )
     if qat:
         tflite_models["qat"], _, _ = _named(quantization_aware_training, "qat")(
@@ -177,14 +192,18 @@ def compress_pipeline(
     search_time_budget_min: float | None = None,
     search_seed: int = 0,
     search_executor: str | None = None,
+    precisions: tuple[str, ...] = DEFAULT_PRECISIONS,
+    precision_objective: str = "bytes",
 ) -> None:
     """load -> sensitivity -> convert / quantize / QAT / search -> evaluate, benchmark -> compare
     -> gate -> summary.
 
     Candidates: one per ``modes`` entry (step ids ``convert_<mode>``, ``evaluate_<mode>``,
-    ``benchmark_<mode>``); ``mixed``, the accuracy-controlled int8 model with the fewest float
-    layers whose drop on the validation split is at most ``max_quality_drop``
-    (``quantize_mixed``; None skips it); and ``qat``, quantization-aware training converted to
+    ``benchmark_<mode>``); ``mixed``, one precision per layer from ``precisions`` (int4, int8
+    and float by default; see :mod:`zenml_quant.precisions`) minimising ``precision_objective``
+    (``bytes``, ``latency`` or ``energy``) with a drop on the validation split of at most
+    ``max_quality_drop`` (``allocate_mixed``; with only int8 and float it is the int8 model
+    with the fewest float layers, ``quantize_mixed``; None skips it); and ``qat``, quantization-aware training converted to
     int8, when ``qat`` is set (``qat_skip_layers`` stay float; layers tfmot cannot annotate are
     skipped and listed). ``sensitivity_mode`` (``"fast"``, ``"exhaustive"`` or None) profiles the
     layers first. Each candidate is benchmarked in a fresh process at ``benchmark_threads`` (None
@@ -238,6 +257,8 @@ def compress_pipeline(
             search_seed,
             search_executor,
         ),
+        precisions=tuple(precisions),
+        precision_objective=precision_objective,
     )
 
 

@@ -41,7 +41,17 @@ OPERATIONS = ("replace", "remove", "scale", "activation", "head", "precision")
 #: separable convolutions, and pooling over the convolution's window.
 REPLACEMENTS = ("conv1", "conv3", "conv5", "dilconv3", "sepconv3", "sepconv5", "avgpool", "maxpool")
 ACTIVATIONS = ("relu", "relu6", "hard_swish", "tanh")
-PRECISIONS = ("int8", "float32")
+#: A layer's precision in the converted model: ``int8`` (the default), ``float32``, or any other
+#: per-layer precision of :mod:`zenml_quant.precisions` (built through ai-edge-quantizer).
+PRECISIONS = (
+    "int8",
+    "float32",
+    "int4",
+    "int4_weights",
+    "int8_weights",
+    "int16x8",
+    "float16_weights",
+)
 HEADS = ("gap",)
 SCALES = (0.25, 0.5, 0.75, 1.25, 1.5)
 
@@ -146,6 +156,12 @@ class EditPlan:
     def float_layers(self) -> tuple[str, ...]:
         """Layers the plan keeps in float32 in the int8 model."""
         return tuple(e.layer for e in self.edits if e.op == "precision" and e.value == "float32")
+
+    def precisions(self) -> dict[str, str]:
+        """``{layer: precision}`` of the plan's precision edits other than int8."""
+        return {
+            e.layer: str(e.value) for e in self.edits if e.op == "precision" and e.value != "int8"
+        }
 
     def describe(self) -> list[str]:
         """One readable line per edit; ``["original model"]`` for an empty plan."""

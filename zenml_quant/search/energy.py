@@ -54,7 +54,7 @@ from .._validate import as_finite
 from ..errors import InvalidModelError, InvalidOptionError
 from ..profile import _graph_nodes, _mro_names, _shape, _unwrap, layer_table
 
-__all__ = ["ENERGY_COLUMNS", "EnergyEstimate", "EnergyTable", "estimate_energy"]
+__all__ = ["ENERGY_COLUMNS", "EnergyEstimate", "EnergyTable", "estimate_energy", "layer_traffic"]
 
 #: Columns of :attr:`EnergyEstimate.per_layer`.
 ENERGY_COLUMNS: tuple[str, ...] = (
@@ -157,7 +157,7 @@ def _elements(shape: tuple[int | None, ...], layer: str) -> int:
     return int(math.prod(dims))
 
 
-def _traffic(model: Any, prefix: str, calls_of_model: int) -> dict[str, tuple[int, int, bool]]:
+def layer_traffic(model: Any, prefix: str, calls_of_model: int) -> dict[str, tuple[int, int, bool]]:
     """``{layer name: (activation elements read + written, calls, free)}`` per inference, with
     the names of layer_table (a shared layer, or one inside a shared nested model, runs once
     per call, and every call is a separate op in the converted graph)."""
@@ -170,7 +170,9 @@ def _traffic(model: Any, prefix: str, calls_of_model: int) -> dict[str, tuple[in
             continue
         own = calls.get(id(layer), [])
         if isinstance(layer, MODEL_TYPES) and hasattr(layer, "layers"):
-            out.update(_traffic(layer, f"{prefix}{layer.name}/", calls_of_model * max(len(own), 1)))
+            out.update(
+                layer_traffic(layer, f"{prefix}{layer.name}/", calls_of_model * max(len(own), 1))
+            )
             continue
         name = prefix + layer.name
         free = bool(_mro_names(_unwrap(layer)) & _FREE)
@@ -215,7 +217,7 @@ def estimate_energy(
             f"float_layers is a list of layer names, e.g. ['dense_1'], got {float_layers!r}."
         )
     layers = layer_table(model)  # validates the model
-    traffic = _traffic(model, "", 1)
+    traffic = layer_traffic(model, "", 1)
     names = list(layers["layer"])
     unknown = [n for n in float_layers if n not in traffic]
     if unknown:

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from ..errors import InvalidOptionError  # noqa: E402
 from ..html_page import _STYLE  # noqa: E402
 from ..metrics import METRICS, Metric  # noqa: E402
-from ..plots import _svg  # noqa: E402
+from ..plots import svg_of as _svg  # noqa: E402
 from .pareto import objectives, pareto_front  # noqa: E402
 from .types import Targets, TrialRecord  # noqa: E402
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..errors import InvalidOptionError
 from ..profile import layer_macs
-from .edits import ACTIVATIONS, REPLACEMENTS, SCALES, Edit, EditPlan
+from .edits import ACTIVATIONS, PRECISIONS, REPLACEMENTS, SCALES, Edit, EditPlan
 from .graph import ModelGraph, Node, Shape, model_graph
 from .operators import (
     ACTIVATION_TYPES,
@@ -58,11 +58,15 @@ class SpaceOptions:
     scales: tuple[float, ...] = SCALES
     heads: bool = True
     precision: bool = True
+    #: What a precision edit may set a layer with weights to (the search proposes float32
+    #: only; the studio offers every precision).
+    precisions: tuple[str, ...] = ("float32",)
 
     def __post_init__(self) -> None:
         for name, given, valid in (
             ("replacements", self.replacements, REPLACEMENTS),
             ("activations", self.activations, ACTIVATIONS),
+            ("precisions", self.precisions, PRECISIONS),
         ):
             unknown = [v for v in given if v not in valid]
             if isinstance(given, str) or unknown:
@@ -352,7 +356,7 @@ class SearchSpace:
             return [Edit(name, "head", "gap")] if o.heads and self._is_head(node) else []
         if aspect == "precision":
             return (
-                [Edit(name, "precision", "float32")]
+                [Edit(name, "precision", p) for p in o.precisions if p != "int8"]
                 if o.precision and kind in WEIGHTED_TYPES
                 else []
             )

@@ -265,6 +265,13 @@ def _convert(model: Any, task: TrialTask, context: SearchContext) -> Any:
     conversion = ConversionOptions(calibration_samples=options.calibration_samples, seed=task.seed)
     if not options.quantize:
         return convert_model(model, options.float_mode, options=conversion)
+    chosen = task.plan.precisions()
+    if any(p != "float32" for p in chosen.values()):
+        from ..mixed_precision import PrecisionQuantizer  # ai-edge-quantizer, only when asked
+
+        plan = {layer: "float" if p == "float32" else p for layer, p in chosen.items()}
+        quantizer = PrecisionQuantizer(model, context.x_train, options=conversion)
+        return quantizer.quantize(plan)
     floats = task.plan.float_layers()
     if floats:
         return convert_selective(

@@ -20,11 +20,12 @@ from ..benchmark import BenchmarkOptions
 from ..errors import InvalidOptionError
 from ..profile import layer_table
 from ..search.apply import plan_meta
+from ..search.edits import PRECISIONS as EDIT_PRECISIONS
 from ..search.edits import Edit, EditPlan
 from ..search.finetune import FineTuneOptions
 from ..search.rebuild import apply_edits
 from ..search.reward import missed_targets
-from ..search.space import SearchSpace
+from ..search.space import SearchSpace, SpaceOptions
 from ..search.trial import (
     EvaluationOptions,
     SearchContext,
@@ -108,7 +109,8 @@ class Studio:
         self.run_summary = run_summary
         self.dataset = dataset
         self.targets = targets or Targets()
-        self.space = SearchSpace(model)
+        # The page's precision menu offers every per-layer precision, not only float32.
+        self.space = SearchSpace(model, SpaceOptions(precisions=EDIT_PRECISIONS))
         self.sensitivity = dict(sensitivity or {})
         self.fine_tune = fine_tune or FineTuneOptions(epochs=1, batch_size=64)
         self.threads = threads
@@ -310,7 +312,7 @@ class Studio:
 
     def _layer_rows(self, edited: Any, plan: EditPlan, mode: str) -> list[dict[str, Any]]:
         table = layer_table(edited)
-        floats = set(plan.float_layers())
+        chosen = plan.precisions()
         edits: dict[str, list[str]] = {}
         for edit in plan.edits:
             edits.setdefault(edit.layer, []).append(edit.describe())
@@ -319,8 +321,8 @@ class Studio:
             name = row["layer"]
             precision = ""
             if name in self._precision:  # a layer with weights
-                # Per-layer float32 applies to int8 conversion; the float modes are model-wide.
-                precision = "float32" if mode == "int8" and name in floats else mode
+                # Per-layer precisions apply to int8 conversion; the float modes are model-wide.
+                precision = chosen.get(name, "int8") if mode == "int8" else mode
             rows.append(
                 {
                     **{k: _plain(v) for k, v in row.items()},

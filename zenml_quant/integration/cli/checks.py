@@ -17,6 +17,7 @@ from ..._validate import check_integer, check_number, check_writable_dir, check_
 from ...errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
 from ...metrics import METRICS, TASK_METRICS, UNSETTLED, Metric, get_metric
 from ...model_file import input_layer_names, layer_names, read_model_config
+from ...precisions import parse_precisions
 from ...targets import Targets
 from ...types import MODES
 
@@ -33,6 +34,7 @@ __all__ = [
     "check_modes",
     "check_model_path",
     "check_outputs",
+    "check_precisions",
     "check_promotion",
     "check_threads",
     "number",
@@ -80,6 +82,8 @@ COMPRESS_PARAMETERS = (
     "search_time_budget_min",
     "search_seed",
     "search_executor",
+    "precisions",
+    "precision_objective",
 )
 NAS_PARAMETERS = (
     "model_path",
@@ -539,6 +543,19 @@ def check_threads(threads: tuple[int, ...] | list[int]) -> None:
         raise usage_error("--threads", "a thread count is given twice", "give each count once")
 
 
+#: What the per-layer precision allocation can minimise (``zenml_quant.allocate.OBJECTIVES``,
+#: repeated here so option checks do not import TensorFlow).
+OBJECTIVES = ("bytes", "latency", "energy")
+
+
+def check_precisions(value: str) -> tuple[str, ...]:
+    """``--precisions`` as checked precision names, cheapest first."""
+    try:
+        return parse_precisions(value)
+    except InvalidOptionError as exc:
+        raise _reword("--precisions", exc) from None
+
+
 def parameter_checks() -> dict[str, Any]:
     """How a YAML ``parameters`` value is checked: the same rules as its flag."""
 
@@ -569,6 +586,17 @@ def parameter_checks() -> dict[str, Any]:
         if value not in ("fast", "exhaustive", None):
             raise click.UsageError(f"{value!r}: use fast, exhaustive or null")
 
+    def precisions(value: Any) -> None:
+        if not isinstance(value, list) or not value:
+            raise click.UsageError(
+                f"{value!r}: give a list of precisions, e.g. [int4, int8, float]"
+            )
+        check_precisions(",".join(map(str, value)))
+
+    def objective(value: Any) -> None:
+        if value not in OBJECTIVES:
+            raise click.UsageError(f"{value!r}: use one of {', '.join(OBJECTIVES)}")
+
     def stage(value: Any) -> None:
         if value not in ("staging", "production", None):
             raise click.UsageError(f"{value!r}: use staging, production or null")
@@ -594,6 +622,8 @@ def parameter_checks() -> dict[str, Any]:
         "targets": targets,
         "sensitivity_mode": sensitivity,
         "stage": stage,
+        "precisions": precisions,
+        "precision_objective": objective,
         "champion_margin": margin,
         "scale": finite,
         "offset": finite,

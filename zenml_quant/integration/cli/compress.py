@@ -88,6 +88,19 @@ def _finish(run: Any, model_path: str, output_dir: str, json_path: str | None) -
     "--relative-budget", is_flag=True, help="--accuracy-budget is a fraction of the float accuracy."
 )
 @click.option("--no-mixed", is_flag=True, help="Skip the accuracy-controlled mixed candidate.")
+@click.option(
+    "--precisions",
+    default=None,
+    help="Precisions the mixed candidate may give a layer, comma-separated, from int4 (int4 "
+    "weights, int8 activations), int4_weights, int8, int8_weights, int16x8, float16_weights, "
+    "float [int4,int8,float]. Only int8 and float: the converter's int8 with float layers.",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["bytes", "latency", "energy"]),
+    default=None,
+    help="What the mixed candidate minimises within the quality budget [bytes].",
+)
 @click.option("--qat", is_flag=True, help="Add a quantization-aware-training candidate.")
 @click.option(
     "--qat-skip",
@@ -125,6 +138,8 @@ def compress(
     accuracy_budget: float | None,
     relative_budget: bool,
     no_mixed: bool,
+    precisions: str | None,
+    objective: str | None,
     qat: bool,
     qat_skip: tuple[str, ...],
     benchmark_threads: tuple[int, ...],
@@ -168,6 +183,12 @@ def compress(
         raise checks.usage_error(
             "--no-mixed", "it contradicts --accuracy-budget/--relative-budget", "drop one of them"
         )
+    if precisions is not None:
+        precisions = ",".join(checks.check_precisions(precisions))
+    if no_mixed and (precisions is not None or objective is not None):
+        raise checks.usage_error(
+            "--no-mixed", "it contradicts --precisions/--objective", "drop one of them"
+        )
     if qat_skip and not qat:
         raise checks.usage_error("--qat-skip", "it applies to QAT only", "add --qat")
     targets = checks.targets_from_flags(
@@ -201,6 +222,8 @@ def compress(
         "benchmark_threads": tuple(benchmark_threads) or None,
         "stage": stage,
         "champion_margin": champion_margin,
+        "precisions": tuple(precisions.split(",")) if precisions else None,
+        "precision_objective": objective,
     }
     overrides.update({k: v for k, v in given.items() if v is not None})
     if sensitivity == "off":

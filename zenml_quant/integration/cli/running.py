@@ -130,10 +130,10 @@ def print_summary(summary: Any) -> None:
         "bytes",
         "vs f32",
         "latency",
-        "float layers",
+        "layers not int8",
     )
     for column in columns:
-        table.add_column(column, justify="left" if column == "candidate" else "right")
+        table.add_column(column, justify="left" if column in (columns[0], columns[-1]) else "right")
     table.add_row(f"keras ({b.flavour})", metric.format(b.accuracy), "", "", "", "", "")
     for c in summary.candidates:
         if not c.ok:
@@ -146,7 +146,7 @@ def print_summary(summary: Any) -> None:
             f"{c.size_bytes:,}" if c.size_bytes else "",
             f"{(c.size_bytes or 0) / b.float_tflite_bytes:.2f}x" if b.float_tflite_bytes else "",
             "" if c.latency_ms_p50 is None else f"{c.latency_ms_p50 * 1000:.0f} µs",
-            ", ".join(c.float_layers),
+            c.not_int8,
         )
     Console(width=max(100, Console().width)).print(table)
     if b.validation_source:

@@ -15,6 +15,7 @@ from ...types import ConversionOptions, TensorDetails, TFLiteModel
 
 _MODEL_FILE = "model.tflite"
 _META_FILE = "tflite_meta.json"
+_RECIPE_FILE = "recipe.json"  # ai-edge-quantizer's recipe, loadable by its Quantizer as is
 
 
 class TFLiteModelMaterializer(BaseMaterializer):
@@ -30,15 +31,23 @@ class TFLiteModelMaterializer(BaseMaterializer):
     def save(self, model: TFLiteModel) -> None:
         with self.artifact_store.open(os.path.join(self.uri, _MODEL_FILE), "wb") as f:
             f.write(model.content)
-        meta = {k: v for k, v in asdict(model).items() if k != "content"}
+        meta = {k: v for k, v in asdict(model).items() if k not in ("content", "recipe")}
         with self.artifact_store.open(os.path.join(self.uri, _META_FILE), "w") as f:
             json.dump(meta, f, indent=1)
+        if model.recipe:
+            with self.artifact_store.open(os.path.join(self.uri, _RECIPE_FILE), "w") as f:
+                f.write(model.recipe)
 
     def load(self, data_type: type[Any]) -> TFLiteModel:
         with self.artifact_store.open(os.path.join(self.uri, _MODEL_FILE), "rb") as f:
             content = f.read()
         with self.artifact_store.open(os.path.join(self.uri, _META_FILE), "r") as f:
             meta = json.load(f)
+        recipe = ""
+        recipe_uri = os.path.join(self.uri, _RECIPE_FILE)
+        if self.artifact_store.exists(recipe_uri):
+            with self.artifact_store.open(recipe_uri, "r") as f:
+                recipe = f.read()
         return TFLiteModel(
             content=content,
             mode=meta["mode"],
@@ -55,6 +64,8 @@ class TFLiteModelMaterializer(BaseMaterializer):
             error=meta["error"],
             float_layers=tuple(meta.get("float_layers", ())),
             notes=tuple(meta.get("notes", ())),
+            precisions=tuple((str(a), str(b)) for a, b in meta.get("precisions", ())),
+            recipe=recipe,
         )
 
     def save_visualizations(self, model: TFLiteModel) -> dict[str, VisualizationType]:
@@ -68,6 +79,10 @@ class TFLiteModelMaterializer(BaseMaterializer):
         ]
         if model.float_layers:
             rows.append({"property": "float layers", "value": ", ".join(model.float_layers)})
+        rows.extend(
+            {"property": f"precision of {layer}", "value": precision}
+            for layer, precision in model.precisions
+        )
         rows.extend({"property": "note", "value": note} for note in model.notes)
         for kind, tensors in (("input", model.inputs), ("output", model.outputs)):
             for t in tensors:
@@ -93,4 +108,5 @@ class TFLiteModelMaterializer(BaseMaterializer):
             "peak_activation_bytes": int(model.peak_activation_bytes or 0),
             "ok": model.ok,
             "float_layers": list(model.float_layers),
+            "precisions": dict(model.precisions),
         }

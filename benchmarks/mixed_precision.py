@@ -1,0 +1,195 @@
+"""Per-layer precision side by side in one run: the book's MNIST CNN and zoo models.
+
+For each model, every file is built from the same Keras model and measured in the same loop:
+
+- ``int8``: the plain TFLite converter (the book's path; 500 calibration examples);
+- ``w4a8, ai-edge-quantizer as a user runs it``: its all-w4a8 recipe and its own ``calibrate``
+  (which averages per-example ranges), the way its README shows;
+- ``w4a8``: this project's mode (every example's range, as the converter);
+- ``mixed``: the allocator under the budget (``--budget``, points of a fraction metric or a
+  fraction of the original's value otherwise), for the bytes and the latency objectives.
+
+Quality is each model's own metric on its test split, which no decision saw (validation is
+held out as the CLI does); latency is the median of 1,000 batch-1 invokes, one thread, every
+file in one loop. Writes the ``mixed-precision`` section of BENCHMARKS.md.
+
+    python benchmarks/mixed_precision.py [--models book_mnist resnet8 ds_cnn dense_autoencoder]
+
+Models come from ``benchmarks/_work`` when present (``book_mnist.py`` and ``zoo_compress.py``
+train them there); the zoo ones are trained here otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import platform
+import shlex
+import sys
+import time
+from datetime import date
+from typing import Any
+
+import numpy as np
+from _sections import ROOT, write_section  # beside this script
+
+from zenml_quant._compat import tf_keras
+from zenml_quant.allocate import allocate_precisions
+from zenml_quant.conform import fit_to_model
+from zenml_quant.convert import convert_model, inspect_tflite
+from zenml_quant.datasets import load_dataset
+from zenml_quant.interpreter import measure_latency, run_tflite
+from zenml_quant.mixed_precision import PrecisionQuantizer
+from zenml_quant.precision_profile import profile_precisions
+from zenml_quant.targets import Targets
+from zenml_quant.tasks import dataset_metric
+
+sys.path.insert(0, str(ROOT))
+WORK = ROOT / "benchmarks/_work"
+MNIST = ROOT.parent / "shared/datasets/mnist.npz"
+
+
+def load_case(name: str) -> tuple[Any, Any, str]:
+    """The trained model, its dataset fitted to it (validation held out from test), a note."""
+    if name == "book_mnist":
+        if not MNIST.is_file():
+            raise SystemExit(f"MNIST not found at {MNIST}")
+        path = WORK / "book_mnist.keras"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run benchmarks/book_mnist.py first")
+        model = tf_keras.models.load_model(path)
+        data = load_dataset(MNIST, scale=2 / 255, offset=-1.0)
+        return model, fit_to_model(model, data), "the book's CNN (benchmarks/book_mnist.py)"
+    from zoo_compress import EPOCHS, prepare
+
+    from zoo import ZOO
+
+    entry = ZOO[name]
+    work = WORK / "zoo"
+    work.mkdir(parents=True, exist_ok=True)
+    model_path, data_path = work / f"{name}.keras", work / f"{name}.npz"
+    note = f"zoo {name}, reused from {model_path.relative_to(ROOT)}"
+    if not model_path.exists():
+        started = time.perf_counter()
+        model_path, data_path, facts = prepare(name, work, EPOCHS.get(name, 8))
+        note = f"zoo {name}, trained here ({time.perf_counter() - started:.0f} s)"
+    model = tf_keras.models.load_model(model_path)
+    raw = name in ("rescaling_cnn", "normalization_cnn")
+    data = load_dataset(data_path, scale=1.0 if raw else 1 / 255, offset=0.0)
+    task = "reconstruction" if name == "dense_autoencoder" else None
+    return model, fit_to_model(model, data, task=task, metric=entry.metric), note
+
+
+def aeq_as_a_user(content: bytes, x: np.ndarray) -> bytes:
+    """ai-edge-quantizer's all-w4a8, calibrated by its own ``calibrate`` on 500 examples."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer
+
+    interpreter = Interpreter(model_content=content)
+    key = list(interpreter.get_signature_list())[0]
+    name = list(interpreter.get_signature_runner(key).get_input_details())[0]
+    picks = np.random.default_rng(0).choice(len(x), min(500, len(x)), replace=False)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        q = quantizer.Quantizer(content)
+        q.add_static_config(".*", "*", 8, 4)
+        calibration = q.calibrate({key: [{name: x[i : i + 1]} for i in np.sort(picks)]})
+        return bytes(q.quantize(calibration).quantized_model)
+
+
+def measure_case(name: str, budget_value: float) -> list[str]:
+    model, data, note = load_case(name)
+    metric = dataset_metric(data)
+    budget = Targets(
+        max_quality_drop=budget_value, relative_drop=not metric.fraction, metric=metric
+    )
+    started = time.perf_counter()
+    quantizer = PrecisionQuantizer(model, data.x_train)
+    files: dict[str, Any] = {
+        "int8 (TFLite converter)": convert_model(model, "int8", representative_data=data.x_train),
+        "w4a8, ai-edge-quantizer as a user runs it": inspect_tflite(
+            aeq_as_a_user(quantizer.float_content, data.x_train), mode="w4a8"
+        ),
+        "w4a8 (this project)": convert_model(model, "w4a8", representative_data=data.x_train),
+    }
+    profile = profile_precisions(
+        model, data, precisions="int4,int8,float", quantizer=quantizer, latency_runs=200
+    )
+    reasons = {}
+    for objective in ("bytes", "latency"):
+        result = allocate_precisions(
+            model, data, budget=budget, objective=objective, profile=profile, quantizer=quantizer
+        )
+        files[f"mixed, {objective} objective"] = result.model
+        reasons[objective] = f"{result.status}: {result.reason}"
+    seconds = time.perf_counter() - started
+    x_test, y_test = data.x_test, data.y_test
+    keras_quality = metric.score(model.predict(x_test, verbose=0), y_test, x_test)
+    int8 = files["int8 (TFLite converter)"]
+    int8_quality = metric.score(run_tflite(int8, x_test), y_test, x_test)
+    latency_int8 = None
+    lines = [
+        f"### {name}: {note}",
+        "",
+        f"{metric.label} on {len(y_test):,} test examples; Keras {metric.format(keras_quality)}; "
+        f"budget {budget.describe_quality()} on validation ({data.validation_source}). "
+        f"Quantizer, profile ({profile.evaluations} evaluations, {profile.mode}) and both "
+        f"allocations: {seconds:.0f} s.",
+        "",
+        "| file | bytes | vs int8 | test | vs int8 | latency (µs) | vs int8 | layers not int8 |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    sample = np.asarray(x_test[:1])[0]
+    for label, tflite in files.items():
+        if not tflite.ok:
+            lines.append(f"| {label} | failed: {tflite.error} | | | | | | |")
+            continue
+        quality = metric.score(run_tflite(tflite, x_test), y_test, x_test)
+        latency = measure_latency(tflite, sample, warmup=100, runs=1000).p50_ms * 1000
+        latency_int8 = latency_int8 or latency
+        change = metric.format_change(-metric.worse_by(int8_quality, quality))
+        moved = ", ".join(f"{layer} {p}" for layer, p in tflite.precisions if p != "int8")
+        if not tflite.precisions:
+            moved = "(converter: every layer int8)" if tflite is int8 else ""
+        if len(moved) > 160:
+            moved = moved[:157] + "..."
+        lines.append(
+            f"| {label} | {tflite.size_bytes:,} | {tflite.size_bytes / int8.size_bytes:.2f}x | "
+            f"{metric.format(quality)} | {change} | {latency:.0f} | "
+            f"{latency / latency_int8:.2f}x | {moved} |"
+        )
+    lines += ["", *(f"- mixed, {o} objective: {r[:600]}" for o, r in reasons.items()), ""]
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument(
+        "--models", nargs="+", default=["book_mnist", "resnet8", "ds_cnn", "dense_autoencoder"]
+    )
+    p.add_argument("--budget", type=float, default=0.005)
+    args = p.parse_args()
+    started = time.perf_counter()
+    body = []
+    for name in args.models:
+        print(f"== {name}", flush=True)
+        lines = measure_case(name, args.budget)
+        print("\n".join(lines), flush=True)
+        body += lines
+    command = shlex.join(["python", "benchmarks/mixed_precision.py", *sys.argv[1:]])
+    section = "\n".join(
+        [
+            "## Per-layer precision: int4, int8 and float chosen per layer (`mixed-precision`)",
+            "",
+            f"`{command}`, {date.today()}, {platform.machine()}, 2 cores, ai-edge-litert, one "
+            f"thread; {time.perf_counter() - started:.0f} s in all. Each model's files are "
+            "measured side by side in one loop; `vs int8` is against the converter's int8.",
+            "",
+            *body,
+        ]
+    )
+    write_section("mixed-precision", section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""One precision per layer, chosen to minimise bytes (or latency, or energy) under a quality
+budget, then verified on the whole model and repaired until the budget holds.
+
+The choice is a multiple-choice knapsack, solved exactly as an integer program (HAWQ-V3's
+formulation, with scipy's HiGHS ``milp``): one binary variable per (layer, precision) row of a
+:class:`~zenml_quant.precision_profile.PrecisionProfile`, exactly one per layer, the sum of the
+rows' quality changes (each layer alone at its precision in the float model) within what the
+budget allows, the sum of their costs (each layer alone moved in the all-int8 model) minimised. Changes are
+measured one layer at a time, so the sum is a prediction: the chosen model is then built and
+scored on the whole split. When it misses the budget, the layer whose current precision costs
+the most quality moves one step up the fidelity ladder (int4 -> int8 -> float among the allowed
+precisions) and the model is scored again, until the budget holds or nothing can move; then the
+best model tried is returned with status ``"budget not met"`` and the reason.
+
+Per-layer changes are noisy on a validation split, so a measured gain counts as no change. The uniform models (every layer at one
+precision below int8) are scored too: the allocator never returns a plan worse than the best
+uniform choice that meets the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidOptionError
+from .evaluate import keras_outputs
+from .interpreter import run_tflite
+from .mixed_precision import PrecisionQuantizer
+from .precision_profile import PrecisionProfile, profile_precisions
+from .precisions import PRECISIONS, parse_precisions
+from .targets import Targets
+from .tasks import dataset_metric
+from .types import ConversionOptions, LabeledDataset, TFLiteModel
+
+__all__ = ["OBJECTIVES", "Allocation", "AllocationAttempt", "allocate_precisions", "choose_plan"]
+
+logger = logging.getLogger(__name__)
+
+#: What the allocator minimises: the file's bytes, the measured latency, or the energy estimate.
+OBJECTIVES = {"bytes": "bytes_delta", "latency": "latency_delta_ms", "energy": "energy_delta_uj"}
+
+
+@dataclass(frozen=True)
+class AllocationAttempt:
+    """One whole model scored: how it was made, its plan (layer -> precision) and figures."""
+
+    origin: str  # "optimiser", "repair", "uniform <precision>"
+    plan: tuple[tuple[str, str], ...]
+    quality: float
+    change: float  # worse than the float Keras model by this much, in the metric's units
+    size_bytes: int
+    met: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Allocation:
+    """The chosen model, how it was chosen and every model scored on the way."""
+
+    model: TFLiteModel
+    status: str  # "budget met" or "budget not met"
+    reason: str
+    objective: str
+    split: str
+    reference_quality: float
+    quality: float
+    attempts: tuple[AllocationAttempt, ...]
+    profile: PrecisionProfile
+
+    @property
+    def plan(self) -> dict[str, str]:
+        return dict(self.model.precisions)
+
+
+def choose_plan(
+    profile: PrecisionProfile,
+    *,
+    slack: float,
+    objective: str = "bytes",
+    precisions: Sequence[str] | None = None,
+) -> dict[str, str] | None:
+    """The plan minimising ``objective`` with the summed changes within ``slack`` (the quality
+    the plan may lose against the float file, in the metric's units, worse = positive), or None
+    when no plan fits. Ties in the objective go to the smaller file.
+    """
+    if objective not in OBJECTIVES:
+        raise InvalidOptionError(
+            f"Unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}."
+        )
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    rows = profile.table[profile.table["applied"]].reset_index(drop=True)
+    if precisions is not None:
+        rows = rows[rows["precision"].isin([*precisions, "int8"])].reset_index(drop=True)
+    cost = rows[OBJECTIVES[objective]].to_numpy(dtype=float)
+    if not np.isfinite(cost).all():  # latency not measured, or energy not countable
+        raise InvalidOptionError(
+            f"The profile has no {objective} figure for every move: profile with latency_runs > 0 "
+            "for the latency objective, or use objective='bytes'."
+        )
+    # Quantizing one layer cannot really improve a model: a measured gain is noise, and
+    # crediting it would let noise pay for another layer's loss.
+    change = np.maximum(rows["change"].to_numpy(dtype=float), 0.0)
+    size = rows["bytes_delta"].to_numpy(dtype=float)
+    if objective != "bytes":  # a tie-break by bytes, too small to outweigh the objective
+        scale = np.abs(cost).max() or 1.0
+        cost = cost + 1e-6 * scale * size / (np.abs(size).max() or 1.0)
+    layers = list(dict.fromkeys(rows["layer"]))
+    one_each = np.zeros((len(layers), len(rows)))
+    for i, layer in enumerate(layers):
+        one_each[i, (rows["layer"] == layer).to_numpy()] = 1.0
+    result = milp(
+        cost,
+        constraints=[
+            LinearConstraint(one_each, 1, 1),
+            LinearConstraint(change[None, :], -np.inf, slack),
+        ],
+        integrality=np.ones(len(rows)),
+        bounds=Bounds(0, 1),
+    )
+    if result.status != 0 or result.x is None:
+        return None
+    picked = rows[np.round(result.x) == 1]
+    return dict(zip(picked["layer"], picked["precision"]))
+
+
+def allocate_precisions(
+    model: Any,
+    dataset: LabeledDataset,
+    *,
+    budget: Targets,
+    precisions: str | Sequence[str] | None = None,
+    objective: str = "bytes",
+    split: str = "validation",
+    profile: PrecisionProfile | None = None,
+    profile_mode: str = "fast",
+    quantizer: PrecisionQuantizer | None = None,
+    options: ConversionOptions | None = None,
+    max_repairs: int | None = None,
+) -> Allocation:
+    """The model with one precision per layer that minimises ``objective`` within ``budget``.
+
+    Args:
+        budget: the quality drop allowed against the float Keras model on ``split``.
+        precisions: the precisions a layer may take (default ``int4,int8,float``).
+        objective: ``"bytes"``, ``"latency"`` (measured) or ``"energy"`` (estimated).
+        profile: a :func:`profile_precisions` result to reuse (else one is measured).
+        max_repairs: at most this many one-step moves after the optimiser's plan (default:
+            as many as there are steps to take).
+    """
+    allowed = parse_precisions(precisions)
+    if objective not in OBJECTIVES:
+        raise InvalidOptionError(
+            f"Unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}."
+        )
+    x, y = dataset.split(split)
+    if len(y) == 0:
+        raise InvalidOptionError(f"The {split!r} split is empty: allocation needs examples.")
+    quantizer = quantizer or PrecisionQuantizer(model, dataset.x_train, options=options)
+    profile = profile or profile_precisions(
+        model,
+        dataset,
+        precisions=allowed,
+        mode=profile_mode,
+        split=split,
+        quantizer=quantizer,
+        latency_runs=50 if objective == "latency" else 0,
+    )
+    metric = dataset_metric(dataset)
+    if budget.metric != metric:
+        budget = budget.with_metric(metric)
+    reference = metric.score(keras_outputs(model, x), y, x)
+    floor = budget.quality_floor(reference)
+    built: dict[tuple[tuple[str, str], ...], TFLiteModel] = {}
+    attempts: list[AllocationAttempt] = []
+
+    def score(plan: Mapping[str, str], origin: str) -> AllocationAttempt:
+        key = tuple(sorted(plan.items()))
+        if key not in built:
+            built[key] = quantizer.quantize(plan)
+        tflite = built[key]
+        quality = metric.score(run_tflite(tflite, x), y, x)
+        attempt = AllocationAttempt(
+            origin=origin,
+            plan=tflite.precisions,
+            quality=quality,
+            change=metric.worse_by(reference, quality),
+            size_bytes=tflite.size_bytes,
+            met=budget.quality_met(reference, quality),
+        )
+        attempts.append(attempt)
+        logger.info(
+            "allocation %s: %s, %s B, %s",
+            origin,
+            metric.format(quality),
+            f"{tflite.size_bytes:,}",
+            "met" if attempt.met else "not met",
+        )
+        return attempt
+
+    score({}, "all int8")
+    # What the plan may lose against the float file (the profile's reference) and stay above
+    # the floor.
+    slack = metric.worse_by(profile.float_tflite_quality, floor)
+    plan = choose_plan(profile, slack=slack, objective=objective, precisions=allowed)
+    if plan is None:  # nothing fits the prediction: start from the most faithful plan
+        plan = {
+            layer: _most_faithful(profile, layer, allowed) for layer in quantizer.quantizable_layers
+        }
+        origin = "most faithful (optimiser found no plan within the budget)"
+    else:
+        origin = "optimiser"
+    current = score(plan, origin)
+    steps = max_repairs if max_repairs is not None else _steps_available(profile, plan, allowed)
+    for _ in range(steps):
+        if current.met:
+            break
+        moved = _repair(profile, plan, allowed)
+        if moved is None:
+            break
+        plan = moved
+        current = score(plan, "repair")
+    for precision in allowed:
+        if PRECISIONS[precision].fidelity < PRECISIONS["int8"].fidelity:
+            uniform = {
+                layer: precision
+                for layer in quantizer.quantizable_layers
+                if precision in quantizer.allowed(layer, (precision,))
+            }
+            score(uniform, f"uniform {precision}")
+    return _decide(attempts, built, profile, objective, split, reference, metric, budget)
+
+
+def _decide(
+    attempts: list[AllocationAttempt],
+    built: Mapping[tuple[tuple[str, str], ...], TFLiteModel],
+    profile: PrecisionProfile,
+    objective: str,
+    split: str,
+    reference: float,
+    metric: Any,
+    budget: Targets,
+) -> Allocation:
+    by_plan = {tuple(sorted(m.precisions)): m for m in built.values()}
+
+    def model_of(attempt: AllocationAttempt) -> TFLiteModel:
+        return by_plan[tuple(sorted(attempt.plan))]
+
+    met = [a for a in attempts if a.met]
+    if met:
+        cost = _predicted_cost(profile, objective)
+        chosen = min(met, key=lambda a: (sum(cost.get(p, 0.0) for p in a.plan), a.size_bytes))
+        status = "budget met"
+        moved = [f"{layer} {p}" for layer, p in chosen.plan if p != "int8"]
+        reason = (
+            f"{chosen.origin}: quality {metric.format(chosen.quality)} (drop "
+            f"{metric.format_change(chosen.change)} {metric.change_unit}, floor "
+            f"{metric.format(budget.quality_floor(reference))}), {chosen.size_bytes:,} B; "
+            f"{len(moved)} layer(s) not int8" + (f": {', '.join(moved)}" if moved else "")
+        )
+    else:
+        chosen = max(
+            attempts,
+            key=lambda a: (a.quality if metric.higher_is_better else -a.quality, -a.size_bytes),
+        )
+        status = "budget not met"
+        reason = (
+            f"no model tried reaches {metric.format(budget.quality_floor(reference))} on the "
+            f"{split} split: the best, {chosen.origin}, scores {metric.format(chosen.quality)} "
+            f"after {len(attempts)} models; allow more precisions (e.g. float) or a larger drop"
+        )
+    model = model_of(chosen)
+    if status == "budget not met":
+        model = replace(model, notes=(*model.notes, f"precision budget not met: {reason}"))
+    return Allocation(
+        model=model,
+        status=status,
+        reason=reason,
+        objective=objective,
+        split=split,
+        reference_quality=reference,
+        quality=chosen.quality,
+        attempts=tuple(attempts),
+        profile=profile,
+    )
+
+
+def _predicted_cost(profile: PrecisionProfile, objective: str) -> dict[tuple[str, str], float]:
+    table = profile.table[profile.table["applied"]]
+    column = OBJECTIVES[objective]
+    return {
+        (row.layer, row.precision): float(getattr(row, column))
+        for row in table.itertuples(index=False)
+    }
+
+
+def _ladder(profile: PrecisionProfile, layer: str, allowed: Sequence[str]) -> list[str]:
+    options = profile.options_for(layer)
+    offered = set(options["precision"]) & {*allowed, "int8"}
+    return sorted(offered, key=lambda p: PRECISIONS[p].fidelity)
+
+
+def _most_faithful(profile: PrecisionProfile, layer: str, allowed: Sequence[str]) -> str:
+    return _ladder(profile, layer, allowed)[-1]
+
+
+def _steps_available(
+    profile: PrecisionProfile, plan: Mapping[str, str], allowed: Sequence[str]
+) -> int:
+    total = 0
+    for layer, precision in plan.items():
+        ladder = _ladder(profile, layer, allowed)
+        total += len(ladder) - 1 - ladder.index(precision) if precision in ladder else 0
+    return total
+
+
+def _repair(
+    profile: PrecisionProfile, plan: Mapping[str, str], allowed: Sequence[str]
+) -> dict[str, str] | None:
+    """``plan`` with its costliest layer (largest measured change at its precision) one step up
+    its ladder, or None when every layer is at its most faithful allowed precision."""
+    table = profile.table.set_index(["layer", "precision"])
+    worst, worst_change = None, -np.inf
+    for layer, precision in plan.items():
+        ladder = _ladder(profile, layer, allowed)
+        if precision not in ladder or precision == ladder[-1]:
+            continue
+        change = float(table.loc[(layer, precision), "change"])
+        # A step's value is what it wins back: the change now minus the change one step up.
+        up = float(table.loc[(layer, ladder[ladder.index(precision) + 1]), "change"])
+        gain = change - up if np.isfinite(change) and np.isfinite(up) else 0.0
+        if worst is None or gain > worst_change:
+            worst, worst_change = layer, gain
+    if worst is None:
+        return None
+    ladder = _ladder(profile, worst, allowed)
+    return {**plan, worst: ladder[ladder.index(plan[worst]) + 1]}

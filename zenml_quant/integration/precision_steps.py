@@ -1,0 +1,95 @@
+"""The per-layer precision step: int4, int8, 16x8 and float chosen layer by layer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import pandas as pd
+from zenml import ArtifactConfig, step
+from zenml.types import HTMLString
+
+from .. import candidates as _candidates
+from .. import precision_report as _report
+from ..html_page import render_html
+from ..targets import Targets
+from ..tasks import dataset_metric
+from ..types import ConversionOptions, LabeledDataset, TFLiteModel
+from ._runtime import STEP_SETTINGS, record_metadata
+from .materializers import TFLiteModelMaterializer
+
+__all__ = ["allocate_precisions"]
+
+logger = logging.getLogger(__name__)
+
+_TFLITE_OUTPUT = "zq_tflite_{candidate}"
+
+
+@step(
+    output_materializers={_TFLITE_OUTPUT: TFLiteModelMaterializer},
+    settings=STEP_SETTINGS,
+    substitutions={"candidate": "mixed"},
+)
+def allocate_precisions(
+    model: Any,
+    dataset: LabeledDataset,
+    precisions: list[str] | None = None,
+    objective: str = "bytes",
+    max_quality_drop: float = 0.01,
+    relative_drop: bool = False,
+    profile_mode: str = "fast",
+    weight_algorithm: str = "min_max",
+    split: str = "validation",
+    calibration_samples: int = 500,
+    seed: int = 0,
+) -> tuple[
+    Annotated[TFLiteModel, ArtifactConfig(name=_TFLITE_OUTPUT)],
+    Annotated[pd.DataFrame, "zq_precision_profile"],
+    Annotated[pd.DataFrame, "zq_precision_attempts"],
+    Annotated[HTMLString, "zq_precision_report"],
+]:
+    """One precision per layer (``precisions``, default int4, int8, float) minimising
+    ``objective`` (``bytes``, ``latency`` or ``energy``) with at most ``max_quality_drop``
+    lost on ``split``. A budget that cannot be met gives the best model tried, marked in its
+    notes; an error gives a failed model with the reason. Output ``zq_tflite_mixed``.
+    """
+    options = ConversionOptions(calibration_samples=calibration_samples, seed=seed)
+    budget = Targets(
+        max_quality_drop=max_quality_drop,
+        relative_drop=relative_drop,
+        metric=dataset_metric(dataset),
+    )
+    result = _candidates.allocation_candidate(
+        model,
+        dataset,
+        budget=budget,
+        precisions=precisions,
+        objective=objective,
+        profile_mode=profile_mode,
+        weight_algorithm=weight_algorithm,
+        split=split,
+        options=options,
+    )
+    if isinstance(result, TFLiteModel):  # failed alone: the rest of the run goes on
+        record_metadata({"status": "failed", "error": result.error})
+        page = render_html(pd.DataFrame(), title="Per-layer precision failed", notes=[result.error])
+        return result, pd.DataFrame(), pd.DataFrame(), HTMLString(page)
+    record_metadata(
+        {
+            "status": result.status,
+            "reason": result.reason,
+            "objective": result.objective,
+            "size_bytes": result.model.size_bytes,
+            "int8_bytes": result.profile.int8_bytes,
+            "quality": result.quality,
+            "reference_quality": result.reference_quality,
+            "precisions": dict(result.model.precisions),
+            "models_scored": len(result.attempts),
+        }
+    )
+    return (
+        result.model,
+        result.profile.table,
+        _report.allocation_attempts_table(result),
+        HTMLString(_report.allocation_html(result)),
+    )
