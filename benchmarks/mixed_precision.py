@@ -63,9 +63,18 @@ def load_case(name: str) -> tuple[Any, Any, str]:
         return model, fit_to_model(model, data), "the book's CNN (benchmarks/book_mnist.py)"
     from zoo_compress import EPOCHS, prepare
 
-    from zoo import ZOO
+    from zoo import ZOO, cifar10, write_npz
 
     entry = ZOO[name]
+    if name == "resnet8":
+        path = WORK / "resnet8_mlperf/resnet8.keras"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run benchmarks/resnet8_mlperf.py --epochs 24")
+        model = tf_keras.models.load_model(path)
+        data_path = write_npz(WORK / "zoo/cifar10_subset.npz", cifar10())
+        data = load_dataset(data_path, scale=1 / 255, offset=0.0)
+        note = "the zoo's ResNet-8 trained 24 epochs on the CIFAR-10 subset (resnet8_mlperf.py)"
+        return model, fit_to_model(model, data), note
     work = WORK / "zoo"
     work.mkdir(parents=True, exist_ok=True)
     model_path, data_path = work / f"{name}.keras", work / f"{name}.npz"

@@ -223,3 +223,30 @@ def test_retrain_schedule_on_the_local_stack_says_what_to_do():
     assert result.exit_code == 1
     assert "cannot run pipelines on a schedule" in result.output
     assert "nothing was scheduled" in result.output and "Traceback" not in result.output
+
+
+def test_mixed_qat_is_a_candidate_of_its_own_with_each_layers_precision(
+    digits_model_path, tmp_path
+):
+    result, summary = _compress_ok(
+        tmp_path,
+        "--model",
+        str(digits_model_path),
+        "--data",
+        "digits",
+        "--mode",
+        "int8",
+        "--sensitivity",
+        "off",
+        "--mixed-qat",
+        "--threads",
+        "1",
+    )
+    rows = {c["name"]: c for c in summary["candidates"]}
+    assert set(rows) == {"int8", "mixed", "mixed_qat"}
+    qat = rows["mixed_qat"]
+    assert qat["status"] != "failed", qat["reason"]
+    assert qat["mode"] == "mixed_qat" and "int4" in qat["precisions"].values()
+    assert qat["size_bytes"] < rows["int8"]["size_bytes"]
+    assert any("int4-aware training of" in note for note in qat["notes"])
+    assert (tmp_path / "out").exists() and any((tmp_path / "out").glob("*mixed_qat*.tflite"))

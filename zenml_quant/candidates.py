@@ -22,6 +22,7 @@ from .types import ConversionOptions, LabeledDataset, PTQResult, TFLiteModel
 
 __all__ = [
     "allocation_candidate",
+    "mixed_qat_candidate",
     "convert_candidate",
     "describe_failure",
     "failed_model",
@@ -131,4 +132,16 @@ def allocation_candidate(
         "per-layer precision",
         work,
         lambda reason: failed_model("mixed", reason, options, _model_name(model)),
+    )
+
+
+def mixed_qat_candidate(model: Any, dataset: LabeledDataset, **kwargs: Any) -> Any:
+    """:func:`zenml_quant.mixed_qat.mixed_qat`; a failure comes back as a failed model."""
+    from .mixed_qat import mixed_qat
+
+    conversion = kwargs.get("conversion") or ConversionOptions()
+    return _guarded(
+        "int4-aware training",
+        lambda: mixed_qat(model, dataset, **kwargs),
+        lambda reason: failed_model("mixed_qat", reason, conversion, _model_name(model)),
     )

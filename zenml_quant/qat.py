@@ -255,7 +255,7 @@ def quantization_aware_training(
     monitor = options.monitor
     if len(heads) > 1:  # Keras logs each output's figures under its name
         monitor = monitor.replace("accuracy", f"{heads[0]}_accuracy")
-    history = _fit(qat_model, data, options, monitor)
+    history = fit_with_early_stopping(qat_model, data, options, monitor)
     epochs_run = len(next(iter(history.values()), []))
 
     # The converter takes the int8 ranges QAT learned from the model's fake-quant ops (checked:
@@ -712,9 +712,14 @@ class _EpochLog(tf_keras.callbacks.Callback):
         logger.info("QAT epoch %d/%d: %s", epoch + 1, self.epochs, shown)
 
 
-def _fit(
+def fit_with_early_stopping(
     qat_model: Any, data: TrainingData, options: QATOptions, monitor: str
 ) -> dict[str, list[float]]:
+    """Fit ``qat_model`` (compiled) on ``data`` as ``options`` say; the history by metric.
+
+    With early stopping on, the best epoch of ``monitor`` is restored. A loss that does not take
+    the targets raises :class:`InvalidModelError` naming it.
+    """
     callbacks: list[Any] = [_EpochLog(options.epochs)]
     if options.early_stopping_patience > 0:
         mode = "max" if "acc" in monitor else "min"

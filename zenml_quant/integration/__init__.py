@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "schedule_retrain_and_compress": "pipelines",
     "allocate_precisions": "precision_steps",
     "apply_edits": "search_steps",
+    "int4_aware_qat": "precision_steps",
     "search_architecture": "search_steps",
     "search_candidate": "search_steps",
     "compare_candidates": "steps",

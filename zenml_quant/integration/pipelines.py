@@ -13,7 +13,7 @@ from ..errors import InvalidOptionError
 from ..precisions import DEFAULT_PRECISIONS
 from .device_steps import benchmark_on_device, gate_inputs
 from .gate_step import deployment_gate
-from .precision_steps import allocate_precisions
+from .precision_steps import allocate_precisions, int4_aware_qat
 from .search_steps import search_architecture, search_candidate
 from .steps import (
     compare_candidates,
@@ -64,6 +64,7 @@ def _compress_and_gate(
     search: dict[str, Any] | None = None,
     precisions: tuple[str, ...] = DEFAULT_PRECISIONS,
     precision_objective: str = "bytes",
+    mixed_qat: bool = False,
 ) -> None:
     """The steps the pipelines share, from a loaded model and dataset to the gate and summary.
 
@@ -109,6 +110,16 @@ def _compress_and_gate(
             max_quality_drop=max_quality_drop,
             relative_drop=relative_drop,
             id="allocate_mixed",
+        )
+    if mixed_qat:
+        tflite_models["mixed_qat"], _ = _named(int4_aware_qat, "mixed_qat")(
+            model,
+            dataset,
+            precisions=list(precisions),
+            objective=precision_objective,
+            max_quality_drop=0.01 if max_quality_drop is None else max_quality_drop,
+            relative_drop=relative_drop,
+            id="int4_aware_qat",
         )
     if qat:
         tflite_models["qat"], _, _ = _named(quantization_aware_training, "qat")(
@@ -194,6 +205,7 @@ def compress_pipeline(
     search_executor: str | None = None,
     precisions: tuple[str, ...] = DEFAULT_PRECISIONS,
     precision_objective: str = "bytes",
+    mixed_qat: bool = False,
 ) -> None:
     """load -> sensitivity -> convert / quantize / QAT / search -> evaluate, benchmark -> compare
     -> gate -> summary.
@@ -203,7 +215,9 @@ def compress_pipeline(
     and float by default; see :mod:`zenml_quant.precisions`) minimising ``precision_objective``
     (``bytes``, ``latency`` or ``energy``) with a drop on the validation split of at most
     ``max_quality_drop`` (``allocate_mixed``; with only int8 and float it is the int8 model
-    with the fewest float layers, ``quantize_mixed``; None skips it); and ``qat``, quantization-aware training converted to
+    with the fewest float layers, ``quantize_mixed``; None skips it); ``mixed_qat`` (with
+    ``mixed_qat``), a plan chosen within 3x that budget whose int4 layers are fine-tuned on the
+    int4 grid (``int4_aware_qat``); and ``qat``, quantization-aware training converted to
     int8, when ``qat`` is set (``qat_skip_layers`` stay float; layers tfmot cannot annotate are
     skipped and listed). ``sensitivity_mode`` (``"fast"``, ``"exhaustive"`` or None) profiles the
     layers first. Each candidate is benchmarked in a fresh process at ``benchmark_threads`` (None
@@ -259,6 +273,7 @@ def compress_pipeline(
         ),
         precisions=tuple(precisions),
         precision_objective=precision_objective,
+        mixed_qat=mixed_qat,
     )
 
 

@@ -12,13 +12,14 @@ from zenml.types import HTMLString
 from .. import candidates as _candidates
 from .. import precision_report as _report
 from ..html_page import render_html
+from ..qat import QATOptions
 from ..targets import Targets
 from ..tasks import dataset_metric
 from ..types import ConversionOptions, LabeledDataset, TFLiteModel
 from ._runtime import STEP_SETTINGS, record_metadata
 from .materializers import TFLiteModelMaterializer
 
-__all__ = ["allocate_precisions"]
+__all__ = ["allocate_precisions", "int4_aware_qat"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +94,83 @@ def allocate_precisions(
         _report.allocation_attempts_table(result),
         HTMLString(_report.allocation_html(result)),
     )
+
+
+@step(
+    output_materializers={_TFLITE_OUTPUT: TFLiteModelMaterializer},
+    settings=STEP_SETTINGS,
+    substitutions={"candidate": "mixed_qat"},
+)
+def int4_aware_qat(
+    model: Any,
+    dataset: LabeledDataset,
+    precisions: list[str] | None = None,
+    objective: str = "bytes",
+    max_quality_drop: float = 0.01,
+    relative_drop: bool = False,
+    relax: float = 3.0,
+    epochs: int = 3,
+    batch_size: int = 64,
+    learning_rate: float = 1e-4,
+    early_stopping_patience: int = 2,
+    split: str = "validation",
+    calibration_samples: int = 500,
+    seed: int = 0,
+) -> tuple[
+    Annotated[TFLiteModel, ArtifactConfig(name=_TFLITE_OUTPUT)],
+    Annotated[HTMLString, "zq_mixed_qat_report"],
+]:
+    """The ``mixed_qat`` candidate: a per-layer plan chosen within ``relax`` times the budget,
+    its int4 layers fine-tuned on the int4 grid, exported with the trained int4 weights. An
+    error gives a failed model with the reason. Output ``zq_tflite_mixed_qat``.
+    """
+    result = _candidates.mixed_qat_candidate(
+        model,
+        dataset,
+        budget=Targets(
+            max_quality_drop=max_quality_drop,
+            relative_drop=relative_drop,
+            metric=dataset_metric(dataset),
+        ),
+        precisions=precisions,
+        objective=objective,
+        relax=relax,
+        options=QATOptions(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            early_stopping_patience=early_stopping_patience,
+            seed=seed,
+        ),
+        conversion=ConversionOptions(calibration_samples=calibration_samples, seed=seed),
+        split=split,
+    )
+    if isinstance(result, TFLiteModel):
+        record_metadata({"status": "failed", "error": result.error})
+        page = render_html(pd.DataFrame(), title="int4-aware QAT failed", notes=[result.error])
+        return result, HTMLString(page)
+    model_out = result.tflite
+    record_metadata(
+        {
+            "trained_layers": list(result.trained_layers),
+            "epochs_run": result.epochs_run,
+            "quality": result.quality,
+            "size_bytes": model_out.size_bytes,
+            "precisions": dict(model_out.precisions),
+        }
+    )
+    history = pd.DataFrame(result.history)
+    history.index.name = "epoch"
+    page = render_html(
+        history.reset_index(),
+        title=(
+            f"int4-aware QAT: {model_out.size_bytes:,} B, {result.split} "
+            f"{result.metric.format(result.quality)}"
+        ),
+        notes=[
+            "Precision per layer (read from the file): "
+            + ", ".join(f"{layer} {p}" for layer, p in model_out.precisions),
+            *model_out.notes,
+        ],
+    )
+    return model_out, HTMLString(page)

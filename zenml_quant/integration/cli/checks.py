@@ -84,6 +84,7 @@ COMPRESS_PARAMETERS = (
     "search_executor",
     "precisions",
     "precision_objective",
+    "mixed_qat",
 )
 NAS_PARAMETERS = (
     "model_path",

@@ -103,6 +103,12 @@ def _finish(run: Any, model_path: str, output_dir: str, json_path: str | None) -
 )
 @click.option("--qat", is_flag=True, help="Add a quantization-aware-training candidate.")
 @click.option(
+    "--mixed-qat",
+    is_flag=True,
+    help="Add mixed_qat: per-layer precisions within 3x the budget, int4 layers fine-tuned on "
+    "the int4 grid.",
+)
+@click.option(
     "--qat-skip",
     "qat_skip",
     multiple=True,
@@ -141,6 +147,7 @@ def compress(
     precisions: str | None,
     objective: str | None,
     qat: bool,
+    mixed_qat: bool,
     qat_skip: tuple[str, ...],
     benchmark_threads: tuple[int, ...],
     max_size_kb: float | None,
@@ -232,6 +239,7 @@ def compress(
         "allow_unsafe": allow_unsafe,
         "relative_drop": relative_budget,
         "qat": qat,
+        "mixed_qat": mixed_qat,
         "replace_unreadable_champion": replace_unreadable_champion,
     }
     overrides.update({k: True for k, v in flags.items() if v})
