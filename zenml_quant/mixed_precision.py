@@ -232,11 +232,14 @@ class PrecisionQuantizer:
         self._check(plan, default)
         rules = [_rule(default, ".*", self.weight_algorithm)]
         for layer, precision in plan.items():
-            if precision == default:
-                continue
-            scopes = "|".join(re.escape(scope) for scope in self._scopes[layer])
-            rules.append(_rule(precision, f"^(?:{scopes})$", self.weight_algorithm))
+            if precision != default:
+                rules.append(_rule(precision, self.scope_regex(layer), self.weight_algorithm))
         return rules
+
+    def scope_regex(self, layer: str) -> str:
+        """The recipe regex that matches exactly ``layer``'s operators (for hand-written rules)."""
+        scopes = "|".join(re.escape(scope) for scope in self._scopes[layer])
+        return f"^(?:{scopes})$"
 
     def quantize(
         self, plan: Mapping[str, str] | None = None, *, default: str = "int8"
