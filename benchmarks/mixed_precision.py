@@ -36,9 +36,11 @@ from _sections import ROOT, write_section  # beside this script
 
 from zenml_quant._compat import tf_keras
 from zenml_quant.allocate import allocate_precisions
+from zenml_quant.candidates import failed_model
 from zenml_quant.conform import fit_to_model
 from zenml_quant.convert import convert_model, inspect_tflite
 from zenml_quant.datasets import load_dataset
+from zenml_quant.errors import InvalidOptionError
 from zenml_quant.interpreter import measure_latency, run_tflite
 from zenml_quant.mixed_precision import PrecisionQuantizer
 from zenml_quant.mixed_qat import mixed_qat
@@ -165,14 +167,19 @@ def measure_case(name: str, budget_value: float) -> list[str]:
         plan = dict(files["mixed, bytes objective"].precisions)
         for layer in [n for n, p in plan.items() if p == "int4"]:
             files[f"mixed + 2-bit weights (dynamic) on {layer}"] = two_bit(quantizer, plan, layer)
-    trained = mixed_qat(
-        model,
-        data,
-        budget=budget,
-        options=QATOptions(epochs=QAT_EPOCHS, learning_rate=2e-4, early_stopping_patience=2),
-    )
-    files["mixed_qat (int4 layers trained on the int4 grid)"] = trained.tflite
-    reasons["mixed_qat"] = "; ".join(trained.tflite.notes)
+    label = "mixed_qat (int4 layers trained on the int4 grid)"
+    try:
+        trained = mixed_qat(
+            model,
+            data,
+            budget=budget,
+            options=QATOptions(epochs=QAT_EPOCHS, learning_rate=2e-4, early_stopping_patience=2),
+        )
+        files[label] = trained.tflite
+        reasons["mixed_qat"] = "; ".join(trained.tflite.notes)
+    except InvalidOptionError as exc:  # a candidate that cannot be built is a row, not a crash
+        files[label] = failed_model("mixed_qat", str(exc))
+        reasons["mixed_qat"] = str(exc)
     seconds = time.perf_counter() - started
     x_test, y_test = data.x_test, data.y_test
     keras_quality = metric.score(model.predict(x_test, verbose=0), y_test, x_test)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -244,3 +246,23 @@ def test_search_input_errors(digits, digits_model):
     )
     with pytest.raises(InvalidDatasetError, match="fit_to_model"):
         search_architecture(digits_model, flat, targets=TARGETS, options=_options())
+
+
+def test_with_precisions_each_candidate_gets_the_allocators_plan(digits_model, digits):
+    from zenml_quant.convert import convert_model
+    from zenml_quant.precisions import op_precisions
+    from zenml_quant.search.edits import EditPlan
+    from zenml_quant.search.loop import _context
+    from zenml_quant.search.types import TrialTask
+
+    allocated = replace(FAST, precisions=("w4a8", "int8", "float"), precision_budget=0.02)
+    assert allocated.precisions == ("int4", "int8", "float")
+    context = _context(digits_model, digits, _options(evaluation=allocated))
+    outcome = trial_module.evaluate_trial(context, TrialTask(0, EditPlan(), 0, fine_tune=False))
+    assert outcome.record.ok, outcome.record.error
+    plain = convert_model(digits_model, "int8", representative_data=digits.x_train)
+    # The digits CNN takes int4 almost for free: the allocator's file is well below int8's.
+    assert "int4" in set(op_precisions(outcome.tflite).values())
+    assert outcome.record.size_bytes < 0.9 * plain.size_bytes
+    with pytest.raises(InvalidOptionError, match="Unknown precision 'int3'"):
+        EvaluationOptions(precisions=("int3",))

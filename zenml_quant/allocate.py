@@ -4,8 +4,9 @@ budget, then verified on the whole model and repaired until the budget holds.
 The choice is a multiple-choice knapsack, solved exactly as an integer program (HAWQ-V3's
 formulation, with scipy's HiGHS ``milp``): one binary variable per (layer, precision) row of a
 :class:`~zenml_quant.precision_profile.PrecisionProfile`, exactly one per layer, the sum of the
-rows' quality changes (each layer alone at its precision in the float model) within what the
-budget allows, the sum of their costs (each layer alone moved in the all-int8 model) minimised. Changes are
+rows' quality changes within what the budget allows beyond the measured all-int8 model (a
+layer's change from int8 to another precision as measured alone in the float model), the sum
+of their costs (each layer alone moved in the all-int8 model) minimised. Changes are
 measured one layer at a time, so the sum is a prediction: the chosen model is then built and
 scored on the whole split. When it misses the budget, the layer whose current precision costs
 the most quality moves one step up the fidelity ladder (int4 -> int8 -> float among the allowed
@@ -82,9 +83,14 @@ def choose_plan(
     objective: str = "bytes",
     precisions: Sequence[str] | None = None,
 ) -> dict[str, str] | None:
-    """The plan minimising ``objective`` with the summed changes within ``slack`` (the quality
-    the plan may lose against the float file, in the metric's units, worse = positive), or None
-    when no plan fits. Ties in the objective go to the smaller file.
+    """The plan minimising ``objective`` within ``slack``, or None when no plan fits.
+
+    ``slack`` is the quality the plan may lose against the all-int8 model (the metric's units,
+    worse = positive; negative when all-int8 misses the floor and layers must win quality
+    back). A layer's step from int8 to another precision counts as the difference of the two
+    changes measured alone in the float model: anchoring the prediction at the measured all-int8
+    model keeps every unmoved layer's measurement noise out of it. Ties in the objective go to
+    the smaller file.
     """
     if objective not in OBJECTIVES:
         raise InvalidOptionError(
@@ -101,9 +107,22 @@ def choose_plan(
             f"The profile has no {objective} figure for every move: profile with latency_runs > 0 "
             "for the latency objective, or use objective='bytes'."
         )
-    # Quantizing one layer cannot really improve a model: a measured gain is noise, and
-    # crediting it would let noise pay for another layer's loss.
-    change = np.maximum(rows["change"].to_numpy(dtype=float), 0.0)
+    int8_change = {
+        row.layer: float(row.change)
+        for row in rows.itertuples(index=False)
+        if row.precision == "int8"
+    }
+    missing = sorted(set(rows["layer"]) - set(int8_change))
+    if missing:
+        raise InvalidOptionError(
+            f"The profile has no int8 row for {', '.join(missing)}: profile with int8 allowed."
+        )
+    step = rows["change"].to_numpy(dtype=float) - rows["layer"].map(int8_change).to_numpy()
+    fidelity = rows["precision"].map(lambda p: PRECISIONS[p].fidelity).to_numpy()
+    # Going below int8 cannot really help, nor going above it hurt: such a measured difference
+    # is noise, and crediting it would let noise pay for another layer's loss.
+    int8_level = PRECISIONS["int8"].fidelity
+    change = np.where(fidelity < int8_level, np.maximum(step, 0.0), np.minimum(step, 0.0))
     size = rows["bytes_delta"].to_numpy(dtype=float)
     if objective != "bytes":  # a tie-break by bytes, too small to outweigh the objective
         scale = np.abs(cost).max() or 1.0
@@ -201,10 +220,9 @@ def allocate_precisions(
         )
         return attempt
 
-    score({}, "all int8")
-    # What the plan may lose against the float file (the profile's reference) and stay above
-    # the floor.
-    slack = metric.worse_by(profile.float_tflite_quality, floor)
+    all_int8 = score({}, "all int8")
+    # What the plan may lose against all-int8 and stay above the floor (negative: must win).
+    slack = metric.worse_by(all_int8.quality, floor)
     plan = choose_plan(profile, slack=slack, objective=objective, precisions=allowed)
     if plan is None:  # nothing fits the prediction: start from the most faithful plan
         plan = {

@@ -31,6 +31,7 @@ import tensorflow_model_optimization as tfmot  # isort: skip
 from .allocate import choose_plan
 from .errors import InvalidOptionError
 from .evaluate import evaluate_tflite, keras_outputs
+from .interpreter import run_tflite
 from .keras3_rebuild import as_tf_keras, keras3_loss
 from .metrics import Metric
 from .mixed_precision import PrecisionQuantizer
@@ -285,9 +286,10 @@ def mixed_qat(
     reference = metric.score(keras_outputs(model, x), y, x)
     allowed = metric.worse_by(reference, budget.quality_floor(reference))
     relaxed = metric.shifted(reference, allowed * relax)
+    all_int8 = metric.score(run_tflite(quantizer.quantize(), x), y, x)
     plan = choose_plan(
         profile,
-        slack=metric.worse_by(profile.float_tflite_quality, relaxed),
+        slack=metric.worse_by(all_int8, relaxed),
         objective=objective,
         precisions=parse_precisions(precisions),
     )

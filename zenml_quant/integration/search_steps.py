@@ -14,6 +14,7 @@ from zenml.types import HTMLString
 
 from ..candidates import failed_model
 from ..errors import InvalidOptionError
+from ..precisions import parse_precisions
 from ..search import apply as _apply
 from ..search import executors as _executors
 from ..search import loop as _loop
@@ -65,6 +66,7 @@ def search_architecture(
     layers: list[str] | None = None,
     frozen_layers: list[str] | None = None,
     search_precision: bool = True,
+    precisions: list[str] | None = None,
 ) -> tuple[
     Annotated[_loop.SearchResult, "zq_search_result"],
     Annotated[pd.DataFrame, "zq_search_history"],
@@ -87,9 +89,12 @@ def search_architecture(
     a native crash fails one trial instead of the step, and a smaller one in the step's
     process (see :mod:`zenml_quant.search.executors.choice`). Outputs the full result (models
     of the best and Pareto trials), the history, the Pareto suggestions, the best model and its
-    ``.tflite``, and an HTML report with the Pareto plot.
+    ``.tflite``, and an HTML report with the Pareto plot. Each candidate's precision per
+    layer comes from the allocator (``precisions``, default int4, int8 and float; ``["int8"]``
+    turns it off, and then ``search_precision`` lets the controller keep layers in float32).
     """
     goal = Targets.from_dict(targets, metric=dataset_metric(dataset))
+    allocated = parse_precisions(precisions)
     if goal.empty:
         raise InvalidOptionError(
             "The search needs at least one target: set min_quality or max_quality_drop and a "
@@ -106,7 +111,8 @@ def search_architecture(
         space=SpaceOptions(
             layers=tuple(layers) if layers else None,
             frozen_layers=tuple(frozen_layers or ()),
-            precision=search_precision,
+            # With the allocator choosing precisions, the controller proposes none.
+            precision=search_precision and allocated == ("int8",),
         ),
         evaluation=EvaluationOptions(
             fine_tune=FineTuneOptions(
@@ -116,6 +122,7 @@ def search_architecture(
                 distill=distill,
             ),
             measure_latency=measure_latency or goal.max_latency_ms is not None,
+            precisions=allocated,
         ),
     )
     kwargs: dict[str, Any] = {"workers": workers} if executor == "process" else {}

@@ -59,7 +59,11 @@ class EvaluationOptions:
     ``float_mode`` TFLite (``"float32"``, or ``"float16"`` weights). ``calibration_samples``: train examples for int8 calibration.
     ``measure_latency``: time each candidate with ``benchmarker`` (default: this machine, one
     thread); needed for a latency target. ``estimate_energy``: the per-inference energy
-    estimate from ``energy_table``.
+    estimate from ``energy_table``. ``precisions`` (e.g. ``("int4", "int8", "float")``): each
+    int8 candidate gets one precision per layer from the allocator
+    (:func:`zenml_quant.allocate.allocate_precisions`), losing at most ``precision_budget``
+    (points of a fraction metric, else a fraction of the value) against its own Keras model,
+    instead of int8 with the plan's float32 layers; a plan that sets precisions itself keeps them.
     """
 
     fine_tune: FineTuneOptions = field(default_factory=FineTuneOptions)
@@ -71,8 +75,18 @@ class EvaluationOptions:
     benchmarker: Any = None
     estimate_energy: bool = True
     energy_table: EnergyTable = field(default_factory=EnergyTable)
+    precisions: tuple[str, ...] = ()
+    precision_budget: float = 0.005
 
     def __post_init__(self) -> None:
+        if self.precisions:
+            from ..precisions import parse_precisions
+
+            object.__setattr__(self, "precisions", parse_precisions(self.precisions))
+        if not 0 <= self.precision_budget < 1:
+            raise InvalidOptionError(
+                f"precision_budget must be in [0, 1), got {self.precision_budget!r}."
+            )
         if self.float_mode not in ("float32", "float16"):
             raise InvalidOptionError(
                 f"float_mode must be 'float32' or 'float16', got {self.float_mode!r}."
@@ -237,7 +251,7 @@ def _evaluate(
     if options.estimate_energy:
         energy = estimate_energy(
             edited,
-            float_layers=task.plan.float_layers(),
+            float_layers=tflite.float_layers or task.plan.float_layers(),
             quantized=options.quantize,
             table=options.energy_table,
         ).total_uj
@@ -266,6 +280,8 @@ def _convert(model: Any, task: TrialTask, context: SearchContext) -> Any:
     if not options.quantize:
         return convert_model(model, options.float_mode, options=conversion)
     chosen = task.plan.precisions()
+    if options.precisions and set(options.precisions) != {"int8"} and not chosen:
+        return _allocated(model, context, conversion)
     if any(p != "float32" for p in chosen.values()):
         from ..mixed_precision import PrecisionQuantizer  # ai-edge-quantizer, only when asked
 
@@ -278,6 +294,37 @@ def _convert(model: Any, task: TrialTask, context: SearchContext) -> Any:
             model, representative_data=context.x_train, float_layers=floats, options=conversion
         )
     return convert_model(model, "int8", representative_data=context.x_train, options=conversion)
+
+
+def _allocated(model: Any, context: SearchContext, conversion: ConversionOptions) -> Any:
+    """The candidate with one precision per layer, within the options' precision budget."""
+    from ..allocate import allocate_precisions
+    from ..metrics import metric_from_dict
+    from ..mixed_precision import PrecisionQuantizer
+    from ..targets import Targets
+    from ..types import LabeledDataset, Preprocessing
+
+    options = context.options
+    metric = metric_from_dict(context.metric)
+    data = LabeledDataset(
+        x_train=context.x_train,
+        y_train=context.y_train,
+        x_val=context.x_val,
+        y_val=context.y_val,
+        x_test=context.x_val[:0],
+        y_test=context.y_val[:0],
+        class_names=(),
+        preprocessing=Preprocessing(1.0, 0.0, False, False, "search"),
+        task=context.task,
+        metric=metric.to_dict(),
+    )
+    budget = Targets(
+        max_quality_drop=options.precision_budget, relative_drop=not metric.fraction, metric=metric
+    )
+    quantizer = PrecisionQuantizer(model, context.x_train, options=conversion)
+    return allocate_precisions(
+        model, data, budget=budget, precisions=options.precisions, quantizer=quantizer
+    ).model
 
 
 def _outputs(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
