@@ -6,6 +6,7 @@ For each model, every file is built from the same Keras model and measured in th
 - ``w4a8, ai-edge-quantizer as a user runs it``: its all-w4a8 recipe and its own ``calibrate``
   (which averages per-example ranges), the way its README shows;
 - ``w4a8``: this project's mode (every example's range, as the converter);
+- ``w4a8, OCTAV rounding``: the same with ai-edge-quantizer's OCTAV clipping for int4 weights;
 - ``mixed``: the allocator under the budget (``--budget``, points of a fraction metric or a
   fraction of the original's value otherwise), for the bytes and the latency objectives.
 
@@ -42,7 +43,7 @@ from zenml_quant.convert import convert_model, inspect_tflite
 from zenml_quant.datasets import load_dataset
 from zenml_quant.errors import InvalidOptionError
 from zenml_quant.interpreter import measure_latency, run_tflite
-from zenml_quant.mixed_precision import PrecisionQuantizer
+from zenml_quant.mixed_precision import PrecisionQuantizer, convert_uniform
 from zenml_quant.mixed_qat import mixed_qat
 from zenml_quant.precision_profile import profile_precisions
 from zenml_quant.qat import QATOptions
@@ -152,6 +153,9 @@ def measure_case(name: str, budget_value: float) -> list[str]:
             aeq_as_a_user(quantizer.float_content, data.x_train), mode="w4a8"
         ),
         "w4a8 (this project)": convert_model(model, "w4a8", representative_data=data.x_train),
+        "w4a8, OCTAV rounding": convert_uniform(
+            model, "int4", representative_data=data.x_train, weight_algorithm="octav"
+        ),
     }
     profile = profile_precisions(
         model, data, precisions="int4,int8,float", quantizer=quantizer, latency_runs=200
