@@ -95,6 +95,27 @@ def test_benchmark_over_ssh_matches_local_with_a_thread_sweep(sshd, int8_model):
     assert list((sshd.directory / "work").iterdir()) == []
 
 
+def test_a_w4a8_file_runs_on_the_device_like_any_other(sshd, int8_model):
+    from zenml_quant._compat import tf_keras
+    from zenml_quant.convert import convert_model
+
+    _, x, y = int8_model
+    tf_keras.utils.set_random_seed(1)
+    model = tf_keras.Sequential(
+        [
+            tf_keras.layers.Input((16,)),
+            tf_keras.layers.Dense(8, name="hidden"),
+            tf_keras.layers.Dense(3, name="out"),
+        ]
+    )
+    w4a8 = convert_model(model, "w4a8", representative_data=x)
+    assert dict(w4a8.precisions) == {"hidden": "int4", "out": "int4"}
+    (result,) = bench(sshd).run(w4a8, options=FAST, x=x, y=y)
+    local = LocalBenchmarker().run(w4a8, options=FAST, x=x, y=y)[0]
+    assert result.ok, result.error
+    assert result.size_bytes == w4a8.size_bytes and result.accuracy == local.accuracy
+
+
 def test_a_model_that_fails_on_the_device_is_a_result(sshd, int8_model):
     model, _, _ = int8_model
     broken = dataclasses.replace(model, content=b"not a flatbuffer")
