@@ -123,8 +123,10 @@ def allocation(hard_case, wide_digits):
 def test_on_a_model_with_known_sensitive_layers_the_budget_is_met(allocation, wide_digits):
     # The hard case's bottleneck output has one outlier channel: int8 there (or in the logits
     # that read it) puts the model at chance, and all-int8 is far outside the budget.
-    all_int8 = allocation.attempts[0]
-    assert all_int8.origin == "all int8" and not all_int8.met
+    origins = [a.origin for a in allocation.attempts]
+    assert origins[:2] == ["plain int8 (TFLite converter)", "all int8"]
+    all_int8 = allocation.attempts[1]
+    assert not all_int8.met and not allocation.attempts[0].met
     assert allocation.status == "budget met"
     plan = allocation.plan
     assert plan["bottleneck"] == "float" and plan["logits"] == "float"
@@ -134,6 +136,19 @@ def test_on_a_model_with_known_sensitive_layers_the_budget_is_met(allocation, wi
     # The profile measured every allowed move, the allocation says which it kept.
     assert set(allocation.profile.table["precision"]) == {"int4", "int8", "float"}
     assert "bottleneck float" in allocation.reason
+
+
+def test_no_bytes_are_spent_on_float_layers_int8_does_not_need(digits_model, digits):
+    # The digits CNN loses nothing in int8: the answer is an int8 file no larger than the
+    # converter's, never one with float layers.
+    result = allocate_precisions(
+        digits_model, digits, budget=Targets(min_quality=0.0), precisions="int8,float"
+    )
+    assert result.status == "budget met"
+    assert result.model.float_layers == ()
+    assert set(dict(result.model.precisions).values()) <= {"int8"}
+    plain = [a for a in result.attempts if a.origin.startswith("plain int8")]
+    assert plain and result.model.size_bytes <= plain[0].size_bytes
 
 
 def test_an_unreachable_budget_returns_the_best_model_with_the_reason(hard_case, wide_digits):

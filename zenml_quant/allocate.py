@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from .convert import convert_model
 from .errors import InvalidOptionError
 from .evaluate import keras_outputs
-from .interpreter import run_tflite
+from .interpreter import measure_latency, run_tflite
 from .mixed_precision import PrecisionQuantizer
+from .paired import paired_gain
 from .precision_profile import PrecisionProfile, profile_precisions
 from .precisions import PRECISIONS, parse_precisions
 from .targets import Targets
@@ -194,32 +196,20 @@ def allocate_precisions(
     reference = metric.score(keras_outputs(model, x), y, x)
     floor = budget.quality_floor(reference)
     built: dict[tuple[tuple[str, str], ...], TFLiteModel] = {}
-    attempts: list[AllocationAttempt] = []
+    tried = _Tried(metric, budget, reference, x, y)
 
     def score(plan: Mapping[str, str], origin: str) -> AllocationAttempt:
         key = tuple(sorted(plan.items()))
         if key not in built:
             built[key] = quantizer.quantize(plan)
-        tflite = built[key]
-        quality = metric.score(run_tflite(tflite, x), y, x)
-        attempt = AllocationAttempt(
-            origin=origin,
-            plan=tflite.precisions,
-            quality=quality,
-            change=metric.worse_by(reference, quality),
-            size_bytes=tflite.size_bytes,
-            met=budget.quality_met(reference, quality),
-        )
-        attempts.append(attempt)
-        logger.info(
-            "allocation %s: %s, %s B, %s",
-            origin,
-            metric.format(quality),
-            f"{tflite.size_bytes:,}",
-            "met" if attempt.met else "not met",
-        )
-        return attempt
+        return tried.add(built[key], origin)
 
+    # The converter's plain int8 is what doing nothing more would give: every plan must beat it.
+    plain = convert_model(
+        model, "int8", representative_data=dataset.x_train, options=quantizer.options
+    )
+    if plain.ok:
+        tried.add(plain, PLAIN_INT8)
     all_int8 = score({}, "all int8")
     # What the plan may lose against all-int8 and stay above the floor (negative: must win).
     slack = metric.worse_by(all_int8.quality, floor)
@@ -249,61 +239,150 @@ def allocate_precisions(
                 if precision in quantizer.allowed(layer, (precision,))
             }
             score(uniform, f"uniform {precision}")
-    return _decide(attempts, built, profile, objective, split, reference, metric, budget)
-
-
-def _decide(
-    attempts: list[AllocationAttempt],
-    built: Mapping[tuple[tuple[str, str], ...], TFLiteModel],
-    profile: PrecisionProfile,
-    objective: str,
-    split: str,
-    reference: float,
-    metric: Any,
-    budget: Targets,
-) -> Allocation:
-    by_plan = {tuple(sorted(m.precisions)): m for m in built.values()}
-
-    def model_of(attempt: AllocationAttempt) -> TFLiteModel:
-        return by_plan[tuple(sorted(attempt.plan))]
-
-    met = [a for a in attempts if a.met]
-    if met:
-        cost = _predicted_cost(profile, objective)
-        chosen = min(met, key=lambda a: (sum(cost.get(p, 0.0) for p in a.plan), a.size_bytes))
-        status = "budget met"
-        moved = [f"{layer} {p}" for layer, p in chosen.plan if p != "int8"]
-        reason = (
-            f"{chosen.origin}: quality {metric.format(chosen.quality)} (drop "
-            f"{metric.format_change(chosen.change)} {metric.change_unit}, floor "
-            f"{metric.format(budget.quality_floor(reference))}), {chosen.size_bytes:,} B; "
-            f"{len(moved)} layer(s) not int8" + (f": {', '.join(moved)}" if moved else "")
-        )
-    else:
-        chosen = max(
-            attempts,
-            key=lambda a: (a.quality if metric.higher_is_better else -a.quality, -a.size_bytes),
-        )
-        status = "budget not met"
-        reason = (
-            f"no model tried reaches {metric.format(budget.quality_floor(reference))} on the "
-            f"{split} split: the best, {chosen.origin}, scores {metric.format(chosen.quality)} "
-            f"after {len(attempts)} models; allow more precisions (e.g. float) or a larger drop"
-        )
-    model = model_of(chosen)
+    chosen, status, reason = _decide(tried, profile, objective, split)
+    model_out = tried.files[chosen]
     if status == "budget not met":
-        model = replace(model, notes=(*model.notes, f"precision budget not met: {reason}"))
+        model_out = replace(
+            model_out, notes=(*model_out.notes, f"precision budget not met: {reason}")
+        )
     return Allocation(
-        model=model,
+        model=model_out,
         status=status,
         reason=reason,
         objective=objective,
         split=split,
         reference_quality=reference,
-        quality=chosen.quality,
-        attempts=tuple(attempts),
+        quality=tried.attempts[chosen].quality,
+        attempts=tuple(tried.attempts),
         profile=profile,
     )
+
+
+#: The origin of the converter's plain int8 file among the attempts.
+PLAIN_INT8 = "plain int8 (TFLite converter)"
+
+
+class _Tried:
+    """Every whole model scored: its attempt record, file and outputs on the split."""
+
+    def __init__(self, metric: Any, budget: Targets, reference: float, x: Any, y: Any) -> None:
+        self.metric, self.budget, self.reference, self.x, self.y = metric, budget, reference, x, y
+        self.attempts: list[AllocationAttempt] = []
+        self.files: list[TFLiteModel] = []
+        self.outputs: list[np.ndarray] = []
+
+    def add(self, tflite: TFLiteModel, origin: str) -> AllocationAttempt:
+        outputs = run_tflite(tflite, self.x)
+        quality = self.metric.score(outputs, self.y, self.x)
+        attempt = AllocationAttempt(
+            origin=origin,
+            plan=tflite.precisions,
+            quality=quality,
+            change=self.metric.worse_by(self.reference, quality),
+            size_bytes=tflite.size_bytes,
+            met=self.budget.quality_met(self.reference, quality),
+        )
+        self.attempts.append(attempt)
+        self.files.append(tflite)
+        self.outputs.append(outputs)
+        logger.info(
+            "allocation %s: %s, %s B, %s",
+            origin,
+            self.metric.format(quality),
+            f"{tflite.size_bytes:,}",
+            "met" if attempt.met else "not met",
+        )
+        return attempt
+
+    def index_of(self, origin: str) -> int | None:
+        return next((i for i, a in enumerate(self.attempts) if a.origin == origin), None)
+
+
+def _decide(
+    tried: _Tried, profile: PrecisionProfile, objective: str, split: str
+) -> tuple[int, str, str]:
+    """The attempt to return, its status and the reason.
+
+    Among the models that meet the budget: the smallest file (bytes), the lowest predicted
+    energy, or the lowest predicted latency checked by measuring it against plain int8. A
+    model larger than plain int8 must beat it in a one-sided paired test on the split, as the
+    int8-with-float-layers candidate must: a gain within noise keeps plain int8.
+    """
+    metric, budget, reference = tried.metric, tried.budget, tried.reference
+    attempts = tried.attempts
+    floor = metric.format(budget.quality_floor(reference))
+    met = [i for i, a in enumerate(attempts) if a.met]
+    if not met:
+        best = max(
+            range(len(attempts)),
+            key=lambda i: (
+                attempts[i].quality if metric.higher_is_better else -attempts[i].quality,
+                -attempts[i].size_bytes,
+            ),
+        )
+        return (
+            best,
+            "budget not met",
+            (
+                f"no model tried reaches {floor} on the {split} split: the best, "
+                f"{attempts[best].origin}, scores {metric.format(attempts[best].quality)} after "
+                f"{len(attempts)} models; allow more precisions (e.g. float) or a larger drop"
+            ),
+        )
+    if objective == "bytes":
+        chosen = min(met, key=lambda i: attempts[i].size_bytes)
+    else:
+        cost = _predicted_cost(profile, objective)
+        chosen = min(
+            met,
+            key=lambda i: (sum(cost.get(p, 0.0) for p in attempts[i].plan), attempts[i].size_bytes),
+        )
+    status, notes = "budget met", []
+    plain = tried.index_of(PLAIN_INT8)
+    if plain is not None and chosen != plain:
+        if attempts[chosen].size_bytes > attempts[plain].size_bytes:
+            test = paired_gain(
+                metric, tried.outputs[chosen], tried.outputs[plain], tried.y, tried.x
+            )
+            if not test.significant:
+                notes.append(
+                    f"{attempts[chosen].origin} ({attempts[chosen].size_bytes:,} B) would gain "
+                    f"{test.describe(metric)} over plain int8, so plain int8 is kept"
+                )
+                if not attempts[plain].met:
+                    status = "budget not met"
+                chosen = plain
+        if objective == "latency" and chosen != plain and attempts[plain].met:
+            mine, theirs = _side_by_side(tried.files[chosen], tried.files[plain], tried.x)
+            if mine >= theirs:
+                notes.append(
+                    f"{attempts[chosen].origin} measured {1000 * mine:.0f} µs against plain "
+                    f"int8's {1000 * theirs:.0f} µs, so plain int8 is kept"
+                )
+                chosen = plain
+            else:
+                notes.append(f"{1000 * mine:.0f} µs against plain int8's {1000 * theirs:.0f} µs")
+    attempt = attempts[chosen]
+    moved = [f"{layer} {p}" for layer, p in attempt.plan if p != "int8"]
+    reason = (
+        f"{attempt.origin}: quality {metric.format(attempt.quality)} (drop "
+        f"{metric.format_change(attempt.change)} {metric.change_unit}, floor {floor}), "
+        f"{attempt.size_bytes:,} B; {len(moved)} layer(s) not int8"
+        + (f": {', '.join(moved)}" if moved else "")
+        + "".join(f"; {n}" for n in notes)
+    )
+    return chosen, status, reason
+
+
+def _side_by_side(a: TFLiteModel, b: TFLiteModel, x: Any, rounds: int = 5) -> tuple[float, float]:
+    """Median batch-1 latency (ms, one thread) of ``a`` and ``b``, measured in alternation so
+    that a noisy neighbour slows both alike."""
+    sample = np.asarray(x[:1])[0]
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for which, model in enumerate((a, b)):
+            times[which].append(measure_latency(model, sample, warmup=10, runs=100).p50_ms)
+    return float(np.median(times[0])), float(np.median(times[1]))
 
 
 def _predicted_cost(profile: PrecisionProfile, objective: str) -> dict[tuple[str, str], float]:
