@@ -230,6 +230,7 @@ def main() -> None:
         "--models", nargs="+", default=["book_mnist", "resnet8", "ds_cnn", "dense_autoencoder"]
     )
     p.add_argument("--budget", type=float, default=0.005)
+    p.add_argument("--section", default="mixed-precision", help="BENCHMARKS.md section to write")
     args = p.parse_args()
     started = time.perf_counter()
     body = []
@@ -241,7 +242,7 @@ def main() -> None:
     command = shlex.join(["python", "benchmarks/mixed_precision.py", *sys.argv[1:]])
     section = "\n".join(
         [
-            "## Per-layer precision: int4, int8 and float chosen per layer (`mixed-precision`)",
+            f"## Per-layer precision: int4, int8 and float chosen per layer (`{args.section}`)",
             "",
             f"`{command}`, {date.today()}, {platform.machine()}, 2 cores, ai-edge-litert, one "
             f"thread; {time.perf_counter() - started:.0f} s in all. Each model's files are "
@@ -250,7 +251,7 @@ def main() -> None:
             *body,
         ]
     )
-    write_section("mixed-precision", section)
+    write_section(args.section, section)
 
 
 if __name__ == "__main__":
