@@ -139,7 +139,7 @@ def two_bit(quantizer: PrecisionQuantizer, plan: dict[str, str], layer: str) -> 
     return inspect_tflite(bytes(result.quantized_model), mode="mixed")
 
 
-def measure_case(name: str, budget_value: float) -> list[str]:
+def measure_case(name: str, budget_value: float, profile_mode: str = "fast") -> list[str]:
     model, data, note = load_case(name)
     metric = dataset_metric(data)
     budget = Targets(
@@ -158,7 +158,12 @@ def measure_case(name: str, budget_value: float) -> list[str]:
         ),
     }
     profile = profile_precisions(
-        model, data, precisions="int4,int8,float", quantizer=quantizer, latency_runs=200
+        model,
+        data,
+        precisions="int4,int8,float",
+        mode=profile_mode,
+        quantizer=quantizer,
+        latency_runs=200,
     )
     reasons = {}
     for objective in ("bytes", "latency"):
@@ -231,12 +236,13 @@ def main() -> None:
     )
     p.add_argument("--budget", type=float, default=0.005)
     p.add_argument("--section", default="mixed-precision", help="BENCHMARKS.md section to write")
+    p.add_argument("--profile-mode", choices=("fast", "exhaustive"), default="fast")
     args = p.parse_args()
     started = time.perf_counter()
     body = []
     for name in args.models:
         print(f"== {name}", flush=True)
-        lines = measure_case(name, args.budget)
+        lines = measure_case(name, args.budget, args.profile_mode)
         print("\n".join(lines), flush=True)
         body += lines
     command = shlex.join(["python", "benchmarks/mixed_precision.py", *sys.argv[1:]])
