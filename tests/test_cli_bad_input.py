@@ -59,6 +59,8 @@ def files(tmp_path_factory, digits_model):
         "budget.yaml": "parameters:\n  max_quality_drop: -3\n",
         "steps.yaml": "steps:\n  - convert_int8\n",
         "stage.yaml": "parameters:\n  stage: prod\n",
+        "precisions.yaml": "parameters:\n  precisions: [int3, int8]\n",
+        "objective.yaml": "parameters:\n  precision_objective: speed\n",
     }
     for name, text in configs.items():
         (root / name).write_text(text)
@@ -177,6 +179,12 @@ CASES: list[tuple[list[str], str]] = [
     (_compress("--config", "{root}/budget.yaml"), "max_quality_drop"),
     (_compress("--config", "{root}/steps.yaml"), "'steps'"),
     (_compress("--config", "{root}/stage.yaml"), "stage"),
+    (_compress("--config", "{root}/precisions.yaml"), "Unknown precision 'int3'"),
+    (_compress("--config", "{root}/objective.yaml"), "'speed': use one of bytes, latency, energy"),
+    (_compress("--precisions", "int3,int8"), "--precisions: Unknown precision 'int3'"),
+    (_compress("--precisions", ","), "(none given)"),
+    (_compress("--objective", "speed"), "Invalid value for '--objective'"),
+    (_compress("--no-mixed", "--objective", "latency"), "--no-mixed: it contradicts"),
     # search
     (["search", "--model", "{root}/model.keras", "--data", "digits"], "needs a target"),
     (
