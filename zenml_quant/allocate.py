@@ -39,7 +39,14 @@ from .targets import Targets
 from .tasks import dataset_metric
 from .types import ConversionOptions, LabeledDataset, TFLiteModel
 
-__all__ = ["OBJECTIVES", "Allocation", "AllocationAttempt", "allocate_precisions", "choose_plan"]
+__all__ = [
+    "OBJECTIVES",
+    "Allocation",
+    "AllocationAttempt",
+    "allocate_precisions",
+    "choose_plan",
+    "profile_for_objective",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +155,29 @@ def choose_plan(
     return dict(zip(picked["layer"], picked["precision"]))
 
 
+def profile_for_objective(
+    model: Any,
+    dataset: LabeledDataset,
+    quantizer: PrecisionQuantizer,
+    precisions: str | Sequence[str] | None,
+    *,
+    objective: str,
+    mode: str = "fast",
+    split: str = "validation",
+) -> PrecisionProfile:
+    """The precision profile an allocation for ``objective`` needs (latency timed only for the
+    latency objective)."""
+    return profile_precisions(
+        model,
+        dataset,
+        precisions=precisions,
+        mode=mode,
+        split=split,
+        quantizer=quantizer,
+        latency_runs=50 if objective == "latency" else 0,
+    )
+
+
 def allocate_precisions(
     model: Any,
     dataset: LabeledDataset,
@@ -160,6 +190,7 @@ def allocate_precisions(
     profile_mode: str = "fast",
     quantizer: PrecisionQuantizer | None = None,
     options: ConversionOptions | None = None,
+    weight_algorithm: str = "min_max",
     max_repairs: int | None = None,
 ) -> Allocation:
     """The model with one precision per layer that minimises ``objective`` within ``budget``.
@@ -169,6 +200,8 @@ def allocate_precisions(
         precisions: the precisions a layer may take (default ``int4,int8,float``).
         objective: ``"bytes"``, ``"latency"`` (measured) or ``"energy"`` (estimated).
         profile: a :func:`profile_precisions` result to reuse (else one is measured).
+        quantizer: a calibrated :class:`PrecisionQuantizer` to reuse (else one is made from
+            ``options`` and ``weight_algorithm``).
         max_repairs: at most this many one-step moves after the optimiser's plan (default:
             as many as there are steps to take).
     """
@@ -180,15 +213,11 @@ def allocate_precisions(
     x, y = dataset.split(split)
     if len(y) == 0:
         raise InvalidOptionError(f"The {split!r} split is empty: allocation needs examples.")
-    quantizer = quantizer or PrecisionQuantizer(model, dataset.x_train, options=options)
-    profile = profile or profile_precisions(
-        model,
-        dataset,
-        precisions=allowed,
-        mode=profile_mode,
-        split=split,
-        quantizer=quantizer,
-        latency_runs=50 if objective == "latency" else 0,
+    quantizer = quantizer or PrecisionQuantizer(
+        model, dataset.x_train, options=options, weight_algorithm=weight_algorithm
+    )
+    profile = profile or profile_for_objective(
+        model, dataset, quantizer, allowed, objective=objective, mode=profile_mode, split=split
     )
     metric = dataset_metric(dataset)
     if budget.metric != metric:

@@ -115,22 +115,13 @@ def qat_candidate(
 
 
 def allocation_candidate(
-    model: Any, dataset: LabeledDataset, *, weight_algorithm: str = "min_max", **kwargs: Any
+    model: Any, dataset: LabeledDataset, **kwargs: Any
 ) -> Allocation | TFLiteModel:
     """:func:`allocate_precisions`; a failure comes back as a failed ``mixed`` model."""
-    from .mixed_precision import PrecisionQuantizer
-
     options = kwargs.get("options") or ConversionOptions()
-
-    def work() -> Allocation:
-        quantizer = PrecisionQuantizer(
-            model, dataset.x_train, options=options, weight_algorithm=weight_algorithm
-        )
-        return allocate_precisions(model, dataset, quantizer=quantizer, **kwargs)
-
     return _guarded(
         "per-layer precision",
-        work,
+        lambda: allocate_precisions(model, dataset, **kwargs),
         lambda reason: failed_model("mixed", reason, options, _model_name(model)),
     )
 

@@ -276,7 +276,7 @@ class PrecisionQuantizer:
             scored_output=self._scored_output,
         )
         precisions = self.precisions_of(bytes(result.quantized_model))
-        levels = {p for layer, p in precisions if layer in self.quantizable_layers}
+        levels = {p for _, p in precisions}
         mode = uniform_mode(levels.pop()) if len(levels) == 1 else MIXED_MODE
         model = inspect_tflite(
             content, mode=mode, options=self.options, source_model=self.model_name

@@ -28,7 +28,7 @@ from ._compat import tf_keras
 
 import tensorflow_model_optimization as tfmot  # isort: skip
 
-from .allocate import choose_plan
+from .allocate import choose_plan, profile_for_objective
 from .errors import InvalidOptionError
 from .evaluate import evaluate_tflite, keras_outputs
 from .interpreter import run_tflite
@@ -36,12 +36,10 @@ from .keras3_rebuild import as_tf_keras, keras3_loss
 from .metrics import Metric
 from .mixed_precision import PrecisionQuantizer
 from .models import check_model
-from .precision_profile import profile_precisions
 from .precisions import parse_precisions
-from .qat import QATOptions, fit_with_early_stopping
+from .qat import QATOptions, compile_for_fine_tuning, fit_with_early_stopping
 from .targets import Targets
-from .tasks import dataset_metric, dataset_task
-from .training import keep_other_outputs, loss_for, training_data
+from .tasks import dataset_metric
 from .types import ConversionOptions, LabeledDataset, TFLiteModel
 
 __all__ = ["INT4_QAT_TYPES", "Int4QATResult", "int4_aware_training", "mixed_qat"]
@@ -135,28 +133,10 @@ def int4_aware_training(
         )
     tf_keras.utils.set_random_seed(options.seed)
     qat_model = _annotated(model, set(trained))
-    task = dataset_task(dataset)
-    loss = keras3_loss(source) if rebuilt else None
-    data = training_data(
-        model,
-        task,
-        dataset.x_train,
-        dataset.y_train,
-        dataset.x_val,
-        dataset.y_val,
-        loss=loss or loss_for(model, task),
+    data, options, monitor = compile_for_fine_tuning(
+        qat_model, model, dataset, options, loss=keras3_loss(source) if rebuilt else None
     )
-    data = keep_other_outputs(model, model, data)
-    classifier = task in ("classification", "binary")
-    qat_model.compile(
-        optimizer=tf_keras.optimizers.Adam(learning_rate=options.learning_rate),
-        loss=data.loss,
-        metrics=["accuracy"] if classifier and len(qat_model.outputs) == 1 else [],
-    )
-    monitor = options.monitor
-    if not classifier or len(qat_model.outputs) > 1:
-        monitor = "val_loss"
-    history = fit_with_early_stopping(qat_model, data, replace(options, monitor=monitor), monitor)
+    history = fit_with_early_stopping(qat_model, data, options, monitor)
     kernels = _trained_kernels(qat_model)
     float_copy = _float_copy(model, qat_model, kernels)
     quantizer = PrecisionQuantizer(float_copy, dataset.x_train, options=conversion)
@@ -270,14 +250,8 @@ def mixed_qat(
     if not relax >= 1:
         raise InvalidOptionError(f"relax must be >= 1 (the budget times relax), got {relax!r}.")
     quantizer = PrecisionQuantizer(model, dataset.x_train, options=conversion)
-    profile = profile_precisions(
-        model,
-        dataset,
-        precisions=precisions,
-        mode=profile_mode,
-        split=split,
-        quantizer=quantizer,
-        latency_runs=50 if objective == "latency" else 0,
+    profile = profile_for_objective(
+        model, dataset, quantizer, precisions, objective=objective, mode=profile_mode, split=split
     )
     metric = dataset_metric(dataset)
     if budget.metric != metric:

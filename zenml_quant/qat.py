@@ -226,35 +226,10 @@ def quantization_aware_training(
         model, selected, explicit=layers is not None, skip_layers=skip_layers
     )
     refresh_adapted_layers(qat_model)
-    task = dataset_task(dataset)
     metric = metric or dataset_metric(dataset)
-    loss = keras3_loss(source) if rebuilt else None
-    data = training_data(
-        model,
-        task,
-        dataset.x_train,
-        dataset.y_train,
-        dataset.x_val,
-        dataset.y_val,
-        loss=loss or loss_for(model, task),
+    data, options, monitor = compile_for_fine_tuning(
+        qat_model, model, dataset, options, loss=keras3_loss(source) if rebuilt else None
     )
-    data = keep_other_outputs(model, model, data)  # several outputs: the rest kept as they were
-    classifier = task in ("classification", "binary")
-    heads = output_names(qat_model)
-    qat_model.compile(
-        optimizer=tf_keras.optimizers.Adam(learning_rate=options.learning_rate),
-        loss=data.loss,
-        # Accuracy of the scored output only; Keras then logs it as val_<output>_accuracy.
-        metrics=(["accuracy"] if len(heads) == 1 else {heads[0]: ["accuracy"]})
-        if classifier
-        else [],
-    )
-    if not classifier and "acc" in options.monitor:
-        # Regression and autoencoders have no accuracy to watch: stop on the validation loss.
-        options = replace(options, monitor="val_loss")
-    monitor = options.monitor
-    if len(heads) > 1:  # Keras logs each output's figures under its name
-        monitor = monitor.replace("accuracy", f"{heads[0]}_accuracy")
     history = fit_with_early_stopping(qat_model, data, options, monitor)
     epochs_run = len(next(iter(history.values()), []))
 
@@ -710,6 +685,42 @@ class _EpochLog(tf_keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
         logger.info("QAT epoch %d/%d: %s", epoch + 1, self.epochs, shown)
+
+
+def compile_for_fine_tuning(
+    qat_model: Any, model: Any, dataset: LabeledDataset, options: QATOptions, *, loss: Any = None
+) -> tuple[TrainingData, QATOptions, str]:
+    """Compile ``qat_model`` (a fake-quantized copy of ``model``) for its task; the training
+    data, the options (monitoring the validation loss where there is no accuracy) and the
+    name Keras logs the monitored figure under."""
+    task = dataset_task(dataset)
+    data = training_data(
+        model,
+        task,
+        dataset.x_train,
+        dataset.y_train,
+        dataset.x_val,
+        dataset.y_val,
+        loss=loss or loss_for(model, task),
+    )
+    data = keep_other_outputs(model, model, data)  # several outputs: the rest kept as they were
+    classifier = task in ("classification", "binary")
+    heads = output_names(qat_model)
+    qat_model.compile(
+        optimizer=tf_keras.optimizers.Adam(learning_rate=options.learning_rate),
+        loss=data.loss,
+        # Accuracy of the scored output only; Keras then logs it as val_<output>_accuracy.
+        metrics=(["accuracy"] if len(heads) == 1 else {heads[0]: ["accuracy"]})
+        if classifier
+        else [],
+    )
+    if not classifier and "acc" in options.monitor:
+        # Regression and autoencoders have no accuracy to watch: stop on the validation loss.
+        options = replace(options, monitor="val_loss")
+    monitor = options.monitor
+    if len(heads) > 1:  # Keras logs each output's figures under its name
+        monitor = monitor.replace("accuracy", f"{heads[0]}_accuracy")
+    return data, options, monitor
 
 
 def fit_with_early_stopping(

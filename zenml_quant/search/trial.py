@@ -300,7 +300,6 @@ def _allocated(model: Any, context: SearchContext, conversion: ConversionOptions
     """The candidate with one precision per layer, within the options' precision budget."""
     from ..allocate import allocate_precisions
     from ..metrics import metric_from_dict
-    from ..mixed_precision import PrecisionQuantizer
     from ..targets import Targets
     from ..types import LabeledDataset, Preprocessing
 
@@ -321,9 +320,8 @@ def _allocated(model: Any, context: SearchContext, conversion: ConversionOptions
     budget = Targets(
         max_quality_drop=options.precision_budget, relative_drop=not metric.fraction, metric=metric
     )
-    quantizer = PrecisionQuantizer(model, context.x_train, options=conversion)
     return allocate_precisions(
-        model, data, budget=budget, precisions=options.precisions, quantizer=quantizer
+        model, data, budget=budget, precisions=options.precisions, options=conversion
     ).model
 
 
