@@ -87,10 +87,15 @@ def test_op_precisions_reads_the_converters_files_too(digits_model, digits):
 def test_recipe_round_trips_through_ai_edge_quantizer(quantizer):
     from ai_edge_quantizer import quantizer as aeq
 
-    model = quantizer.quantize({"conv2": "int4", "logits": "float"})
+    plan = {"conv2": "int4", "logits": "float"}
+    model = quantizer.quantize(plan)
     recipe = json.loads(model.recipe)
     assert recipe[0]["regex"] == ".*" and len(recipe) == 3
-    again = aeq.Quantizer(quantizer.float_content)
+    # With GPTQ (the default) the int4 weights are rounded in the float file first.
+    source = quantizer.source_content(plan, "int8")
+    assert source != quantizer.float_content
+    assert any("rounded by GPTQ" in note for note in model.notes)
+    again = aeq.Quantizer(source)
     again.load_quantization_recipe(recipe)
     content = bytes(
         again.quantize(quantizer.calibration, enable_progress_report=False).quantized_model

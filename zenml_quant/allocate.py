@@ -190,7 +190,7 @@ def allocate_precisions(
     profile_mode: str = "fast",
     quantizer: PrecisionQuantizer | None = None,
     options: ConversionOptions | None = None,
-    weight_algorithm: str = "min_max",
+    weight_algorithm: str = "gptq",
     max_repairs: int | None = None,
 ) -> Allocation:
     """The model with one precision per layer that minimises ``objective`` within ``budget``.
@@ -255,11 +255,18 @@ def allocate_precisions(
     for _ in range(steps):
         if current.met:
             break
-        moved = _repair(profile, plan, allowed)
-        if moved is None:
+        moves = _repair_moves(profile, plan, allowed)
+        if not moves:
             break
-        plan = moved
-        current = score(plan, "repair")
+        gain, layer, moved = moves[0]
+        if gain > 0 or len(moves) == 1:
+            plan, current = moved, score(moved, "repair")
+            continue
+        # The profile blames no layer (each move measured alone cost nothing): the loss comes
+        # from layers together, so measure the tied one-step moves on the whole model instead.
+        tied = [m for m in moves if m[0] >= gain][:MAX_REPAIR_PROBES]
+        probes = [(score(p, f"repair (measured: {name} up)"), p) for _, name, p in tied]
+        current, plan = min(probes, key=lambda ap: (ap[0].change, ap[0].size_bytes))
     for precision in allowed:
         if PRECISIONS[precision].fidelity < PRECISIONS["int8"].fidelity:
             uniform = {
@@ -286,6 +293,9 @@ def allocate_precisions(
         profile=profile,
     )
 
+
+#: At most this many one-step moves are measured when the profile cannot tell them apart.
+MAX_REPAIR_PROBES = 8
 
 #: The origin of the converter's plain int8 file among the attempts.
 PLAIN_INT8 = "plain int8 (TFLite converter)"
@@ -443,24 +453,23 @@ def _steps_available(
     return total
 
 
-def _repair(
+def _repair_moves(
     profile: PrecisionProfile, plan: Mapping[str, str], allowed: Sequence[str]
-) -> dict[str, str] | None:
-    """``plan`` with its costliest layer (largest measured change at its precision) one step up
-    its ladder, or None when every layer is at its most faithful allowed precision."""
+) -> list[tuple[float, str, dict[str, str]]]:
+    """Every one-step move up a layer's ladder as ``(gain, layer, plan)``, the largest gain
+    (the measured change now minus the change one step up) first, then the cheapest step."""
     table = profile.table.set_index(["layer", "precision"])
-    worst, worst_change = None, -np.inf
+    moves = []
     for layer, precision in plan.items():
         ladder = _ladder(profile, layer, allowed)
         if precision not in ladder or precision == ladder[-1]:
             continue
-        change = float(table.loc[(layer, precision), "change"])
-        # A step's value is what it wins back: the change now minus the change one step up.
-        up = float(table.loc[(layer, ladder[ladder.index(precision) + 1]), "change"])
-        gain = change - up if np.isfinite(change) and np.isfinite(up) else 0.0
-        if worst is None or gain > worst_change:
-            worst, worst_change = layer, gain
-    if worst is None:
-        return None
-    ladder = _ladder(profile, worst, allowed)
-    return {**plan, worst: ladder[ladder.index(plan[worst]) + 1]}
+        up = ladder[ladder.index(precision) + 1]
+        change, after = (float(table.loc[(layer, p), "change"]) for p in (precision, up))
+        gain = change - after if np.isfinite(change) and np.isfinite(after) else 0.0
+        cost = float(
+            table.loc[(layer, up), "bytes_delta"] - table.loc[(layer, precision), "bytes_delta"]
+        )
+        moves.append((gain, cost, layer, {**plan, layer: up}))
+    moves.sort(key=lambda m: (-m[0], m[1]))
+    return [(gain, layer, moved) for gain, _, layer, moved in moves]

@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -36,6 +37,7 @@ from .convert import (
     scored_output_name,
 )
 from .errors import ConversionError, InvalidOptionError
+from .gptq import gptq_round, hessians, replace_weights, weighted_ops
 from .layermap import LayerOps, map_layers
 from .precisions import PRECISIONS, WEIGHTED_OPS, layer_precision, op_precisions
 from .profile import tflite_graph
@@ -45,10 +47,15 @@ __all__ = ["WEIGHT_ALGORITHMS", "PrecisionQuantizer", "convert_uniform", "unifor
 
 logger = logging.getLogger(__name__)
 
-#: How low-bit weights are rounded: ``min_max`` (scale from the largest weight) or ``octav``
-#: (a clipping range that minimises the rounding error, which helps int4). ai-edge-quantizer's
-#: GPTQ is not offered: on a static w4a8 dense layer it produced a file at chance here.
-WEIGHT_ALGORITHMS = {"min_max": "min_max_uniform_quantize", "octav": "OCTAV"}
+#: How low-bit weights are rounded: ``min_max`` (nearest point, scale from the largest weight),
+#: ``octav`` (a clipping range that minimises the rounding error) or ``gptq`` (each rounding
+#: error compensated by the weights not yet rounded, from the layer's calibration inputs; see
+#: :mod:`zenml_quant.gptq`, which rounds before ai-edge-quantizer stores the codes min-max).
+WEIGHT_ALGORITHMS = {
+    "min_max": "min_max_uniform_quantize",
+    "octav": "OCTAV",
+    "gptq": "min_max_uniform_quantize",
+}
 
 #: The file mode of a plan that puts every layer at one precision.
 _UNIFORM_MODES = {"int4": "w4a8", "int8": "int8"}
@@ -67,10 +74,16 @@ def _not_from_quantizer(record: logging.LogRecord) -> bool:
 def _quiet() -> Iterator[None]:
     # ai-edge-quantizer prints a size report to stdout, tqdm bars to stderr, and logs every
     # tensor it rewires at INFO on the root logger, on every call.
+    # Its calibrator keeps every intermediate tensor, which LiteRT warns is for debugging.
     root = logging.getLogger()
     root.addFilter(_not_from_quantizer)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+            warnings.catch_warnings(),
+        ):
+            warnings.filterwarnings("ignore", ".*experimental_preserve_all_tensors")
             yield
     finally:
         root.removeFilter(_not_from_quantizer)
@@ -151,7 +164,7 @@ class PrecisionQuantizer:
         representative_data: np.ndarray | None,
         *,
         options: ConversionOptions | None = None,
-        weight_algorithm: str = "min_max",
+        weight_algorithm: str = "gptq",
     ) -> None:
         if weight_algorithm not in WEIGHT_ALGORITHMS:
             raise InvalidOptionError(
@@ -202,7 +215,13 @@ class PrecisionQuantizer:
         self._weighted = {
             layer.layer for layer in self.layers if WEIGHTED_OPS & set(layer.op_names)
         }
-        self._calibration = self._calibrate(representative_data)
+        self._samples = self._signature_samples(representative_data)
+        self._calibration = self._calibrate()
+        # GPTQ codes per (operator, bits), computed the first time a plan needs them.
+        self._gptq_ops: dict[int, Any] | None = None
+        self._hessians: dict[int, np.ndarray] = {}
+        self._gptq_codes: dict[tuple[int, int], np.ndarray] = {}
+        self._weight_reader: Any = None
 
     # -- what the model offers ------------------------------------------------------------------
 
@@ -256,8 +275,9 @@ class PrecisionQuantizer:
         from ai_edge_quantizer import quantizer as aeq
 
         try:
+            source = self.source_content(plan, default)
             with _quiet():
-                q = aeq.Quantizer(self.float_content)
+                q = aeq.Quantizer(source)
                 q.load_quantization_recipe(recipe)
                 result = q.quantize(
                     self._calibration if q.need_calibration else None,
@@ -282,12 +302,19 @@ class PrecisionQuantizer:
             content, mode=mode, options=self.options, source_model=self.model_name
         )
         floats = tuple(layer for layer, p in precisions if p == "float")
+        notes = self.notes
+        if source is not self.float_content:
+            notes = (
+                *notes,
+                "low-bit weights rounded by GPTQ on the calibration data; the recipe applies to "
+                "the float model with those weights",
+            )
         return replace(
             model,
             float_layers=floats,
             precisions=precisions,
             recipe=json.dumps(recipe, indent=1),
-            notes=self.notes,
+            notes=notes,
         )
 
     def precisions_of(self, content: bytes) -> tuple[tuple[str, str], ...]:
@@ -326,14 +353,14 @@ class PrecisionQuantizer:
                 "weights; give it int8, int16x8 or float."
             )
 
-    def _calibrate(self, data: np.ndarray | None) -> dict[str, Any]:
+    def _signature_samples(self, data: np.ndarray | None) -> list[dict[str, np.ndarray]]:
+        """The calibration examples as signature-runner inputs (name -> one-example batch)."""
         from ai_edge_litert.interpreter import Interpreter
-        from ai_edge_quantizer import calibrator, recipe_manager
-        from ai_edge_quantizer.utils import qsv_utils
 
         batches, _ = calibration_batches(data, "int8", self.options)
         interpreter = Interpreter(model_content=self.float_content)
         (key,) = list(interpreter.get_signature_list())[:1]
+        self._signature = key
         signature_inputs = list(interpreter.get_signature_runner(key).get_input_details())
         samples = []
         for batch in batches():
@@ -341,6 +368,55 @@ class PrecisionQuantizer:
                 samples.append({name: np.asarray(batch[name]) for name in signature_inputs})
             else:
                 samples.append({signature_inputs[0]: np.asarray(batch[0])})
+        return samples
+
+    def source_content(self, plan: Mapping[str, str], default: str = "int8") -> bytes:
+        """The float file the plan's recipe is applied to: :attr:`float_content`, with
+        GPTQ-rounded weights in the plan's low-bit layers when the weight algorithm is ``gptq``
+        (ai-edge-quantizer then stores those codes as they are)."""
+        if self.weight_algorithm != "gptq":
+            return self.float_content
+        bits_of = {
+            layer.layer: PRECISIONS[plan.get(layer.layer, default)].weight_bits
+            for layer in self.layers
+        }
+        low = {name: bits for name, bits in bits_of.items() if bits and bits < 8}
+        if not low:
+            return self.float_content
+        if self._gptq_ops is None:
+            indices = [i for layer in self.layers for i in layer.ops]
+            self._gptq_ops = weighted_ops(self.float_content, indices)
+        wanted = {
+            i: bits
+            for name, bits in low.items()
+            for i in self._by_name[name].ops
+            if i in self._gptq_ops
+        }
+        if not self._hessians:  # one pass over the calibration data serves every layer
+            self._hessians = hessians(self.float_content, self._gptq_ops, self._samples)
+        weights = {}
+        for i, bits in wanted.items():
+            op = self._gptq_ops[i]
+            if (i, bits) not in self._gptq_codes:
+                w = self._float_weights(op.weight_tensor).reshape(op.weight_shape[0], -1)
+                self._gptq_codes[i, bits] = gptq_round(w, self._hessians[i], bits=bits)
+            w = self._float_weights(op.weight_tensor).reshape(op.weight_shape[0], -1)
+            scale = np.maximum(np.abs(w).max(axis=1, keepdims=True), 1e-9) / (2 ** (bits - 1) - 1)
+            weights[op.weight_tensor] = (self._gptq_codes[i, bits] * scale).astype(np.float32)
+        return replace_weights(self.float_content, weights)
+
+    def _float_weights(self, tensor: int) -> np.ndarray:
+        if self._weight_reader is None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            self._weight_reader = Interpreter(model_content=self.float_content)
+        return np.asarray(self._weight_reader.get_tensor(tensor), dtype=np.float32)
+
+    def _calibrate(self) -> dict[str, Any]:
+        from ai_edge_quantizer import calibrator, recipe_manager
+        from ai_edge_quantizer.utils import qsv_utils
+
+        key, samples = self._signature, self._samples
         try:
             with _quiet():
                 recipes = recipe_manager.RecipeManager()
@@ -366,7 +442,7 @@ def convert_uniform(
     *,
     representative_data: np.ndarray | None,
     options: ConversionOptions | None = None,
-    weight_algorithm: str = "min_max",
+    weight_algorithm: str = "gptq",
 ) -> TFLiteModel:
     """Every layer with weights at ``precision`` (e.g. ``"int4"``: the ``w4a8`` mode), the
     other layers int8 (or every layer, for a precision that is not weights-only)."""

@@ -139,7 +139,11 @@ def int4_aware_training(
     history = fit_with_early_stopping(qat_model, data, options, monitor)
     kernels = _trained_kernels(qat_model)
     float_copy = _float_copy(model, qat_model, kernels)
-    quantizer = PrecisionQuantizer(float_copy, dataset.x_train, options=conversion)
+    # The trained kernels already lie on the int4 grid: plain rounding stores them unchanged,
+    # where GPTQ would move them again.
+    quantizer = PrecisionQuantizer(
+        float_copy, dataset.x_train, options=conversion, weight_algorithm="min_max"
+    )
     precision_plan = {n: p for n, p in plan.items() if n in quantizer.quantizable_layers}
     tflite = quantizer.quantize(precision_plan)
     metric = dataset_metric(dataset)

@@ -39,7 +39,7 @@ def allocate_precisions(
     max_quality_drop: float = 0.01,
     relative_drop: bool = False,
     profile_mode: str = "fast",
-    weight_algorithm: str = "min_max",
+    weight_algorithm: str = "gptq",
     split: str = "validation",
     calibration_samples: int = 500,
     seed: int = 0,
