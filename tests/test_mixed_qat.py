@@ -47,3 +47,21 @@ def test_a_plan_without_trainable_int4_layers_is_refused(digits_model, digits):
         int4_aware_training(digits_model, digits, plan={"nope": "int4"})
     with pytest.raises(InvalidOptionError, match="relax must be >= 1"):
         mixed_qat(digits_model, digits, budget=Targets(max_quality_drop=0.01), relax=0.5)
+
+
+def test_training_starts_from_the_gptq_rounding_of_each_int4_kernel(digits_model, digits):
+    from zenml_quant.mixed_precision import PrecisionQuantizer
+    from zenml_quant.mixed_qat import gptq_start
+
+    quantizer = PrecisionQuantizer(digits_model, digits.x_train)  # GPTQ by default
+    start = gptq_start(digits_model, quantizer, ["conv2", "logits"])
+    assert set(start) == {"conv2", "logits"}
+    for name, kernel in start.items():
+        original = digits_model.get_layer(name).get_weights()[0]
+        flat, before = (k.reshape(-1, k.shape[-1]).T for k in (kernel, original))
+        step = np.abs(before).max(axis=1, keepdims=True) / 7
+        # On the layer's own int4 grid (same scale), holding exactly the file's GPTQ codes.
+        assert np.allclose(np.abs(flat).max(axis=1), np.abs(before).max(axis=1))
+        assert np.array_equal(np.abs(np.round(flat / step)), np.abs(quantizer.gptq_codes(name)))
+    nearest = PrecisionQuantizer(digits_model, digits.x_train, weight_algorithm="min_max")
+    assert gptq_start(digits_model, nearest, ["conv2"]) == {}

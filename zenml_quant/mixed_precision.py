@@ -383,27 +383,47 @@ class PrecisionQuantizer:
         low = {name: bits for name, bits in bits_of.items() if bits and bits < 8}
         if not low:
             return self.float_content
-        if self._gptq_ops is None:
-            indices = [i for layer in self.layers for i in layer.ops]
-            self._gptq_ops = weighted_ops(self.float_content, indices)
+        self._prepare_gptq()
+        assert self._gptq_ops is not None
         wanted = {
             i: bits
             for name, bits in low.items()
             for i in self._by_name[name].ops
             if i in self._gptq_ops
         }
-        if not self._hessians:  # one pass over the calibration data serves every layer
-            self._hessians = hessians(self.float_content, self._gptq_ops, self._samples)
         weights = {}
         for i, bits in wanted.items():
             op = self._gptq_ops[i]
-            if (i, bits) not in self._gptq_codes:
-                w = self._float_weights(op.weight_tensor).reshape(op.weight_shape[0], -1)
-                self._gptq_codes[i, bits] = gptq_round(w, self._hessians[i], bits=bits)
             w = self._float_weights(op.weight_tensor).reshape(op.weight_shape[0], -1)
             scale = np.maximum(np.abs(w).max(axis=1, keepdims=True), 1e-9) / (2 ** (bits - 1) - 1)
-            weights[op.weight_tensor] = (self._gptq_codes[i, bits] * scale).astype(np.float32)
+            weights[op.weight_tensor] = (self._codes(i, bits) * scale).astype(np.float32)
         return replace_weights(self.float_content, weights)
+
+    def gptq_codes(self, layer: str, bits: int = 4) -> np.ndarray | None:
+        """The GPTQ codes (``[out, kh * kw * cin]`` or ``[out, in]``) the file stores for
+        ``layer`` at ``bits``-bit weights, or None when GPTQ is not the weight algorithm or the
+        layer has no single convolution or dense operator it rounds."""
+        if self.weight_algorithm != "gptq" or layer not in self._by_name:
+            return None
+        self._prepare_gptq()
+        assert self._gptq_ops is not None
+        ops = [i for i in self._by_name[layer].ops if i in self._gptq_ops]
+        return self._codes(ops[0], bits) if len(ops) == 1 else None
+
+    def _prepare_gptq(self) -> None:
+        if self._gptq_ops is None:
+            indices = [i for layer in self.layers for i in layer.ops]
+            self._gptq_ops = weighted_ops(self.float_content, indices)
+        if not self._hessians:  # one pass over the calibration data serves every layer
+            self._hessians = hessians(self.float_content, self._gptq_ops, self._samples)
+
+    def _codes(self, op_index: int, bits: int) -> np.ndarray:
+        if (op_index, bits) not in self._gptq_codes:
+            assert self._gptq_ops is not None
+            op = self._gptq_ops[op_index]
+            w = self._float_weights(op.weight_tensor).reshape(op.weight_shape[0], -1)
+            self._gptq_codes[op_index, bits] = gptq_round(w, self._hessians[op_index], bits=bits)
+        return self._gptq_codes[op_index, bits]
 
     def _float_weights(self, tensor: int) -> np.ndarray:
         if self._weight_reader is None:

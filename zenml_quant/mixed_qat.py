@@ -101,6 +101,7 @@ def int4_aware_training(
     options: QATOptions | None = None,
     conversion: ConversionOptions | None = None,
     split: str = "validation",
+    quantizer: PrecisionQuantizer | None = None,
 ) -> Int4QATResult:
     """Fine-tune the ``plan``'s int4 layers on the 4-bit grid, export the plan, score it.
 
@@ -110,6 +111,8 @@ def int4_aware_training(
             :data:`INT4_QAT_TYPES` train on the int4 grid, every layer is exported at its
             precision.
         options: training knobs (epochs, learning rate, early stopping).
+        quantizer: the model's :class:`PrecisionQuantizer`; with GPTQ rounding, training starts
+            from its int4 kernels (the post-training solution) instead of nearest rounding.
 
     Raises:
         InvalidOptionError: the plan has no int4 layer this can train, or names unknown layers.
@@ -132,7 +135,8 @@ def int4_aware_training(
             "nothing to train: allow int4 (--precisions int4,...) or a larger budget."
         )
     tf_keras.utils.set_random_seed(options.seed)
-    qat_model = _annotated(model, set(trained))
+    start = gptq_start(model, quantizer, trained) if quantizer is not None else {}
+    qat_model = _annotated(model, set(trained), start)
     data, options, monitor = compile_for_fine_tuning(
         qat_model, model, dataset, options, loss=keras3_loss(source) if rebuilt else None
     )
@@ -170,8 +174,10 @@ def int4_aware_training(
     )
 
 
-def _annotated(model: Any, int4: set[str]) -> Any:
-    """A QAT copy of ``model`` with only the ``int4`` layers fake-quantized (4-bit kernels)."""
+def _annotated(model: Any, int4: set[str], kernels: Mapping[str, np.ndarray] | None = None) -> Any:
+    """A QAT copy of ``model`` with only the ``int4`` layers fake-quantized (4-bit kernels),
+    their kernels taken from ``kernels`` where given."""
+    kernels = kernels or {}
     quantize = tfmot.quantization.keras
 
     def annotate(layer: Any) -> Any:
@@ -188,8 +194,33 @@ def _annotated(model: Any, int4: set[str]) -> Any:
         for layer in model.layers:
             if layer.weights:
                 target = by_name[layer.name]
-                getattr(target, "layer", target).set_weights(layer.get_weights())
+                values = layer.get_weights()
+                if layer.name in kernels:
+                    values[0] = kernels[layer.name]
+                getattr(target, "layer", target).set_weights(values)
         return quantize.quantize_apply(annotated)
+
+
+def gptq_start(
+    model: Any, quantizer: PrecisionQuantizer, layers: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Each of ``layers``' Keras kernel moved to its GPTQ int4 rounding: the file's codes on
+    the layer's own grid ``max|w| / 7`` per output channel (BatchNorm folding scales a channel,
+    which keeps the codes and may flip their sign). Layers GPTQ does not round are left out."""
+    start = {}
+    for name in layers:
+        codes = quantizer.gptq_codes(name)
+        if codes is None:
+            continue
+        kernel = model.get_layer(name).get_weights()[0]
+        # Keras kernels end in the output axis; per output, the order is TFLite's (kh, kw, cin).
+        flat = kernel.reshape(-1, kernel.shape[-1]).T
+        if flat.shape != codes.shape:
+            continue
+        sign = np.where(np.sum(codes * flat, axis=1, keepdims=True) < 0, -1.0, 1.0)
+        moved = sign * codes * np.abs(flat).max(axis=1, keepdims=True) / 7
+        start[name] = moved.T.reshape(kernel.shape).astype(kernel.dtype)
+    return start
 
 
 def _trained_kernels(qat_model: Any) -> dict[str, np.ndarray]:
@@ -276,7 +307,13 @@ def mixed_qat(
             f"No plan fits even {relax:g} times the budget: allow more precisions or a larger drop."
         )
     result = int4_aware_training(
-        model, dataset, plan=plan, options=options, conversion=conversion, split=split
+        model,
+        dataset,
+        plan=plan,
+        options=options,
+        conversion=conversion,
+        split=split,
+        quantizer=quantizer,
     )
     met = budget.quality_met(reference, result.quality)
     note = (
