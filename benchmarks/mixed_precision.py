@@ -156,7 +156,9 @@ def interleaved_latency_us(files: dict[str, Any], sample: np.ndarray, rounds: in
     return {label: float(np.median(values)) for label, values in per_round.items()}
 
 
-def measure_case(name: str, budget_value: float, profile_mode: str = "fast") -> list[str]:
+def measure_case(
+    name: str, budget_value: float, profile_mode: str = "fast", sweep: tuple[float, ...] = ()
+) -> list[str]:
     model, data, note = load_case(name)
     metric = dataset_metric(data)
     started = time.perf_counter()
@@ -168,9 +170,13 @@ def measure_case(name: str, budget_value: float, profile_mode: str = "fast") -> 
     int8_cost = max(0.0, metric.worse_by(keras_val, int8_val))
     if not metric.fraction:
         int8_cost /= abs(keras_val)
-    budget = Targets(
-        max_quality_drop=budget_value + int8_cost, relative_drop=not metric.fraction, metric=metric
-    )
+
+    def under_int8(value: float) -> Targets:
+        return Targets(
+            max_quality_drop=value + int8_cost, relative_drop=not metric.fraction, metric=metric
+        )
+
+    budget = under_int8(budget_value)
     quantizer = PrecisionQuantizer(model, data.x_train)
     files: dict[str, Any] = {
         "int8 (TFLite converter)": int8,
@@ -197,6 +203,13 @@ def measure_case(name: str, budget_value: float, profile_mode: str = "fast") -> 
         )
         files[f"mixed, {objective} objective"] = result.model
         reasons[f"mixed, {objective} objective"] = f"{result.status}: {result.reason}"
+    for value in sweep:  # the bytes objective at other budgets, on the same profile
+        result = allocate_precisions(
+            model, data, budget=under_int8(value), profile=profile, quantizer=quantizer
+        )
+        label = f"mixed, bytes objective, budget {value:g} under int8"
+        files[label] = result.model
+        reasons[label] = f"{result.status}: {result.reason}"
     if name == "book_mnist":  # what 2-bit weights add on top of the bytes plan, layer by layer
         plan = dict(files["mixed, bytes objective"].precisions)
         for layer in [n for n, p in plan.items() if p == "int4"]:
@@ -263,12 +276,15 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=0.005)
     p.add_argument("--section", default="mixed-precision", help="BENCHMARKS.md section to write")
     p.add_argument("--profile-mode", choices=("fast", "exhaustive"), default="fast")
+    p.add_argument(
+        "--sweep", nargs="*", type=float, default=[], help="more budgets for the bytes objective"
+    )
     args = p.parse_args()
     started = time.perf_counter()
     body = []
     for name in args.models:
         print(f"== {name}", flush=True)
-        lines = measure_case(name, args.budget, args.profile_mode)
+        lines = measure_case(name, args.budget, args.profile_mode, tuple(args.sweep))
         print("\n".join(lines), flush=True)
         body += lines
     command = shlex.join(["python", "benchmarks/mixed_precision.py", *sys.argv[1:]])
