@@ -63,7 +63,7 @@ QAT_EPOCHS = 5
 MNIST = ROOT.parent / "shared/datasets/mnist.npz"
 
 
-def load_case(name: str) -> tuple[Any, Any, str]:
+def load_case(name: str, seed: int = 0) -> tuple[Any, Any, str]:
     """The trained model, its dataset fitted to it (validation held out from test), a note."""
     if name == "book_mnist":
         if not MNIST.is_file():
@@ -72,7 +72,7 @@ def load_case(name: str) -> tuple[Any, Any, str]:
         if not path.exists():
             raise SystemExit(f"{path} is missing: run benchmarks/book_mnist.py first")
         model = tf_keras.models.load_model(path)
-        data = load_dataset(MNIST, scale=2 / 255, offset=-1.0)
+        data = load_dataset(MNIST, scale=2 / 255, offset=-1.0, seed=seed)
         return model, fit_to_model(model, data), "the book's CNN (benchmarks/book_mnist.py)"
     from zoo_compress import EPOCHS, prepare
 
@@ -85,7 +85,7 @@ def load_case(name: str) -> tuple[Any, Any, str]:
             raise SystemExit(f"{path} is missing: run benchmarks/resnet8_mlperf.py --epochs 24")
         model = tf_keras.models.load_model(path)
         data_path = write_npz(WORK / "zoo/cifar10_subset.npz", cifar10())
-        data = load_dataset(data_path, scale=1 / 255, offset=0.0)
+        data = load_dataset(data_path, scale=1 / 255, offset=0.0, seed=seed)
         note = "the zoo's ResNet-8 trained 24 epochs on the CIFAR-10 subset (resnet8_mlperf.py)"
         return model, fit_to_model(model, data), note
     work = WORK / "zoo"
@@ -98,7 +98,7 @@ def load_case(name: str) -> tuple[Any, Any, str]:
         note = f"zoo {name}, trained here ({time.perf_counter() - started:.0f} s)"
     model = tf_keras.models.load_model(model_path)
     raw = name in ("rescaling_cnn", "normalization_cnn")
-    data = load_dataset(data_path, scale=1.0 if raw else 1 / 255, offset=0.0)
+    data = load_dataset(data_path, scale=1.0 if raw else 1 / 255, offset=0.0, seed=seed)
     task = "reconstruction" if name == "dense_autoencoder" else None
     return model, fit_to_model(model, data, task=task, metric=entry.metric), note
 
@@ -268,6 +268,67 @@ def measure_case(
     return lines
 
 
+def split_seeds_table(
+    name: str, budget_value: float, seeds: list[int], profile_mode: str
+) -> list[str]:
+    """The bytes objective on several validation/test splits of the same model: where one split
+    is a lucky or unlucky draw, the median over splits says what the method delivers."""
+    model, data, _ = load_case(name)
+    metric = dataset_metric(data)
+    quantizer = PrecisionQuantizer(model, data.x_train)  # calibrated on train: every split
+    int8 = convert_model(model, "int8", representative_data=data.x_train)
+    lines = [
+        f"#### {name}: the bytes objective, {budget_value:g} under plain int8, on "
+        f"{len(seeds)} validation/test splits ({profile_mode} profile)",
+        "",
+        "| split seed | bytes | vs int8 | validation vs int8 | test vs int8 | layers not int8 |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    ratios, val_changes, test_changes = [], [], []
+    for seed in seeds:
+        _, data, _ = load_case(name, seed)
+        scores = {}
+        for split in ("validation", "test"):
+            x, y = data.split(split)
+            scores[split] = (
+                metric.score(model.predict(x, verbose=0), y, x),
+                metric.score(run_tflite(int8, x), y, x),
+            )
+        int8_cost = max(0.0, metric.worse_by(*scores["validation"]))
+        if not metric.fraction:
+            int8_cost /= abs(scores["validation"][0])
+        budget = Targets(
+            max_quality_drop=budget_value + int8_cost,
+            relative_drop=not metric.fraction,
+            metric=metric,
+        )
+        result = allocate_precisions(
+            model, data, budget=budget, quantizer=quantizer, profile_mode=profile_mode
+        )
+        changes = []
+        for split in ("validation", "test"):
+            x, y = data.split(split)
+            quality = metric.score(run_tflite(result.model, x), y, x)
+            changes.append(-metric.worse_by(scores[split][1], quality))
+        ratio = result.model.size_bytes / int8.size_bytes
+        ratios.append(ratio)
+        val_changes.append(changes[0])
+        test_changes.append(changes[1])
+        moved = ", ".join(f"{layer} {p}" for layer, p in result.model.precisions if p != "int8")
+        lines.append(
+            f"| {seed} | {result.model.size_bytes:,} | {ratio:.2f}x | "
+            f"{metric.format_change(changes[0])} | {metric.format_change(changes[1])} | "
+            f"{moved[:120] + ('...' if len(moved) > 120 else '')} |"
+        )
+        print(lines[-1], flush=True)
+    lines += [
+        f"| median | | {np.median(ratios):.2f}x | {metric.format_change(np.median(val_changes))} "
+        f"| {metric.format_change(np.median(test_changes))} | |",
+        "",
+    ]
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument(
@@ -277,6 +338,13 @@ def main() -> None:
     p.add_argument("--section", default="mixed-precision", help="BENCHMARKS.md section to write")
     p.add_argument("--profile-mode", choices=("fast", "exhaustive"), default="fast")
     p.add_argument(
+        "--split-seeds",
+        nargs="*",
+        type=int,
+        default=[],
+        help="also run the bytes objective on these validation/test split seeds (a table each)",
+    )
+    p.add_argument(
         "--sweep", nargs="*", type=float, default=[], help="more budgets for the bytes objective"
     )
     args = p.parse_args()
@@ -285,6 +353,8 @@ def main() -> None:
     for name in args.models:
         print(f"== {name}", flush=True)
         lines = measure_case(name, args.budget, args.profile_mode, tuple(args.sweep))
+        if args.split_seeds:
+            lines += split_seeds_table(name, args.budget, args.split_seeds, args.profile_mode)
         print("\n".join(lines), flush=True)
         body += lines
     command = shlex.join(["python", "benchmarks/mixed_precision.py", *sys.argv[1:]])

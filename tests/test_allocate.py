@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
@@ -165,3 +167,51 @@ def test_an_unreachable_budget_returns_the_best_model_with_the_reason(hard_case,
     assert "allow more precisions" in result.reason
     assert any("precision budget not met" in note for note in result.model.notes)
     assert result.quality == max(a.quality for a in result.attempts)
+
+
+def test_the_peak_memory_objective_keeps_the_large_activation_int8():
+    # Either x or y must go float to win back 0.5 point. x's float file is smaller, so the
+    # bytes objective takes it; x's activation is large, so float there doubles the peak.
+    rows = [
+        ("x", "int4", 0.010, -100, 0.0),
+        ("x", "int8", 0.010, 0, 0.0),
+        ("x", "float", 0.000, 300, 0.0),
+        ("y", "int4", 0.010, -1000, 0.0),
+        ("y", "int8", 0.010, 0, 0.0),
+        ("y", "float", 0.000, 3000, 0.0),
+    ]
+    profile = _profile(rows)
+    assert choose_plan(profile, slack=-0.005) == {"x": "float", "y": "int4"}
+    with pytest.raises(InvalidOptionError, match="which activations are live"):
+        choose_plan(profile, slack=-0.005, objective="peak_memory")
+    live = ((("", 64), ("x", 1000)), (("x", 1000), ("y", 10)), (("y", 10),))
+    profile = replace(profile, live_elements=live)
+    assert choose_plan(profile, slack=-0.005, objective="peak_memory") == {
+        "x": "int4",  # same activation bytes as int8, fewer file bytes
+        "y": "float",
+    }
+
+
+def test_live_elements_are_the_float_files_peak_in_elements(digits_model, digits):
+    from zenml_quant.mixed_precision import PrecisionQuantizer
+    from zenml_quant.profile import peak_activation_bytes
+
+    quantizer = PrecisionQuantizer(digits_model, digits.x_train)
+    steps = quantizer.live_elements()
+    named = {layer for step in steps for layer, _ in step}
+    assert named - {""} <= set(quantizer.quantizable_layers) and "conv1" in named
+    # Same liveness rule as the peak: in the float file every activation is 4 bytes.
+    peak = max(sum(n for _, n in step) for step in steps)
+    assert 4 * peak == peak_activation_bytes(quantizer.float_content)
+
+
+def test_a_peak_memory_allocation_is_no_larger_in_activations_than_plain_int8(digits_model, digits):
+    from zenml_quant.convert import convert_model
+
+    result = allocate_precisions(
+        digits_model, digits, budget=Targets(max_quality_drop=0.01), objective="peak_memory"
+    )
+    plain = convert_model(digits_model, "int8", representative_data=digits.x_train)
+    assert result.status == "budget met"
+    assert result.model.peak_activation_bytes <= plain.peak_activation_bytes
+    assert "peak activations" in result.reason and "plain int8's" in result.reason

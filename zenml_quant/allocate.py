@@ -1,5 +1,5 @@
-"""One precision per layer, chosen to minimise bytes (or latency, or energy) under a quality
-budget, then verified on the whole model and repaired until the budget holds.
+"""One precision per layer, chosen to minimise bytes (or latency, energy, peak memory) under a
+quality budget, then verified on the whole model and repaired until the budget holds.
 
 The choice is a multiple-choice knapsack, solved exactly as an integer program (HAWQ-V3's
 formulation, with scipy's HiGHS ``milp``): one binary variable per (layer, precision) row of a
@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .convert import convert_model
 from .errors import InvalidOptionError
@@ -50,8 +51,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: What the allocator minimises: the file's bytes, the measured latency, or the energy estimate.
-OBJECTIVES = {"bytes": "bytes_delta", "latency": "latency_delta_ms", "energy": "energy_delta_uj"}
+#: What the allocator minimises (the file's bytes, the measured latency, the energy estimate or
+#: the peak activation memory) and the profile column that predicts it move by move. The peak
+#: is a maximum over the inference, not a sum of moves: it gets constraints of its own.
+OBJECTIVES: dict[str, str | None] = {
+    "bytes": "bytes_delta",
+    "latency": "latency_delta_ms",
+    "energy": "energy_delta_uj",
+    "peak_memory": None,
+}
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,8 @@ def choose_plan(
     rows = profile.table[profile.table["applied"]].reset_index(drop=True)
     if precisions is not None:
         rows = rows[rows["precision"].isin([*precisions, "int8"])].reset_index(drop=True)
-    cost = rows[OBJECTIVES[objective]].to_numpy(dtype=float)
+    column = OBJECTIVES[objective]
+    cost = rows[column or "bytes_delta"].to_numpy(dtype=float)
     if not np.isfinite(cost).all():  # latency not measured, or energy not countable
         raise InvalidOptionError(
             f"The profile has no {objective} figure for every move: profile with latency_runs > 0 "
@@ -140,19 +149,54 @@ def choose_plan(
     one_each = np.zeros((len(layers), len(rows)))
     for i, layer in enumerate(layers):
         one_each[i, (rows["layer"] == layer).to_numpy()] = 1.0
+    # One more variable, the peak, for the peak-memory objective (unused otherwise).
+    peak_cost, peak_rows, peak_bound = 0.0, np.zeros((0, len(rows))), np.zeros(0)
+    if column is None:
+        peak_rows, base = _activation_bytes(rows, profile)
+        scale = float((peak_rows.sum(axis=1) + base).max()) or 1.0
+        peak_rows, peak_bound, peak_cost = peak_rows / scale, -base / scale, 1.0
+        cost = 1e-4 * size / (np.abs(size).max() or 1.0)
     result = milp(
-        cost,
+        np.append(cost, peak_cost),
         constraints=[
-            LinearConstraint(one_each, 1, 1),
-            LinearConstraint(change[None, :], -np.inf, slack),
+            LinearConstraint(np.pad(one_each, ((0, 0), (0, 1))), 1, 1),
+            LinearConstraint(np.append(change, 0.0)[None, :], -np.inf, slack),
+            # Each point of the inference: its activation bytes minus the peak stay <= 0.
+            LinearConstraint(
+                np.hstack([peak_rows, -np.ones((len(peak_rows), 1))]), -np.inf, peak_bound
+            ),
         ],
-        integrality=np.ones(len(rows)),
-        bounds=Bounds(0, 1),
+        integrality=np.append(np.ones(len(rows)), 0),
+        bounds=Bounds(0, np.append(np.ones(len(rows)), np.inf)),
     )
     if result.status != 0 or result.x is None:
         return None
-    picked = rows[np.round(result.x) == 1]
+    picked = rows[np.round(result.x[: len(rows)]) == 1]
     return dict(zip(picked["layer"], picked["precision"]))
+
+
+def _activation_bytes(
+    rows: pd.DataFrame, profile: PrecisionProfile
+) -> tuple[np.ndarray, np.ndarray]:
+    """At each point of the inference, the activation bytes each row would hold (its layer's
+    live elements times the row's activation width), and the bytes no row changes (int8)."""
+    if not profile.live_elements:
+        raise InvalidOptionError(
+            "The profile does not say which activations are live when: profile the model with "
+            "this version (profile_precisions), or use objective='bytes'."
+        )
+    width = rows["precision"].map(lambda p: PRECISIONS[p].activation_bits / 8).to_numpy(float)
+    layers = rows["layer"].to_numpy()
+    known = set(layers)
+    per_row = np.zeros((len(profile.live_elements), len(rows)))
+    base = np.zeros(len(profile.live_elements))
+    for s, step in enumerate(profile.live_elements):
+        for layer, elements in step:
+            if layer in known:
+                per_row[s] += np.where(layers == layer, elements * width, 0.0)
+            else:
+                base[s] += elements
+    return per_row, base
 
 
 def profile_for_objective(
@@ -198,7 +242,9 @@ def allocate_precisions(
     Args:
         budget: the quality drop allowed against the float Keras model on ``split``.
         precisions: the precisions a layer may take (default ``int4,int8,float``).
-        objective: ``"bytes"``, ``"latency"`` (measured) or ``"energy"`` (estimated).
+        objective: ``"bytes"``, ``"latency"`` (measured), ``"energy"`` (estimated) or
+            ``"peak_memory"`` (the activation arena: predicted from which activations are live
+            together, then measured on each file).
         profile: a :func:`profile_precisions` result to reuse (else one is measured).
         quantizer: a calibrated :class:`PrecisionQuantizer` to reuse (else one is made from
             ``options`` and ``weight_algorithm``).
@@ -343,7 +389,8 @@ def _decide(
     """The attempt to return, its status and the reason.
 
     Among the models that meet the budget: the smallest file (bytes), the lowest predicted
-    energy, or the lowest predicted latency checked by measuring it against plain int8. A
+    energy, the smallest measured peak activation memory, or the lowest predicted latency
+    checked by measuring it against plain int8. A
     model larger than plain int8 must beat it in a one-sided paired test on the split, as the
     int8-with-float-layers candidate must: a gain within noise keeps plain int8.
     """
@@ -370,6 +417,8 @@ def _decide(
         )
     if objective == "bytes":
         chosen = min(met, key=lambda i: attempts[i].size_bytes)
+    elif objective == "peak_memory":  # measured on each file, not predicted
+        chosen = min(met, key=lambda i: (_peak(tried.files[i]), attempts[i].size_bytes))
     else:
         cost = _predicted_cost(profile, objective)
         chosen = min(
@@ -401,6 +450,11 @@ def _decide(
                 chosen = plain
             else:
                 notes.append(f"{1000 * mine:.0f} µs against plain int8's {1000 * theirs:.0f} µs")
+    if objective == "peak_memory" and plain is not None:
+        notes.append(
+            f"peak activations {_peak(tried.files[chosen]):,.0f} B against plain int8's "
+            f"{_peak(tried.files[plain]):,.0f} B"
+        )
     attempt = attempts[chosen]
     moved = [f"{layer} {p}" for layer, p in attempt.plan if p != "int8"]
     reason = (
@@ -411,6 +465,10 @@ def _decide(
         + "".join(f"; {n}" for n in notes)
     )
     return chosen, status, reason
+
+
+def _peak(model: TFLiteModel) -> float:
+    return float(model.peak_activation_bytes) if model.peak_activation_bytes else np.inf
 
 
 def _side_by_side(a: TFLiteModel, b: TFLiteModel, x: Any, rounds: int = 5) -> tuple[float, float]:

@@ -19,6 +19,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -40,7 +41,7 @@ from .errors import ConversionError, InvalidOptionError
 from .gptq import gptq_round, hessians, replace_weights, weighted_ops
 from .layermap import LayerOps, map_layers
 from .precisions import PRECISIONS, WEIGHTED_OPS, layer_precision, op_precisions
-from .profile import tflite_graph
+from .profile import live_activations, tflite_graph
 from .types import MIXED_MODE, ConversionOptions, TFLiteModel
 
 __all__ = ["WEIGHT_ALGORITHMS", "PrecisionQuantizer", "convert_uniform", "uniform_mode"]
@@ -191,6 +192,7 @@ class PrecisionQuantizer:
                 "ai-edge-quantizer cannot tell apart; give the model's layers unique names."
             )
         self.layers: tuple[LayerOps, ...] = map_layers(graph, model)
+        self._graph = graph
         self._by_name = {layer.layer: layer for layer in self.layers}
         self._scopes = {
             layer.layer: [
@@ -234,6 +236,28 @@ class PrecisionQuantizer:
     def quantizable_layers(self) -> tuple[str, ...]:
         """Layers whose precision changes results (pure data moves excluded), in model order."""
         return tuple(layer.layer for layer in self.layers if layer.quantizable)
+
+    def live_elements(self) -> tuple[tuple[tuple[str, int], ...], ...]:
+        """At each distinct point of one inference, the activation elements held in memory,
+        summed by the quantizable layer that produces them (``""``: a model input or a layer
+        whose precision does not change its outputs' width). The peak activation memory of a
+        plan is about the largest sum of elements times each layer's activation width."""
+        quantizable = set(self.quantizable_layers)
+        layer_of = {
+            t: layer.layer if layer.layer in quantizable else ""
+            for layer in self.layers
+            for i in layer.ops
+            for t in self._graph.operators[i].outputs
+        }
+        elements = {t.tensor_index: math.prod(t.shape) for t in self._graph.tensors}
+        steps = set()
+        for live in live_activations(self._graph):
+            by_layer: dict[str, int] = {}
+            for t in live:
+                key = layer_of.get(t, "")
+                by_layer[key] = by_layer.get(key, 0) + elements.get(t, 0)
+            steps.add(tuple(sorted(by_layer.items())))
+        return tuple(sorted(steps))
 
     def allowed(self, layer: str, precisions: tuple[str, ...]) -> tuple[str, ...]:
         """Which of ``precisions`` can apply to ``layer``: the weight precisions need weights."""

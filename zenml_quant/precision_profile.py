@@ -95,6 +95,8 @@ class PrecisionProfile:
     precisions: tuple[str, ...]
     evaluations: int
     seconds: float
+    #: :meth:`PrecisionQuantizer.live_elements`, for the peak-memory objective.
+    live_elements: tuple[tuple[tuple[str, int], ...], ...] = ()
 
     def options_for(self, layer: str) -> pd.DataFrame:
         """The rows of ``layer`` that can be chosen (the moves that applied)."""
@@ -277,6 +279,7 @@ def profile_precisions(
         precisions=chosen,
         evaluations=2 + sum(bool(r["applied"]) for r in rows if r["precision"] != "float"),
         seconds=time.perf_counter() - started,
+        live_elements=quantizer.live_elements(),
     )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "layer_macs",
     "layer_table",
     "parameter_counts",
+    "live_activations",
     "peak_activation_bytes",
     "tflite_graph",
     "total_macs",
@@ -343,6 +344,16 @@ def peak_activation_bytes(content: bytes | TFLiteGraph) -> int:
     """
     graph = content if isinstance(content, TFLiteGraph) else tflite_graph(content)
     nbytes = {t.tensor_index: t.nbytes for t in graph.tensors}
+    return max(sum(nbytes.get(t, 0) for t in live) for live in live_activations(graph))
+
+
+def live_activations(graph: TFLiteGraph) -> list[set[int]]:
+    """The activations (tensor indices) held in memory at each operator, in execution order.
+
+    An activation (a model input or an op's output) lives from the op that produces it (from
+    the start, for model inputs) through the last op that reads it; model outputs live to the
+    end. Constants are not activations.
+    """
     start = dict.fromkeys(graph.inputs, 0)  # activation -> first op it occupies memory at
     end: dict[int, int] = {}  # activation -> last op that reads it
     for i, op in enumerate(graph.operators):
@@ -351,7 +362,7 @@ def peak_activation_bytes(content: bytes | TFLiteGraph) -> int:
             start.setdefault(t, i)
     last = max(len(graph.operators) - 1, 0)
     end.update(dict.fromkeys(graph.outputs, last))
-    return max(
-        sum(nbytes.get(t, 0) for t, first in start.items() if first <= i <= end.get(t, first))
+    return [
+        {t for t, first in start.items() if first <= i <= end.get(t, first)}
         for i in range(last + 1)
-    )
+    ]

@@ -213,7 +213,7 @@ def compress_pipeline(
     Candidates: one per ``modes`` entry (step ids ``convert_<mode>``, ``evaluate_<mode>``,
     ``benchmark_<mode>``); ``mixed``, one precision per layer from ``precisions`` (int4, int8
     and float by default; see :mod:`zenml_quant.precisions`) minimising ``precision_objective``
-    (``bytes``, ``latency`` or ``energy``) with a drop on the validation split of at most
+    (``bytes``, ``latency``, ``energy`` or ``peak_memory``) with a drop on the validation split of at most
     ``max_quality_drop`` (``allocate_mixed``; with only int8 and float it is the int8 model
     with the fewest float layers, ``quantize_mixed``; None skips it); ``mixed_qat`` (with
     ``mixed_qat``), a plan chosen within 3x that budget whose int4 layers are fine-tuned on the

@@ -50,7 +50,7 @@ def allocate_precisions(
     Annotated[HTMLString, "zq_precision_report"],
 ]:
     """One precision per layer (``precisions``, default int4, int8, float) minimising
-    ``objective`` (``bytes``, ``latency`` or ``energy``) with at most ``max_quality_drop``
+    ``objective`` (``bytes``, ``latency``, ``energy`` or ``peak_memory``) with at most ``max_quality_drop``
     lost on ``split``. A budget that cannot be met gives the best model tried, marked in its
     notes; an error gives a failed model with the reason. Output ``zq_tflite_mixed``.
     """

@@ -546,7 +546,7 @@ def check_threads(threads: tuple[int, ...] | list[int]) -> None:
 
 #: What the per-layer precision allocation can minimise (``zenml_quant.allocate.OBJECTIVES``,
 #: repeated here so option checks do not import TensorFlow).
-OBJECTIVES = ("bytes", "latency", "energy")
+OBJECTIVES = ("bytes", "latency", "energy", "peak_memory")
 
 
 def check_precisions(value: str) -> tuple[str, ...]:

@@ -97,7 +97,7 @@ def _finish(run: Any, model_path: str, output_dir: str, json_path: str | None) -
 )
 @click.option(
     "--objective",
-    type=click.Choice(["bytes", "latency", "energy"]),
+    type=click.Choice(["bytes", "latency", "energy", "peak_memory"]),
     default=None,
     help="What the mixed candidate minimises within the quality budget [bytes].",
 )
