@@ -197,7 +197,7 @@ def measure_case(
         latency_runs=200,
     )
     reasons = {}
-    for objective in ("bytes", "latency"):
+    for objective in ("bytes", "latency", "peak_memory"):
         result = allocate_precisions(
             model, data, budget=budget, objective=objective, profile=profile, quantizer=quantizer
         )
@@ -241,15 +241,16 @@ def measure_case(
         f"({profile.evaluations} evaluations, {profile.mode}), allocations and mixed_qat: "
         f"{seconds:.0f} s.",
         "",
-        "| file | bytes | vs int8 | test | vs int8 | latency (µs) | vs int8 | layers not int8 |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| file | bytes | vs int8 | test | vs int8 | latency (µs) | vs int8 | peak act. (B) "
+        "| layers not int8 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     sample = np.asarray(x_test[:1])[0]
     latencies = interleaved_latency_us(files, sample)
     latency_int8 = latencies["int8 (TFLite converter)"]
     for label, tflite in files.items():
         if not tflite.ok:
-            lines.append(f"| {label} | failed: {tflite.error} | | | | | | |")
+            lines.append(f"| {label} | failed: {tflite.error} | | | | | | | |")
             continue
         quality = metric.score(run_tflite(tflite, x_test), y_test, x_test)
         latency = latencies[label]
@@ -262,7 +263,7 @@ def measure_case(
         lines.append(
             f"| {label} | {tflite.size_bytes:,} | {tflite.size_bytes / int8.size_bytes:.2f}x | "
             f"{metric.format(quality)} | {change} | {latency:.0f} | "
-            f"{latency / latency_int8:.2f}x | {moved} |"
+            f"{latency / latency_int8:.2f}x | {tflite.peak_activation_bytes or 0:,} | {moved} |"
         )
     lines += ["", *(f"- {o}: {r[:600]}" for o, r in reasons.items()), ""]
     return lines
