@@ -35,6 +35,7 @@ def test_compress_writes_tflite_files_and_summary(digits_model_path, tmp_path):
         "--sensitivity",
         "off",
         "--no-mixed",
+        "--no-bn-reestimate",
     )
     assert summary["baseline"]["params"] > 0 and 0.5 < summary["baseline"]["accuracy"] <= 1
     names = [c["name"] for c in summary["candidates"]]
@@ -74,7 +75,12 @@ def test_yaml_config_sets_modes_and_step_options(digits_model_path, tmp_path):
     )
     rows = {c["name"]: c for c in summary["candidates"]}
     modes = {"float32", "dynamic_range", "float16", "int8", "int16x8", "w4a8"}
-    assert set(rows) == modes | {"mixed", "qat"}
+    # The demo CNN has a BatchNorm layer: compress adds the zero-training bn_int8 on its own.
+    assert set(rows) == modes | {"mixed", "qat", "bn_int8"}
+    bn = rows["bn_int8"]
+    assert bn["status"] != "failed" and bn["mode"] == "bn_int8"
+    assert abs(bn["accuracy"] - rows["int8"]["accuracy"]) < 0.05  # same images: little to win
+    assert any("BatchNorm statistics of 1 layer(s) re-estimated" in n for n in bn["notes"])
     sizes = {name: row["size_bytes"] for name, row in rows.items()}
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
     for row in rows.values():
@@ -239,6 +245,7 @@ def test_mixed_qat_is_a_candidate_of_its_own_with_each_layers_precision(
         "--sensitivity",
         "off",
         "--mixed-qat",
+        "--no-bn-reestimate",
         "--threads",
         "1",
     )

@@ -61,6 +61,7 @@ def files(tmp_path_factory, digits_model):
         "stage.yaml": "parameters:\n  stage: prod\n",
         "precisions.yaml": "parameters:\n  precisions: [int3, int8]\n",
         "objective.yaml": "parameters:\n  precision_objective: speed\n",
+        "bn.yaml": "parameters:\n  bn_reestimate: true\n",
     }
     for name, text in configs.items():
         (root / name).write_text(text)
@@ -185,6 +186,11 @@ CASES: list[tuple[list[str], str]] = [
     (_compress("--precisions", ","), "(none given)"),
     (_compress("--objective", "speed"), "Invalid value for '--objective'"),
     (_compress("--no-mixed", "--objective", "latency"), "--no-mixed: it contradicts"),
+    (
+        ["compress", "--model", "{root}/two.keras", "--data", "digits", "--bn-reestimate"],
+        "--bn-reestimate: the model has no BatchNormalization layer",
+    ),
+    (_compress("--config", "{root}/bn.yaml", "--no-bn-reestimate"), "bn_reestimate"),
     # search
     (["search", "--model", "{root}/model.keras", "--data", "digits"], "needs a target"),
     (

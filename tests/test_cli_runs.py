@@ -65,7 +65,7 @@ def test_batchnorm_after_pooling_goes_through_qat_with_no_options(bn_after_pool_
     )
     assert result.exit_code == 0, result.output
     rows = {c["name"]: c for c in summary["candidates"]}
-    assert set(rows) == {"float32", "int8", "qat"}
+    assert set(rows) == {"float32", "int8", "qat", "bn_int8"}  # bn_int8: it has BatchNorm
     for row in rows.values():
         assert row["status"] != "failed", row
         assert Path(row["path"]).stat().st_size == row["size_bytes"]

@@ -126,6 +126,22 @@ def allocation_candidate(
     )
 
 
+def batchnorm_candidate(model: Any, dataset: LabeledDataset, **kwargs: Any) -> Any:
+    """:func:`zenml_quant.batchnorm.recalibrated_int8`; a failure (a model without BatchNorm
+    included) comes back as a failed ``bn_int8`` model with the reason."""
+    from .batchnorm import recalibrated_int8
+
+    options = kwargs.get("options") or ConversionOptions()
+    try:
+        return _guarded(
+            "BatchNorm re-estimation",
+            lambda: recalibrated_int8(model, dataset, **kwargs),
+            lambda reason: failed_model("bn_int8", reason, options, _model_name(model)),
+        )
+    except InvalidOptionError as exc:  # e.g. no BatchNorm layer: a row that says so
+        return failed_model("bn_int8", str(exc), options, _model_name(model))
+
+
 def mixed_qat_candidate(model: Any, dataset: LabeledDataset, **kwargs: Any) -> Any:
     """:func:`zenml_quant.mixed_qat.mixed_qat`; a failure comes back as a failed model."""
     from .mixed_qat import mixed_qat

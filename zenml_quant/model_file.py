@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import InvalidModelError
 
-__all__ = ["SUPPORTED_FORMATS", "layer_names", "read_model_config"]
+__all__ = ["SUPPORTED_FORMATS", "has_batchnorm", "layer_names", "read_model_config"]
 
 SUPPORTED_FORMATS = ".keras file, .h5/.hdf5 file, or a SavedModel directory (with saved_model.pb)"
 _Config = dict[str, Any]
@@ -108,6 +108,14 @@ def input_layer_names(config: _Config) -> tuple[str, ...]:
         return ()
     refs = [refs] if isinstance(refs[0], str) else refs  # one input: [name, node, index]
     return tuple(str(ref[0]) for ref in refs if isinstance(ref, list) and ref)
+
+
+def has_batchnorm(config: _Config) -> bool:
+    """Whether the config holds a BatchNormalization layer (nested models included)."""
+    return any(
+        node.get("class_name") in ("BatchNormalization", "SyncBatchNormalization")
+        for node in _walk(config)
+    )
 
 
 def layer_names(config: _Config) -> list[str]:

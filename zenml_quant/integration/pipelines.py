@@ -11,6 +11,7 @@ from zenml.enums import ExecutionMode
 
 from ..errors import InvalidOptionError
 from ..precisions import DEFAULT_PRECISIONS
+from .batchnorm_steps import recalibrate_batchnorm
 from .device_steps import benchmark_on_device, gate_inputs
 from .gate_step import deployment_gate
 from .precision_steps import allocate_precisions, int4_aware_qat
@@ -65,6 +66,7 @@ def _compress_and_gate(
     precisions: tuple[str, ...] = DEFAULT_PRECISIONS,
     precision_objective: str = "bytes",
     mixed_qat: bool = False,
+    bn_reestimate: bool = False,
 ) -> None:
     """The steps the pipelines share, from a loaded model and dataset to the gate and summary.
 
@@ -121,6 +123,8 @@ def _compress_and_gate(
             relative_drop=relative_drop,
             id="int4_aware_qat",
         )
+    if bn_reestimate:
+        tflite_models["bn_int8"] = recalibrate_batchnorm(model, dataset)
     if qat:
         tflite_models["qat"], _, _ = _named(quantization_aware_training, "qat")(
             model, dataset, skip_layers=list(qat_skip_layers) or None
@@ -206,6 +210,7 @@ def compress_pipeline(
     precisions: tuple[str, ...] = DEFAULT_PRECISIONS,
     precision_objective: str = "bytes",
     mixed_qat: bool = False,
+    bn_reestimate: bool = False,
 ) -> None:
     """load -> sensitivity -> convert / quantize / QAT / search -> evaluate, benchmark -> compare
     -> gate -> summary.
@@ -217,7 +222,9 @@ def compress_pipeline(
     ``max_quality_drop`` (``allocate_mixed``; with only int8 and float it is the int8 model
     with the fewest float layers, ``quantize_mixed``; None skips it); ``mixed_qat`` (with
     ``mixed_qat``), a plan chosen within 3x that budget whose int4 layers are fine-tuned on the
-    int4 grid (``int4_aware_qat``); and ``qat``, quantization-aware training converted to
+    int4 grid (``int4_aware_qat``); ``bn_int8`` (with ``bn_reestimate``), the model's
+    BatchNorm statistics re-estimated on the train split, no training, then int8
+    (``recalibrate_batchnorm``); and ``qat``, quantization-aware training converted to
     int8, when ``qat`` is set (``qat_skip_layers`` stay float; layers tfmot cannot annotate are
     skipped and listed). ``sensitivity_mode`` (``"fast"``, ``"exhaustive"`` or None) profiles the
     layers first. Each candidate is benchmarked in a fresh process at ``benchmark_threads`` (None
@@ -274,6 +281,7 @@ def compress_pipeline(
         precisions=tuple(precisions),
         precision_objective=precision_objective,
         mixed_qat=mixed_qat,
+        bn_reestimate=bn_reestimate,
     )
 
 

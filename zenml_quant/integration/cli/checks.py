@@ -85,6 +85,7 @@ COMPRESS_PARAMETERS = (
     "precisions",
     "precision_objective",
     "mixed_qat",
+    "bn_reestimate",
 )
 NAS_PARAMETERS = (
     "model_path",

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ...model_file import has_batchnorm
 from ...types import MODES
 from . import checks
 from .options import (
@@ -109,6 +110,12 @@ def _finish(run: Any, model_path: str, output_dir: str, json_path: str | None) -
     "the int4 grid.",
 )
 @click.option(
+    "--bn-reestimate/--no-bn-reestimate",
+    default=None,
+    help="Add bn_int8: BatchNorm statistics re-estimated on the train split (no training), "
+    "then int8 [on when the model has BatchNorm].",
+)
+@click.option(
     "--qat-skip",
     "qat_skip",
     multiple=True,
@@ -148,6 +155,7 @@ def compress(
     objective: str | None,
     qat: bool,
     mixed_qat: bool,
+    bn_reestimate: bool | None,
     qat_skip: tuple[str, ...],
     benchmark_threads: tuple[int, ...],
     max_size_kb: float | None,
@@ -249,7 +257,9 @@ def compress(
         overrides["qat_skip_layers"] = tuple(qat_skip)
     if not targets.empty or benchmark_threads:
         overrides["targets"] = targets.to_dict()
-    checks.check_config(
+    if bn_reestimate is not None:
+        overrides["bn_reestimate"] = bn_reestimate
+    in_config = checks.check_config(
         config,
         allowed=checks.COMPRESS_PARAMETERS,
         given=[*overrides, "model_path", "data_source", "raise_on_fail"],
@@ -257,6 +267,14 @@ def compress(
     )
     model_config = checks.check_model_path(model_path)
     checks.check_layer_names("--qat-skip", qat_skip, model_config)
+    if bn_reestimate and model_config is not None and not has_batchnorm(model_config):
+        raise checks.usage_error(
+            "--bn-reestimate", "the model has no BatchNormalization layer", "drop the flag"
+        )
+    if bn_reestimate is None and "bn_reestimate" not in in_config and model_config is not None:
+        # Auto: a model with BatchNorm gets the zero-training candidate.
+        if has_batchnorm(model_config):
+            overrides["bn_reestimate"] = True
     checks.check_data(
         data_source,
         scale=scale,
