@@ -155,7 +155,7 @@ class SearchResult:
         return history_frame(self.records, self.pareto)
 
     def suggestions_table(self) -> pd.DataFrame:
-        return suggestions_frame(self.trials, self.pareto)
+        return suggestions_frame(self.records, self.pareto)
 
     def pareto_svg(self) -> str:
         return pareto_svg(
@@ -337,7 +337,11 @@ class _Books:
         self.targets, self.options = targets, options
         self.original_accuracy = float(original.record.keras_accuracy or 0.0)
         self.records: list[TrialRecord] = [self._scored(original.record)]
+        # The original, converted as every candidate is (its best post-training quantization),
+        # is the reference: kept, so that it can be the suggestion when nothing beats it.
         self.models: dict[int, tuple[bytes, bytes | None]] = {}
+        if original.tflite is not None:
+            self.models[0] = (original.tflite, original.keras)
         self.best: TrialRecord | None = None
         self.first_met: int | None = None
         self.since_improvement = 0
@@ -398,6 +402,7 @@ class _Books:
         )
         if self.best is not None:
             keep.add(self.best.trial)
+        keep.add(0)
         for trial in list(self.models):
             if trial not in keep:
                 del self.models[trial]
@@ -517,11 +522,26 @@ def _result(books: _Books, stop_reason: str, seconds: float) -> SearchResult:
     # is returned or suggested, whatever its size: a tiny model at chance accuracy is no result.
     floor = books.targets.quality_floor(books.original_accuracy)
     usable = [r for r in trials if books._usable(r)]
-    pareto = tuple(pareto_front(usable, objectives(books.targets.metric)))
-    by_trial = {r.trial: r for r in trials}
-    suggestions = tuple(suggestion_of(by_trial[t]) for t in pareto)
+    original = books.records[0]
+    # The original (trial 0, with the same post-training quantization as every candidate)
+    # takes part: a candidate it dominates is never suggested.
+    reference = [original] if books._usable(original) else []
+    front = pareto_front(reference + usable, objectives(books.targets.metric))
+    pareto = tuple(t for t in front if t != 0)
     notes: list[str] = []
     best = books.best
+    if best is not None and best.trial not in pareto and books._usable(best):
+        # Dominated by the original: the best is the best-rewarded candidate it does not beat.
+        best = max((r for r in usable if r.trial in pareto), key=_reward_of, default=None)
+    if reference and not pareto and usable:
+        pareto, best = (0,), original
+        notes.append(
+            f"No candidate beats the original with its post-training quantization (trial 0: "
+            f"{_figures(original)}) on {books.targets.metric.label}, size and latency together: "
+            "every one is dominated by it, so the original is the suggestion."
+        )
+    by_trial = {r.trial: r for r in books.records}
+    suggestions = tuple(suggestion_of(by_trial[t]) for t in pareto)
     if best is not None and not books._usable(best):
         best = None  # _beats prefers usable records: none exists
         if trials:
@@ -557,6 +577,10 @@ def _result(books: _Books, stop_reason: str, seconds: float) -> SearchResult:
         notes=tuple(notes),
         repeats=books.repeats,
     )
+
+
+def _reward_of(record: TrialRecord) -> float:
+    return record.reward if record.reward is not None else float("-inf")
 
 
 def suggestion_of(record: TrialRecord) -> Suggestion:
