@@ -64,6 +64,10 @@ class EvaluationOptions:
     (:func:`zenml_quant.allocate.allocate_precisions`), losing at most ``precision_budget``
     (points of a fraction metric, else a fraction of the value) against its own Keras model,
     instead of int8 with the plan's float32 layers; a plan that sets precisions itself keeps them.
+    ``reestimate_batchnorm``: after the edits (and the fine-tune), a candidate with BatchNorm
+    layers gets their statistics recomputed on up to ``batchnorm_examples`` train examples
+    (:mod:`zenml_quant.batchnorm`), kept when that scores better on validation: edited and
+    briefly fine-tuned layers leave the moving averages behind.
     """
 
     fine_tune: FineTuneOptions = field(default_factory=FineTuneOptions)
@@ -77,6 +81,8 @@ class EvaluationOptions:
     energy_table: EnergyTable = field(default_factory=EnergyTable)
     precisions: tuple[str, ...] = ()
     precision_budget: float = 0.005
+    reestimate_batchnorm: bool = True
+    batchnorm_examples: int = 2048
 
     def __post_init__(self) -> None:
         if self.precisions:
@@ -90,6 +96,10 @@ class EvaluationOptions:
         if self.float_mode not in ("float32", "float16"):
             raise InvalidOptionError(
                 f"float_mode must be 'float32' or 'float16', got {self.float_mode!r}."
+            )
+        if isinstance(self.batchnorm_examples, bool) or self.batchnorm_examples < 1:
+            raise InvalidOptionError(
+                f"batchnorm_examples must be >= 1, got {self.batchnorm_examples!r}."
             )
         if isinstance(self.calibration_samples, bool) or self.calibration_samples < 1:
             raise InvalidOptionError(
@@ -231,6 +241,11 @@ def _evaluate(
     metric = metric_from_dict(context.metric)
     x_val, y_val = context.x_val, context.y_val
     keras_accuracy = metric.score(_outputs(edited, x_val), y_val, x_val)
+    notes: tuple[str, ...] = ()
+    if options.reestimate_batchnorm and len(task.plan):
+        edited, keras_accuracy, notes = _with_batchnorm_reestimated(
+            edited, keras_accuracy, context, task, metric
+        )
     progress("converting", None)
     tflite = _convert(edited, task, context)
     if tflite.error:
@@ -268,10 +283,35 @@ def _evaluate(
         energy_uj=energy,
         params=int(edited.count_params()),
         macs=_macs(edited),
-        notes=tflite.notes,
+        notes=(*tflite.notes, *notes),
     )
     keep = context.keep_models
     return TrialOutcome(record, tflite.content, keras_bytes(edited) if keep else None)
+
+
+def _with_batchnorm_reestimated(
+    model: Any, quality: float, context: SearchContext, task: TrialTask, metric: Any
+) -> tuple[Any, float, tuple[str, ...]]:
+    """``model`` with its BatchNorm statistics recomputed on the train split when that scores
+    better on validation (else as it was), its validation quality, and a note of what happened."""
+    from ..batchnorm import batchnorm_layers, reestimate_batchnorm
+
+    if not batchnorm_layers(model):
+        return model, quality, ()
+    result = reestimate_batchnorm(
+        model,
+        context.x_train,
+        max_examples=context.options.batchnorm_examples,
+        seed=task.seed,
+    )
+    x_val, y_val = context.x_val, context.y_val
+    after = metric.score(_outputs(result.model, x_val), y_val, x_val)
+    kept = metric.worse_by(quality, after) < 0
+    note = (
+        f"BatchNorm statistics re-estimated after the edits: validation {metric.format(quality)} "
+        f"-> {metric.format(after)} ({'kept' if kept else 'not kept'})"
+    )
+    return (result.model, after, (note,)) if kept else (model, quality, (note,))
 
 
 def _convert(model: Any, task: TrialTask, context: SearchContext) -> Any:
