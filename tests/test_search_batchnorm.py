@@ -74,3 +74,28 @@ def test_a_bad_example_count_is_refused_before_any_trial():
 
     with pytest.raises(InvalidOptionError, match="batchnorm_examples must be >= 1"):
         EvaluationOptions(batchnorm_examples=0)
+
+
+def test_apply_plan_rebuilds_the_candidate_with_its_new_statistics(stale_bn_model, digits):
+    import numpy as np
+
+    from zenml_quant.search.apply import apply_plan, plan_meta
+    from zenml_quant.search.finetune import FineTuneOptions
+    from zenml_quant.search.trial import load_keras_bytes
+
+    fine = FineTuneOptions(epochs=1, steps_per_epoch=5)
+    options = SearchOptions(
+        evaluation=EvaluationOptions(measure_latency=False, estimate_energy=False, fine_tune=fine)
+    )
+    context = _context(stale_bn_model, digits, options)
+    plan = EditPlan(
+        (Edit("relu2", "activation", "relu6"),),
+        model=stale_bn_model.name,
+        meta=plan_meta(1, 3, fine, options.evaluation.batchnorm_examples),
+    )
+    outcome = evaluate_trial(context, TrialTask(1, plan, seed=3, fine_tune=True))
+    assert any("(kept)" in n for n in outcome.record.notes), outcome.record.notes
+    measured = load_keras_bytes(outcome.keras)
+    rebuilt = apply_plan(stale_bn_model, plan, digits).model
+    for a, b in zip(rebuilt.get_weights(), measured.get_weights()):
+        np.testing.assert_array_equal(a, b)

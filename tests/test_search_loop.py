@@ -46,11 +46,16 @@ def test_search_records_every_trial_and_keeps_the_best_and_pareto_models(digits,
     assert result.original.plan.edits == () and result.original.ok
     assert seen == [(1, 1), (2, 2), (3, 3), (4, 4)]
     assert result.stop_reason == "trial budget of 4 used"
-    ok = [r for r in result.trials if r.ok]
+    figures = objectives(result.targets.metric)
+    ok = [r for r in result.trials if r.ok and not dominates(result.original, r, figures)]
+    usable = [r for r in ok if result.targets.quality_met(result.original_accuracy, r.accuracy)]
     assert result.best is not None
-    assert result.best.reward == max(
-        r.reward for r in ok if r.meets_targets == result.best.meets_targets
-    )
+    if result.best_trial == 0:  # the original dominates every usable candidate
+        assert not usable and any("the original is the suggestion" in n for n in result.notes)
+    else:
+        assert result.best.reward == max(
+            r.reward for r in usable if r.meets_targets == result.best.meets_targets
+        )
     for trial in (result.best_trial, *result.pareto):
         assert trial in result.models
     frame = result.history()
@@ -227,16 +232,20 @@ def test_same_seed_same_trials_other_seed_other_trials(digits, digits_model):
 
 def test_apply_plan_reproduces_a_suggested_model_exactly(digits, digits_model):
     result = search_architecture(digits_model, digits, targets=TARGETS, options=_options())
-    suggestion = result.suggestions[0]
-    kept = result.keras_model(suggestion.trial)
-    again = apply_plan(digits_model, suggestion.plan, digits).model
+    # A searched candidate when one was kept; else the suggestion is the original (trial 0),
+    # measured without fine-tuning, so it is rebuilt without data.
+    trial = max(result.models)
+    plan = result.record(trial).plan
+    data = digits if trial else None
+    kept = result.keras_model(trial)
+    again = apply_plan(digits_model, plan, data).model
     assert again.to_json() == kept.to_json()
     for a, b in zip(again.get_weights(), kept.get_weights()):
         np.testing.assert_array_equal(a, b)
     # and through YAML, as the studio and the apply_edits step read it
     from zenml_quant.search.edits import EditPlan
 
-    from_yaml = apply_plan(digits_model, EditPlan.from_yaml(suggestion.plan.to_yaml()), digits)
+    from_yaml = apply_plan(digits_model, EditPlan.from_yaml(plan.to_yaml()), data)
     for a, b in zip(from_yaml.model.get_weights(), kept.get_weights()):
         np.testing.assert_array_equal(a, b)
 

@@ -141,9 +141,9 @@ def test_controller_starts_uniform_without_a_keep_bias_and_favours_keep_with_one
     controller = ControllerRNN(space, seed=0, keep_bias=0.0)
     controller._begin()
     np.testing.assert_allclose(controller._probabilities([], np.ones(4, bool)), 0.25)
-    # Default keep_bias 3, soft-clipped by logit_bound 3: "keep" is e^(3 tanh(1)) = 9.8 times
+    # keep_bias 3, soft-clipped by logit_bound 3: "keep" is e^(3 tanh(1)) = 9.8 times
     # as likely as each other choice...
-    biased = ControllerRNN(space, seed=0)
+    biased = ControllerRNN(space, seed=0, keep_bias=3.0)
     biased._begin()
     p = biased._probabilities([], np.ones(4, bool))
     np.testing.assert_allclose(p[0] / p[1], np.exp(3 * np.tanh(3 / 3)), rtol=1e-3)
@@ -152,6 +152,10 @@ def test_controller_starts_uniform_without_a_keep_bias_and_favours_keep_with_one
     biased._begin()
     p = biased._probabilities([], np.array([False, True, True, True]))
     np.testing.assert_allclose(p, [0, 1 / 3, 1 / 3, 1 / 3])
+    # The default prior: 2 positions, 1 expected edit, so "keep" starts at probability 1/2.
+    prior = ControllerRNN(space, seed=0)
+    prior._begin()
+    np.testing.assert_allclose(prior._probabilities([], np.ones(4, bool))[0], 0.5, rtol=1e-3)
 
 
 # -- ask/tell ------------------------------------------------------------------------------------
@@ -246,7 +250,9 @@ def test_sampling_and_learning_use_the_same_policy():
         np.float32(1.3),
         np.float32(2.0),
         np.float32(0.0),
+        controller.prior,  # the fixed "keep" prior counts in both
     )
+    assert np.abs(controller.prior).max() > 0
     assert float(loss) == pytest.approx(-log_prob, abs=1e-4)
 
 
@@ -328,3 +334,28 @@ def test_controller_reaches_the_target_much_sooner_than_random_search():
     assert 0.015 < hit_rate < 0.04, hit_rate
     random_median, controller_median = np.median(random_runs), np.median(controller_runs)
     assert controller_median <= 0.6 * random_median, (controller_median, random_median)
+
+
+@pytest.mark.parametrize(("positions", "expected"), [(11, 2.75), (35, 3.0), (114, 3.0), (3, 1.0)])
+def test_first_proposals_change_a_few_positions_whatever_the_depth(positions, expected):
+    from zenml_quant.search.proposers import default_expected_edits
+
+    assert default_expected_edits(positions) == expected
+    space = FullSpace((12,) * positions)
+    controller = ControllerRNN(space, seed=0)
+    edits = [sum(d != 0 for d in controller.ask().decisions) for _ in range(400)]
+    assert abs(np.mean(edits) - expected) < 0.35
+    # The earlier fixed bias of 3 changed about half of a deep model's positions.
+    old = ControllerRNN(space, seed=0, keep_bias=3.0)
+    assert np.mean([sum(d != 0 for d in old.ask().decisions) for _ in range(100)]) > positions / 3
+
+
+def test_the_prior_yields_to_rewards_that_favour_an_edit():
+    space = FullSpace((4,) * 20)
+    controller = ControllerRNN(space, seed=0)
+    before = np.mean([controller.ask().decisions[0] != 0 for _ in range(200)])
+    for _ in range(60):  # an edit at position 0 pays, anything else does not
+        proposal = controller.ask()
+        controller.tell(proposal.id, 1.0 if proposal.decisions[0] == 2 else 0.0)
+    after = np.mean([controller.ask().decisions[0] == 2 for _ in range(200)])
+    assert after > before + 0.3

@@ -3,6 +3,7 @@ fine-tune with the settings and seed the plan records, so a suggestion is reprod
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -10,21 +11,27 @@ import numpy as np
 from ..errors import InvalidOptionError
 from ..inputs import for_keras
 from ..outputs import scored
-from ..tasks import dataset_task
+from ..tasks import dataset_metric, dataset_task
 from ..types import LabeledDataset
 from .edits import EditPlan
 from .finetune import FineTuneOptions, fine_tune, outputs_are_logits
 from .rebuild import EditedModel, apply_edits
+from .recalibrate import recalibrated
 from .space import SearchSpace, SpaceOptions
 
 __all__ = ["apply_plan", "plan_meta"]
 
 
-def plan_meta(trial: int, seed: int, options: FineTuneOptions) -> dict[str, Any]:
-    """What the search writes into a candidate's plan so it can be rebuilt identically."""
+def plan_meta(
+    trial: int, seed: int, options: FineTuneOptions, batchnorm_examples: int | None = None
+) -> dict[str, Any]:
+    """What the search writes into a candidate's plan so it can be rebuilt identically
+    (``batchnorm_examples``: BatchNorm statistics re-estimated on that many train examples
+    after the fine-tune, when validation says so; None: not)."""
     return {
         "trial": trial,
         "seed": seed,
+        "batchnorm_examples": batchnorm_examples,
         "fine_tune": {
             "epochs": options.epochs,
             "steps_per_epoch": options.steps_per_epoch,
@@ -78,4 +85,16 @@ def apply_plan(
         task=dataset_task(dataset),
         reference=model,
     )
+    examples = meta.get("batchnorm_examples")
+    if examples and len(plan):  # the same decision as the trial's, on the same data
+        recomputed, _, _ = recalibrated(
+            edited.model,
+            dataset.x_train,
+            dataset.x_val,
+            dataset.y_val,
+            dataset_metric(dataset),
+            max_examples=int(examples),
+            seed=seed,
+        )
+        edited = replace(edited, model=recomputed)
     return edited

@@ -157,10 +157,15 @@ class SearchResult:
     def suggestions_table(self) -> pd.DataFrame:
         return suggestions_frame(self.records, self.pareto)
 
+    @property
+    def _searched_front(self) -> tuple[int, ...]:
+        """The Pareto trials among the searched candidates (the original is drawn apart)."""
+        return tuple(t for t in self.pareto if t != 0)
+
     def pareto_svg(self) -> str:
         return pareto_svg(
             self.trials,
-            self.pareto,
+            self._searched_front,
             original=self.original,
             targets=self.targets,
             original_accuracy=self.original_accuracy,
@@ -169,7 +174,7 @@ class SearchResult:
     def html(self) -> str:
         return search_html(
             self.trials,
-            self.pareto,
+            self._searched_front,
             original=self.original,
             targets=self.targets,
             original_accuracy=self.original_accuracy,
@@ -445,7 +450,13 @@ def _run(
         for _, plan in proposals:
             trial += 1
             seed = options.seed * 100_003 + trial
-            meta = plan_meta(trial, seed, options.evaluation.fine_tune)
+            evaluation = options.evaluation
+            meta = plan_meta(
+                trial,
+                seed,
+                evaluation.fine_tune,
+                evaluation.batchnorm_examples if evaluation.reestimate_batchnorm else None,
+            )
             tasks.append(TrialTask(trial, replace(plan, meta=meta), seed))
         outcomes = {o.record.trial: o for o in executor.map(longest_first(tasks, space))}
         for (p, _), task in zip(proposals, tasks):

@@ -177,12 +177,18 @@ class ControllerRNN(_AskTell):
     Position ``t`` feeds the LSTM the embedding of the decision taken at ``t - 1`` (a learned
     start token at ``t = 0``; a row per (position, choice), as a choice index means different
     things at different positions) and reads its choices' logits from its own dense head.
-    Invalid choices get probability 0. The heads start at zero except for choice 0 ("keep the
-    original"), whose logit starts at ``keep_bias``: the search edits a pre-trained model, and
-    its first proposals should change a few layers rather than every one (``keep_bias=0``
-    starts uniform among the valid choices, like :class:`RandomSearch`). As in ENAS the logits are
-    soft-clipped to ``+-logit_bound`` (``b * tanh(logit / b)``), so no choice's probability
-    collapses to 0 after a few lucky trials and the policy keeps exploring.
+    Invalid choices get probability 0. The search edits a pre-trained model, so its first
+    proposals should change a few layers, not every one: choice 0 ("keep the original") gets a
+    fixed per-position prior logit that makes a first proposal change ``expected_edits``
+    positions on average (default :func:`default_expected_edits`: a quarter of the positions,
+    between 1 and 3, whatever the model's depth; counted as if every choice were valid, so
+    masks make it a little fewer). The learned logits start at zero and move the policy away
+    from "keep" only as rewards justify. As in ENAS the learned logits are soft-clipped to
+    ``+-logit_bound`` (``b * tanh(logit / b)``), so no choice's probability collapses to 0
+    after a few lucky trials and the policy keeps exploring; the prior is added after the clip.
+    ``keep_bias`` (the earlier scheme: one learned "keep" logit for every position, inside the
+    clip) replaces the prior when given; ``keep_bias=0`` starts uniform among the valid choices,
+    like :class:`RandomSearch`.
 
     The weights live in numpy. Sampling runs the LSTM in numpy with a seeded generator (about a
     millisecond for 30 positions). A step recomputes the told decisions' log-probabilities
@@ -197,11 +203,11 @@ class ControllerRNN(_AskTell):
     data and, learned as fast, mostly add noise. ``batch_size`` told rewards make one step; the
     default, 1, steps on every tell because trials are expensive. Proposals asked before a step
     are told normally (slightly off-policy, like ENAS's asynchronous workers). The defaults are
-    tuned on the surrogate benchmark in ``tests/test_search_proposers.py``, except
-    ``keep_bias``: its default 3 (soft-clipped to 2.3, so "keep" starts 9.8 times as likely as
-    each other choice; on the digits CNN's 11 positions a first proposal changes about 2.6) was
-    chosen on real digits searches, seeds 10-14, where it took the median trials to the
-    benchmark's target from 96 (``keep_bias`` 1.5) to 8.
+    tuned on the surrogate benchmark in ``tests/test_search_proposers.py``. A ``keep_bias`` of 3
+    (soft-clipped to 2.3, "keep" 9.8 times as likely as each other choice) changed about 2.6 of
+    the digits CNN's 11 positions and took real digits searches (seeds 10-14) to the
+    benchmark's target in a median 8 trials against 96 with 1.5; but the same bias changes 5 to
+    21 of a ResNet's 35 positions, which is why the prior now scales with the depth.
     """
 
     def __init__(
@@ -216,7 +222,8 @@ class ControllerRNN(_AskTell):
         entropy_weight: float = 0.03,
         temperature: float = 1.0,
         logit_bound: float | None = 3.0,
-        keep_bias: float = 3.0,
+        keep_bias: float | None = None,
+        expected_edits: float | None = None,
         batch_size: int = 1,
         seed: int = 0,
         failure_reward: float = 0.0,
@@ -235,7 +242,13 @@ class ControllerRNN(_AskTell):
             ("baseline_decay", baseline_decay, "in [0, 1)", lambda v: 0 <= v < 1),
             ("entropy_weight", entropy_weight, ">= 0", lambda v: v >= 0),
             ("temperature", temperature, "> 0", lambda v: v > 0),
-            ("keep_bias", keep_bias, ">= 0", lambda v: v >= 0),
+            ("keep_bias", 0.0 if keep_bias is None else keep_bias, ">= 0", lambda v: v >= 0),
+            (
+                "expected_edits",
+                1.0 if expected_edits is None else expected_edits,
+                "> 0",
+                lambda v: v > 0,
+            ),
             (
                 "logit_bound",
                 1.0 if logit_bound is None else logit_bound,
@@ -273,8 +286,18 @@ class ControllerRNN(_AskTell):
             "head_bias": np.zeros((steps, width), np.float32),
         }
         # Incremental edits of a pre-trained model: start preferring choice 0 ("keep") so the
-        # first proposals change a few layers, not all of them at once.
-        self.params["head_bias"][:, 0] = keep_bias
+        # first proposals change a few layers, not all of them at once. The prior is a fixed
+        # offset outside the soft clip, so it can make "keep" as likely as a deep model needs;
+        # the learned head bias moves away from it only as rewards justify.
+        self.prior = np.zeros((steps, width), np.float32)
+        if keep_bias is not None:
+            self.params["head_bias"][:, 0] = keep_bias
+            self.expected_edits = None
+        else:
+            self.expected_edits = (
+                default_expected_edits(steps) if expected_edits is None else float(expected_edits)
+            )
+            self.prior[:, 0] = _keep_logits(self.sizes, self.expected_edits)
         self._moments = {k: (np.zeros_like(v), np.zeros_like(v)) for k, v in self.params.items()}
         self._batch: list[tuple[tuple[int, ...], list[np.ndarray], float]] = []
 
@@ -297,7 +320,7 @@ class ControllerRNN(_AskTell):
         logits = (h @ w["head_kernel"][t, :, :n] + w["head_bias"][t, :n]) / self.temperature
         if self.logit_bound is not None:
             logits = self.logit_bound * np.tanh(logits / self.logit_bound)
-        logits = np.where(mask, logits, -np.inf)
+        logits = np.where(mask, logits + self.prior[t, :n], -np.inf)
         p = np.exp(logits - logits.max())
         return p / p.sum()
 
@@ -340,6 +363,7 @@ class ControllerRNN(_AskTell):
             np.float32(self.temperature),
             np.float32(self.logit_bound or 0.0),
             np.float32(self.entropy_weight),
+            self.prior,
         )
         self._adam({k: v.numpy() for k, v in grads.items()})
         for r in rewards:
@@ -357,6 +381,22 @@ class ControllerRNN(_AskTell):
             v[...] = beta2 * v + (1 - beta2) * grad * grad
             rate = self.bias_learning_rate if name == "head_bias" else self.learning_rate
             self.params[name] -= (rate * correction * m / (np.sqrt(v) + eps)).astype(np.float32)
+
+
+def default_expected_edits(positions: int) -> float:
+    """How many positions a first proposal changes on average: a quarter of the positions,
+    between 1 and 3 (the digits CNN's 11 positions: 2.75; a ResNet's 35 or a MobileNet's
+    114: 3). Published methods that work on real networks change a little at a time."""
+    return float(np.clip(0.25 * positions, 1.0, 3.0))
+
+
+def _keep_logits(sizes: Sequence[int], expected: float) -> np.ndarray:
+    """Per position, the "keep" logit that makes its probability ``1 - expected / positions``
+    when every other choice has logit 0 (a position with one choice needs none)."""
+    change = min(expected / len(sizes), 0.999)
+    others = np.maximum(np.asarray(sizes, np.float64) - 1.0, 1.0)
+    logits = np.log((1.0 - change) / change * others)
+    return np.where(np.asarray(sizes) > 1, logits, 0.0).astype(np.float32)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -382,9 +422,10 @@ _PARAMS = {
         tf.TensorSpec([], tf.float32),  # temperature
         tf.TensorSpec([], tf.float32),  # logit bound, 0 for none
         tf.TensorSpec([], tf.float32),  # entropy weight
+        tf.TensorSpec([None, None], tf.float32),  # fixed prior [positions, choices]
     ]
 )
-def _policy_gradient(params, chosen, masks, advantages, temperature, bound, entropy_weight):  # type: ignore[no-untyped-def]
+def _policy_gradient(params, chosen, masks, advantages, temperature, bound, entropy_weight, prior):  # type: ignore[no-untyped-def]
     """The REINFORCE loss and its gradient. Every shape is dynamic, so this traces once."""
     with tf.GradientTape() as tape:
         tape.watch(params)
@@ -408,7 +449,7 @@ def _policy_gradient(params, chosen, masks, advantages, temperature, bound, entr
         logits = tf.einsum("tbh,thc->btc", hs.stack(), params["head_kernel"]) + params["head_bias"]
         logits /= temperature
         safe = tf.where(bound > 0, bound, 1.0)  # no 0/0, even in the branch tf.where drops
-        logits = tf.where(bound > 0, safe * tf.tanh(logits / safe), logits)
+        logits = tf.where(bound > 0, safe * tf.tanh(logits / safe), logits) + prior
         logp = tf.nn.log_softmax(tf.where(masks, logits, -1e9))
         entropy = -tf.reduce_sum(tf.where(masks, tf.exp(logp) * logp, 0.0), axis=[1, 2])
         log_prob = tf.reduce_sum(tf.gather(logp, chosen, batch_dims=2), axis=1)

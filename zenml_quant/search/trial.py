@@ -23,16 +23,15 @@ from .._compat import is_keras3_model, tf
 from ..benchmark import BenchmarkOptions, LocalBenchmarker
 from ..convert import convert_model
 from ..errors import InvalidOptionError
-from ..inputs import for_keras
 from ..interpreter import run_tflite
 from ..metrics import metric_from_dict
 from ..models import load_model
-from ..outputs import scored
 from ..selective import convert_selective
 from ..types import ConversionOptions
 from .energy import EnergyTable, estimate_energy
 from .finetune import FineTuneOptions, fine_tune
 from .rebuild import apply_edits
+from .recalibrate import outputs_of, recalibrated
 from .space import SearchSpace, SpaceOptions
 from .types import FAILED, OK, TrialOutcome, TrialRecord, TrialTask
 
@@ -240,12 +239,20 @@ def _evaluate(
     progress("evaluating", None)
     metric = metric_from_dict(context.metric)
     x_val, y_val = context.x_val, context.y_val
-    keras_accuracy = metric.score(_outputs(edited, x_val), y_val, x_val)
+    keras_accuracy = metric.score(outputs_of(edited, x_val), y_val, x_val)
     notes: tuple[str, ...] = ()
     if options.reestimate_batchnorm and len(task.plan):
-        edited, keras_accuracy, notes = _with_batchnorm_reestimated(
-            edited, keras_accuracy, context, task, metric
+        edited, keras_accuracy, note = recalibrated(
+            edited,
+            context.x_train,
+            x_val,
+            y_val,
+            metric,
+            max_examples=options.batchnorm_examples,
+            seed=task.seed,
+            quality=keras_accuracy,
         )
+        notes = (note,) if note else ()
     progress("converting", None)
     tflite = _convert(edited, task, context)
     if tflite.error:
@@ -287,31 +294,6 @@ def _evaluate(
     )
     keep = context.keep_models
     return TrialOutcome(record, tflite.content, keras_bytes(edited) if keep else None)
-
-
-def _with_batchnorm_reestimated(
-    model: Any, quality: float, context: SearchContext, task: TrialTask, metric: Any
-) -> tuple[Any, float, tuple[str, ...]]:
-    """``model`` with its BatchNorm statistics recomputed on the train split when that scores
-    better on validation (else as it was), its validation quality, and a note of what happened."""
-    from ..batchnorm import batchnorm_layers, reestimate_batchnorm
-
-    if not batchnorm_layers(model):
-        return model, quality, ()
-    result = reestimate_batchnorm(
-        model,
-        context.x_train,
-        max_examples=context.options.batchnorm_examples,
-        seed=task.seed,
-    )
-    x_val, y_val = context.x_val, context.y_val
-    after = metric.score(_outputs(result.model, x_val), y_val, x_val)
-    kept = metric.worse_by(quality, after) < 0
-    note = (
-        f"BatchNorm statistics re-estimated after the edits: validation {metric.format(quality)} "
-        f"-> {metric.format(after)} ({'kept' if kept else 'not kept'})"
-    )
-    return (result.model, after, (note,)) if kept else (model, quality, (note,))
 
 
 def _convert(model: Any, task: TrialTask, context: SearchContext) -> Any:
@@ -363,15 +345,6 @@ def _allocated(model: Any, context: SearchContext, conversion: ConversionOptions
     return allocate_precisions(
         model, data, budget=budget, precisions=options.precisions, options=conversion
     ).model
-
-
-def _outputs(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    # Direct calls, not predict(): predict traces a new function for every candidate model.
-    parts = [
-        scored(model(for_keras(x[i : i + batch_size]), training=False))
-        for i in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(parts)
 
 
 def _finite_weights(model: Any) -> bool:

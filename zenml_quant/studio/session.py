@@ -225,9 +225,15 @@ class Studio:
         with self._lock:
             number = len(self._evaluations)
         seed = self.seed * 100_003 + number
-        meta = {**plan_meta(number, seed, fine_tune), "conversion": mode}
-        plan = replace(plan, model=self.space.model_name, meta=meta)
         context = self._context(mode, fine_tune)
+        evaluation_options = context.options
+        examples = (
+            evaluation_options.batchnorm_examples
+            if evaluation_options.reestimate_batchnorm
+            else None
+        )
+        meta = {**plan_meta(number, seed, fine_tune, examples), "conversion": mode}
+        plan = replace(plan, model=self.space.model_name, meta=meta)
         task = TrialTask(number, plan, seed, fine_tune=fine_tune_epochs > 0)
         outcome = evaluate_trial(context, task, progress=progress)
         record = outcome.record
