@@ -99,3 +99,17 @@ def test_apply_plan_rebuilds_the_candidate_with_its_new_statistics(stale_bn_mode
     rebuilt = apply_plan(stale_bn_model, plan, digits).model
     for a, b in zip(rebuilt.get_weights(), measured.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_trial_says_where_its_time_went(stale_bn_model, digits):
+    from zenml_quant.search.report import PHASE_COLUMNS, history_frame
+    from zenml_quant.search.serialize import record_from_dict, record_to_dict
+
+    record = _trial(stale_bn_model, digits, reestimate=True)
+    phases = dict(record.phase_seconds)
+    assert set(phases) == {"building", "evaluating", "converting"}  # no fine-tune, no timing
+    assert all(s > 0 for s in phases.values()) and sum(phases.values()) <= record.seconds
+    assert record_from_dict(record_to_dict(record)) == record
+    frame = history_frame([record])
+    assert frame.loc[0, "build_s"] == phases["building"]
+    assert set(PHASE_COLUMNS.values()) <= set(frame.columns)

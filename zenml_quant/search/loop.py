@@ -29,7 +29,7 @@ from .executors import TrialExecutor, default_executor
 from .finetune import outputs_are_logits
 from .pareto import objectives, pareto_front
 from .proposers import ControllerRNN, Proposal, Proposer, RandomSearch
-from .report import history_frame, pareto_svg, search_html, suggestions_frame
+from .report import PHASE_COLUMNS, history_frame, pareto_svg, search_html, suggestions_frame
 from .reward import meets_targets, missed_targets, reward
 from .space import SearchSpace, SpaceOptions
 from .trial import EvaluationOptions, SearchContext, evaluate_trial, failed_outcome, keras_bytes
@@ -568,6 +568,14 @@ def _result(books: _Books, stop_reason: str, seconds: float) -> SearchResult:
         )
     if books.best is None:
         notes.append("Every trial failed; see the error column of the history.")
+    timed = [dict(r.phase_seconds) for r in trials if r.ok and r.phase_seconds]
+    if timed:
+        spent = [
+            f"{phase} {np.median([t.get(phase, 0.0) for t in timed]):.1f} s"
+            for phase in PHASE_COLUMNS
+            if any(phase in t for t in timed)
+        ]
+        notes.append(f"Median time per trial ({len(timed)} trials): " + ", ".join(spent) + ".")
     if books.repeats:
         notes.append(
             f"{books.repeats} proposal(s) repeated a candidate already evaluated: each was told "

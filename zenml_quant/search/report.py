@@ -27,12 +27,22 @@ from .types import Targets, TrialRecord  # noqa: E402
 
 __all__ = [
     "HISTORY_COLUMNS",
+    "PHASE_COLUMNS",
     "SUGGESTION_COLUMNS",
     "history_frame",
     "pareto_svg",
     "search_html",
     "suggestions_frame",
 ]
+
+#: A trial's phases and the history column holding the seconds spent in each.
+PHASE_COLUMNS = {
+    "building": "build_s",
+    "fine-tuning": "fine_tune_s",
+    "converting": "convert_s",
+    "evaluating": "evaluate_s",
+    "benchmarking": "benchmark_s",
+}
 
 #: Columns of :func:`history_frame`, in order.
 HISTORY_COLUMNS: tuple[str, ...] = (
@@ -53,6 +63,7 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "meets_targets",
     "pareto",
     "seconds",
+    *PHASE_COLUMNS.values(),
     "error",
 )
 #: Columns of :func:`suggestions_frame`, in order.
@@ -89,6 +100,7 @@ _DTYPES: dict[str, Any] = {
     "pareto": bool,
     "error": str,
     **dict.fromkeys(_FLOATS, "float64"),
+    **dict.fromkeys(PHASE_COLUMNS.values(), "float64"),
 }
 _KB = 1024
 _FRONT_COLOR = "tab:blue"
@@ -149,6 +161,10 @@ def history_frame(records: Sequence[TrialRecord], pareto: Collection[int] = ()) 
             "meets_targets": bool(r.meets_targets),
             "pareto": r.trial in front,
             "seconds": _num(r.seconds),
+            **{
+                column: _num(dict(r.phase_seconds).get(phase))
+                for phase, column in PHASE_COLUMNS.items()
+            },
             "error": r.error or "",
         }
         for r in _check_records(records)

@@ -27,6 +27,9 @@ def record_from_dict(data: dict[str, Any]) -> TrialRecord:
     values = {k: v for k, v in data.items() if k in _RECORD_FIELDS}
     values["plan"] = EditPlan.from_dict(data["plan"])
     values["notes"] = tuple(data.get("notes", ()))
+    values["phase_seconds"] = tuple(
+        (str(phase), float(seconds)) for phase, seconds in data.get("phase_seconds", ())
+    )
     return TrialRecord(**values)
 
 

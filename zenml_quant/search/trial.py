@@ -209,10 +209,39 @@ def _no_progress(phase: str, fraction: float | None) -> None:
     return None
 
 
+class _PhaseClock:
+    """Passes progress on and adds up the time spent in each phase (a phase lasts until the
+    next one starts; a phase met twice, such as evaluating, adds up)."""
+
+    def __init__(self, progress: PhaseFn) -> None:
+        self._progress = progress
+        self._phase: str | None = None
+        self._since = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, phase: str, fraction: float | None) -> None:
+        if phase != self._phase:
+            self._close()
+            self._phase = phase
+        self._progress(phase, fraction)
+
+    def _close(self) -> None:
+        now = time.perf_counter()
+        if self._phase is not None:
+            self.seconds[self._phase] = self.seconds.get(self._phase, 0.0) + now - self._since
+        self._since = now
+
+    def finish(self) -> tuple[tuple[str, float], ...]:
+        self._close()
+        self._phase = None
+        return tuple(self.seconds.items())
+
+
 def _evaluate(
     context: SearchContext, task: TrialTask, start: float, progress: PhaseFn
 ) -> TrialOutcome:
     options = context.options
+    progress = clock = _PhaseClock(progress)
     progress("building", None)
     original, space = _original(context)
     edited = apply_edits(original, task.plan, seed=task.seed, space=space).model
@@ -277,6 +306,7 @@ def _evaluate(
             quantized=options.quantize,
             table=options.energy_table,
         ).total_uj
+    phases = clock.finish()
     record = TrialRecord(
         trial=task.trial,
         plan=task.plan,
@@ -291,6 +321,7 @@ def _evaluate(
         params=int(edited.count_params()),
         macs=_macs(edited),
         notes=(*tflite.notes, *notes),
+        phase_seconds=phases,
     )
     keep = context.keep_models
     return TrialOutcome(record, tflite.content, keras_bytes(edited) if keep else None)

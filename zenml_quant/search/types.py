@@ -94,6 +94,9 @@ class TrialRecord:
     reward: float | None = None
     meets_targets: bool = False
     notes: tuple[str, ...] = ()
+    #: Where the trial's time went: ``(phase, seconds)`` for building, fine-tuning,
+    #: converting, evaluating and benchmarking, in the order first met.
+    phase_seconds: tuple[tuple[str, float], ...] = ()
 
     @property
     def ok(self) -> bool:
