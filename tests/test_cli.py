@@ -122,6 +122,7 @@ def test_compress_h5_model_on_csv_pixels(digits_model, tmp_path):
         "--mode",
         "int8",
         "--no-mixed",
+        "--no-bn-reestimate",
     )
     # 0..16 pixels scaled by 1/16 as in training: the model scores as it did on the digits.
     assert summary["baseline"]["accuracy"] > 0.8
@@ -183,7 +184,7 @@ def test_no_mixed_contradicts_a_budget(digits_model_path):
 
 def test_gate_flags_fail_with_reasons_and_pass_with_promotion(digits_model_path, tmp_path):
     common = ["compress", "--model", str(digits_model_path), "--data", "digits", "--mode", "int8"]
-    common += ["--sensitivity", "off", "--no-mixed", "--stage", "staging"]
+    common += ["--sensitivity", "off", "--no-mixed", "--no-bn-reestimate", "--stage", "staging"]
     summary_path = tmp_path / "fail.json"
     failed = CliRunner().invoke(main, [*common, "--max-size-kb", "5", "--json", str(summary_path)])
     assert failed.exit_code == 1 and "deployment gate failed" in failed.output
