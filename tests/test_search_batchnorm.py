@@ -113,3 +113,48 @@ def test_a_trial_says_where_its_time_went(stale_bn_model, digits):
     frame = history_frame([record])
     assert frame.loc[0, "build_s"] == phases["building"]
     assert set(PHASE_COLUMNS.values()) <= set(frame.columns)
+
+
+def test_candidates_distil_from_the_teacher_with_the_users_statistics(stale_bn_model, digits):
+    import numpy as np
+
+    from zenml_quant.search.apply import apply_plan, plan_meta
+    from zenml_quant.search.finetune import FineTuneOptions
+    from zenml_quant.search.recalibrate import distillation_teacher
+    from zenml_quant.search.trial import load_keras_bytes
+
+    teacher, note = distillation_teacher(stale_bn_model, digits, max_examples=2048)
+    assert teacher is not stale_bn_model and "(kept)" in note and "teacher" in note
+    fine = FineTuneOptions(epochs=1, steps_per_epoch=5, distill=True)
+    options = SearchOptions(
+        evaluation=EvaluationOptions(measure_latency=False, estimate_energy=False, fine_tune=fine)
+    )
+    context = _context(stale_bn_model, digits, options, teacher)
+    plan = EditPlan(
+        (Edit("relu2", "activation", "relu6"),),
+        model=stale_bn_model.name,
+        meta=plan_meta(1, 3, fine, options.evaluation.batchnorm_examples),
+    )
+    outcome = evaluate_trial(context, TrialTask(1, plan, seed=3, fine_tune=True))
+    assert outcome.record.ok, outcome.record.error
+    # Rebuilding the plan distils from the same re-estimated teacher: the very same weights.
+    rebuilt = apply_plan(stale_bn_model, plan, digits).model
+    for a, b in zip(rebuilt.get_weights(), load_keras_bytes(outcome.keras).get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_distilling_search_says_which_teacher_it_used(stale_bn_model, digits):
+    from zenml_quant.search.finetune import FineTuneOptions
+    from zenml_quant.search.loop import search_architecture
+    from zenml_quant.search.types import Targets
+
+    fine = FineTuneOptions(epochs=1, steps_per_epoch=3, distill=True)
+    options = SearchOptions(
+        max_trials=1,
+        batch_size=1,
+        evaluation=EvaluationOptions(measure_latency=False, estimate_energy=False, fine_tune=fine),
+    )
+    result = search_architecture(
+        stale_bn_model, digits, targets=Targets(max_size_bytes=10_000), options=options
+    )
+    assert any("for the distillation teacher (the original)" in n for n in result.notes)

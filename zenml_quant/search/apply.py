@@ -16,7 +16,7 @@ from ..types import LabeledDataset
 from .edits import EditPlan
 from .finetune import FineTuneOptions, fine_tune, outputs_are_logits
 from .rebuild import EditedModel, apply_edits
-from .recalibrate import recalibrated
+from .recalibrate import distillation_teacher, recalibrated
 from .space import SearchSpace, SpaceOptions
 
 __all__ = ["apply_plan", "plan_meta"]
@@ -70,8 +70,12 @@ def apply_plan(
         except TypeError as exc:
             raise InvalidOptionError(f"The plan's meta.fine_tune is malformed: {exc}") from None
     teacher = None
+    examples = meta.get("batchnorm_examples")
     if fine_tune_options.distill:
-        outputs = scored(model.predict(for_keras(dataset.x_train), batch_size=256, verbose=0))
+        source = model
+        if examples:  # the teacher the search distilled from
+            source, _ = distillation_teacher(model, dataset, max_examples=int(examples))
+        outputs = scored(source.predict(for_keras(dataset.x_train), batch_size=256, verbose=0))
         teacher = np.asarray(
             outputs if outputs_are_logits(model) else np.log(outputs + 1e-7), dtype=np.float32
         )
@@ -85,7 +89,6 @@ def apply_plan(
         task=dataset_task(dataset),
         reference=model,
     )
-    examples = meta.get("batchnorm_examples")
     if examples and len(plan):  # the same decision as the trial's, on the same data
         recomputed, _, _ = recalibrated(
             edited.model,

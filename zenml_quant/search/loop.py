@@ -29,6 +29,7 @@ from .executors import TrialExecutor, default_executor
 from .finetune import outputs_are_logits
 from .pareto import objectives, pareto_front
 from .proposers import ControllerRNN, Proposal, Proposer, RandomSearch
+from .recalibrate import distillation_teacher
 from .report import PHASE_COLUMNS, history_frame, pareto_svg, search_html, suggestions_frame
 from .reward import meets_targets, missed_targets, reward
 from .space import SearchSpace, SpaceOptions
@@ -261,7 +262,13 @@ def search_architecture(
             "Flatten layers."
         )
     proposer = proposer or make_proposer(space, options)
-    context = _context(model, dataset, options)
+    teacher, teacher_note = None, None
+    evaluation = options.evaluation
+    if evaluation.fine_tune.distill and evaluation.reestimate_batchnorm:
+        teacher, teacher_note = distillation_teacher(
+            model, dataset, max_examples=evaluation.batchnorm_examples
+        )
+    context = _context(model, dataset, options, teacher)
     own_executor = executor is None
     executor = executor or default_executor(model, batch_size=options.batch_size)
     executor.start(evaluate_trial, context, on_error=lambda task, msg: failed_outcome(task, msg))
@@ -271,6 +278,8 @@ def search_architecture(
         result = _run(
             space, proposer, executor, original, dataset, targets, options, progress, start
         )
+        if teacher_note:
+            result = replace(result, notes=(*result.notes, teacher_note))
         if rebuilt:
             note = (
                 f"model {model.name!r} is a Keras 3 model: the search edited and fine-tuned its "
@@ -310,10 +319,13 @@ def _check_data(model: Any, dataset: LabeledDataset) -> None:
         )
 
 
-def _context(model: Any, dataset: LabeledDataset, options: SearchOptions) -> SearchContext:
+def _context(
+    model: Any, dataset: LabeledDataset, options: SearchOptions, teacher_model: Any = None
+) -> SearchContext:
     teacher = None
     if options.evaluation.fine_tune.distill:
-        outputs = scored(model.predict(for_keras(dataset.x_train), batch_size=256, verbose=0))
+        source = model if teacher_model is None else teacher_model
+        outputs = scored(source.predict(for_keras(dataset.x_train), batch_size=256, verbose=0))
         teacher = np.asarray(
             outputs if outputs_are_logits(model) else np.log(outputs + 1e-7), dtype=np.float32
         )

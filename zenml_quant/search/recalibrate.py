@@ -15,7 +15,7 @@ from ..batchnorm import batchnorm_layers, reestimate_batchnorm
 from ..inputs import for_keras
 from ..outputs import scored
 
-__all__ = ["outputs_of", "recalibrated"]
+__all__ = ["distillation_teacher", "outputs_of", "recalibrated"]
 
 
 def outputs_of(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -38,6 +38,7 @@ def recalibrated(
     max_examples: int,
     seed: int,
     quality: float | None = None,
+    subject: str = "after the edits",
 ) -> tuple[Any, float, str | None]:
     """``model`` with its BatchNorm statistics recomputed on ``x_train`` when that scores
     better on validation (else ``model`` itself), its validation quality (``quality`` is the
@@ -50,7 +51,26 @@ def recalibrated(
     after = metric.score(outputs_of(result.model, x_val), y_val, x_val)
     kept = metric.worse_by(quality, after) < 0
     note = (
-        f"BatchNorm statistics re-estimated after the edits: validation {metric.format(quality)} "
+        f"BatchNorm statistics re-estimated {subject}: validation {metric.format(quality)} "
         f"-> {metric.format(after)} ({'kept' if kept else 'not kept'})"
     )
     return (result.model, after, note) if kept else (model, quality, note)
+
+
+def distillation_teacher(model: Any, dataset: Any, *, max_examples: int) -> tuple[Any, str | None]:
+    """The teacher candidates are distilled from: the original, with its BatchNorm statistics
+    re-estimated on the user's train split when that scores better on validation (a model
+    trained on other images teaches better with statistics of the user's), and a note."""
+    from ..tasks import dataset_metric
+
+    teacher, _, note = recalibrated(
+        model,
+        dataset.x_train,
+        dataset.x_val,
+        dataset.y_val,
+        dataset_metric(dataset),
+        max_examples=max_examples,
+        seed=0,
+        subject="for the distillation teacher (the original)",
+    )
+    return teacher, note
