@@ -28,7 +28,7 @@ def bn_model(digits):
             layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv2"),
             layers.BatchNormalization(momentum=0.9, name="bn2"),
             layers.ReLU(),
-            layers.GlobalAveragePooling2D(),
+            layers.GlobalAveragePooling2D(name="pool"),
             layers.Dense(10, name="logits"),
         ],
         name="bn_cnn",
