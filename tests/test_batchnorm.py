@@ -104,3 +104,8 @@ def test_the_candidate_is_an_int8_file_that_says_what_changed(bn_model, digits):
 def test_a_model_without_batchnorm_is_refused_with_the_reason(tiny_dense):
     with pytest.raises(InvalidOptionError, match="no BatchNormalization layer"):
         reestimate_batchnorm(tiny_dense, np.zeros((4, 16), np.float32))
+
+
+def test_bad_sizes_are_refused_with_the_rule(bn_model, digits):
+    with pytest.raises(InvalidOptionError, match="max_examples and batch_size must be at least 1"):
+        reestimate_batchnorm(bn_model, digits.x_train, max_examples=0)

@@ -359,3 +359,8 @@ def test_the_prior_yields_to_rewards_that_favour_an_edit():
         controller.tell(proposal.id, 1.0 if proposal.decisions[0] == 2 else 0.0)
     after = np.mean([controller.ask().decisions[0] == 2 for _ in range(200)])
     assert after > before + 0.3
+
+
+def test_a_bad_expected_edit_count_is_refused():
+    with pytest.raises(InvalidOptionError, match="expected_edits must be a number > 0"):
+        ControllerRNN(FullSpace((3, 3)), expected_edits=0)
