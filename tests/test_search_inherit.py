@@ -55,9 +55,15 @@ def test_scaled_conv_keeps_its_largest_filters_and_the_head_their_rows():
 def test_scaled_first_conv_carries_its_channels_through_batchnorm_and_the_next_conv():
     model = _trained_like(build_demo_cnn())
     edited = apply_edits(model, EditPlan((Edit("conv1", "scale", 0.25),))).model
-    kept = np.sort(
-        np.argsort(-np.abs(model.get_layer("conv1").get_weights()[0]).sum((0, 1, 2)))[:4]
+    # ranked by the L1 norm of the kernel with the BatchNorm after it folded in
+    gamma, _, _, variance = model.get_layer("bn1").get_weights()
+    epsilon = model.get_layer("bn1").epsilon
+    folded = np.abs(model.get_layer("conv1").get_weights()[0]).sum((0, 1, 2)) * np.abs(
+        gamma / np.sqrt(variance + epsilon)
     )
+    kept = np.sort(np.argsort(-folded)[:4])
+    unfolded = np.abs(model.get_layer("conv1").get_weights()[0]).sum((0, 1, 2))
+    assert not np.array_equal(kept, np.sort(np.argsort(-unfolded)[:4]))  # the folding matters
     for old, new in zip(
         model.get_layer("bn1").get_weights(), edited.get_layer("bn1").get_weights()
     ):
@@ -106,29 +112,30 @@ def test_no_correspondence_means_a_fresh_layer():
     )
 
 
-def test_residual_add_passes_channels_on_only_when_both_inputs_line_up():
+def test_residual_add_inputs_keep_one_channel_set_so_the_layers_after_keep_theirs():
     model = _trained_like(residual_model())
-    plan = EditPlan((Edit("stem", "scale", 0.5), Edit("branch", "scale", 0.5)))
+    plan = EditPlan((Edit("stem", "scale", 0.5),))
     old_dw = model.get_layer("dw").get_weights()[0]
 
-    def top(name: str) -> np.ndarray:
-        norms = np.abs(model.get_layer(name).get_weights()[0]).sum((0, 1, 2))
-        return np.sort(np.argsort(-norms)[:4])
+    def folded(conv: str, bn: str) -> np.ndarray:
+        gamma, _, _, variance = model.get_layer(bn).get_weights()
+        norms = np.abs(model.get_layer(conv).get_weights()[0]).sum((0, 1, 2))
+        norms = norms * np.abs(gamma / np.sqrt(variance + model.get_layer(bn).epsilon))
+        return norms / norms.mean()
 
+    stem, branch = folded("stem", "stem_bn"), folded("branch", "branch_bn")
+    assert not np.array_equal(np.argsort(-stem)[:4], np.argsort(-branch)[:4])  # they disagree
+    kept = np.sort(np.argsort(-(stem + branch), kind="stable")[:4])
     edited = apply_edits(model, plan)
-    assert not np.array_equal(top("stem"), top("branch"))  # this seed's weights differ there
-    # stem[i] + branch[j] for i != j corresponds to no original channel: dw starts afresh
-    assert "dw" in edited.initialised and "stem_bn" in edited.inherited
-    # make the branch's strongest filters the stem's: now the Add's channels are the stem's
-    kernel, bias = model.get_layer("branch").get_weights()
-    boost = np.zeros_like(kernel)
-    boost[..., top("stem")] = 100.0
-    model.get_layer("branch").set_weights([kernel + boost, bias])
-    edited = apply_edits(model, plan)
-    assert "dw" in edited.inherited
+    assert "dw" in edited.inherited and not edited.initialised
+    stem_kernel = model.get_layer("stem").get_weights()[0]
+    branch_kernel = model.get_layer("branch").get_weights()[0]
+    got = edited.model
+    np.testing.assert_array_equal(got.get_layer("stem").get_weights()[0], stem_kernel[..., kept])
     np.testing.assert_array_equal(
-        edited.model.get_layer("dw").get_weights()[0], old_dw[:, :, top("stem")]
+        got.get_layer("branch").get_weights()[0], branch_kernel[:, :, kept][..., kept]
     )
+    np.testing.assert_array_equal(edited.model.get_layer("dw").get_weights()[0], old_dw[:, :, kept])
 
 
 def test_maps_stop_where_the_original_tensor_is_gone():

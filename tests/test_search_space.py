@@ -82,20 +82,22 @@ def test_choices_that_cannot_build_are_masked():
     assert labels["conv5"] and labels["sepconv3"] and not labels["dilconv3"]
 
 
-def test_residual_branch_cannot_change_its_channel_count():
+def test_layers_that_add_up_scale_together_and_keep_the_same_channels():
     model = residual_model()
     space = SearchSpace(model)
-    scale = next(
-        i for i, p in enumerate(space.positions) if (p.layer, p.aspect) == ("branch", "scale")
-    )
-    prefix = [0] * scale
-    assert space.mask(prefix).tolist() == [True] + [False] * (space.sizes[scale] - 1)
-    with pytest.raises(InvalidOptionError, match="add"):
-        space.validate(EditPlan((Edit("branch", "scale", 0.5),)))
-    # scaling both the stem and the branch keeps the Add's inputs equal: valid together
-    plan = EditPlan((Edit("stem", "scale", 0.5), Edit("branch", "scale", 0.5)))
-    space.validate(plan)
-    assert apply_edits(model, plan).model.get_layer("add").output_shape == (None, 12, 12, 4)
+    assert space.groups["branch"] == ("stem", "branch")
+    offered = {(p.layer, p.aspect) for p in space.positions}
+    assert ("stem", "scale") in offered and ("branch", "scale") not in offered
+    with pytest.raises(InvalidOptionError, match="scale 'stem' instead"):
+        apply_edits(model, EditPlan((Edit("branch", "scale", 0.5),)))
+    # scaling the group's first layer scales both inputs of the Add alike
+    plan = EditPlan((Edit("stem", "scale", 0.5),))
+    edited = apply_edits(model, plan)
+    assert edited.model.get_layer("add").output_shape == (None, 12, 12, 4)
+    assert edited.model.get_layer("branch").get_weights()[0].shape == (3, 3, 4, 4)
+    # a plan that spells the group's scale out on every member means the same
+    both = EditPlan((Edit("stem", "scale", 0.5), Edit("branch", "scale", 0.5)))
+    assert space.decisions(both) == space.decisions(plan)
 
 
 def test_weight_transfer_keeps_unchanged_layers_exactly():

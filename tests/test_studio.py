@@ -83,12 +83,13 @@ def test_edits_that_would_not_build_are_not_offered(digits):
     x = layers.Add(name="add")([stem, branch])
     out = layers.Dense(10, name="logits")(layers.Flatten(name="flatten")(x))
     studio = Studio(tf_keras.Model(inp, out), digits)
-    # The space has scales for both convolutions, but the residual Add needs equal channels:
-    # alone, the branch cannot be scaled; with the stem at 0.5 it must follow, to 0.5 exactly.
-    assert any(e.op == "scale" for e in studio.space.edits_for("branch"))
+    # The residual Add needs equal channels: the stem and the branch scale together, through
+    # the stem, and the branch offers no scale of its own.
+    assert not any(e.op == "scale" for e in studio.space.edits_for("branch"))
     assert "scale" not in studio.options("branch", EditPlan())
-    both = studio.options("branch", EditPlan((Edit("stem", "scale", 0.5),)))
-    assert [c["value"] for c in both["scale"]] == [0.5]
+    assert 0.5 in [c["value"] for c in studio.options("stem", EditPlan())["scale"]]
+    # the Add can go, leaving its shortcut (the stem) alone
+    assert [c["keep"] for c in studio.options("add", EditPlan())["remove"]] == [True, False]
     # Without the stem the Add would meet the 3-channel image: removing it is not offered,
     # removing the branch (the Add then adds the stem to itself) is.
     assert any(e.op == "remove" for e in studio.space.edits_for("stem"))

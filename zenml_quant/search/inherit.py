@@ -4,8 +4,10 @@ An edited layer whose shapes changed is not started from scratch when a correspo
 original exists. This is what makes the search's edits incremental:
 
 - a layer whose filters or units were scaled down keeps the original's filters with the largest
-  L1 norm (Li et al., "Pruning Filters for Efficient ConvNets", 2017), in their original order;
-  scaled up, it keeps all of them and the extra ones start from the initialiser;
+  L1 norm (Li et al., "Pruning Filters for Efficient ConvNets", 2017) after folding the
+  BatchNorm that follows it, in their original order; layers whose outputs add up at residual
+  joins keep the same channels, ranked by their summed norms (:mod:`.residual`); scaled up, it
+  keeps all of them and the extra ones start from the initialiser;
 - the layers after it take the matching input rows, and BatchNorm the matching statistics; the
   correspondence is followed through pooling, activations, dropout, global pooling and Flatten
   (whose rows are laid out position by position, channel by channel);
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .graph import ModelGraph, Node, model_graph
+from .residual import selection_norms
 
 __all__ = ["Inheritance", "inherit_weights"]
 
@@ -72,6 +75,7 @@ def inherit_weights(
     old = {node.name: node for node in source_graph.nodes}
     target_graph = model_graph(target)
     present = {node.name for node in target_graph.nodes}
+    norms = selection_norms(source_graph)
     maps: dict[str, ChannelMap | None] = {}
     transferred: list[str] = []
     inherited: list[str] = []
@@ -94,7 +98,9 @@ def inherit_weights(
             maps[node.name] = None
             continue
         source_weights = original.layer.get_weights()
-        copied, out_map = _layer_weights(node, original, source_weights, weights, in_map)
+        copied, out_map = _layer_weights(
+            node, original, source_weights, weights, in_map, norms.get(node.name)
+        )
         if copied is None:
             if [w.shape for w in source_weights] == [w.shape for w in weights]:
                 node.layer.set_weights(source_weights)
@@ -124,17 +130,21 @@ def _fed_alike(node: Node, original: Node, old: dict[str, Node], present: set[st
     convolution)."""
     if len(node.inputs) != len(original.inputs):
         return False
-    for got, was in zip(node.inputs, original.inputs):
-        while was != got and was not in present:
-            removed = old.get(was)
-            if removed is None or len(removed.inputs) != 1:
-                return False
-            if not _preserves_channels(removed.class_name) or removed.class_name in _MERGE:
-                return False
-            was = removed.inputs[0]
-        if was != got:
-            return False
-    return True
+    return all(_reaches(got, was, old, present) for got, was in zip(node.inputs, original.inputs))
+
+
+def _reaches(got: str, was: str, old: dict[str, Node], present: set[str]) -> bool:
+    """Whether the tensor ``got`` stands where the original read ``was``: the same layer, or
+    ``was`` removed as a channel-keeping layer (or a residual join reduced to one of its inputs)
+    on the way back to ``got``."""
+    if was == got:
+        return True
+    removed = old.get(was)
+    if was in present or removed is None or not _preserves_channels(removed.class_name):
+        return False
+    if removed.class_name in _MERGE:  # a removed residual block: its join passes one input on
+        return any(_reaches(got, i, old, present) for i in removed.inputs)
+    return len(removed.inputs) == 1 and _reaches(got, removed.inputs[0], old, present)
 
 
 def _merged(node: Node, in_maps: list[ChannelMap | None]) -> ChannelMap | None:
@@ -208,9 +218,16 @@ def _layer_weights(
     source: list[np.ndarray],
     target: list[np.ndarray],
     in_map: ChannelMap | None,
+    norms: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray] | None, ChannelMap | None]:
     """The weights for ``node`` taken from ``original``'s, and its output channel map, or
-    ``(None, None)`` when no part of them corresponds."""
+    ``(None, None)`` when no part of them corresponds. ``norms`` ranks the output channels to
+    keep (default: the kernel's own L1 norms)."""
+
+    def ranking(kernel: np.ndarray) -> np.ndarray:
+        own = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
+        return own if norms is None or norms.shape != own.shape else norms
+
     if in_map is None:
         return None, None
     cls = node.class_name
@@ -230,12 +247,12 @@ def _layer_weights(
     if cls == "Dense":
         if len(in_map) != target[0].shape[0]:
             return None, None
-        out_map = _kept(np.abs(source[0]).sum(axis=0), target[0].shape[1])
+        out_map = _kept(ranking(source[0]), target[0].shape[1])
         weights = [_block(target[0], source[0], {0: in_map, 1: out_map})]
     elif cls == "Conv2D":
         if len(in_map) != target[0].shape[2]:
             return None, None
-        out_map = _kept(np.abs(source[0]).sum(axis=(0, 1, 2)), target[0].shape[3])
+        out_map = _kept(ranking(source[0]), target[0].shape[3])
         kernel = _centred(source[0], tuple(target[0].shape[:2]))
         weights = [_block(target[0], kernel, {2: in_map, 3: out_map})]
     else:  # depthwise (one filter per channel), then for a separable one the pointwise mix
@@ -245,7 +262,7 @@ def _layer_weights(
         weights = [_block(target[0], depthwise, {2: in_map})]
         out_map = in_map
         if cls == "SeparableConv2D":
-            out_map = _kept(np.abs(source[1]).sum(axis=(0, 1, 2)), target[1].shape[3])
+            out_map = _kept(ranking(source[1]), target[1].shape[3])
             weights.append(_block(target[1], source[1], {2: in_map, 3: out_map}))
     if bias:
         weights.append(_block(target[-1], source[-1], {0: out_map}))

@@ -51,6 +51,7 @@ def apply_edits(
     """
     space = space or SearchSpace(model, SpaceOptions())
     space.decisions(plan)  # validates, with the reason on failure
+    structural = space.structural_edits(plan)
     graph = space.graph if space.graph.name == model.name else model_graph(model)
     tf_keras.utils.set_random_seed(seed)
     tensors: dict[str, Any] = {}
@@ -67,7 +68,10 @@ def apply_edits(
             inputs.append(tensor)
             continue
         ins = [tensors[i] for i in node.inputs]
-        edits = {k: v for k, v in plan.for_layer(node.name).items() if k != "precision"}
+        edits = structural.get(node.name, {})
+        if "remove" in edits and node.name in space.shortcuts:  # the residual block goes
+            tensors[node.name] = tensors[space.shortcuts[node.name]]
+            continue
         in_channels = ins[0].shape[-1] if len(ins) == 1 else None
         layer = edited_layer(node, edits, in_channels)
         if layer is None:  # removed: the identity

@@ -31,6 +31,14 @@ from .operators import (
     current_activation,
     edited_layer,
 )
+from .residual import (
+    MERGE_TYPES,
+    WIDTH_TYPES,
+    channel_groups,
+    expand_group_scales,
+    scalable,
+    shortcut_inputs,
+)
 
 __all__ = ["ELEMENTWISE_COST", "Position", "SearchSpace", "SpaceOptions"]
 
@@ -116,6 +124,10 @@ class SearchSpace:
         self.options = options or SpaceOptions()
         self.graph: ModelGraph = model_graph(model)
         self.model_name = self.graph.name
+        #: Layers whose channels are tied by residual joins (see :mod:`.residual`).
+        self.groups: dict[str, tuple[str, ...]] = channel_groups(self.graph)
+        #: ``{merge layer: the input it keeps when its residual branch is removed}``.
+        self.shortcuts: dict[str, str] = shortcut_inputs(self.graph)
         self._check_layer_names()
         self.positions: tuple[Position, ...] = tuple(self._positions())
         self.sizes: tuple[int, ...] = tuple(len(p.choices) for p in self.positions)
@@ -154,7 +166,10 @@ class SearchSpace:
             choice = position.choices[int(d)]
             if choice is not None:
                 edits.append(choice)
-        return EditPlan(tuple(edits), model=self.model_name)
+        # Edits of a residual branch that a removed join cuts away change nothing: dropped, so
+        # the plan says what the model is (and a precision never names a missing layer).
+        live = self._live(self._assignment(decisions))
+        return EditPlan(tuple(e for e in edits if e.layer in live), model=self.model_name)
 
     def decisions(self, plan: EditPlan) -> tuple[int, ...]:
         """The decision vector of ``plan``; raises InvalidOptionError naming a bad edit."""
@@ -165,13 +180,32 @@ class SearchSpace:
             if c is not None
         }
         decisions = [0] * len(self.positions)
+        scales = {e.layer: e.value for e in plan.edits if e.op == "scale"}
         for edit in plan.edits:
+            group = self.groups.get(edit.layer, ())
+            if edit.op == "scale" and group[:1] != (edit.layer,) and group:
+                if scales.get(group[0]) == edit.value:
+                    continue  # a plan that spells out the group's scale on every member
             hit = index.get((edit.layer, edit.op, edit.value))
             if hit is None:
                 raise InvalidOptionError(self._unknown_edit(edit))
             decisions[hit[0]] = hit[1]
         self.validate(plan)
         return tuple(decisions)
+
+    def structural_edits(self, plan: EditPlan) -> dict[str, dict[str, Any]]:
+        """``{layer: {op: value}}`` of ``plan`` without precisions, with each channel group's
+        scale carried to all its layers: what the rebuilt model applies."""
+        assignment = self._valid_assignment(plan)
+        return {
+            layer: {k: v for k, v in edits.items() if k != "precision"}
+            for layer, edits in expand_group_scales(assignment, self.groups).items()
+        }
+
+    def live_layers(self, plan: EditPlan) -> frozenset[str]:
+        """The layers that still reach an output once ``plan``'s removed residual branches
+        are cut away."""
+        return self._live(self._valid_assignment(plan))
 
     def validate(self, plan: EditPlan) -> None:
         """Raise InvalidOptionError with the reason when ``plan`` does not give a valid model."""
@@ -206,9 +240,10 @@ class SearchSpace:
         walked = self._walk(self._valid_assignment(plan))
         assert not isinstance(walked, str)  # a valid assignment walks through
         shapes, calls = walked
+        live = self._live(self._valid_assignment(plan))
         total = 0
         for node, structural, ins in calls:
-            if len(ins) != 1:
+            if len(ins) != 1 or node.name not in live:
                 continue  # merges (Add, Concatenate) have no MACs
             layer = (
                 edited_layer(node, structural, ins[0][-1] if ins[0] else None)
@@ -229,7 +264,10 @@ class SearchSpace:
         walked = self._walk(self._valid_assignment(plan))
         assert not isinstance(walked, str)
         shapes, calls = walked
-        elements = sum(math.prod(d or 1 for d in shapes[n.name][1:]) for n, _, _ in calls)
+        live = self._live(self._valid_assignment(plan))
+        elements = sum(
+            math.prod(d or 1 for d in shapes[n.name][1:]) for n, _, _ in calls if n.name in live
+        )
         return float(self.macs(plan) + ELEMENTWISE_COST * elements)
 
     def sample(self, rng: np.random.Generator) -> tuple[int, ...]:
@@ -280,6 +318,7 @@ class SearchSpace:
         """Every node's output shape and (node, structural edits, input shapes), or a problem."""
         shapes: dict[str, Shape] = {}
         calls = []
+        assignment = expand_group_scales(assignment, self.groups)
         for node in self.graph.nodes:
             if node.is_input:
                 shapes[node.name] = node.output_shape
@@ -288,6 +327,13 @@ class SearchSpace:
             structural = {
                 k: v for k, v in assignment.get(node.name, {}).items() if k != "precision"
             }
+            if "remove" in structural and node.class_name in MERGE_TYPES:
+                kept = self.shortcuts.get(node.name)
+                if kept is None:
+                    return f"{node.name!r} is not a residual join with a shortcut to keep"
+                shapes[node.name] = shapes[kept]
+                calls.append((node, structural, ins))
+                continue
             key = (node.name, tuple(sorted(structural.items())), ins)
             out = self._cache.get(key)
             if out is None:
@@ -297,6 +343,19 @@ class SearchSpace:
             shapes[node.name] = out
             calls.append((node, structural, ins))
         return shapes, calls
+
+    def _live(self, assignment: dict[str, dict[str, Any]]) -> frozenset[str]:
+        live: set[str] = set()
+        stack = list(self.graph.outputs)
+        while stack:
+            name = stack.pop()
+            if name in live:
+                continue
+            live.add(name)
+            node = self.graph.node(name)
+            removed = "remove" in assignment.get(name, {}) and node.class_name in MERGE_TYPES
+            stack.extend([self.shortcuts[name]] if removed else node.inputs)
+        return frozenset(live)
 
     def _check_layer_names(self) -> None:
         names = [n.name for n in self.graph.nodes if not n.is_input]
@@ -340,9 +399,17 @@ class SearchSpace:
                 return ops + ([Edit(name, "remove")] if o.allow_remove else [])
             if kind == "Dense" and not output and o.allow_remove:
                 return [Edit(name, "remove")]
+            if kind in MERGE_TYPES and name in self.shortcuts and o.allow_remove:
+                return [Edit(name, "remove")]  # the residual block: the shortcut alone
             return []
         if aspect == "scale":
-            if kind in {"Conv2D", "SeparableConv2D", "Dense"} and not output:
+            group = self.groups.get(name, ())
+            if (
+                kind in WIDTH_TYPES
+                and group[:1] == (name,)
+                and scalable(self.graph, group)
+                and all(self._editable(self.graph.node(m)) for m in group)
+            ):
                 return [Edit(name, "scale", s) for s in o.scales]
             return []
         if aspect == "activation":
@@ -389,6 +456,17 @@ class SearchSpace:
             )
         offered = self.edits_for(edit.layer)
         kind = self.graph.node(edit.layer).class_name
+        group = self.groups.get(edit.layer, ())
+        if edit.op == "scale" and len(group) > 1:
+            return (
+                f"Layer {edit.layer!r} ({kind}) adds up with {', '.join(group)} at residual "
+                f"joins, so they keep the same channels and scale together: "
+                + (
+                    f"scale {group[0]!r} instead."
+                    if scalable(self.graph, group)
+                    else "their width is fixed by a model input, output or concatenation."
+                )
+            )
         if not offered:
             why = (
                 "it is frozen or outside SpaceOptions.layers"
