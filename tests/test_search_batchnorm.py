@@ -83,7 +83,7 @@ def test_apply_plan_rebuilds_the_candidate_with_its_new_statistics(stale_bn_mode
     from zenml_quant.search.finetune import FineTuneOptions
     from zenml_quant.search.trial import load_keras_bytes
 
-    fine = FineTuneOptions(epochs=1, steps_per_epoch=5)
+    fine = FineTuneOptions(epochs=1, steps_per_epoch=5, distill=False)
     options = SearchOptions(
         evaluation=EvaluationOptions(measure_latency=False, estimate_energy=False, fine_tune=fine)
     )

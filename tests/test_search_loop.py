@@ -284,3 +284,23 @@ def test_with_precisions_each_candidate_gets_the_allocators_plan(digits_model, d
     assert outcome.record.size_bytes < 0.9 * plain.size_bytes
     with pytest.raises(InvalidOptionError, match="Unknown precision 'int3'"):
         EvaluationOptions(precisions=("int3",))
+
+
+def test_successive_halving_fine_tunes_the_best_short_trials_in_full(digits, digits_model):
+    result = search_architecture(
+        digits_model, digits, targets=TARGETS, options=_options(max_trials=6, halving=2)
+    )
+    rung = {r.trial: r.plan.meta.get("rung") for r in result.trials}
+    steps = {r.trial: r.plan.meta["fine_tune"]["steps_per_epoch"] for r in result.trials}
+    assert rung[1] == rung[2] == 0 and steps[1] == steps[2] == 2  # half of FAST's 4 batches
+    # trial 3 is the better of the first two, fine-tuned in full with the same seed and edits
+    first = max((result.record(1), result.record(2)), key=lambda r: (r.reward, -r.trial))
+    promoted = result.record(3)
+    assert rung[3] == 1 and steps[3] == 4 and promoted.plan.meta["promoted_from"] == first.trial
+    assert promoted.plan.key() == first.plan.key()
+    assert promoted.plan.meta["seed"] == first.plan.meta["seed"]
+    frame = result.history()
+    assert frame.loc[frame["trial"] == 3, "rung"].item() == 1.0
+    assert np.isnan(frame.loc[frame["trial"] == 0, "rung"].item())
+    with pytest.raises(InvalidOptionError, match="halving"):
+        SearchOptions(halving=0)

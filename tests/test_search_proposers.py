@@ -17,6 +17,7 @@ from zenml_quant.errors import InvalidOptionError
 from zenml_quant.search.proposers import (
     ControllerRNN,
     FullSpace,
+    LocalSearch,
     Proposal,
     RandomSearch,
     _policy_gradient,
@@ -24,7 +25,7 @@ from zenml_quant.search.proposers import (
 from zenml_quant.search.reward import meets_targets, reward
 from zenml_quant.search.types import Targets
 
-PROPOSERS = [RandomSearch, ControllerRNN]
+PROPOSERS = [RandomSearch, ControllerRNN, LocalSearch]
 
 
 class RandomMaskSpace:
@@ -364,3 +365,24 @@ def test_the_prior_yields_to_rewards_that_favour_an_edit():
 def test_a_bad_expected_edit_count_is_refused():
     with pytest.raises(InvalidOptionError, match="expected_edits must be a number > 0"):
         ControllerRNN(FullSpace((3, 3)), expected_edits=0)
+
+
+def test_local_search_changes_one_or_two_positions_of_the_best_and_climbs():
+    space = FullSpace((3,) * 12)
+    local = LocalSearch(space, seed=4, moves=2)
+    local.anchor(0.5)
+    changed = []
+    for _ in range(40):
+        p = local.ask()
+        changed.append(sum(d != 0 for d in p.decisions))
+        local.tell(p.id, 0.1)  # worse than the anchor: the original stays the best
+    assert set(changed) == {1, 2} and local.best == (0,) * 12
+    p = local.ask()
+    local.tell(p.id, 0.9)
+    assert local.best == p.decisions and local.best_reward == 0.9
+    for _ in range(20):  # every later proposal is within two changes of the new best
+        q = local.ask()
+        assert 1 <= sum(a != b for a, b in zip(q.decisions, p.decisions)) <= 2
+        local.tell(q.id, 0.0)
+    with pytest.raises(InvalidOptionError, match="moves"):
+        LocalSearch(space, moves=0)

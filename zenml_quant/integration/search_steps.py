@@ -59,7 +59,7 @@ def search_architecture(
     fine_tune_epochs: int = 1,
     fine_tune_steps: int | None = None,
     learning_rate: float = 1e-3,
-    distill: bool = False,
+    distill: bool | None = None,
     measure_latency: bool = True,
     targets: dict[str, Any] | None = None,
     reward_mode: str = "soft",
@@ -92,6 +92,8 @@ def search_architecture(
     ``.tflite``, and an HTML report with the Pareto plot. Each candidate's precision per
     layer comes from the allocator (``precisions``, default int4, int8 and float; ``["int8"]``
     turns it off, and then ``search_precision`` lets the controller keep layers in float32).
+    ``distill`` (default None: wherever it applies, a classifier with one output) fine-tunes
+    candidates on the original's soft labels as well as the true ones.
     """
     goal = Targets.from_dict(targets, metric=dataset_metric(dataset))
     allocated = parse_precisions(precisions)

@@ -69,6 +69,7 @@ def apply_plan(
             fine_tune_options = FineTuneOptions(**meta.get("fine_tune", {}))
         except TypeError as exc:
             raise InvalidOptionError(f"The plan's meta.fine_tune is malformed: {exc}") from None
+    fine_tune_options = fine_tune_options.resolved(model, dataset_task(dataset))
     teacher = None
     examples = meta.get("batchnorm_examples")
     if fine_tune_options.distill:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,7 @@ from .._compat import tf, tf_keras
 from ..errors import InvalidOptionError
 from ..inputs import for_keras
 from ..outputs import scored_layer
-from ..training import keep_other_outputs, training_data
+from ..training import keep_other_outputs, loss_for, training_data
 
 __all__ = ["FineTuneOptions", "fine_tune", "outputs_are_logits"]
 
@@ -25,14 +25,15 @@ class FineTuneOptions:
     set, each epoch is that many batches of a fresh shuffle (reshuffled again to fill, if the
     split is smaller). 0 epochs skips fine-tuning. With ``distill`` the loss is ``alpha`` x
     cross-entropy on the labels plus ``(1 - alpha)`` x temperature² x KL(teacher || student) at
-    ``temperature`` (Hinton et al.), the teacher being the original model.
+    ``temperature`` (Hinton et al.), the teacher being the original model. ``distill=None`` (the
+    default) distils wherever it applies: a classifier with one output (:meth:`resolved`).
     """
 
     epochs: int = 1
     steps_per_epoch: int | None = None
     batch_size: int = 64
     learning_rate: float = 1e-3
-    distill: bool = False
+    distill: bool | None = None
     temperature: float = 4.0
     alpha: float = 0.5
 
@@ -57,6 +58,21 @@ class FineTuneOptions:
         for name, value, good in checks:
             if isinstance(value, bool) or not good:
                 raise InvalidOptionError(f"FineTuneOptions.{name} is out of range: {value!r}.")
+        if self.distill not in (True, False, None):
+            raise InvalidOptionError(
+                f"FineTuneOptions.distill is True, False or None (where it applies); got "
+                f"{self.distill!r}."
+            )
+
+    def resolved(self, model: Any, task: str) -> FineTuneOptions:
+        """These options with ``distill=None`` decided for ``model``: on for a classifier with
+        one output of two or more classes (a student learns more from the teacher's soft
+        labels than from the hard ones alone, Hinton et al. 2015), off otherwise."""
+        if self.distill is not None:
+            return self
+        shape = model.outputs[0].shape if len(model.outputs) == 1 else None
+        applies = task == "classification" and shape is not None and int(shape[-1] or 0) >= 2
+        return replace(self, distill=applies)
 
 
 def outputs_are_logits(model: Any) -> bool:
@@ -121,6 +137,7 @@ def fine_tune(
                 "Distillation needs a classifier with one output per class and the teacher's "
                 "logits on the train split; turn FineTuneOptions.distill off for this model."
             )
+        plain_loss = loss_for(model, task)  # before the distillation loss is compiled in
         targets = np.concatenate([y.reshape(-1, 1).astype(np.float32), teacher_logits], axis=1)
         loss = _distill_loss(options.temperature, options.alpha, outputs_are_logits(model))
     else:
@@ -141,6 +158,11 @@ def fine_tune(
             _batches(x[order], picked, batch), epochs=1, verbose=0, callbacks=callbacks
         )
         losses.extend(float(v) for v in history.history.get("loss", []))
+    if options.distill:
+        # The distillation loss reads teacher outputs packed into the labels: a saved model
+        # compiled with it could not be loaded or trained on plain labels, so it leaves
+        # compiled with the task's own loss.
+        model.compile(optimizer=tf_keras.optimizers.Adam(options.learning_rate), loss=plain_loss)
     return losses
 
 

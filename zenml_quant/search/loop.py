@@ -26,9 +26,9 @@ from ..types import LabeledDataset, TFLiteModel
 from .apply import plan_meta
 from .edits import EditPlan
 from .executors import TrialExecutor, default_executor
-from .finetune import outputs_are_logits
+from .finetune import FineTuneOptions, outputs_are_logits
 from .pareto import objectives, pareto_front
-from .proposers import ControllerRNN, Proposal, Proposer, RandomSearch
+from .proposers import ControllerRNN, LocalSearch, Proposal, Proposer, RandomSearch
 from .recalibrate import distillation_teacher
 from .report import PHASE_COLUMNS, history_frame, pareto_svg, search_html, suggestions_frame
 from .reward import meets_targets, missed_targets, reward
@@ -46,7 +46,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PROPOSERS = ("controller", "random")
+PROPOSERS = ("controller", "random", "local")
 #: Proposals in a row that repeat evaluated candidates before the search stops: by then the
 #: space is exhausted (a narrowed space can be tiny) or the policy has settled on what it has.
 MAX_REPEATS_IN_A_ROW = 1000
@@ -59,14 +59,22 @@ class SearchOptions:
     Stops after ``max_trials`` candidates, after ``time_budget_s`` seconds (checked before each
     batch), or once the targets are met and ``patience`` further trials brought no better
     reward. ``batch_size`` candidates are proposed and evaluated together (the executor may run
-    them in parallel). ``proposer`` is ``"controller"`` (the LSTM policy) or ``"random"``;
+    them in parallel). ``proposer`` is ``"controller"`` (the LSTM policy), ``"random"``
+    or ``"local"`` (hill climbing from the best candidate so far, NetAdapt's way);
     ``controller`` holds extra keyword options for :class:`ControllerRNN`.
+
+    ``halving`` (successive halving's rate, as ASHA uses it; 1 turns it off): each proposed
+    candidate first gets 1/``halving`` of the fine-tuning's batches; once ``halving`` of them
+    are measured, the best of every ``halving`` (by reward) is fine-tuned in full as a trial of
+    its own. The budget then goes mostly to the candidates that can win. Both rungs are real,
+    measured models, and either may be suggested.
     """
 
     max_trials: int = 30
     time_budget_s: float | None = None
     patience: int = 10
     batch_size: int = 2
+    halving: int = 1
     seed: int = 0
     proposer: str = "controller"
     controller: dict[str, Any] = field(default_factory=dict)
@@ -75,7 +83,7 @@ class SearchOptions:
     evaluation: EvaluationOptions = field(default_factory=EvaluationOptions)
 
     def __post_init__(self) -> None:
-        for name in ("max_trials", "batch_size"):
+        for name in ("max_trials", "batch_size", "halving"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(f"SearchOptions.{name} must be an integer >= 1.")
@@ -224,6 +232,8 @@ def make_proposer(space: SearchSpace, options: SearchOptions) -> Proposer:
     """The proposer ``options.proposer`` names, seeded with ``options.seed``."""
     if options.proposer == "random":
         return RandomSearch(space, seed=options.seed)
+    if options.proposer == "local":
+        return LocalSearch(space, seed=options.seed)
     return ControllerRNN(space, seed=options.seed, **options.controller)
 
 
@@ -264,6 +274,9 @@ def search_architecture(
     proposer = proposer or make_proposer(space, options)
     teacher, teacher_note = None, None
     evaluation = options.evaluation
+    fine_tuning = evaluation.fine_tune.resolved(model, dataset_task(dataset))
+    evaluation = replace(evaluation, fine_tune=fine_tuning)
+    options = replace(options, evaluation=evaluation)
     if evaluation.fine_tune.distill and evaluation.reestimate_batchnorm:
         teacher, teacher_note = distillation_teacher(
             model, dataset, max_examples=evaluation.batchnorm_examples
@@ -322,6 +335,9 @@ def _check_data(model: Any, dataset: LabeledDataset) -> None:
 def _context(
     model: Any, dataset: LabeledDataset, options: SearchOptions, teacher_model: Any = None
 ) -> SearchContext:
+    evaluation = options.evaluation
+    fine_tuning = evaluation.fine_tune.resolved(model, dataset_task(dataset))
+    options = replace(options, evaluation=replace(evaluation, fine_tune=fine_tuning))
     teacher = None
     if options.evaluation.fine_tune.distill:
         source = model if teacher_model is None else teacher_model
@@ -366,6 +382,8 @@ class _Books:
         #: next time either) by its key, and how many proposals repeated one.
         self.seen: dict[Any, TrialRecord] = {}
         self.repeats = 0
+        #: Trials of the first successive-halving rung already fine-tuned in full.
+        self.promoted: set[int] = set()
 
     def _scored(self, record: TrialRecord) -> TrialRecord:
         if not record.ok:
@@ -392,6 +410,15 @@ class _Books:
             self.models[record.trial] = (outcome.tflite, outcome.keras)
             self._prune()
         return record
+
+    def promotable(self, rate: int) -> list[TrialRecord]:
+        """First-rung trials due a full fine-tune: among the measured ones, the best
+        ``len // rate`` by reward that have not had it yet, best first (ASHA's rule)."""
+        if rate == 1:
+            return []
+        rung = [r for r in self.records[1:] if r.ok and r.plan.meta.get("rung") == 0]
+        rung.sort(key=lambda r: (-(r.reward or 0.0), r.trial))
+        return [r for r in rung[: len(rung) // rate] if r.trial not in self.promoted]
 
     def _beats(self, record: TrialRecord) -> bool:
         if self.best is None:
@@ -444,6 +471,9 @@ def _run(
         options.max_trials,
     )
     stop_reason = f"trial budget of {options.max_trials} used"
+    anchor = getattr(proposer, "anchor", None)
+    if anchor is not None:  # a local search climbs from the original's reward
+        anchor(books.records[0].reward)
     trial = 0
     while trial < options.max_trials:
         elapsed = time.perf_counter() - start
@@ -451,29 +481,33 @@ def _run(
             stop_reason = f"time budget of {options.time_budget_s:g} s used"
             break
         n = min(options.batch_size, options.max_trials - trial)
-        proposals, waiting = _fresh_proposals(space, proposer, books, n)
-        if not proposals:
+        promotions = books.promotable(options.halving)[:n]
+        proposals, waiting = _fresh_proposals(space, proposer, books, n - len(promotions))
+        if not proposals and not promotions:
             stop_reason = (
                 f"the last {MAX_REPEATS_IN_A_ROW} proposals all repeated evaluated candidates "
                 "(the space is exhausted or the proposer has converged)"
             )
             break
         tasks = []
+        for record in promotions:
+            trial += 1
+            books.promoted.add(record.trial)
+            seed = int(record.plan.meta.get("seed", options.seed))
+            meta = {**_meta(trial, seed, options, None), "promoted_from": record.trial}
+            tasks.append(TrialTask(trial, replace(record.plan, meta=meta), seed))
         for _, plan in proposals:
             trial += 1
             seed = options.seed * 100_003 + trial
-            evaluation = options.evaluation
-            meta = plan_meta(
-                trial,
-                seed,
-                evaluation.fine_tune,
-                evaluation.batchnorm_examples if evaluation.reestimate_batchnorm else None,
-            )
-            tasks.append(TrialTask(trial, replace(plan, meta=meta), seed))
+            tuning = short_fine_tune(options, len(dataset.x_train))
+            meta = _meta(trial, seed, options, tuning)
+            tasks.append(TrialTask(trial, replace(plan, meta=meta), seed, True, tuning))
         outcomes = {o.record.trial: o for o in executor.map(longest_first(tasks, space))}
-        for (p, _), task in zip(proposals, tasks):
+        told = [None] * len(promotions) + [p for p, _ in proposals]
+        for p, task in zip(told, tasks):
             record = books.add(outcomes[task.trial])
-            proposer.tell(p.id, _told(record))
+            if p is not None:
+                proposer.tell(p.id, _told(record))
             state = SearchState(
                 record.trial, options.max_trials, books.best, time.perf_counter() - start
             )
@@ -496,6 +530,31 @@ def _run(
             )
             break
     return _result(books, stop_reason, time.perf_counter() - start)
+
+
+def short_fine_tune(options: SearchOptions, train_examples: int) -> FineTuneOptions | None:
+    """The first rung's fine-tuning under successive halving: 1/``halving`` of the full one's
+    batches in every epoch (None when halving is off or there is no fine-tuning)."""
+    tuning = options.evaluation.fine_tune
+    if options.halving == 1 or tuning.epochs == 0:
+        return None
+    per_epoch = tuning.steps_per_epoch or -(-train_examples // tuning.batch_size)
+    return replace(tuning, steps_per_epoch=max(1, -(-per_epoch // options.halving)))
+
+
+def _meta(
+    trial: int, seed: int, options: SearchOptions, tuning: FineTuneOptions | None
+) -> dict[str, Any]:
+    evaluation = options.evaluation
+    meta = plan_meta(
+        trial,
+        seed,
+        tuning or evaluation.fine_tune,
+        evaluation.batchnorm_examples if evaluation.reestimate_batchnorm else None,
+    )
+    if options.halving > 1:
+        meta["rung"] = 0 if tuning is not None else 1
+    return meta
 
 
 def _fresh_proposals(

@@ -10,6 +10,8 @@ proposals may be out at once (a pool of workers) and be told in any order.
   baseline a learning proposer must beat.
 - :class:`ControllerRNN` is the LSTM policy of Zoph & Le's NAS and ENAS (Pham et al. 2018),
   trained with REINFORCE, a moving-average baseline and an entropy bonus.
+- :class:`LocalSearch` grows from the best candidate so far, one or two changes at a time, as
+  NetAdapt (Yang et al. 2018) shrinks a network step by step.
 
 Both are seeded and touch no global random state: the same seed and the same sequence of
 rewards give the same proposals.
@@ -28,7 +30,15 @@ from .._compat import tf
 from .._validate import as_finite
 from ..errors import InvalidOptionError
 
-__all__ = ["ControllerRNN", "DecisionSpace", "FullSpace", "Proposal", "Proposer", "RandomSearch"]
+__all__ = [
+    "ControllerRNN",
+    "DecisionSpace",
+    "FullSpace",
+    "LocalSearch",
+    "Proposal",
+    "Proposer",
+    "RandomSearch",
+]
 
 
 class DecisionSpace(Protocol):
@@ -169,6 +179,62 @@ class RandomSearch(_AskTell):
 
     def _choose(self, prefix: Sequence[int], mask: np.ndarray) -> int:
         return int(self._rng.choice(np.flatnonzero(mask)))
+
+
+class LocalSearch(_AskTell):
+    """Hill climbing from the best candidate told so far (at first: every position at choice
+    0, the original).
+
+    Each proposal copies the best decisions and changes ``moves`` positions or fewer (1 to
+    ``moves``, uniformly) to another valid choice, picked uniformly; a later position whose
+    copied choice the changes made invalid falls back to its first valid choice. A proposal
+    becomes the new best when its reward beats the best's; :meth:`anchor` sets the reward to
+    beat before anything is told (the loop passes the original's).
+    """
+
+    def __init__(
+        self,
+        space: DecisionSpace,
+        *,
+        seed: int = 0,
+        failure_reward: float = 0.0,
+        moves: int = 2,
+    ) -> None:
+        super().__init__(space, seed, failure_reward)
+        if isinstance(moves, bool) or not isinstance(moves, numbers.Integral) or moves < 1:
+            raise InvalidOptionError(f"LocalSearch.moves is an integer >= 1, got {moves!r}.")
+        self.moves = int(moves)
+        self.best: tuple[int, ...] = tuple(0 for _ in self.sizes)
+        self.best_reward = -np.inf
+        self._changing: frozenset[int] = frozenset()
+
+    def anchor(self, reward: float | None) -> None:
+        """The reward of the starting point (choice 0 everywhere), when it is known."""
+        if reward is not None and not _bad(reward) and self.best_reward == -np.inf:
+            self.best_reward = float(reward)
+
+    def _begin(self) -> None:
+        changeable = [t for t, n in enumerate(self.sizes) if n > 1]
+        if not changeable:
+            self._changing = frozenset()
+            return
+        count = int(self._rng.integers(1, min(self.moves, len(changeable)) + 1))
+        self._changing = frozenset(
+            int(t) for t in self._rng.choice(changeable, size=count, replace=False)
+        )
+
+    def _choose(self, prefix: Sequence[int], mask: np.ndarray) -> int:
+        t = len(prefix)
+        current = self.best[t]
+        if t in self._changing:
+            others = [c for c in np.flatnonzero(mask) if c != current]
+            if others:
+                return int(self._rng.choice(others))
+        return current if mask[current] else int(np.flatnonzero(mask)[0])
+
+    def _learn(self, decisions: tuple[int, ...], masks: list[np.ndarray], reward: float) -> None:
+        if reward > self.best_reward:
+            self.best, self.best_reward = tuple(decisions), reward
 
 
 class ControllerRNN(_AskTell):

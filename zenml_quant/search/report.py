@@ -62,6 +62,7 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "reward",
     "meets_targets",
     "pareto",
+    "rung",
     "seconds",
     *PHASE_COLUMNS.values(),
     "error",
@@ -101,6 +102,7 @@ _DTYPES: dict[str, Any] = {
     "error": str,
     **dict.fromkeys(_FLOATS, "float64"),
     **dict.fromkeys(PHASE_COLUMNS.values(), "float64"),
+    "rung": "float64",  # NaN without successive halving
 }
 _KB = 1024
 _FRONT_COLOR = "tab:blue"
@@ -137,7 +139,8 @@ def history_frame(records: Sequence[TrialRecord], pareto: Collection[int] = ()) 
     """One row per record in trial order, with the columns of :data:`HISTORY_COLUMNS`.
 
     ``edits`` joins the plan's readable lines with ``"; "``; ``size_kb`` is ``size_bytes /
-    1024``; ``pareto`` flags the trials in ``pareto``. Figures are float64 with NaN where a
+    1024``; ``pareto`` flags the trials in ``pareto``; ``rung`` is the successive-halving
+    rung (0: the short fine-tune, 1: in full; NaN without halving). Figures are float64 with NaN where a
     trial did not measure them (every figure of a failed trial); ``error`` is ``""`` for a
     successful trial.
     """
@@ -160,6 +163,7 @@ def history_frame(records: Sequence[TrialRecord], pareto: Collection[int] = ()) 
             "reward": _num(r.reward),
             "meets_targets": bool(r.meets_targets),
             "pareto": r.trial in front,
+            "rung": _num(r.plan.meta.get("rung")),
             "seconds": _num(r.seconds),
             **{
                 column: _num(dict(r.phase_seconds).get(phase))

@@ -252,7 +252,7 @@ def _evaluate(
             edited,
             context.x_train,
             context.y_train,
-            options.fine_tune,
+            task.fine_tune_options or options.fine_tune,
             teacher_logits=context.teacher_logits,
             seed=task.seed,
             on_batch=lambda done, total: progress("fine-tuning", done / total),

@@ -71,6 +71,8 @@ class TrialTask:
     plan: EditPlan
     seed: int
     fine_tune: bool = True
+    #: The fine-tuning this trial gets instead of the search's (a successive-halving rung).
+    fine_tune_options: Any = None
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ class Studio:
         # The page's precision menu offers every per-layer precision, not only float32.
         self.space = SearchSpace(model, SpaceOptions(precisions=EDIT_PRECISIONS))
         self.sensitivity = dict(sensitivity or {})
-        self.fine_tune = fine_tune or FineTuneOptions(epochs=1, batch_size=64)
+        self.fine_tune = fine_tune or FineTuneOptions(epochs=1, batch_size=64, distill=False)
         self.threads = threads
         self.benchmark = benchmark or BenchmarkOptions(
             threads=(threads,), warmup=5, min_runs=30, min_seconds=0.3
