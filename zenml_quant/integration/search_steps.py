@@ -51,6 +51,7 @@ def search_architecture(
     time_budget_min: float | None = None,
     seed: int = 0,
     proposer: str = "controller",
+    halving: int = 1,
     batch_size: int = 2,
     patience: int = 10,
     executor: str | None = None,
@@ -75,7 +76,8 @@ def search_architecture(
     Annotated[TFLiteModel, "zq_search_best_tflite"],
     Annotated[HTMLString, "zq_search_report"],
 ]:
-    """Edit ``model`` with the RNN controller (or ``proposer="random"``) until the targets hold.
+    """Edit ``model`` with the RNN controller (or ``proposer="random"`` or ``"local"``) until the
+    targets hold; ``halving`` > 1 turns on successive halving (see ``SearchOptions``).
 
     ``targets`` holds :class:`zenml_quant.targets.Targets` fields: ``min_quality`` /
     ``max_quality_drop`` (from the original's validation accuracy; by default at most 1 point
@@ -109,6 +111,7 @@ def search_architecture(
         batch_size=batch_size,
         seed=seed,
         proposer=proposer,
+        halving=halving,
         reward=RewardOptions(mode=reward_mode),
         space=SpaceOptions(
             layers=tuple(layers) if layers else None,
