@@ -6,8 +6,10 @@ value. The operations:
 
 - ``replace``: the layer becomes another operator, one of :data:`REPLACEMENTS` (e.g.
   ``sepconv3``, ``maxpool``); a pooling layer can swap ``maxpool``/``avgpool``.
-- ``remove``: the layer becomes the identity (``value`` is None).
-- ``scale``: multiply a convolution's filters or a Dense layer's units (0.25 to 1.5).
+- ``remove``: the layer becomes the identity (``value`` is None); a removed residual join
+  (``Add``) passes its shortcut on, which removes the block.
+- ``scale``: multiply a convolution's filters or a Dense layer's units (0.25 to 1.5); layers
+  whose outputs add up at residual joins scale together, through the group's first layer.
 - ``activation``: one of :data:`ACTIVATIONS`.
 - ``head``: ``gap`` turns a Flatten feeding a Dense into global average pooling.
 - ``precision``: ``float32`` keeps the layer in float in an otherwise int8 model (``int8`` is

@@ -6,7 +6,9 @@ global average pooling) and its precision (int8, or float32 inside the int8 mode
 of every position keeps the original. A choice is offered only if the model stays shape-valid
 with it and every later position kept: shapes are propagated with the layers' own
 ``compute_output_shape``, so a sampled model always builds (residual ``Add`` branches must
-keep matching shapes; a BatchNorm follows its convolution's channel count).
+keep matching shapes; a BatchNorm follows its convolution's channel count). Layers tied by
+residual joins (:mod:`.residual`) take one scale, on the group's first layer, and a residual
+join can be removed, leaving its shortcut.
 """
 
 from __future__ import annotations
