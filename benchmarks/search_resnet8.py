@@ -9,7 +9,10 @@ the end, where every suggestion and the original's plain int8 file are scored on
 side by side (median of 5 interleaved rounds, batch 1, one thread).
 
 Targets given to the search: at most 1 point below the original on validation, at most half the
-original's plain int8 bytes. Trials run two at a time in worker processes (the default
+original's plain int8 bytes. With ``--shift colour`` (or ``jpeg``) the model is instead the
+ResNet-8 that ``batchnorm_shift.py`` trained on changed images (a model brought from elsewhere),
+searched on the unchanged ones; the table then also shows the ``bn_int8`` candidate (BatchNorm
+statistics re-estimated on the user's images, no training) and every change against it. Trials run two at a time in worker processes (the default
 executor for a model this size). Writes the ``search-resnet8`` section of ``BENCHMARKS.md``
 (``--section`` for another name). Run from the project root:
 ``python benchmarks/search_resnet8.py [--minutes 60] [--proposer controller|local|random]``.
@@ -18,15 +21,18 @@ executor for a model this size). Writes the ``search-resnet8`` section of ``BENC
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 import time
 from collections import Counter
 
 import numpy as np
-from _sections import write_section  # beside this script
+from _sections import ROOT, write_section  # beside this script
 from mixed_precision import interleaved_latency_us, load_case
 
+from zenml_quant._compat import tf_keras
+from zenml_quant.batchnorm import recalibrated_int8
 from zenml_quant.convert import convert_model
 from zenml_quant.interpreter import run_tflite
 from zenml_quant.search.finetune import FineTuneOptions
@@ -47,13 +53,23 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size-ratio", type=float, default=0.5, help="of the plain int8 bytes")
-    p.add_argument("--section", default="search-resnet8")
+    p.add_argument("--shift", choices=("colour", "jpeg"), default=None)
+    p.add_argument("--section", default=None, help="[search-resnet8 or search-resnet8-<shift>]")
     return p.parse_args()
 
 
 def main() -> None:
     args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("tensorflow", "absl", "h5py", "zenml_quant.benchmark.local"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     model, data, note = load_case("resnet8")
+    if args.shift:
+        path = ROOT / f"benchmarks/_work/batchnorm_shift/resnet8_{args.shift}_12ep.keras"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run benchmarks/batchnorm_shift.py first")
+        model = tf_keras.models.load_model(path)
+        note = f"the zoo's ResNet-8 trained 12 epochs on {args.shift}-shifted images"
     metric = dataset_metric(data)
     x_test, y_test = data.split("test")
     x_val, y_val = data.split("validation")
@@ -85,6 +101,8 @@ def main() -> None:
     shown = list(dict.fromkeys([*result.pareto, *([result.best_trial] if result.best else [])]))
     shown = [t for t in shown if t in result.models]
     files = {"original, plain int8": int8}
+    if args.shift:
+        files["original, bn_int8"] = recalibrated_int8(model, data).tflite
     files.update({f"trial {t}": result.tflite(t) for t in shown})
     latencies = interleaved_latency_us(files, x_test[0])
     base_latency = latencies["original, plain int8"]
@@ -94,6 +112,16 @@ def main() -> None:
         f"| original, plain int8 | none | | {metric.format(int8_test)} | | "
         f"{metric.format(int8_val)} | {int8.size_bytes:,} | 1.00 | {base_latency:.0f} | 1.00 |",
     ]
+    if args.shift:
+        bn = files["original, bn_int8"]
+        bn_test = metric.score(run_tflite(bn, x_test), y_test, x_test)
+        bn_latency = latencies["original, bn_int8"]
+        rows.append(
+            f"| original, bn_int8 (re-estimated, no training) | none | | "
+            f"{metric.format(bn_test)} | {100 * (bn_test - int8_test):+.2f} | | "
+            f"{bn.size_bytes:,} | {bn.size_bytes / int8.size_bytes:.2f} | {bn_latency:.0f} | "
+            f"{bn_latency / base_latency:.2f} |"
+        )
     reached = []
     for t in shown:
         record, tflite = result.record(t), files[f"trial {t}"]
@@ -103,11 +131,15 @@ def main() -> None:
         if t and change >= -0.01 and ratio <= 0.5 and slower <= 1.0:
             reached.append(t)
         rung = record.plan.meta.get("rung", "")
+        if args.shift:
+            change_bn = f" ({100 * (test - bn_test):+.2f} vs bn_int8)"
+        else:
+            change_bn = ""
         label = "original (best post-training quantization)" if t == 0 else f"trial {t}"
         rows.append(
             f"| {label}{' *' if t == result.best_trial else ''} | "
             f"{'; '.join(record.plan.describe())} | {rung} | {metric.format(test)} | "
-            f"{100 * change:+.2f} | {metric.format(record.accuracy)} | {tflite.size_bytes:,} | "
+            f"{100 * change:+.2f}{change_bn} | {metric.format(record.accuracy)} | {tflite.size_bytes:,} | "
             f"{ratio:.2f} | {latencies[f'trial {t}']:.0f} | {slower:.2f} |"
         )
     history = result.history()
@@ -150,7 +182,9 @@ def main() -> None:
             *[f"- failed x{count}: {error}" for error, count in errors.most_common()],
         ]
     )
-    write_section(args.section, section)
+    write_section(
+        args.section or "-".join(["search-resnet8", *filter(None, [args.shift])]), section
+    )
     print(section)
 
 
