@@ -84,7 +84,7 @@ def main() -> None:
         class_names=tuple(str(i) for i in range(10)),
         preprocessing=Preprocessing(2 / 255, -1.0, True, True, str(args.mnist)),
     )
-    targets = Targets(min_quality=args.min_quality, max_size_bytes=int(args.max_kb * 1000))
+    targets = Targets(min_quality=args.min_accuracy, max_size_bytes=int(args.max_kb * 1000))
     options = SearchOptions(
         max_trials=args.max_trials,
         time_budget_s=60 * args.minutes,
@@ -176,7 +176,7 @@ def render(args, result, rows, refined, wall, wall_total, train_note, original_t
         f"- Search: {args.proposer} proposer (successive halving rate {args.halving}), {args.workers}-worker process pool (1 TF thread each), "
         f"batches of {2 * args.workers}; each candidate fine-tuned {args.fine_tune_epochs} epoch(s) "
         f"on 54,000 images, distilled from the original; targets: int8 .tflite <= "
-        f"{args.max_kb:g} KB (1000 B) and >= {100 * args.min_quality:.1f} % on the 6,000 "
+        f"{args.max_kb:g} KB (1000 B) and >= {100 * args.min_accuracy:.1f} % on the 6,000 "
         "held-out training images (validation).",
         f"- {len(result.trials)} trials ({failed} failed) in {wall / 60:.1f} min; stop: "
         f"{result.stop_reason}; targets first met at trial {result.first_met_trial}.",

@@ -386,3 +386,24 @@ def test_local_search_changes_one_or_two_positions_of_the_best_and_climbs():
         local.tell(q.id, 0.0)
     with pytest.raises(InvalidOptionError, match="moves"):
         LocalSearch(space, moves=0)
+
+
+def test_local_search_under_pressure_takes_moves_that_cost_less_than_the_best():
+    space = FullSpace((3,) * 10)
+
+    def cost(decisions):  # only choice 2 makes a position cheaper
+        return sum(d != 2 for d in decisions)
+
+    free, pressed = LocalSearch(space, seed=3, cost=cost), LocalSearch(space, seed=3, cost=cost)
+    pressed.pressure(True)
+    free_costs, pressed_costs = [], []
+    for proposer, costs in ((free, free_costs), (pressed, pressed_costs)):
+        for _ in range(30):
+            p = proposer.ask()
+            costs.append(cost(p.decisions))
+            proposer.tell(p.id, 0.0)  # never better: the best stays the original
+    assert max(pressed_costs) < 10 and max(free_costs) == 10
+    pressed.pressure(False)
+    assert any(cost(pressed.ask().decisions) == 10 for _ in range(30))
+    with pytest.raises(InvalidOptionError, match="draws"):
+        LocalSearch(space, draws=0)

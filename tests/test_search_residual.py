@@ -164,3 +164,26 @@ def test_edits_inside_a_removed_block_are_dropped_from_the_plan(model):
         ("stage3_conv1", "scale"),
     }
     assert space.live_layers(plan).isdisjoint({"stage2_conv1", "stage2_conv2"})
+
+
+def test_the_weight_count_from_shapes_is_the_built_models(model):
+    space = SearchSpace(model)
+
+    def built(plan):
+        edited = apply_edits(model, plan, space=space).model
+        kinds = ("Conv2D", "Dense", "SeparableConv2D", "DepthwiseConv2D")
+        return sum(layer.count_params() for layer in edited.layers if type(layer).__name__ in kinds)
+
+    for plan in (
+        EditPlan((), model=model.name),
+        EditPlan(
+            (
+                Edit("stage3_shortcut", "scale", 0.5),
+                Edit("stage2_add", "remove"),
+                Edit("stage1_conv1", "replace", "sepconv5"),
+                Edit("flatten", "head", "gap"),
+            ),
+            model=model.name,
+        ),
+    ):
+        assert space.weight_count(plan) == built(plan)

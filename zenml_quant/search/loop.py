@@ -228,12 +228,20 @@ class SearchState:
     elapsed_s: float
 
 
-def make_proposer(space: SearchSpace, options: SearchOptions) -> Proposer:
-    """The proposer ``options.proposer`` names, seeded with ``options.seed``."""
+def make_proposer(
+    space: SearchSpace, options: SearchOptions, targets: Targets | None = None
+) -> Proposer:
+    """The proposer ``options.proposer`` names, seeded with ``options.seed``. The local search
+    is given a cost to shrink while a resource target is missed: the weight count for a size
+    target, else the multiply-accumulates."""
     if options.proposer == "random":
         return RandomSearch(space, seed=options.seed)
     if options.proposer == "local":
-        return LocalSearch(space, seed=options.seed)
+        limits = targets.resource_limits() if targets is not None else {}
+        measure = space.weight_count if "size_bytes" in limits else space.macs
+        return LocalSearch(
+            space, seed=options.seed, cost=(lambda d: measure(space.plan(d))) if limits else None
+        )
     return ControllerRNN(space, seed=options.seed, **options.controller)
 
 
@@ -271,7 +279,7 @@ def search_architecture(
             "edits Conv2D, SeparableConv2D, DepthwiseConv2D, Dense, pooling, activation and "
             "Flatten layers."
         )
-    proposer = proposer or make_proposer(space, options)
+    proposer = proposer or make_proposer(space, options, targets)
     teacher, teacher_note = None, None
     evaluation = options.evaluation
     fine_tuning = evaluation.fine_tune.resolved(model, dataset_task(dataset))
@@ -474,6 +482,7 @@ def _run(
     anchor = getattr(proposer, "anchor", None)
     if anchor is not None:  # a local search climbs from the original's reward
         anchor(books.records[0].reward)
+    pressure = getattr(proposer, "pressure", None)
     trial = 0
     while trial < options.max_trials:
         elapsed = time.perf_counter() - start
@@ -481,6 +490,8 @@ def _run(
             stop_reason = f"time budget of {options.time_budget_s:g} s used"
             break
         n = min(options.batch_size, options.max_trials - trial)
+        if pressure is not None:  # shrink while the best so far misses a resource target
+            pressure(_misses_a_resource(books.best or books.records[0], targets))
         promotions = books.promotable(options.halving)[:n]
         proposals, waiting = _fresh_proposals(space, proposer, books, n - len(promotions))
         if not proposals and not promotions:
@@ -530,6 +541,14 @@ def _run(
             )
             break
     return _result(books, stop_reason, time.perf_counter() - start)
+
+
+def _misses_a_resource(record: TrialRecord, targets: Targets) -> bool:
+    figures = record.figures()
+    return any(
+        figures.get(name) is None or float(figures[name]) > limit
+        for name, limit in targets.resource_limits().items()
+    )
 
 
 def short_fine_tune(options: SearchOptions, train_examples: int) -> FineTuneOptions | None:

@@ -20,7 +20,7 @@ rewards give the same proposals.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -132,13 +132,19 @@ class _AskTell:
     def ask(self) -> Proposal:
         """The next candidate. Each position is sampled after the ones before it, so a mask that
         depends on the prefix is always respected."""
+        return self._register(*self._draw())
+
+    def _draw(self) -> tuple[tuple[int, ...], list[np.ndarray]]:
         decisions: list[int] = []
         masks: list[np.ndarray] = []
         self._begin()
         for size in self.sizes:
             masks.append(_mask(self.space, decisions, size))
             decisions.append(self._choose(decisions, masks[-1]))
-        proposal = Proposal(self._next_id, tuple(decisions))
+        return tuple(decisions), masks
+
+    def _register(self, decisions: tuple[int, ...], masks: list[np.ndarray]) -> Proposal:
+        proposal = Proposal(self._next_id, decisions)
         self._next_id += 1
         self._pending[proposal.id] = (proposal, masks)
         return proposal
@@ -190,6 +196,12 @@ class LocalSearch(_AskTell):
     copied choice the changes made invalid falls back to its first valid choice. A proposal
     becomes the new best when its reward beats the best's; :meth:`anchor` sets the reward to
     beat before anything is told (the loop passes the original's).
+
+    Under :meth:`pressure` (the loop applies it while the best candidate misses a resource
+    target) with a ``cost`` (decisions -> an estimate such as the weight count), ``draws``
+    moves are drawn and one of those that cost less than the best is taken, uniformly: each
+    step then shrinks the model, as NetAdapt's do, and the reward decides which shrinking step
+    is kept. Without a cheaper draw, the first draw is taken.
     """
 
     def __init__(
@@ -199,11 +211,17 @@ class LocalSearch(_AskTell):
         seed: int = 0,
         failure_reward: float = 0.0,
         moves: int = 2,
+        cost: Callable[[tuple[int, ...]], float] | None = None,
+        draws: int = 8,
     ) -> None:
         super().__init__(space, seed, failure_reward)
-        if isinstance(moves, bool) or not isinstance(moves, numbers.Integral) or moves < 1:
-            raise InvalidOptionError(f"LocalSearch.moves is an integer >= 1, got {moves!r}.")
-        self.moves = int(moves)
+        for name, value in (("moves", moves), ("draws", draws)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise InvalidOptionError(f"LocalSearch.{name} is an integer >= 1, got {value!r}.")
+        if cost is not None and not callable(cost):
+            raise InvalidOptionError(f"LocalSearch.cost is a function of decisions, got {cost!r}.")
+        self.moves, self.draws, self.cost = int(moves), int(draws), cost
+        self._pressure = False
         self.best: tuple[int, ...] = tuple(0 for _ in self.sizes)
         self.best_reward = -np.inf
         self._changing: frozenset[int] = frozenset()
@@ -212,6 +230,21 @@ class LocalSearch(_AskTell):
         """The reward of the starting point (choice 0 everywhere), when it is known."""
         if reward is not None and not _bad(reward) and self.best_reward == -np.inf:
             self.best_reward = float(reward)
+
+    def pressure(self, on: bool) -> None:
+        """Whether the next proposals should cost less than the best (see the class)."""
+        self._pressure = bool(on)
+
+    def ask(self) -> Proposal:
+        first = self._draw()
+        if not self._pressure or self.cost is None:
+            return self._register(*first)
+        limit = self.cost(self.best)
+        draws = [first, *(self._draw() for _ in range(self.draws - 1))]
+        cheaper = [d for d in draws if self.cost(d[0]) < limit]
+        if not cheaper:
+            return self._register(*first)
+        return self._register(*cheaper[int(self._rng.integers(len(cheaper)))])
 
     def _begin(self) -> None:
         changeable = [t for t, n in enumerate(self.sizes) if n > 1]

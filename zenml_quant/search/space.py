@@ -256,6 +256,29 @@ class SearchSpace:
                 total += layer_macs(layer, ins[0], shapes[node.name])
         return total
 
+    def weight_count(self, plan: EditPlan) -> int:
+        """Weights of the model ``plan`` gives, counted from shapes alone (kernels and biases
+        of the live convolutions and dense layers; BatchNorm folds into them in TFLite).
+
+        A ranking of candidates by size before anything is built: the int8 file is about one
+        byte per weight plus a fixed overhead."""
+        walked = self._walk(self._valid_assignment(plan))
+        assert not isinstance(walked, str)
+        _, calls = walked
+        live = self._live(self._valid_assignment(plan))
+        total = 0
+        for node, structural, ins in calls:
+            if len(ins) != 1 or node.name not in live or "remove" in structural:
+                continue
+            layer = (
+                edited_layer(node, structural, ins[0][-1] if ins[0] else None)
+                if structural
+                else node.layer
+            )
+            if layer is not None:
+                total += _weights(layer, ins[0])
+        return total
+
     def evaluation_cost(self, plan: EditPlan) -> float:
         """A relative estimate of how long evaluating ``plan``'s model takes, for ordering.
 
@@ -480,6 +503,28 @@ class SearchSpace:
             f"Layer {edit.layer!r} ({kind}) cannot take {edit.describe()!r}; it can take: "
             f"{'; '.join(e.describe() for e in offered)}."
         )
+
+
+def _weights(layer: Any, in_shape: Shape) -> int:
+    """Kernel and bias weights of ``layer`` on an input of ``in_shape``, from its config."""
+    kind, config = type(layer).__name__, layer.get_config()
+    channels = int(in_shape[-1] or 0)
+    bias = bool(config.get("use_bias", False))
+    if kind == "Dense":
+        units = int(config["units"])
+        return channels * units + units * bias
+    if kind not in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D"):
+        return 0
+    window = math.prod(int(k) for k in config["kernel_size"])
+    if kind == "Conv2D":
+        filters = int(config["filters"])
+        groups = int(config.get("groups", 1) or 1)
+        return window * channels // groups * filters + filters * bias
+    multiplied = channels * int(config.get("depth_multiplier", 1))
+    if kind == "DepthwiseConv2D":
+        return window * multiplied + multiplied * bias
+    filters = int(config["filters"])
+    return window * multiplied + multiplied * filters + filters * bias
 
 
 def _same_replacement(node: Node) -> str | None:
