@@ -407,3 +407,17 @@ def test_local_search_under_pressure_takes_moves_that_cost_less_than_the_best():
     assert any(cost(pressed.ask().decisions) == 10 for _ in range(30))
     with pytest.raises(InvalidOptionError, match="draws"):
         LocalSearch(space, draws=0)
+
+
+def test_local_search_climbs_from_where_it_is_rebased():
+    space = FullSpace((3,) * 8)
+    local = LocalSearch(space, seed=1, moves=1)
+    start = (2, 1, 0, 2, 1, 0, 2, 1)
+    local.rebase(start, 0.4)
+    for _ in range(10):
+        p = local.ask()
+        assert sum(a != b for a, b in zip(p.decisions, start)) == 1
+        local.tell(p.id, 0.3)  # worse than the rebased point
+    assert local.best == start
+    with pytest.raises(InvalidOptionError, match="8 decisions"):
+        local.rebase((0,), 1.0)

@@ -490,6 +490,9 @@ def _run(
             stop_reason = f"time budget of {options.time_budget_s:g} s used"
             break
         n = min(options.batch_size, options.max_trials - trial)
+        rebase = getattr(proposer, "rebase", None)
+        if rebase is not None and books.best is not None:  # climb from the loop's best
+            rebase(space.decisions(books.best.plan), books.best.reward)
         if pressure is not None:  # shrink while the best so far misses a resource target
             pressure(_misses_a_resource(books.best or books.records[0], targets))
         promotions = books.promotable(options.halving)[:n]

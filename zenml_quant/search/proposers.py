@@ -195,7 +195,8 @@ class LocalSearch(_AskTell):
     ``moves``, uniformly) to another valid choice, picked uniformly; a later position whose
     copied choice the changes made invalid falls back to its first valid choice. A proposal
     becomes the new best when its reward beats the best's; :meth:`anchor` sets the reward to
-    beat before anything is told (the loop passes the original's).
+    beat before anything is told (the loop passes the original's), and :meth:`rebase` moves
+    the climb to another point (the loop's best, which puts the accuracy floor first).
 
     Under :meth:`pressure` (the loop applies it while the best candidate misses a resource
     target) with a ``cost`` (decisions -> an estimate such as the weight count), ``draws``
@@ -230,6 +231,16 @@ class LocalSearch(_AskTell):
         """The reward of the starting point (choice 0 everywhere), when it is known."""
         if reward is not None and not _bad(reward) and self.best_reward == -np.inf:
             self.best_reward = float(reward)
+
+    def rebase(self, decisions: Sequence[int], reward: float | None) -> None:
+        """Climb from ``decisions`` from now on (the loop passes its own best: the most
+        rewarding candidate at or above the accuracy floor, which a reward alone can miss)."""
+        if len(decisions) != len(self.sizes):
+            raise InvalidOptionError(
+                f"rebase takes {len(self.sizes)} decisions, got {len(decisions)}."
+            )
+        self.best = tuple(int(d) for d in decisions)
+        self.best_reward = -np.inf if reward is None or _bad(reward) else float(reward)
 
     def pressure(self, on: bool) -> None:
         """Whether the next proposals should cost less than the best (see the class)."""
