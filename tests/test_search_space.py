@@ -58,7 +58,12 @@ def test_random_plans_always_build_and_keep_the_output_shape(name):
         decisions = space.sample(rng)
         plan = space.plan(decisions)
         seen.add(plan.key())
-        assert space.decisions(plan) == decisions  # the plan maps back to the same vector
+        # the plan maps back to the same vector, but for edits inside a removed residual
+        # block, which the plan drops (they change nothing): then it maps to the same plan
+        again = space.decisions(plan)
+        if len(plan) == sum(d != 0 for d in decisions):
+            assert again == decisions
+        assert space.plan(again).key() == plan.key()
         edited = apply_edits(model, plan, space=space).model
         out = edited(x).numpy()
         assert out.shape == (2, *model.output_shape[1:])
