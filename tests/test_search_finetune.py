@@ -127,3 +127,12 @@ def test_zero_epochs_is_a_no_op_and_distillation_needs_the_teacher(digits, digit
         fine_tune(model, digits.x_train, digits.y_train, FineTuneOptions(distill=True), seed=0)
     with pytest.raises(InvalidOptionError, match="steps_per_epoch"):
         FineTuneOptions(steps_per_epoch=0)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, 0.5])
+def test_a_distill_setting_other_than_true_false_or_none_is_refused(bad):
+    from zenml_quant.errors import InvalidOptionError
+    from zenml_quant.search.finetune import FineTuneOptions
+
+    with pytest.raises(InvalidOptionError, match="distill is True, False or None"):
+        FineTuneOptions(distill=bad)

@@ -58,7 +58,7 @@ class FineTuneOptions:
         for name, value, good in checks:
             if isinstance(value, bool) or not good:
                 raise InvalidOptionError(f"FineTuneOptions.{name} is out of range: {value!r}.")
-        if self.distill not in (True, False, None):
+        if not (self.distill is None or isinstance(self.distill, bool)):
             raise InvalidOptionError(
                 f"FineTuneOptions.distill is True, False or None (where it applies); got "
                 f"{self.distill!r}."
