@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -136,3 +138,56 @@ def test_a_distill_setting_other_than_true_false_or_none_is_refused(bad):
 
     with pytest.raises(InvalidOptionError, match="distill is True, False or None"):
         FineTuneOptions(distill=bad)
+
+
+def _rates_seen(model, options, digits):
+    """The learning rate each batch of a (non-distilled) fine-tune was taken with."""
+    rates = []
+
+    def record(done, total):
+        rate = model.optimizer.learning_rate
+        step = model.optimizer.iterations
+        rates.append(float(rate(step) if callable(rate) else rate))
+
+    fine_tune(model, digits.x_train, digits.y_train, options, seed=0, on_batch=record)
+    return rates
+
+
+def test_cosine_schedule_decays_the_rate_to_zero_over_the_whole_fine_tune(digits, digits_model):
+    options = FineTuneOptions(epochs=2, steps_per_epoch=5, batch_size=8, learning_rate=0.01)
+    assert options.schedule == "cosine"
+    rates = _rates_seen(_clone(digits_model), options, digits)
+    assert len(rates) == 10
+    assert all(a > b for a, b in zip(rates, rates[1:]))  # decays across the epoch boundary too
+    # the rate batch k is taken with: 0.01 at the first, falling towards 0 after the last
+    expected = [0.01 * (1 + np.cos(np.pi * k / 10)) / 2 for k in range(10)]
+    assert rates == pytest.approx(expected, rel=1e-4)
+    constant = _rates_seen(_clone(digits_model), replace(options, schedule="constant"), digits)
+    assert constant == pytest.approx([0.01] * 10)
+    with pytest.raises(InvalidOptionError, match="schedule is one of cosine, constant"):
+        FineTuneOptions(schedule="linear")
+
+
+def test_a_plan_recorded_before_schedules_is_rebuilt_with_the_constant_rate_it_had(
+    digits, digits_model
+):
+    from zenml_quant.search.apply import apply_plan, plan_meta
+    from zenml_quant.search.edits import EditPlan
+
+    options = FineTuneOptions(epochs=1, steps_per_epoch=4, batch_size=8, distill=False)
+    meta = plan_meta(1, 5, options)
+    assert meta["fine_tune"]["schedule"] == "cosine"
+    del meta["fine_tune"]["schedule"]  # as a plan written before the schedule was recorded
+    old = apply_plan(digits_model, EditPlan((), model=digits_model.name, meta=meta), digits)
+    by_hand = {}
+    for schedule in ("constant", "cosine"):
+        by_hand[schedule] = _clone(digits_model)
+        fine_tune(
+            by_hand[schedule],
+            digits.x_train,
+            digits.y_train,
+            replace(options, schedule=schedule),
+            seed=5,
+        )
+    assert _same_weights(old.model, by_hand["constant"])
+    assert not _same_weights(old.model, by_hand["cosine"])

@@ -40,6 +40,7 @@ def plan_meta(
             "distill": options.distill,
             "temperature": options.temperature,
             "alpha": options.alpha,
+            "schedule": options.schedule,
         },
     }
 
@@ -65,8 +66,11 @@ def apply_plan(
     if dataset is None:
         return edited
     if fine_tune_options is None:
+        recorded = dict(meta.get("fine_tune", {}))
+        if recorded:  # plans written before the schedule was recorded used a constant rate
+            recorded.setdefault("schedule", "constant")
         try:
-            fine_tune_options = FineTuneOptions(**meta.get("fine_tune", {}))
+            fine_tune_options = FineTuneOptions(**recorded)
         except TypeError as exc:
             raise InvalidOptionError(f"The plan's meta.fine_tune is malformed: {exc}") from None
     fine_tune_options = fine_tune_options.resolved(model, dataset_task(dataset))

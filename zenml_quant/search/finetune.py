@@ -14,7 +14,9 @@ from ..inputs import for_keras
 from ..outputs import scored_layer
 from ..training import keep_other_outputs, loss_for, training_data
 
-__all__ = ["FineTuneOptions", "fine_tune", "outputs_are_logits"]
+__all__ = ["SCHEDULES", "FineTuneOptions", "fine_tune", "outputs_are_logits"]
+
+SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,10 @@ class FineTuneOptions:
     cross-entropy on the labels plus ``(1 - alpha)`` x temperature² x KL(teacher || student) at
     ``temperature`` (Hinton et al.), the teacher being the original model. ``distill=None`` (the
     default) distils wherever it applies: a classifier with one output (:meth:`resolved`).
+    ``schedule="cosine"`` (the default) decays the learning rate from ``learning_rate`` to 0
+    over the whole fine-tune (Loshchilov & Hutter's cosine, no restarts); ``"constant"`` keeps
+    it. A pre-trained model ends a short constant-rate fine-tune wherever the last noisy steps
+    left it; the decay lets it settle.
     """
 
     epochs: int = 1
@@ -36,6 +42,7 @@ class FineTuneOptions:
     distill: bool | None = None
     temperature: float = 4.0
     alpha: float = 0.5
+    schedule: str = "cosine"
 
     def __post_init__(self) -> None:
         checks = [
@@ -58,6 +65,10 @@ class FineTuneOptions:
         for name, value, good in checks:
             if isinstance(value, bool) or not good:
                 raise InvalidOptionError(f"FineTuneOptions.{name} is out of range: {value!r}.")
+        if self.schedule not in SCHEDULES:
+            raise InvalidOptionError(
+                f"FineTuneOptions.schedule is one of {', '.join(SCHEDULES)}; got {self.schedule!r}."
+            )
         if not (self.distill is None or isinstance(self.distill, bool)):
             raise InvalidOptionError(
                 f"FineTuneOptions.distill is True, False or None (where it applies); got "
@@ -124,7 +135,9 @@ def fine_tune(
     if options.epochs == 0:
         return []
     tf_keras.utils.set_random_seed(seed)
-    optimizer = tf_keras.optimizers.Adam(options.learning_rate)
+    batch, steps = options.batch_size, options.steps_per_epoch
+    per_epoch = -(-len(x) // batch) if steps is None else steps
+    optimizer = tf_keras.optimizers.Adam(_rate(options, options.epochs * per_epoch))
     several = len(model.outputs) > 1
     if options.distill:
         if several:
@@ -147,8 +160,6 @@ def fine_tune(
         x, targets, loss = shaped.x_train, shaped.y_train, shaped.loss
     model.compile(optimizer=optimizer, loss=loss)
     rng = np.random.default_rng(seed)
-    batch, steps = options.batch_size, options.steps_per_epoch
-    per_epoch = -(-len(x) // batch) if steps is None else steps
     callbacks = [] if on_batch is None else [_BatchCallback(on_batch, options.epochs * per_epoch)]
     losses: list[float] = []
     for _epoch in range(options.epochs):
@@ -164,6 +175,12 @@ def fine_tune(
         # compiled with the task's own loss.
         model.compile(optimizer=tf_keras.optimizers.Adam(options.learning_rate), loss=plain_loss)
     return losses
+
+
+def _rate(options: FineTuneOptions, total_steps: int) -> Any:
+    if options.schedule == "constant":
+        return options.learning_rate
+    return tf_keras.optimizers.schedules.CosineDecay(options.learning_rate, max(total_steps, 1))
 
 
 class _BatchCallback(tf_keras.callbacks.Callback):
