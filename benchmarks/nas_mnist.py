@@ -61,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--precisions", default="", help="per-layer precisions for the allocator, e.g. int4,int8"
     )
+    p.add_argument("--section", default="nas-mnist", help="the BENCHMARKS.md section written")
     return p.parse_args()
 
 
@@ -121,7 +122,7 @@ def main() -> None:
     original_test = accuracy_from_outputs(run_tflite(original, x_test), y_test)
     print(result.history().drop(columns=["error"]).to_string())
     write_section(
-        "nas-mnist",
+        args.section,
         render(args, result, rows, refined, wall, wall_total, train_note, original_test),
     )
     # The pick is made on validation only; test accuracy is read afterwards.
@@ -147,7 +148,7 @@ def refine(model, dataset, result, args) -> list[dict]:
             epochs=args.refine_epochs, batch_size=128, learning_rate=1e-3, distill=True
         )
         edited = apply_plan(model, record.plan, dataset, fine_tune_options=options).model
-        tflite = convert_model(edited, "int8", representative_data=dataset.x_train)
+        tflite = _quantized(edited, dataset, args)
         rows.append(
             {
                 "trial": record.trial,
@@ -162,20 +163,33 @@ def refine(model, dataset, result, args) -> list[dict]:
     return rows
 
 
+def _quantized(model, dataset, args):
+    """The candidate quantized as the search measured it: int8, or per-layer precisions from
+    the allocator when ``--precisions`` is given."""
+    precisions = tuple(p for p in args.precisions.split(",") if p)
+    if not precisions or precisions == ("int8",):
+        return convert_model(model, "int8", representative_data=dataset.x_train)
+    from zenml_quant.allocate import allocate_precisions
+
+    budget = Targets(max_quality_drop=EvaluationOptions().precision_budget)
+    return allocate_precisions(model, dataset, budget=budget, precisions=precisions).model
+
+
 def render(args, result, rows, refined, wall, wall_total, train_note, original_test) -> str:
     cmd = "python " + " ".join(
         shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]
     )
     failed = sum(not r.ok for r in result.trials)
     lines = [
-        "## Architecture search: the book's MNIST CNN to 12 KB",
+        f"## Architecture search: the book's MNIST CNN to {args.max_kb:g} KB",
         "",
         f"- Command: `{cmd}` ({platform.machine()}, {__import__('os').cpu_count()} cores, "
         f"{time.strftime('%Y-%m-%d')}); the book's model, trained on the first 54,000 training "
         f"images: {train_note}.",
         f"- Search: {args.proposer} proposer (successive halving rate {args.halving}), {args.workers}-worker process pool (1 TF thread each), "
         f"batches of {2 * args.workers}; each candidate fine-tuned {args.fine_tune_epochs} epoch(s) "
-        f"on 54,000 images, distilled from the original; targets: int8 .tflite <= "
+        f"on 54,000 images, distilled from the original; precisions: "
+        f"{args.precisions or 'int8'}{' (allocator)' if args.precisions else ''}; targets: .tflite <= "
         f"{args.max_kb:g} KB (1000 B) and >= {100 * args.min_accuracy:.1f} % on the 6,000 "
         "held-out training images (validation).",
         f"- {len(result.trials)} trials ({failed} failed) in {wall / 60:.1f} min; stop: "
@@ -183,7 +197,7 @@ def render(args, result, rows, refined, wall, wall_total, train_note, original_t
         f"- Original (the book's model, int8, not searched): {result.original.size_bytes:,} B, "
         f"{100 * original_test:.2f} % test.",
         "",
-        "| trial | best | int8 size | vs book int8 (39.65 KB) | validation | test | edits |",
+        "| trial | best | size | vs book int8 (39.65 KB) | validation | test | edits |",
         "|---:|:---:|---:|---:|---:|---:|---|",
     ]
     for trial, record, test, is_best in sorted(rows, key=lambda r: r[1].size_bytes):
@@ -205,7 +219,7 @@ def render(args, result, rows, refined, wall, wall_total, train_note, original_t
         "original weights with `apply_plan`, as a user applying a suggestion does; the pick is "
         "the best on validation:",
         "",
-        "| trial | int8 size | validation | test | fine-tune time | edits |",
+        "| trial | size | validation | test | fine-tune time | edits |",
         "|---:|---:|---:|---:|---:|---|",
     ]
     pick = max(refined, key=lambda r: r["val"], default=None)

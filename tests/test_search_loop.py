@@ -304,3 +304,24 @@ def test_successive_halving_fine_tunes_the_best_short_trials_in_full(digits, dig
     assert np.isnan(frame.loc[frame["trial"] == 0, "rung"].item())
     with pytest.raises(InvalidOptionError, match="halving"):
         SearchOptions(halving=0)
+
+
+def test_precisions_come_from_the_allocator_when_it_is_on_and_from_the_search_otherwise(
+    digits_model,
+):
+    allocating = EvaluationOptions(precisions=("int4", "int8", "float"))
+    by_allocator = SearchOptions(evaluation=allocating)
+    by_search = SearchOptions()
+    assert by_allocator.space.precision is False and by_search.space.precision is True
+    aspects = {
+        name: {p.aspect for p in SearchSpace(digits_model, options.space).positions}
+        for name, options in (("allocator", by_allocator), ("search", by_search))
+    }
+    assert "precision" not in aspects["allocator"] and "precision" in aspects["search"]
+    assert aspects["allocator"] == aspects["search"] - {"precision"}
+    only_int8 = SearchOptions(evaluation=EvaluationOptions(precisions=("int8",)))
+    assert only_int8.space.precision is True
+    with pytest.raises(InvalidOptionError, match="allocator chooses each layer's precision"):
+        SearchOptions(space=SpaceOptions(precision=True), evaluation=allocating)
+    with pytest.raises(InvalidOptionError, match="precision is True, False or None"):
+        SpaceOptions(precision="float32")

@@ -116,8 +116,8 @@ def search_architecture(
         space=SpaceOptions(
             layers=tuple(layers) if layers else None,
             frozen_layers=tuple(frozen_layers or ()),
-            # With the allocator choosing precisions, the controller proposes none.
-            precision=search_precision and allocated == ("int8",),
+            # None: the search proposes precisions only when the allocator is off
+            precision=None if search_precision else False,
         ),
         evaluation=EvaluationOptions(
             fine_tune=FineTuneOptions(

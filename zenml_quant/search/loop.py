@@ -68,6 +68,10 @@ class SearchOptions:
     are measured, the best of every ``halving`` (by reward) is fine-tuned in full as a trial of
     its own. The budget then goes mostly to the candidates that can win. Both rungs are real,
     measured models, and either may be suggested.
+
+    Precisions come from the mixed-precision allocator when ``evaluation.precisions`` names
+    any besides int8; the search's own precision edits (float32 layers) are then off, and
+    ``space.precision=None`` (the default) resolves so.
     """
 
     max_trials: int = 30
@@ -98,6 +102,16 @@ class SearchOptions:
         if self.proposer not in PROPOSERS:
             raise InvalidOptionError(
                 f"Unknown proposer {self.proposer!r}: use one of {', '.join(PROPOSERS)}."
+            )
+        allocating = bool(set(self.evaluation.precisions) - {"int8"})
+        if self.space.precision is None:
+            object.__setattr__(self, "space", replace(self.space, precision=not allocating))
+        elif self.space.precision and allocating:
+            raise InvalidOptionError(
+                "The allocator chooses each layer's precision (evaluation.precisions="
+                f"{self.evaluation.precisions!r}), so the search's own float32 edits "
+                "(space.precision=True) would overrule it: leave space.precision at None, or "
+                "set evaluation.precisions=('int8',) to choose precisions by search instead."
             )
 
 

@@ -67,7 +67,10 @@ class SpaceOptions:
     activations: tuple[str, ...] = ACTIVATIONS
     scales: tuple[float, ...] = SCALES
     heads: bool = True
-    precision: bool = True
+    #: Whether a layer's precision is a choice. None (the default) lets the search decide:
+    #: off when its evaluation allocates precisions per layer (the allocator chooses them from
+    #: measured sensitivity), on otherwise (float32 inside the int8 model).
+    precision: bool | None = None
     #: What a precision edit may set a layer with weights to (the search proposes float32
     #: only; the studio offers every precision).
     precisions: tuple[str, ...] = ("float32",)
@@ -95,6 +98,10 @@ class SpaceOptions:
                 raise InvalidOptionError(f"SpaceOptions.{name} is a sequence of layer names.")
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
+        if not (self.precision is None or isinstance(self.precision, bool)):
+            raise InvalidOptionError(
+                f"SpaceOptions.precision is True, False or None; got {self.precision!r}."
+            )
         object.__setattr__(self, "replacements", tuple(self.replacements))
         object.__setattr__(self, "activations", tuple(self.activations))
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
@@ -449,7 +456,7 @@ class SearchSpace:
         if aspect == "precision":
             return (
                 [Edit(name, "precision", p) for p in o.precisions if p != "int8"]
-                if o.precision and kind in WEIGHTED_TYPES
+                if o.precision is not False and kind in WEIGHTED_TYPES
                 else []
             )
         raise AssertionError(aspect)
