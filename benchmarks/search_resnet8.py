@@ -42,6 +42,7 @@ from zenml_quant.convert import convert_model
 from zenml_quant.interpreter import run_tflite
 from zenml_quant.search.finetune import FineTuneOptions
 from zenml_quant.search.loop import SearchOptions, search_architecture
+from zenml_quant.search.space import SpaceOptions
 from zenml_quant.search.trial import EvaluationOptions
 from zenml_quant.targets import Targets
 from zenml_quant.tasks import dataset_metric
@@ -99,6 +100,9 @@ def main() -> None:
         seed=args.seed,
         proposer=args.proposer,
         halving=args.halving,
+        # int8 throughout: int4 would save bytes but slows this model's inference (issue 18),
+        # and float32 layers never help a size target.
+        space=SpaceOptions(precision=False),
         evaluation=EvaluationOptions(
             fine_tune=FineTuneOptions(
                 epochs=args.epochs, batch_size=64, learning_rate=args.learning_rate

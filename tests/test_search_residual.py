@@ -187,3 +187,20 @@ def test_the_weight_count_from_shapes_is_the_built_models(model):
         ),
     ):
         assert space.weight_count(plan) == built(plan)
+
+
+def test_weight_bytes_count_each_layer_at_its_precision(model):
+    from zenml_quant.search.edits import PRECISIONS
+    from zenml_quant.search.space import WEIGHT_BYTES
+
+    assert set(WEIGHT_BYTES) == set(PRECISIONS)
+    space = SearchSpace(model)
+    original = EditPlan((), model=model.name)
+    assert space.weight_bytes(original) == space.weight_count(original)
+    as_float = EditPlan((Edit("stage3_conv1", "precision", "float32"),), model=model.name)
+    as_int4 = EditPlan((Edit("stage3_conv1", "precision", "int4"),), model=model.name)
+    kernel = model.get_layer("stage3_conv1").count_params()
+    assert space.weight_count(as_float) == space.weight_count(original)
+    # float32 is never a saving: 3 more bytes a weight; int4 half a byte less
+    assert space.weight_bytes(as_float) == space.weight_count(original) + 3 * kernel
+    assert space.weight_bytes(as_int4) == space.weight_count(original) - 0.5 * kernel

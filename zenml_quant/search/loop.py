@@ -246,13 +246,13 @@ def make_proposer(
     space: SearchSpace, options: SearchOptions, targets: Targets | None = None
 ) -> Proposer:
     """The proposer ``options.proposer`` names, seeded with ``options.seed``. The local search
-    is given a cost to shrink while a resource target is missed: the weight count for a size
-    target, else the multiply-accumulates."""
+    is given a cost to shrink while a resource target is missed: the weights' bytes at their
+    precisions for a size target, else the multiply-accumulates."""
     if options.proposer == "random":
         return RandomSearch(space, seed=options.seed)
     if options.proposer == "local":
         limits = targets.resource_limits() if targets is not None else {}
-        measure = space.weight_count if "size_bytes" in limits else space.macs
+        measure = space.weight_bytes if "size_bytes" in limits else space.macs
         return LocalSearch(
             space, seed=options.seed, cost=(lambda d: measure(space.plan(d))) if limits else None
         )

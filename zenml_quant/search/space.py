@@ -51,6 +51,16 @@ ELEMENTWISE_COST = 24
 
 #: Position kinds in the order they are decided within a layer.
 ASPECTS = ("op", "scale", "activation", "head", "precision")
+#: Bytes a weight takes at each precision (``PRECISIONS``), for :meth:`SearchSpace.weight_bytes`.
+WEIGHT_BYTES = {
+    "int8": 1.0,
+    "float32": 4.0,
+    "int4": 0.5,
+    "int4_weights": 0.5,
+    "int8_weights": 1.0,
+    "int16x8": 1.0,
+    "float16_weights": 2.0,
+}
 _NOT_A_LAYER = ("remove", "avgpool", "maxpool")  # after these the layer has nothing left to set
 _THROUGH = frozenset({"Dropout", "Activation", "ReLU", "BatchNormalization"})
 
@@ -269,11 +279,26 @@ class SearchSpace:
 
         A ranking of candidates by size before anything is built: the int8 file is about one
         byte per weight plus a fixed overhead."""
+        return sum(self._layer_weights(plan).values())
+
+    def weight_bytes(self, plan: EditPlan) -> float:
+        """:meth:`weight_count` with each layer's weights at the bytes its precision edit
+        stores them in (``WEIGHT_BYTES``: 1 for int8, 4 for float32, 0.5 for int4, ...): a
+        size ranking in which keeping a layer in float32 is never a saving."""
+        precisions = plan.precisions()
+        return float(
+            sum(
+                count * WEIGHT_BYTES[precisions.get(name, "int8")]
+                for name, count in self._layer_weights(plan).items()
+            )
+        )
+
+    def _layer_weights(self, plan: EditPlan) -> dict[str, int]:
         walked = self._walk(self._valid_assignment(plan))
         assert not isinstance(walked, str)
         _, calls = walked
         live = self._live(self._valid_assignment(plan))
-        total = 0
+        counts: dict[str, int] = {}
         for node, structural, ins in calls:
             if len(ins) != 1 or node.name not in live or "remove" in structural:
                 continue
@@ -283,8 +308,8 @@ class SearchSpace:
                 else node.layer
             )
             if layer is not None:
-                total += _weights(layer, ins[0])
-        return total
+                counts[node.name] = _weights(layer, ins[0])
+        return counts
 
     def evaluation_cost(self, plan: EditPlan) -> float:
         """A relative estimate of how long evaluating ``plan``'s model takes, for ordering.
