@@ -204,3 +204,25 @@ def test_weight_bytes_count_each_layer_at_its_precision(model):
     # float32 is never a saving: 3 more bytes a weight; int4 half a byte less
     assert space.weight_bytes(as_float) == space.weight_count(original) + 3 * kernel
     assert space.weight_bytes(as_int4) == space.weight_count(original) - 0.5 * kernel
+
+
+def test_the_local_proposer_shrinks_by_weight_bytes_for_a_size_target_else_by_macs(model):
+    from zenml_quant.search.loop import SearchOptions, make_proposer
+    from zenml_quant.search.types import Targets
+
+    space = SearchSpace(model)
+    options = SearchOptions(proposer="local")
+    decisions = space.decisions(
+        EditPlan(
+            (Edit("stage3_conv1", "precision", "float32"), Edit("stem_conv", "scale", 0.75)),
+            model=model.name,
+        )
+    )
+    plan = space.plan(decisions)
+    by_size = make_proposer(space, options, Targets(max_quality_drop=0.01, max_size_bytes=5000))
+    assert by_size.cost(decisions) == space.weight_bytes(plan)
+    # scaling the stem saves weights, but keeping stage3_conv1 in float32 costs more bytes
+    assert by_size.cost(decisions) > by_size.cost(space.decisions(EditPlan((), model=model.name)))
+    by_latency = make_proposer(space, options, Targets(max_quality_drop=0.01, max_latency_ms=1))
+    assert by_latency.cost(decisions) == space.macs(plan)
+    assert make_proposer(space, options, Targets(max_quality_drop=0.01)).cost is None
