@@ -325,3 +325,64 @@ def test_precisions_come_from_the_allocator_when_it_is_on_and_from_the_search_ot
         SearchOptions(space=SpaceOptions(precision=True), evaluation=allocating)
     with pytest.raises(InvalidOptionError, match="precision is True, False or None"):
         SpaceOptions(precision="float32")
+
+
+def test_a_local_search_climbs_from_the_best_above_the_floor_the_original_included():
+    from zenml_quant.search.edits import Edit, EditPlan
+    from zenml_quant.search.loop import _Books
+    from zenml_quant.search.types import TrialOutcome, TrialRecord
+
+    targets = Targets(max_quality_drop=0.01, max_size_bytes=50_000)
+
+    def record(trial, accuracy, size, layer=None):
+        edits = () if layer is None else (Edit(layer, "activation", "relu6"),)
+        return TrialRecord(
+            trial,
+            EditPlan(edits, model="m"),
+            "ok",
+            1.0,
+            accuracy=accuracy,
+            keras_accuracy=0.72,
+            size_bytes=size,
+        )
+
+    books = _Books(TrialOutcome(record(0, 0.715, 90_000)), targets, SearchOptions())
+    assert books.climb_base().trial == 0
+    # smaller, so more rewarding, but below the floor (0.72 - 0.01): not a place to climb from
+    below = books.add(TrialOutcome(record(1, 0.69, 60_000, "a")))
+    assert below.reward > books.records[0].reward and books.best.trial == 1
+    assert books.climb_base().trial == 0
+    # above the floor and more rewarding than the original: the climb moves there
+    books.add(TrialOutcome(record(2, 0.712, 70_000, "b")))
+    assert books.climb_base().trial == 2
+    # a failed trial never is the base
+    books.add(TrialOutcome(TrialRecord(3, EditPlan((), model="m"), "failed", 1.0, error="x")))
+    assert books.climb_base().trial == 2
+    # and a candidate meeting every target outranks one that only keeps the floor
+    books.add(TrialOutcome(record(4, 0.711, 45_000, "c")))
+    assert books.climb_base().trial == 4
+
+
+def test_when_the_original_is_below_its_own_floor_the_climb_follows_the_reward():
+    from zenml_quant.search.edits import Edit, EditPlan
+    from zenml_quant.search.loop import _Books
+    from zenml_quant.search.types import TrialOutcome, TrialRecord
+
+    targets = Targets(max_quality_drop=0.01, max_size_bytes=50_000)
+    original = TrialRecord(
+        0,
+        EditPlan((), model="m"),
+        "ok",
+        1.0,
+        accuracy=0.60,
+        keras_accuracy=0.72,
+        size_bytes=90_000,
+    )
+    books = _Books(TrialOutcome(original), targets, SearchOptions())
+    plan = EditPlan((Edit("a", "activation", "relu6"),), model="m")
+    books.add(
+        TrialOutcome(
+            TrialRecord(1, plan, "ok", 1.0, accuracy=0.65, keras_accuracy=0.72, size_bytes=80_000)
+        )
+    )
+    assert books.climb_base().trial == 1

@@ -442,14 +442,27 @@ class _Books:
         rung.sort(key=lambda r: (-(r.reward or 0.0), r.trial))
         return [r for r in rung[: len(rung) // rate] if r.trial not in self.promoted]
 
+    def climb_base(self) -> TrialRecord:
+        """Where a local search climbs from: the best record as :meth:`_beats` ranks them
+        (targets met, then at or above the accuracy floor, then reward), the original
+        (trial 0) among them. A shrinking step that fell below the floor is never built on
+        while the original, or another candidate, still stands above it: every step after it
+        would only lose more."""
+        base = self.records[0]
+        for record in self.records[1:]:
+            if record.ok and self._ranks_above(record, base):
+                base = record
+        return base
+
     def _beats(self, record: TrialRecord) -> bool:
-        if self.best is None:
-            return True
-        if record.meets_targets != self.best.meets_targets:
+        return self.best is None or self._ranks_above(record, self.best)
+
+    def _ranks_above(self, record: TrialRecord, other: TrialRecord) -> bool:
+        if record.meets_targets != other.meets_targets:
             return record.meets_targets
-        if self._usable(record) != self._usable(self.best):
+        if self._usable(record) != self._usable(other):
             return self._usable(record)
-        return (record.reward or 0.0) > (self.best.reward or 0.0)
+        return (record.reward or 0.0) > (other.reward or 0.0)
 
     def _usable(self, record: TrialRecord) -> bool:
         """At or above the accuracy floor: the only records returned or suggested."""
@@ -505,10 +518,11 @@ def _run(
             break
         n = min(options.batch_size, options.max_trials - trial)
         rebase = getattr(proposer, "rebase", None)
-        if rebase is not None and books.best is not None:  # climb from the loop's best
-            rebase(space.decisions(books.best.plan), books.best.reward)
-        if pressure is not None:  # shrink while the best so far misses a resource target
-            pressure(_misses_a_resource(books.best or books.records[0], targets))
+        base = books.climb_base()
+        if rebase is not None:  # climb from the loop's best, the original included
+            rebase(space.decisions(base.plan), base.reward)
+        if pressure is not None:  # shrink while that base misses a resource target
+            pressure(_misses_a_resource(base, targets))
         promotions = books.promotable(options.halving)[:n]
         proposals, waiting = _fresh_proposals(space, proposer, books, n - len(promotions))
         if not proposals and not promotions:
