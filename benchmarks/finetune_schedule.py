@@ -75,7 +75,8 @@ def main() -> None:
     lines = [
         "## Fine-tuning schedule: constant rate against cosine decay (ResNet-8)",
         "",
-        f"Command: `python benchmarks/{shlex.join(sys.argv)}`. Model: {note}; float "
+        f"Command: `python benchmarks/finetune_schedule.py {shlex.join(sys.argv[1:])}`. "
+        f"Model: {note}; float "
         f"validation {original:.2%} before any fine-tune. Fine-tune: Adam, batch 64, distilled "
         "from the original (alpha 0.5, T 4), seed 0, 20,000 training images; validation: "
         "5,000 test-split images, float model.",
