@@ -4,8 +4,8 @@ The search fine-tunes every candidate briefly from pre-trained weights. This mea
 project's ResNet-8 (the zoo's MLPerf Tiny architecture trained 24 epochs on the CIFAR-10
 subset), the float validation accuracy after the same short fine-tune with a constant Adam
 rate and with the rate decayed to 0 on a cosine (``FineTuneOptions.schedule``), for the
-unchanged model and for one whose last stage is pruned to 0.5x/0.25x channels (about 0.47x
-its int8 bytes). Every run is distilled from the original, seed 0, on 20,000 training images;
+unchanged model and for one whose last stage is pruned to 0.5x/0.25x channels (0.39x its
+parameters). Every run is distilled from the original, seed 0, on 20,000 training images;
 validation is 5,000 test-split images. Writes the ``finetune-schedule`` section of
 ``BENCHMARKS.md``. Run from the project root:
 ``python benchmarks/finetune_schedule.py [--epochs 4 8]``.
