@@ -3,7 +3,7 @@ fine-tune with the settings and seed the plan records, so a suggestion is reprod
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -32,16 +32,7 @@ def plan_meta(
         "trial": trial,
         "seed": seed,
         "batchnorm_examples": batchnorm_examples,
-        "fine_tune": {
-            "epochs": options.epochs,
-            "steps_per_epoch": options.steps_per_epoch,
-            "batch_size": options.batch_size,
-            "learning_rate": options.learning_rate,
-            "distill": options.distill,
-            "temperature": options.temperature,
-            "alpha": options.alpha,
-            "schedule": options.schedule,
-        },
+        "fine_tune": asdict(options),
     }
 
 

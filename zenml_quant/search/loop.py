@@ -103,7 +103,7 @@ class SearchOptions:
             raise InvalidOptionError(
                 f"Unknown proposer {self.proposer!r}: use one of {', '.join(PROPOSERS)}."
             )
-        allocating = bool(set(self.evaluation.precisions) - {"int8"})
+        allocating = self.evaluation.allocates
         if self.space.precision is None:
             object.__setattr__(self, "space", replace(self.space, precision=not allocating))
         elif self.space.precision and allocating:
@@ -448,11 +448,9 @@ class _Books:
         (trial 0) among them. A shrinking step that fell below the floor is never built on
         while the original, or another candidate, still stands above it: every step after it
         would only lose more."""
-        base = self.records[0]
-        for record in self.records[1:]:
-            if record.ok and self._ranks_above(record, base):
-                base = record
-        return base
+        original = self.records[0]
+        best = self.best  # the top of the same ranking over the candidates
+        return best if best is not None and self._ranks_above(best, original) else original
 
     def _beats(self, record: TrialRecord) -> bool:
         return self.best is None or self._ranks_above(record, self.best)
@@ -510,6 +508,7 @@ def _run(
     if anchor is not None:  # a local search climbs from the original's reward
         anchor(books.records[0].reward)
     pressure = getattr(proposer, "pressure", None)
+    rebase = getattr(proposer, "rebase", None)
     trial = 0
     while trial < options.max_trials:
         elapsed = time.perf_counter() - start
@@ -517,7 +516,6 @@ def _run(
             stop_reason = f"time budget of {options.time_budget_s:g} s used"
             break
         n = min(options.batch_size, options.max_trials - trial)
-        rebase = getattr(proposer, "rebase", None)
         base = books.climb_base()
         if rebase is not None:  # climb from the loop's best, the original included
             rebase(space.decisions(base.plan), base.reward)

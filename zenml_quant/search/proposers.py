@@ -199,7 +199,7 @@ class LocalSearch(_AskTell):
     the climb to another point (the loop's best, which puts the accuracy floor first).
 
     Under :meth:`pressure` (the loop applies it while the best candidate misses a resource
-    target) with a ``cost`` (decisions -> an estimate such as the weight count), ``draws``
+    target) with a ``cost`` (decisions -> an estimate such as the weight bytes), ``draws``
     moves are drawn and one of those that cost less than the best is taken, uniformly: each
     step then shrinks the model, as NetAdapt's do, and the reward decides which shrinking step
     is kept. Without a cheaper draw, the first draw is taken.

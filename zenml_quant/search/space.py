@@ -294,10 +294,11 @@ class SearchSpace:
         )
 
     def _layer_weights(self, plan: EditPlan) -> dict[str, int]:
-        walked = self._walk(self._valid_assignment(plan))
+        assignment = self._valid_assignment(plan)
+        walked = self._walk(assignment)
         assert not isinstance(walked, str)
         _, calls = walked
-        live = self._live(self._valid_assignment(plan))
+        live = self._live(assignment)
         counts: dict[str, int] = {}
         for node, structural, ins in calls:
             if len(ins) != 1 or node.name not in live or "remove" in structural:

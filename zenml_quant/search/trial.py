@@ -83,6 +83,11 @@ class EvaluationOptions:
     reestimate_batchnorm: bool = True
     batchnorm_examples: int = 2048
 
+    @property
+    def allocates(self) -> bool:
+        """Whether each candidate's precisions come from the allocator (any besides int8)."""
+        return bool(set(self.precisions) - {"int8"})
+
     def __post_init__(self) -> None:
         if self.precisions:
             from ..precisions import parse_precisions
@@ -333,7 +338,7 @@ def _convert(model: Any, task: TrialTask, context: SearchContext) -> Any:
     if not options.quantize:
         return convert_model(model, options.float_mode, options=conversion)
     chosen = task.plan.precisions()
-    if options.precisions and set(options.precisions) != {"int8"} and not chosen:
+    if options.allocates and not chosen:
         return _allocated(model, context, conversion)
     if any(p != "float32" for p in chosen.values()):
         from ..mixed_precision import PrecisionQuantizer  # ai-edge-quantizer, only when asked
