@@ -8,6 +8,12 @@ every candidate that kept its weights). Then searches with the RNN
 controller and a 2-worker process pool, then measures the best candidate and every Pareto
 suggestion that met the targets on the 10,000 test images. Rewrites its section of
 ``BENCHMARKS.md``. Run from the project root: ``python benchmarks/nas_mnist.py``.
+
+Issue 18's 6 KB figure (>= 98.5 % test, <= 6,000 B, <= 20 minutes) is the same script with a
+smaller target and the settings a model of a few thousand weights needs: filter scales down to
+1/8, per-layer int4/int8 from the allocator, successive halving with a longer full rung, a higher
+learning rate and no distillation (the teacher's soft labels cost a small student accuracy), and
+``--target-minutes 20``; the command is in its section.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from zenml_quant.search import (
     FineTuneOptions,
     ProcessPoolExecutor,
     SearchOptions,
+    SpaceOptions,
     Targets,
     apply_plan,
     search_architecture,
@@ -61,6 +68,20 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--precisions", default="", help="per-layer precisions for the allocator, e.g. int4,int8"
     )
+    p.add_argument("--learning-rate", type=float, default=2e-3, help="of the search's fine-tune")
+    p.add_argument(
+        "--distill",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="distil from the original (a student of a few thousand weights does better without)",
+    )
+    p.add_argument("--refine-learning-rate", type=float, default=1e-3)
+    p.add_argument(
+        "--scales",
+        default="",
+        help="filter scales offered, e.g. 0.125,0.25,0.5,0.75 (default: all)",
+    )
+    p.add_argument("--target-minutes", type=float, default=30.0, help="search plus refinement")
     p.add_argument("--section", default="nas-mnist", help="the BENCHMARKS.md section written")
     return p.parse_args()
 
@@ -86,6 +107,7 @@ def main() -> None:
         preprocessing=Preprocessing(2 / 255, -1.0, True, True, str(args.mnist)),
     )
     targets = Targets(min_quality=args.min_accuracy, max_size_bytes=int(args.max_kb * 1000))
+    scales = tuple(float(s) for s in args.scales.split(",") if s)
     options = SearchOptions(
         max_trials=args.max_trials,
         time_budget_s=60 * args.minutes,
@@ -94,10 +116,14 @@ def main() -> None:
         seed=args.seed,
         proposer=args.proposer,
         halving=args.halving,
+        space=SpaceOptions(scales=scales) if scales else SpaceOptions(),
         evaluation=EvaluationOptions(
             precisions=tuple(p for p in args.precisions.split(",") if p),
             fine_tune=FineTuneOptions(
-                epochs=args.fine_tune_epochs, batch_size=128, learning_rate=2e-3, distill=True
+                epochs=args.fine_tune_epochs,
+                batch_size=128,
+                learning_rate=args.learning_rate,
+                distill=args.distill,
             ),
             calibration_samples=500,
         ),
@@ -127,7 +153,12 @@ def main() -> None:
     )
     # The pick is made on validation only; test accuracy is read afterwards.
     pick = max(refined, key=lambda r: r["val"], default=None)
-    ok = pick is not None and pick["test"] >= 0.985 and pick["size"] <= 1000 * args.max_kb
+    ok = (
+        pick is not None
+        and pick["test"] >= args.min_accuracy
+        and pick["size"] <= 1000 * args.max_kb
+        and wall_total <= 60 * args.target_minutes
+    )
     print("PASS" if ok else "FAIL", "pick:", pick, f"total {wall_total / 60:.1f} min")
 
 
@@ -145,7 +176,10 @@ def refine(model, dataset, result, args) -> list[dict]:
     for record in met:
         t0 = time.perf_counter()
         options = FineTuneOptions(
-            epochs=args.refine_epochs, batch_size=128, learning_rate=1e-3, distill=True
+            epochs=args.refine_epochs,
+            batch_size=128,
+            learning_rate=args.refine_learning_rate,
+            distill=args.distill,
         )
         edited = apply_plan(model, record.plan, dataset, fine_tune_options=options).model
         tflite = _quantized(edited, dataset, args)
@@ -188,7 +222,9 @@ def render(args, result, rows, refined, wall, wall_total, train_note, original_t
         f"images: {train_note}.",
         f"- Search: {args.proposer} proposer (successive halving rate {args.halving}), {args.workers}-worker process pool (1 TF thread each), "
         f"batches of {2 * args.workers}; each candidate fine-tuned {args.fine_tune_epochs} epoch(s) "
-        f"on 54,000 images, distilled from the original; precisions: "
+        f"on 54,000 images (Adam {args.learning_rate:g}, cosine decay"
+        f"{', distilled from the original' if args.distill else ', not distilled'}); "
+        f"filter scales {args.scales or 'all'}; precisions: "
         f"{args.precisions or 'int8'}{' (allocator)' if args.precisions else ''}; targets: .tflite <= "
         f"{args.max_kb:g} KB (1000 B) and >= {100 * args.min_accuracy:.1f} % on the 6,000 "
         "held-out training images (validation).",
@@ -215,7 +251,8 @@ def render(args, result, rows, refined, wall, wall_total, train_note, original_t
         "",
         f"Then the {len(refined)} most accurate distinct candidates within the size target were "
         "fine-tuned "
-        f"{args.refine_epochs} epochs (the search gave each {args.fine_tune_epochs}) from the "
+        f"{args.refine_epochs} epochs at {args.refine_learning_rate:g} (the search gave each "
+        f"{args.fine_tune_epochs}) from the "
         "original weights with `apply_plan`, as a user applying a suggestion does; the pick is "
         "the best on validation:",
         "",
@@ -231,7 +268,8 @@ def render(args, result, rows, refined, wall, wall_total, train_note, original_t
         )
     lines += [
         "",
-        f"Total wall time, search plus refinement: **{wall_total / 60:.1f} min** (target 30).",
+        f"Total wall time, search plus refinement: **{wall_total / 60:.1f} min** (target "
+        f"{args.target_minutes:g}).",
     ]
     return "\n".join(lines)
 
