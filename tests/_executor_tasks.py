@@ -72,6 +72,10 @@ def trial(context: Context, task: tuple) -> object:
         if STARTED > 1:
             native_crash(arg)
         return ("first", os.getpid())
+    if op == "crash_with_onednn":  # a crash only where TensorFlow's oneDNN kernels are on
+        if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+            native_crash(arg)
+        return ("without oneDNN", os.getpid())
     if op == "info":
         from zenml_quant._compat import tf
 
@@ -83,6 +87,7 @@ def trial(context: Context, task: tuple) -> object:
             "payload_len": len(context.payload),
             "intra": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter": tf.config.threading.get_inter_op_parallelism_threads(),
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
             "env": {
                 var: os.environ.get(var)
                 for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")

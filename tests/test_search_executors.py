@@ -23,6 +23,7 @@ from zenml_quant.search.executors import (
     TrialExecutor,
     make_executor,
 )
+from zenml_quant.search.executors.pool import onednn_enabled
 
 TESTS_DIR = str(Path(__file__).resolve().parent)
 
@@ -233,7 +234,9 @@ def test_pool_worker_deaths_fail_their_tasks_only_and_the_pool_recovers():
         assert "run once more, alone in a fresh worker, and that one died too" in aborted[2]
         # faulthandler's report, innermost frame first, without TensorFlow's start-up lines.
         assert "Fatal Python error: Aborted" in aborted[2]
-        assert "in native_crash" in aborted[2] and "oneDNN" not in aborted[2]
+        assert "in native_crash" in aborted[2] and "oneDNN custom operations" not in aborted[2]
+        # Its last run was alone in a worker with oneDNN's kernels off, and that died too.
+        assert "oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0), died as well" in aborted[2]
         assert sorted(index for index, _ in calls.calls) == list(range(4))  # once each
         assert executor.map([("square", 6), ("square", 7)]) == [36, 49]
 
@@ -247,6 +250,30 @@ def test_a_crash_left_by_earlier_tasks_is_not_blamed_on_the_task_it_hits(caplog)
     first_worker = results[0]["pid"]
     assert results[1][0] == "first" and results[1][1] != first_worker
     assert "SIGSEGV" in caplog.text and "running it again alone in a fresh worker" in caplog.text
+
+
+def test_a_trial_that_crashes_in_onednn_gets_a_last_run_without_it(caplog, monkeypatch):
+    # TensorFlow's oneDNN kernels crash on some MobileNetV2 candidates in training: the trial
+    # runs once more in a worker with them off, and only that worker; the next tasks run in
+    # workers with the default again.
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    with ProcessPoolExecutor(workers=1) as executor, caplog.at_level(logging.WARNING):
+        executor.start(toy.trial, _context(), on_error=toy.on_error)
+        results = executor.map([("crash_with_onednn", "segfault"), ("square", 3)])
+        after = executor.map([("info", 0)])[0]
+    assert results[0][0] == "without oneDNN" and results[1] == 9
+    assert "SIGSEGV" in caplog.text and "oneDNN kernels off" in caplog.text
+    assert after["onednn"] is None
+
+
+def test_no_onednn_rerun_when_the_caller_turned_onednn_off(monkeypatch):
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert not onednn_enabled()
+    with ProcessPoolExecutor(workers=1) as executor:
+        executor.start(toy.trial, _context(), on_error=toy.on_error)
+        results = executor.map([("native", "segfault")])
+    assert results[0][:2] == ("error", ("native", "segfault"))
+    assert "SIGSEGV" in results[0][2] and "oneDNN kernels off" not in results[0][2]
 
 
 def test_workers_that_die_at_start_up_fail_the_tasks_instead_of_looping():

@@ -14,6 +14,11 @@ Two things about spawned workers that the pool takes care of:
   comes). Workers start with Python's faulthandler on and glibc's fatal messages sent to
   stderr, so a native crash quotes the Python frames it happened in and what the C library
   said ("double free or corruption"), not only TensorFlow's start-up banner.
+- A trial whose own code crashes natively is run once more, alone, in a worker with
+  TensorFlow's oneDNN kernels off (``TF_ENABLE_ONEDNN_OPTS=0``) before it fails: oneDNN has
+  crashes of its own in training (MobileNetV2 candidates in issue 18 died with SIGSEGV and
+  "corrupted double-linked list" in ``fit``, and ran to the end without it). Only that trial
+  pays the slower kernels; the pool goes back to the default for the rest.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ _CRASH_REPORT_LINES = 16
 #: glibc's own messages ("double free or corruption", "malloc(): corrupted top size") to
 #: stderr, where the pool reads them, instead of the terminal.
 _CRASH_REPORT_ENV = {"PYTHONFAULTHANDLER": "1", "LIBC_FATAL_STDERR_": "1"}
+#: The environment of the worker a natively crashing trial gets its last run in.
+WITHOUT_ONEDNN = {"TF_ENABLE_ONEDNN_OPTS": "0"}
 #: The first line of faulthandler's report.
 _FAULT_HEADER = "Fatal Python error:"
 #: Start-up chatter every TensorFlow process writes (absl INFO lines, CUDA's complaints that
@@ -366,6 +373,13 @@ def _zenml_worker_env() -> dict[str, str]:
     return {_SOURCE_ROOT_VAR: str(root)}
 
 
+def onednn_enabled(environ: dict[str, str] | None = None) -> bool:
+    """Whether TensorFlow in a worker started with ``environ`` uses its oneDNN kernels
+    (its default on x86; ``TF_ENABLE_ONEDNN_OPTS`` set to 0 or false turns them off)."""
+    value = (os.environ if environ is None else environ).get("TF_ENABLE_ONEDNN_OPTS", "1")
+    return value.strip().lower() not in ("0", "false")
+
+
 def _crash_report_env() -> dict[str, str]:
     """:data:`_CRASH_REPORT_ENV`, less what the caller set itself (the workers inherit that)."""
     return {name: value for name, value in _CRASH_REPORT_ENV.items() if name not in os.environ}
@@ -379,7 +393,9 @@ def _describe_ends(processes: Sequence[_WorkerProcess]) -> str:
     return "; ".join(group[0].describe_end(len(group) - 1) for group in by_reason.values())
 
 
-def _worker_died(how: str, quote: str = "", *, again: bool = False) -> str:
+def _worker_died(
+    how: str, quote: str = "", *, again: bool = False, without_onednn: bool = False
+) -> str:
     """The reason of a trial whose worker died: how, what it wrote to stderr (``quote``)."""
     retry = (
         " The worker had run other trials first, so this trial was run once more, alone in a "
@@ -387,6 +403,11 @@ def _worker_died(how: str, quote: str = "", *, again: bool = False) -> str:
         if again
         else ""
     )
+    if without_onednn:
+        retry += (
+            " Its last run, alone in a worker with TensorFlow's oneDNN kernels off "
+            "(TF_ENABLE_ONEDNN_OPTS=0), died as well."
+        )
     text = (
         f"the worker process running this trial died: {how}.{retry} The pool was restarted and "
         "the other trials were not affected"
@@ -469,10 +490,17 @@ class _Pool:
     """One ``concurrent.futures`` pool and its shared counters; replaced when it breaks."""
 
     def __init__(
-        self, workers: int, threads: int, payload: Any, *, prestart: bool, import_main: bool
+        self,
+        workers: int,
+        threads: int,
+        payload: Any,
+        *,
+        prestart: bool,
+        import_main: bool,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.context = _WorkerContext(
-            _zenml_worker_env() | _crash_report_env(), import_main=import_main
+            _zenml_worker_env() | _crash_report_env() | (env or {}), import_main=import_main
         )
         self.workers = workers
         self.ready = self.context.Value("i", 0)
@@ -605,13 +633,14 @@ class ProcessPoolExecutor(_ExecutorBase):
             self._pool = self._new_pool(prestart=False)
         return self._pool
 
-    def _new_pool(self, *, prestart: bool) -> _Pool:
+    def _new_pool(self, *, prestart: bool, env: dict[str, str] | None = None) -> _Pool:
         return _Pool(
             self.workers,
             self.threads_per_worker,
             self._payload,
             prestart=prestart,
             import_main=self.import_main,
+            env=env,
         )
 
     def _discard_pool(self) -> str:
@@ -662,14 +691,20 @@ class ProcessPoolExecutor(_ExecutorBase):
         isolate: list[int] = []  # suspects of a crash: run alone, once the others are done
         strikes = [0] * len(tasks)  # pool breaks a task lived through without being a suspect
         retried: set[int] = set()  # culprits run again alone in a fresh worker
+        plain: set[int] = set()  # culprits run last alone in a worker without oneDNN
         while todo or isolate:
             if todo:
                 batch, todo = todo, []
             else:
                 batch = [isolate.pop(0)]
-                if batch[0] in retried:
+                if batch[0] in plain:
+                    self._discard_pool()
+                    self._pool = self._new_pool(prestart=False, env=WITHOUT_ONEDNN)
+                elif batch[0] in retried:
                     self._fresh_pool()
             crash = self._run_batch(tasks, batch, finish, on_error)
+            if batch[0] in plain and self._pool is not None:
+                self._discard_pool()  # the rest run with the default kernels again
             if crash is None:
                 continue
             if len(crash.suspects) == 1:
@@ -685,8 +720,20 @@ class ProcessPoolExecutor(_ExecutorBase):
                     )
                     retried.add(culprit)
                     isolate.append(culprit)
+                elif culprit not in plain and onednn_enabled():
+                    _LOG.warning(
+                        "task %d of %d crashed its worker: running it once more alone, with "
+                        "TensorFlow's oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0), before "
+                        "blaming it",
+                        culprit + 1,
+                        len(tasks),
+                    )
+                    plain.add(culprit)
+                    isolate.insert(0, culprit)
                 else:
-                    message = _worker_died(how, quote, again=culprit in retried)
+                    message = _worker_died(
+                        how, quote, again=culprit in retried, without_onednn=culprit in plain
+                    )
                     finish(culprit, on_error(tasks[culprit], message))
             else:
                 isolate.extend(crash.suspects)
