@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -325,6 +327,51 @@ def test_workers_need_no_main_guard_when_they_do_not_import_main(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RESULT [49]" in done.stdout
     assert done.stdout.count("SCRIPT RUNS") == 1  # the worker did not run it again
+
+
+def _process_gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie nobody reaps counts as exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_workers_exit_when_their_search_is_killed(tmp_path):
+    # A search killed from outside cannot shut its pool down; its workers must not go on
+    # computing trials nobody reads.
+    marker = tmp_path / "running"
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {TESTS_DIR!r})
+        import _executor_tasks as toy
+        from zenml_quant.search.executors import ProcessPoolExecutor
+        executor = ProcessPoolExecutor(workers=1, import_main=False)
+        executor.start(toy.trial, toy.Context("orphan"), on_error=toy.on_error)
+        executor.map([("mark_and_sleep", ({str(marker)!r}, 300))])
+        """
+    )
+    search = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not (marker.exists() and marker.read_text()):
+            assert search.poll() is None, "the search ended before its worker started"
+            assert time.monotonic() < deadline, "the worker never started its task"
+            time.sleep(0.2)
+        worker = int(marker.read_text())
+        assert not _process_gone(worker)
+    finally:
+        search.kill()
+        search.wait()
+    deadline = time.monotonic() + 30
+    while not _process_gone(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not _process_gone(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker was still running 30 s after its search was killed")
 
 
 # --- Ray --------------------------------------------------------------------------------------

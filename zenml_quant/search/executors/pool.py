@@ -450,6 +450,7 @@ def _pool_init(payload: Any, threads: int, ready: Any, running: Any, pids: Any, 
     that process had run other tasks before (whose leftovers may have been what crashed).
     """
     _limit_native_threads(threads)
+    _exit_when_orphaned(os.getppid())
     try:
         fn, context = pickle.loads(memoryview(payload).cast("B"))
         _WORKER.update(fn=fn, context=context)
@@ -465,6 +466,32 @@ def _pool_init(payload: Any, threads: int, ready: Any, running: Any, pids: Any, 
     if slot < len(pids):
         pids[slot] = os.getpid()
     _WORKER.update(running=running, done=done)
+
+
+#: How often a worker checks that the process that started it is still there.
+ORPHAN_CHECK_SECONDS = 1.0
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """End this worker soon after its parent is gone, whatever the worker is running.
+
+    A search killed from outside (SIGTERM, SIGKILL, an out-of-memory kill) cannot shut its pool
+    down, and its workers would go on fine-tuning trials nobody reads, holding the cores and
+    memory. When the parent dies, the worker is re-parented, so its parent pid changes: a
+    daemon thread polls for that. Polling, not ``PR_SET_PDEATHSIG``, because that signal
+    follows the *thread* that spawned the worker, and the pool's spawning thread may end
+    before the search does.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+        # stderr is a pipe the dead parent read: writing to it may fail, exiting must not.
+        with contextlib.suppress(OSError):
+            _write_all(2, f"zenml-quant worker {os.getpid()}: its search ended; exiting\n".encode())
+        os._exit(1)
+
+    threading.Thread(target=watch, name="zenml-quant-orphan-check", daemon=True).start()
 
 
 def _pool_run(task_id: int, task: Any) -> tuple[bool, Any]:
