@@ -250,6 +250,28 @@ def test_apply_plan_reproduces_a_suggested_model_exactly(digits, digits_model):
         np.testing.assert_array_equal(a, b)
 
 
+def test_apply_plan_rebuilds_in_the_space_the_search_drew_the_plan_from(digits_model):
+    # A search given its own filter scales writes them into each plan: a user applying the
+    # suggestion later (from YAML, without the search's options) gets the same model.
+    from zenml_quant.search.apply import plan_meta
+    from zenml_quant.search.edits import Edit, EditPlan
+    from zenml_quant.search.finetune import FineTuneOptions
+    from zenml_quant.search.space import SpaceOptions
+
+    conv = next(layer.name for layer in digits_model.layers if "conv" in layer.name)
+    space = SpaceOptions(scales=(0.1875, 0.5))
+    meta = plan_meta(3, 0, FineTuneOptions(), None, space)
+    plan = EditPlan((Edit(conv, "scale", 0.1875),), model=digits_model.name, meta=meta)
+    rebuilt = apply_plan(digits_model, EditPlan.from_yaml(plan.to_yaml())).model
+    filters = digits_model.get_layer(conv).filters
+    assert rebuilt.get_layer(conv).filters == max(1, round(filters * 0.1875))
+    # without the record, the default space has no 0.1875 and says so
+    bare = EditPlan((Edit(conv, "scale", 0.1875),), model=digits_model.name)
+    with pytest.raises(InvalidOptionError, match="0.1875"):
+        apply_plan(digits_model, bare)
+    assert "space" not in plan_meta(3, 0, FineTuneOptions(), None, SpaceOptions())
+
+
 def test_search_input_errors(digits, digits_model):
     with pytest.raises(InvalidOptionError, match="proposer"):
         SearchOptions(proposer="genetic")

@@ -23,17 +23,38 @@ __all__ = ["apply_plan", "plan_meta"]
 
 
 def plan_meta(
-    trial: int, seed: int, options: FineTuneOptions, batchnorm_examples: int | None = None
+    trial: int,
+    seed: int,
+    options: FineTuneOptions,
+    batchnorm_examples: int | None = None,
+    space: SpaceOptions | None = None,
 ) -> dict[str, Any]:
     """What the search writes into a candidate's plan so it can be rebuilt identically
     (``batchnorm_examples``: BatchNorm statistics re-estimated on that many train examples
-    after the fine-tune, when validation says so; None: not)."""
-    return {
+    after the fine-tune, when validation says so; None: not; ``space``: the search space the
+    plan's edits were drawn from, when not the default one)."""
+    meta: dict[str, Any] = {
         "trial": trial,
         "seed": seed,
         "batchnorm_examples": batchnorm_examples,
         "fine_tune": asdict(options),
     }
+    if space is not None and space != SpaceOptions():
+        meta["space"] = asdict(space)
+    return meta
+
+
+def _recorded_space(meta: dict[str, Any]) -> SpaceOptions | None:
+    """The SpaceOptions a plan's meta records (lists back to tuples: meta goes through JSON)."""
+    recorded = meta.get("space")
+    if not recorded:
+        return None
+    try:
+        return SpaceOptions(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in dict(recorded).items()}
+        )
+    except TypeError as exc:
+        raise InvalidOptionError(f"The plan's meta.space is malformed: {exc}") from None
 
 
 def apply_plan(
@@ -47,12 +68,14 @@ def apply_plan(
 ) -> EditedModel:
     """``apply_edits``, then fine-tuning on ``dataset``'s train split when one is given.
 
-    The fine-tuning settings and seed default to those recorded in ``plan.meta`` by the search
-    (a plan without them, e.g. written by hand, is fine-tuned with ``FineTuneOptions()``); pass
-    ``fine_tune_options=FineTuneOptions(epochs=0)`` to skip it.
+    The fine-tuning settings, seed and search space default to those recorded in
+    ``plan.meta`` by the search (a plan without them, e.g. written by hand, is fine-tuned with
+    ``FineTuneOptions()`` in the default space); pass
+    ``fine_tune_options=FineTuneOptions(epochs=0)`` to skip fine-tuning.
     """
     meta = dict(plan.meta or {})
     seed = int(meta.get("seed", 0)) if seed is None else seed
+    space_options = space_options or _recorded_space(meta)
     edited = apply_edits(model, plan, seed=seed, space=SearchSpace(model, space_options))
     if dataset is None:
         return edited

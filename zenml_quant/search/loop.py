@@ -599,6 +599,7 @@ def _meta(
         seed,
         tuning or evaluation.fine_tune,
         evaluation.batchnorm_examples if evaluation.reestimate_batchnorm else None,
+        options.space,
     )
     if options.halving > 1:
         meta["rung"] = 0 if tuning is not None else 1
