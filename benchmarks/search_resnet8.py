@@ -64,6 +64,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size-ratio", type=float, default=0.5, help="of the plain int8 bytes")
+    p.add_argument(
+        "--scales",
+        default="",
+        help="filter scales offered, e.g. 0.25,0.375,0.5,0.75 (default: the search's own)",
+    )
     p.add_argument("--shift", choices=("colour", "jpeg"), default=None)
     p.add_argument("--section", default=None, help="[search-<case> or search-resnet8-<shift>]")
     return p.parse_args()
@@ -92,6 +97,7 @@ def main() -> None:
     keras_test = metric.score(model.predict(x_test, verbose=0), y_test, x_test)
     budget = int(args.size_ratio * int8.size_bytes)
     targets = Targets(max_quality_drop=0.01, max_size_bytes=budget, metric=metric)
+    scales = {"scales": tuple(float(v) for v in args.scales.split(","))} if args.scales else {}
     options = SearchOptions(
         max_trials=args.max_trials,
         time_budget_s=60.0 * args.minutes,
@@ -102,7 +108,7 @@ def main() -> None:
         halving=args.halving,
         # int8 throughout: int4 would save bytes but slows this model's inference (issue 18),
         # and float32 layers never help a size target.
-        space=SpaceOptions(precision=False),
+        space=SpaceOptions(precision=False, **scales),
         evaluation=EvaluationOptions(
             fine_tune=FineTuneOptions(
                 epochs=args.epochs, batch_size=64, learning_rate=args.learning_rate
