@@ -81,6 +81,13 @@ def parse_args() -> argparse.Namespace:
         default="",
         help="filter scales offered, e.g. 0.125,0.25,0.5,0.75 (default: all)",
     )
+    p.add_argument(
+        "--edits",
+        default="all",
+        choices=("all", "scale"),
+        help="the edits offered: all of them, or filter scales only (channel pruning; the "
+        "allocator still chooses each layer's precision)",
+    )
     p.add_argument("--target-minutes", type=float, default=30.0, help="search plus refinement")
     p.add_argument("--section", default="nas-mnist", help="the BENCHMARKS.md section written")
     return p.parse_args()
@@ -107,7 +114,9 @@ def main() -> None:
         preprocessing=Preprocessing(2 / 255, -1.0, True, True, str(args.mnist)),
     )
     targets = Targets(min_quality=args.min_accuracy, max_size_bytes=int(args.max_kb * 1000))
-    scales = tuple(float(s) for s in args.scales.split(",") if s)
+    space: dict = {"scales": tuple(float(s) for s in args.scales.split(","))} if args.scales else {}
+    if args.edits == "scale":
+        space.update(replacements=(), activations=(), allow_remove=False, heads=False)
     options = SearchOptions(
         max_trials=args.max_trials,
         time_budget_s=60 * args.minutes,
@@ -116,7 +125,7 @@ def main() -> None:
         seed=args.seed,
         proposer=args.proposer,
         halving=args.halving,
-        space=SpaceOptions(scales=scales) if scales else SpaceOptions(),
+        space=SpaceOptions(**space),
         evaluation=EvaluationOptions(
             precisions=tuple(p for p in args.precisions.split(",") if p),
             fine_tune=FineTuneOptions(
@@ -224,6 +233,7 @@ def render(args, result, rows, refined, wall, wall_total, train_note, original_t
         f"batches of {2 * args.workers}; each candidate fine-tuned {args.fine_tune_epochs} epoch(s) "
         f"on 54,000 images (Adam {args.learning_rate:g}, cosine decay"
         f"{', distilled from the original' if args.distill else ', not distilled'}); "
+        f"edits: {'filter scales only' if args.edits == 'scale' else 'all'}; "
         f"filter scales {args.scales or 'all'}; precisions: "
         f"{args.precisions or 'int8'}{' (allocator)' if args.precisions else ''}; targets: .tflite <= "
         f"{args.max_kb:g} KB (1000 B) and >= {100 * args.min_accuracy:.1f} % on the 6,000 "
