@@ -51,21 +51,59 @@ def _accuracy(model, x, y):
     return METRICS["top1"].score(model.predict(x, verbose=0), y, x)
 
 
-def test_statistics_are_the_exact_moments_of_each_layers_new_inputs(bn_model, digits):
-    x = digits.x_train
+def test_statistics_are_the_moments_of_each_layers_inputs_in_one_training_mode_pass(
+    bn_model, digits
+):
+    x = digits.x_train[:950]  # 10 batches of 95: equal batches, none left short
     result = reestimate_batchnorm(bn_model, x, max_examples=len(x), batch_size=100)
     assert result.layers == batchnorm_layers(bn_model) == ("bn1", "bn2")
     assert result.examples == len(x)
-    new = result.model
-    for name in result.layers:
-        # The inputs as the re-estimated model computes them: bn2's come through the new bn1.
-        probe = tf_keras.Model(new.inputs, new.get_layer(name).input)
-        a = probe.predict(x, verbose=0).reshape(-1, 16).astype(np.float64)
-        layer = new.get_layer(name)
+    # The same pass written out: bn1 normalises each batch with the batch's own moments.
+    bn1 = bn_model.get_layer("bn1")
+    first, second = [], []
+    for batch in np.array_split(x, 10):
+        h = bn_model.get_layer("conv1")(batch).numpy().astype(np.float64)
+        first.append(h.reshape(-1, 16))
+        mean, var = h.mean(axis=(0, 1, 2)), h.var(axis=(0, 1, 2))
+        normed = (h - mean) / np.sqrt(var + bn1.epsilon) * bn1.gamma.numpy() + bn1.beta.numpy()
+        relu = np.maximum(normed, 0.0).astype(np.float32)
+        second.append(bn_model.get_layer("conv2")(relu).numpy().reshape(-1, 16))
+    for name, inputs in (("bn1", first), ("bn2", second)):
+        a = np.concatenate(inputs).astype(np.float64)
+        layer = result.model.get_layer(name)
         np.testing.assert_allclose(layer.moving_mean.numpy(), a.mean(axis=0), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(
             layer.moving_variance.numpy(), a.var(axis=0), rtol=1e-3, atol=1e-5
         )
+
+
+def test_dropout_stays_off_and_a_frozen_batchnorm_normalises_like_the_others():
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential(
+        [
+            layers.Input((6, 6, 1)),
+            layers.Conv2D(4, 3, name="conv"),
+            layers.Dropout(0.5, name="drop"),
+            layers.BatchNormalization(name="bn1"),
+            layers.Conv2D(4, 3, name="conv2"),
+            layers.BatchNormalization(name="bn2"),
+        ]
+    )
+    model.get_layer("bn1").trainable = False
+    x = np.random.default_rng(0).normal(2.0, 1.0, (64, 6, 6, 1)).astype(np.float32)
+    result = reestimate_batchnorm(model, x, max_examples=64, batch_size=64)  # one batch
+    h = model.get_layer("conv")(x).numpy().astype(np.float64)  # no dropout
+    bn1 = model.get_layer("bn1")
+    normed = (h - h.mean(axis=(0, 1, 2))) / np.sqrt(h.var(axis=(0, 1, 2)) + bn1.epsilon)
+    g = model.get_layer("conv2")(normed.astype(np.float32)).numpy().astype(np.float64)
+    for name, a in (("bn1", h), ("bn2", g)):
+        a = a.reshape(-1, 4)
+        layer = result.model.get_layer(name)
+        np.testing.assert_allclose(layer.moving_mean.numpy(), a.mean(axis=0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            layer.moving_variance.numpy(), a.var(axis=0), rtol=1e-3, atol=1e-5
+        )
+    assert not result.model.get_layer("bn1").trainable  # the copy keeps the user's setting
 
 
 def test_the_original_model_is_left_as_it_was(bn_model, digits):
