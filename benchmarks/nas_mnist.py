@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from _options import filter_scales  # beside this script
 from _sections import write_section  # beside this script
 from book_mnist import load_mnist, train_or_reuse
 
@@ -78,7 +79,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--refine-learning-rate", type=float, default=1e-3)
     p.add_argument(
         "--scales",
-        default="",
+        type=filter_scales,
+        default=(),
         help="filter scales offered, e.g. 0.125,0.25,0.5,0.75 (default: all)",
     )
     p.add_argument(
@@ -114,7 +116,7 @@ def main() -> None:
         preprocessing=Preprocessing(2 / 255, -1.0, True, True, str(args.mnist)),
     )
     targets = Targets(min_quality=args.min_accuracy, max_size_bytes=int(args.max_kb * 1000))
-    space: dict = {"scales": tuple(float(s) for s in args.scales.split(","))} if args.scales else {}
+    space: dict = {"scales": args.scales} if args.scales else {}
     if args.edits == "scale":
         space.update(replacements=(), activations=(), allow_remove=False, heads=False)
     options = SearchOptions(
@@ -234,7 +236,7 @@ def render(args, result, rows, refined, wall, wall_total, train_note, original_t
         f"on 54,000 images (Adam {args.learning_rate:g}, cosine decay"
         f"{', distilled from the original' if args.distill else ', not distilled'}); "
         f"edits: {'filter scales only' if args.edits == 'scale' else 'all'}; "
-        f"filter scales {args.scales or 'all'}; precisions: "
+        f"filter scales {','.join(f'{v:g}' for v in args.scales) or 'all'}; precisions: "
         f"{args.precisions or 'int8'}{' (allocator)' if args.precisions else ''}; targets: .tflite <= "
         f"{args.max_kb:g} KB (1000 B) and >= {100 * args.min_accuracy:.1f} % on the 6,000 "
         "held-out training images (validation).",

@@ -33,6 +33,7 @@ import time
 from collections import Counter
 
 import numpy as np
+from _options import filter_scales  # beside this script
 from _sections import ROOT, write_section  # beside this script
 from mixed_precision import interleaved_latency_us, load_case
 
@@ -66,7 +67,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--size-ratio", type=float, default=0.5, help="of the plain int8 bytes")
     p.add_argument(
         "--scales",
-        default="",
+        type=filter_scales,
+        default=(),
         help="filter scales offered, e.g. 0.25,0.375,0.5,0.75 (default: the search's own)",
     )
     p.add_argument("--shift", choices=("colour", "jpeg"), default=None)
@@ -97,7 +99,7 @@ def main() -> None:
     keras_test = metric.score(model.predict(x_test, verbose=0), y_test, x_test)
     budget = int(args.size_ratio * int8.size_bytes)
     targets = Targets(max_quality_drop=0.01, max_size_bytes=budget, metric=metric)
-    scales = {"scales": tuple(float(v) for v in args.scales.split(","))} if args.scales else {}
+    scales = {"scales": args.scales} if args.scales else {}
     options = SearchOptions(
         max_trials=args.max_trials,
         time_budget_s=60.0 * args.minutes,

@@ -270,6 +270,14 @@ def test_apply_plan_rebuilds_in_the_space_the_search_drew_the_plan_from(digits_m
     with pytest.raises(InvalidOptionError, match="0.1875"):
         apply_plan(digits_model, bare)
     assert "space" not in plan_meta(3, 0, FineTuneOptions(), None, SpaceOptions())
+    # a recorded space that is not one says so, before anything is built
+    for bad, message in (
+        ({"scales": [0.5], "colour": "red"}, "meta.space is malformed"),
+        ({"scales": [7.0]}, "SpaceOptions.scales"),
+    ):
+        broken = EditPlan(plan.edits, model=digits_model.name, meta={**meta, "space": bad})
+        with pytest.raises(InvalidOptionError, match=message):
+            apply_plan(digits_model, broken)
 
 
 def test_search_input_errors(digits, digits_model):

@@ -3,7 +3,8 @@
 A pre-trained model's BatchNormalization layers normalise with the mean and variance of the
 data it was trained on. When the user's examples differ a little (another camera, colour
 balance or JPEG quality), those statistics are off and every later layer sees shifted inputs.
-Recomputing them on the user's training examples costs one forward pass and no gradient step (AdaBN, Li et al. 2016; the "BN recalibration" of one-shot NAS).
+Recomputing them on the user's training examples costs one forward pass and no gradient step
+(AdaBN, Li et al. 2016; the "BN recalibration" of one-shot NAS).
 
 All layers are re-estimated in one forward pass, as in training: every BatchNorm layer of a
 copy normalises each batch with that batch's own statistics, so a layer's inputs are what its
@@ -21,10 +22,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from . import inputs as _inputs
-from ._compat import is_keras3_model, keras3, tf_keras
+from ._compat import is_keras3_model, keras3, tf, tf_keras
 from .convert import convert_model
 from .errors import InvalidDatasetError, InvalidOptionError
 from .evaluate import keras_outputs
