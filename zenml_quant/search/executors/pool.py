@@ -14,11 +14,14 @@ Two things about spawned workers that the pool takes care of:
   comes). Workers start with Python's faulthandler on and glibc's fatal messages sent to
   stderr, so a native crash quotes the Python frames it happened in and what the C library
   said ("double free or corruption"), not only TensorFlow's start-up banner.
-- A trial whose own code crashes natively is run once more, alone, in a worker with
-  TensorFlow's oneDNN kernels off (``TF_ENABLE_ONEDNN_OPTS=0``) before it fails: oneDNN has
-  crashes of its own in training (MobileNetV2 candidates in issue 18 died with SIGSEGV and
-  "corrupted double-linked list" in ``fit``, and ran to the end without it). Only that trial
-  pays the slower kernels; the pool goes back to the default for the rest.
+- A trial whose own code crashes natively is run once more, alone and before the others, in a
+  worker with TensorFlow's oneDNN kernels off (``TF_ENABLE_ONEDNN_OPTS=0``) before it fails:
+  oneDNN has crashes of its own in training (MobileNetV2 candidates in issue 18 died with
+  SIGSEGV and "corrupted double-linked list" in ``fit``, and ran to the end without it). If that run
+  succeeds, oneDNN was the cause, and the candidates of one search are alike: the pool keeps
+  oneDNN off for the rest of its life (and says so once) rather than let every later trial
+  crash up to three times first (a minute each on MobileNetV2). If it dies as well, oneDNN was
+  not the cause and the pool goes back to the default.
 """
 
 from __future__ import annotations
@@ -644,6 +647,9 @@ class ProcessPoolExecutor(_ExecutorBase):
             )
         self._payload: Any = None
         self._pool: _Pool | None = None
+        #: Added to every worker's environment: WITHOUT_ONEDNN once a trial proved oneDNN's
+        #: kernels crash on this search's models.
+        self._env: dict[str, str] = {}
         self._task_ids = itertools.count()
 
     def start(self, fn: TrialFn, context: Any, *, on_error: ErrorFn) -> None:
@@ -667,8 +673,14 @@ class ProcessPoolExecutor(_ExecutorBase):
             self._payload,
             prestart=prestart,
             import_main=self.import_main,
-            env=env,
+            env=self._env | (env or {}),
         )
+
+    @property
+    def onednn_off(self) -> bool:
+        """Whether the workers run with TensorFlow's oneDNN kernels off (by the caller's
+        environment, or because a trial crashed in them and ran clean without)."""
+        return not onednn_enabled(os.environ | self._env)
 
     def _discard_pool(self) -> str:
         """Shut the pool down; how its workers that died ended ("" if there was no pool)."""
@@ -718,20 +730,35 @@ class ProcessPoolExecutor(_ExecutorBase):
         isolate: list[int] = []  # suspects of a crash: run alone, once the others are done
         strikes = [0] * len(tasks)  # pool breaks a task lived through without being a suspect
         retried: set[int] = set()  # culprits run again alone in a fresh worker
-        plain: set[int] = set()  # culprits run last alone in a worker without oneDNN
+        plain: set[int] = set()  # culprits run alone in a worker without oneDNN
         while todo or isolate:
-            if todo:
+            # A run without oneDNN goes first: if it holds, the others run without it too,
+            # instead of each crashing in it first.
+            probe = next((index for index in isolate if index in plain), None)
+            if probe is not None:
+                isolate.remove(probe)
+                batch = [probe]
+                self._discard_pool()
+                self._pool = self._new_pool(prestart=False, env=WITHOUT_ONEDNN)
+            elif todo:
                 batch, todo = todo, []
             else:
                 batch = [isolate.pop(0)]
-                if batch[0] in plain:
-                    self._discard_pool()
-                    self._pool = self._new_pool(prestart=False, env=WITHOUT_ONEDNN)
-                elif batch[0] in retried:
+                if batch[0] in retried:
                     self._fresh_pool()
             crash = self._run_batch(tasks, batch, finish, on_error)
-            if batch[0] in plain and self._pool is not None:
-                self._discard_pool()  # the rest run with the default kernels again
+            if batch[0] in plain and not self.onednn_off:
+                if crash is None:  # oneDNN was the cause: keep this pool for the rest
+                    self._env = self._env | WITHOUT_ONEDNN
+                    _LOG.warning(
+                        "task %d of %d ran to the end with TensorFlow's oneDNN kernels off "
+                        "after crashing with them on: the rest of this search runs without "
+                        "them too (slower kernels instead of crashes)",
+                        batch[0] + 1,
+                        len(tasks),
+                    )
+                else:
+                    self._discard_pool()  # not oneDNN's fault: the default kernels again
             if crash is None:
                 continue
             if len(crash.suspects) == 1:
@@ -747,7 +774,7 @@ class ProcessPoolExecutor(_ExecutorBase):
                     )
                     retried.add(culprit)
                     isolate.append(culprit)
-                elif culprit not in plain and onednn_enabled():
+                elif culprit not in plain and not self.onednn_off:
                     _LOG.warning(
                         "task %d of %d crashed its worker: running it once more alone, with "
                         "TensorFlow's oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0), before "
