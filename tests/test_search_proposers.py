@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from zenml_quant.errors import InvalidOptionError
+from zenml_quant.search.loop import _shrink_goal
 from zenml_quant.search.proposers import (
     ControllerRNN,
     FullSpace,
@@ -407,6 +408,113 @@ def test_local_search_under_pressure_takes_moves_that_cost_less_than_the_best():
     assert any(cost(pressed.ask().decisions) == 10 for _ in range(30))
     with pytest.raises(InvalidOptionError, match="draws"):
         LocalSearch(space, draws=0)
+
+
+def test_local_search_under_a_goal_tries_the_single_moves_that_reach_it_first():
+    space = FullSpace((4,) * 6)
+    weights = (1, 1, 1, 1, 10, 20)
+
+    def cost(decisions):  # a higher choice is a deeper cut; positions 4 and 5 weigh most
+        return sum(w * (3 - d) for w, d in zip(weights, decisions))
+
+    local = LocalSearch(space, seed=0, cost=cost)
+    local.PAIR_POOL = 0  # single moves only here; pairs below
+    local.anchor(0.5)
+    local.pressure(True, goal=cost((0,) * 6) - 15)
+    asked = []
+    for _ in range(5):
+        p = local.ask()
+        asked.append(p.decisions)
+        local.tell(p.id, 0.0)  # never better: the best stays the original
+    # Every single move that saves at least 15, each once, the least drastic first (ties in
+    # position order); moves of the light positions cannot reach the goal and are not tried.
+    assert asked == [
+        (0, 0, 0, 0, 2, 0),
+        (0, 0, 0, 0, 0, 1),
+        (0, 0, 0, 0, 3, 0),
+        (0, 0, 0, 0, 0, 2),
+        (0, 0, 0, 0, 0, 3),
+    ]
+    # Then the usual cheaper draws, which need not reach the goal.
+    later = [local.ask() for _ in range(20)]
+    assert all(cost(p.decisions) < cost((0,) * 6) for p in later)
+    assert any(cost(p.decisions) > cost((0,) * 6) - 15 for p in later)
+    for p in later:
+        local.tell(p.id, 0.0)
+    # A new best (here the first cut) gets its own list of moves from it.
+    local.rebase((0, 0, 0, 0, 2, 0), 0.5)
+    local.pressure(True, goal=cost((0, 0, 0, 0, 2, 0)) - 15)  # as the loop does each round
+    p = local.ask()
+    assert cost(p.decisions) <= cost((0, 0, 0, 0, 2, 0)) - 15
+    assert sum(a != b for a, b in zip(p.decisions, (0, 0, 0, 0, 2, 0))) == 1
+    local.tell(p.id, 0.0)
+    with pytest.raises(InvalidOptionError, match="goal is a number"):
+        local.pressure(True, goal=float("nan"))
+
+    # With a disruption measure the least disruptive moves come first, then the least drastic.
+    def disruption(decisions):  # say choice 1 swaps a layer for a fresh one
+        return sum(d == 1 for d in decisions)
+
+    careful = LocalSearch(space, seed=0, cost=cost, disruption=disruption)
+    careful.PAIR_POOL = 0
+    careful.anchor(0.5)
+    careful.pressure(True, goal=cost((0,) * 6) - 15)
+    first = [careful.ask().decisions for _ in range(5)]
+    assert first == [
+        (0, 0, 0, 0, 2, 0),
+        (0, 0, 0, 0, 3, 0),
+        (0, 0, 0, 0, 0, 2),
+        (0, 0, 0, 0, 0, 3),
+        (0, 0, 0, 0, 0, 1),
+    ]
+    with pytest.raises(InvalidOptionError, match="disruption is a function"):
+        LocalSearch(space, disruption=3)
+
+    # No single move saves 65; the pairs of single moves that do come first, each once.
+    paired = LocalSearch(space, seed=0, cost=cost)
+    paired.anchor(0.5)
+    paired.pressure(True, goal=cost((0,) * 6) - 65)
+    pairs = [paired.ask().decisions for _ in range(4)]
+    assert set(pairs) == {
+        (0, 0, 0, 0, 1, 3),
+        (0, 0, 0, 0, 3, 2),
+        (0, 0, 0, 0, 2, 3),
+        (0, 0, 0, 0, 3, 3),
+    }
+    costs = [cost(d) for d in pairs]
+    assert costs == sorted(costs, reverse=True) and costs[0] == 32 and costs[-1] == 12
+
+
+def test_local_search_single_moves_respect_the_space_masks():
+    space = RandomMaskSpace((3,) * 8, seed=2)
+    local = LocalSearch(space, seed=0, cost=lambda d: -sum(d))
+    local.anchor(0.5)
+    local.pressure(True, goal=-1.0)  # any move to a higher choice reaches it
+    for _ in range(12):
+        p = local.ask()
+        prefix: list[int] = []
+        for d in p.decisions:
+            assert space.mask(tuple(prefix))[d]
+            prefix.append(d)
+        local.tell(p.id, 0.0)
+
+
+def test_the_shrink_goal_scales_the_cost_by_the_tightest_ratio():
+    class Record:
+        def __init__(self, **figures):
+            self._figures = figures
+
+        def figures(self):
+            return self._figures
+
+    size = Targets(max_size_bytes=1_000)
+    assert _shrink_goal(Record(size_bytes=2_000), size, 900.0) == 450.0
+    assert _shrink_goal(Record(size_bytes=900), size, 800.0) is None  # nothing missed
+    assert _shrink_goal(Record(size_bytes=None), size, 800.0) is None
+    both = Targets(max_size_bytes=10_000, max_latency_ms=2.0)
+    assert _shrink_goal(Record(size_bytes=5_000, latency_ms=4.0), both, 800.0) == 400.0
+    assert _shrink_goal(Record(size_bytes=40_000, latency_ms=4.0), both, 800.0) == 200.0
+    assert _shrink_goal(Record(size_bytes=40_000, latency_ms=math.nan), both, 800.0) is None
 
 
 def test_local_search_climbs_from_where_it_is_rebased():

@@ -226,3 +226,42 @@ def test_the_local_proposer_shrinks_by_weight_bytes_for_a_size_target_else_by_ma
     by_latency = make_proposer(space, options, Targets(max_quality_drop=0.01, max_latency_ms=1))
     assert by_latency.cost(decisions) == space.macs(plan)
     assert make_proposer(space, options, Targets(max_quality_drop=0.01)).cost is None
+
+
+def test_disruption_counts_the_edits_that_give_a_layer_a_new_function(model):
+    space = SearchSpace(model)
+    keeps = EditPlan(
+        (
+            Edit("stage3_shortcut", "scale", 0.5),
+            Edit("stage2_add", "remove"),
+            Edit("stage3_conv1", "precision", "int4"),
+        ),
+        model=model.name,
+    )
+    assert space.disruption(keeps) == 0
+    swaps = EditPlan(
+        (*keeps.edits, Edit("stage1_conv1", "replace", "sepconv5"), Edit("flatten", "head", "gap")),
+        model=model.name,
+    )
+    assert space.disruption(swaps) == 2
+
+
+def test_the_local_proposer_prunes_first_when_a_resnet_is_over_its_size_goal(model):
+    from zenml_quant.search.loop import SearchOptions, make_proposer
+    from zenml_quant.search.types import Targets
+
+    space = SearchSpace(model)
+    original = space.decisions(EditPlan((), model=model.name))
+    local = make_proposer(
+        space, SearchOptions(proposer="local"), Targets(max_quality_drop=0.01, max_size_bytes=1)
+    )
+    local.anchor(0.5)
+    goal = 0.6 * local.cost(original)
+    local.pressure(True, goal)
+    plans = [space.plan(local.ask().decisions) for _ in range(6)]
+    for plan in plans:  # within budget, one or two moves, each keeping the weights it can
+        assert local.cost(space.decisions(plan)) <= goal
+        assert space.disruption(plan) == 0 and 1 <= len(plan.edits) <= 2
+    assert any(edit.op == "scale" for plan in plans for edit in plan.edits)
+    costs = [local.cost(space.decisions(plan)) for plan in plans]
+    assert costs == sorted(costs, reverse=True)  # the smallest cuts that reach it first

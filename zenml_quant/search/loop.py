@@ -8,6 +8,7 @@ module joins them, keeps the history, and decides when to stop.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -247,14 +248,18 @@ def make_proposer(
 ) -> Proposer:
     """The proposer ``options.proposer`` names, seeded with ``options.seed``. The local search
     is given a cost to shrink while a resource target is missed: the weights' bytes at their
-    precisions for a size target, else the multiply-accumulates."""
+    precisions for a size target, else the multiply-accumulates; and the space's measure of
+    how much of the model a candidate replaces, so its shrinking moves try pruning first."""
     if options.proposer == "random":
         return RandomSearch(space, seed=options.seed)
     if options.proposer == "local":
         limits = targets.resource_limits() if targets is not None else {}
         measure = space.weight_bytes if "size_bytes" in limits else space.macs
         return LocalSearch(
-            space, seed=options.seed, cost=(lambda d: measure(space.plan(d))) if limits else None
+            space,
+            seed=options.seed,
+            cost=(lambda d: measure(space.plan(d))) if limits else None,
+            disruption=lambda d: space.disruption(space.plan(d)),
         )
     return ControllerRNN(space, seed=options.seed, **options.controller)
 
@@ -520,7 +525,11 @@ def _run(
         if rebase is not None:  # climb from the loop's best, the original included
             rebase(space.decisions(base.plan), base.reward)
         if pressure is not None:  # shrink while that base misses a resource target
-            pressure(_misses_a_resource(base, targets))
+            missed, cost = _misses_a_resource(base, targets), getattr(proposer, "cost", None)
+            if missed and cost is not None:
+                pressure(True, _shrink_goal(base, targets, cost(space.decisions(base.plan))))
+            else:
+                pressure(missed)
         promotions = books.promotable(options.halving)[:n]
         proposals, waiting = _fresh_proposals(space, proposer, books, n - len(promotions))
         if not proposals and not promotions:
@@ -578,6 +587,23 @@ def _misses_a_resource(record: TrialRecord, targets: Targets) -> bool:
         figures.get(name) is None or float(figures[name]) > limit
         for name, limit in targets.resource_limits().items()
     )
+
+
+def _shrink_goal(record: TrialRecord, targets: Targets, cost: float) -> float | None:
+    """The cost (the local search's estimate for ``record``'s decisions is ``cost``) at which
+    ``record`` would meet the resource targets it misses: ``cost`` scaled by the tightest
+    limit/figure ratio. For a size target that is a little lenient (part of a file is fixed,
+    so halving the weights does not quite halve it) on purpose: the evaluation's per-layer
+    precisions can still squeeze a candidate into the budget, and measuring decides. None
+    when a figure is unknown or nothing is missed."""
+    figures, ratios = record.figures(), []
+    for name, limit in targets.resource_limits().items():
+        value = figures.get(name)
+        if value is None or not math.isfinite(float(value)):
+            return None
+        if float(value) > limit:
+            ratios.append(limit / float(value))
+    return cost * min(ratios) if ratios else None
 
 
 def short_fine_tune(options: SearchOptions, train_examples: int) -> FineTuneOptions | None:

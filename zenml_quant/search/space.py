@@ -293,6 +293,13 @@ class SearchSpace:
             )
         )
 
+    def disruption(self, plan: EditPlan) -> int:
+        """How many of ``plan``'s edits give a layer a new function (a replacement, an
+        activation, a new head): what fine-tuning must recover from. Pruning keeps each layer's
+        strongest filters, removing a residual block keeps every other weight, and precisions
+        are the allocator's, so those count 0."""
+        return sum(edit.op not in ("scale", "remove", "precision") for edit in plan.edits)
+
     def _layer_weights(self, plan: EditPlan) -> dict[str, int]:
         assignment = self._valid_assignment(plan)
         walked = self._walk(assignment)
