@@ -11,7 +11,12 @@ from zenml_quant.errors import ConversionError, InvalidOptionError
 from zenml_quant.search import trial as trial_module
 from zenml_quant.search.apply import apply_plan
 from zenml_quant.search.finetune import FineTuneOptions
-from zenml_quant.search.loop import MAX_REPEATS_IN_A_ROW, SearchOptions, search_architecture
+from zenml_quant.search.loop import (
+    MAX_REPEATS_IN_A_ROW,
+    SearchOptions,
+    _compresses,
+    search_architecture,
+)
 from zenml_quant.search.pareto import dominates, objectives
 from zenml_quant.search.proposers import Proposal
 from zenml_quant.search.space import SearchSpace, SpaceOptions
@@ -47,7 +52,11 @@ def test_search_records_every_trial_and_keeps_the_best_and_pareto_models(digits,
     assert seen == [(1, 1), (2, 2), (3, 3), (4, 4)]
     assert result.stop_reason == "trial budget of 4 used"
     figures = objectives(result.targets.metric)
-    ok = [r for r in result.trials if r.ok and not dominates(result.original, r, figures)]
+    ok = [
+        r
+        for r in result.trials
+        if r.ok and not dominates(result.original, r, figures) and _compresses(r, result.original)
+    ]
     usable = [r for r in ok if result.targets.quality_met(result.original_accuracy, r.accuracy)]
     assert result.best is not None
     if result.best_trial == 0:  # the original dominates every usable candidate
@@ -101,10 +110,14 @@ def test_time_budget_stops_early_and_returns_the_best_so_far(digits, digits_mode
     assert not result.targets_met
     usable = [r for r in result.trials if r.ok and r.accuracy >= 0.3]
     assert usable and result.best is not None
-    # The best so far is the best-rewarded candidate the original does not dominate, or the
-    # original itself when it dominates them all.
+    # The best so far is the best-rewarded candidate the original does not dominate and that
+    # is smaller or faster than it, or the original itself when there is none.
     figures = objectives(result.targets.metric)
-    contenders = [r for r in usable if not dominates(result.original, r, figures)]
+    contenders = [
+        r
+        for r in usable
+        if not dominates(result.original, r, figures) and _compresses(r, result.original)
+    ]
     if contenders:
         assert result.best.reward == max(r.reward for r in contenders)
     else:

@@ -66,3 +66,20 @@ def test_a_dominated_best_reward_gives_way_to_a_candidate_on_the_front():
 def test_a_candidate_with_the_originals_very_figures_is_no_suggestion():
     result = _search(_outcome(1, 0.90, 50_000, 0.10))
     assert result.pareto == (0,) and result.best_trial == 0
+
+
+def test_a_more_accurate_candidate_that_is_neither_smaller_nor_faster_is_no_suggestion():
+    # On the front by accuracy, but the search compresses: it is left out, and the note says
+    # which trial and why.
+    result = _search(
+        _outcome(1, 0.95, 60_000, 0.10),  # +5 points, larger, as fast: not a compression
+        _outcome(2, 0.89, 25_000, 0.10),  # smaller
+    )
+    assert result.pareto == (2,) and result.best_trial == 2
+    assert any(
+        "Not suggested: trial(s) 1" in note and "neither smaller nor faster" in note
+        for note in result.notes
+    )
+    # With no compression on the front, the original is the suggestion.
+    alone = _search(_outcome(1, 0.95, 60_000, 0.12))
+    assert alone.pareto == (0,) and alone.best_trial == 0
