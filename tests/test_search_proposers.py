@@ -499,22 +499,38 @@ def test_local_search_single_moves_respect_the_space_masks():
         local.tell(p.id, 0.0)
 
 
-def test_the_shrink_goal_scales_the_cost_by_the_tightest_ratio():
+def test_the_shrink_goal_follows_the_measured_figures_or_scales_by_the_ratio():
     class Record:
+        trials = iter(range(100))
+
         def __init__(self, **figures):
             self._figures = figures
+            self.trial = next(Record.trials)
 
         def figures(self):
             return self._figures
 
     size = Targets(max_size_bytes=1_000)
-    assert _shrink_goal(Record(size_bytes=2_000), size, 900.0) == 450.0
-    assert _shrink_goal(Record(size_bytes=900), size, 800.0) is None  # nothing missed
-    assert _shrink_goal(Record(size_bytes=None), size, 800.0) is None
+    # Alone, the base's cost is scaled by limit/figure.
+    base = Record(size_bytes=2_000)
+    assert _shrink_goal(base, size, [(900.0, base)]) == 450.0
+    # Measured files are 200 B + 2 B per unit of cost: the goal is where that line meets 1,000.
+    smaller = Record(size_bytes=1_400)
+    assert _shrink_goal(base, size, [(900.0, base), (600.0, smaller)]) == pytest.approx(400.0)
+    # A fit that does not rise with cost is no guide: back to the ratio.
+    odd = Record(size_bytes=2_400)
+    assert _shrink_goal(base, size, [(900.0, base), (600.0, odd)]) == 450.0
+    met = Record(size_bytes=900)
+    assert _shrink_goal(met, size, [(800.0, met)]) is None  # nothing missed
+    unknown = Record(size_bytes=None)
+    assert _shrink_goal(unknown, size, [(800.0, unknown)]) is None
     both = Targets(max_size_bytes=10_000, max_latency_ms=2.0)
-    assert _shrink_goal(Record(size_bytes=5_000, latency_ms=4.0), both, 800.0) == 400.0
-    assert _shrink_goal(Record(size_bytes=40_000, latency_ms=4.0), both, 800.0) == 200.0
-    assert _shrink_goal(Record(size_bytes=40_000, latency_ms=math.nan), both, 800.0) is None
+    slow = Record(size_bytes=5_000, latency_ms=4.0)
+    assert _shrink_goal(slow, both, [(800.0, slow)]) == 400.0
+    worse = Record(size_bytes=40_000, latency_ms=4.0)
+    assert _shrink_goal(worse, both, [(800.0, worse)]) == 200.0
+    nan = Record(size_bytes=40_000, latency_ms=math.nan)
+    assert _shrink_goal(nan, both, [(800.0, nan)]) is None
 
 
 def test_local_search_climbs_from_where_it_is_rebased():

@@ -514,6 +514,7 @@ def _run(
         anchor(books.records[0].reward)
     pressure = getattr(proposer, "pressure", None)
     rebase = getattr(proposer, "rebase", None)
+    costs: dict[int, float] = {}  # the local search's cost of each measured trial
     trial = 0
     while trial < options.max_trials:
         elapsed = time.perf_counter() - start
@@ -527,7 +528,11 @@ def _run(
         if pressure is not None:  # shrink while that base misses a resource target
             missed, cost = _misses_a_resource(base, targets), getattr(proposer, "cost", None)
             if missed and cost is not None:
-                pressure(True, _shrink_goal(base, targets, cost(space.decisions(base.plan))))
+                for r in books.records:
+                    if r.ok and r.trial not in costs:
+                        costs[r.trial] = cost(space.decisions(r.plan))
+                measured = [(costs[r.trial], r) for r in books.records if r.ok]
+                pressure(True, _shrink_goal(base, targets, measured))
             else:
                 pressure(missed)
         promotions = books.promotable(options.halving)[:n]
@@ -589,21 +594,42 @@ def _misses_a_resource(record: TrialRecord, targets: Targets) -> bool:
     )
 
 
-def _shrink_goal(record: TrialRecord, targets: Targets, cost: float) -> float | None:
-    """The cost (the local search's estimate for ``record``'s decisions is ``cost``) at which
-    ``record`` would meet the resource targets it misses: ``cost`` scaled by the tightest
-    limit/figure ratio. For a size target that is a little lenient (part of a file is fixed,
-    so halving the weights does not quite halve it) on purpose: the evaluation's per-layer
-    precisions can still squeeze a candidate into the budget, and measuring decides. None
-    when a figure is unknown or nothing is missed."""
-    figures, ratios = record.figures(), []
+def _shrink_goal(
+    base: TrialRecord, targets: Targets, measured: list[tuple[float, TrialRecord]]
+) -> float | None:
+    """The cost (the local search's estimate) at which ``base`` would meet the resource
+    targets it misses, from ``measured`` (cost, record) pairs, ``base`` among them.
+
+    Each missed figure is fitted as ``a + b * cost`` over the measured records (least squares;
+    a file is a fixed part plus about a byte per int8 weight), and the goal is where the line
+    meets the limit: the goal follows what the candidates measured. Before two distinct costs
+    are measured, or when the fit does not rise with cost, ``base``'s cost is scaled by
+    limit/figure. The tightest missed target decides. None when ``base`` misses nothing or a
+    figure of it is unknown."""
+    figures = base.figures()
+    cost = next(c for c, r in measured if r.trial == base.trial)
+    goals = []
     for name, limit in targets.resource_limits().items():
         value = figures.get(name)
         if value is None or not math.isfinite(float(value)):
             return None
-        if float(value) > limit:
-            ratios.append(limit / float(value))
-    return cost * min(ratios) if ratios else None
+        if float(value) <= limit:
+            continue
+        points = np.array(
+            [
+                (c, float(r.figures()[name]))
+                for c, r in measured
+                if r.figures().get(name) is not None and math.isfinite(float(r.figures()[name]))
+            ]
+        )
+        slope = None
+        if len(points) >= 2 and np.ptp(points[:, 0]) > 0:
+            slope, intercept = np.polyfit(points[:, 0], points[:, 1], 1)
+        if slope is not None and slope > 0:
+            goals.append((limit - intercept) / slope)
+        else:
+            goals.append(cost * limit / float(value))
+    return float(min(goals)) if goals else None
 
 
 def short_fine_tune(options: SearchOptions, train_examples: int) -> FineTuneOptions | None:

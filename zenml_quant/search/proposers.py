@@ -242,9 +242,9 @@ class LocalSearch(_AskTell):
         self.disruption = disruption
         self._pressure = False
         self._goal: float | None = None
-        #: The single moves from ``_budget_key`` (best, goal) that reach the goal, not yet asked.
-        self._budget_moves: list[tuple[tuple[int, ...], list[np.ndarray]]] = []
-        self._budget_key: tuple[Any, ...] | None = None
+        #: (cost, move) of the shrinking moves from ``_budget_key`` (a best) not asked yet.
+        self._budget_moves: list[tuple[float, tuple[tuple[int, ...], list[np.ndarray]]]] = []
+        self._budget_key: tuple[int, ...] | None = None
         self.best: tuple[int, ...] = tuple(0 for _ in self.sizes)
         self.best_reward = -np.inf
         self._changing: frozenset[int] = frozenset()
@@ -290,18 +290,22 @@ class LocalSearch(_AskTell):
     def _next_budget_move(
         self, cost: Callable[[tuple[int, ...]], float], goal: float
     ) -> tuple[tuple[int, ...], list[np.ndarray]] | None:
-        """The next untried move from the best whose cost is at most ``goal``."""
-        key = (self.best, goal)
-        if key != self._budget_key:
-            self._budget_key = key
-            self._budget_moves = self._budget_list(cost, goal)
-        return self._budget_moves.pop(0) if self._budget_moves else None
+        """The next move from the best, not asked yet, whose cost is at most ``goal`` (the
+        moves are listed once per best; the goal may move as figures come in)."""
+        if self._budget_key != self.best:
+            self._budget_key = self.best
+            self._budget_moves = self._budget_list(cost)
+        for i, (value, move) in enumerate(self._budget_moves):
+            if value <= goal:
+                del self._budget_moves[i]
+                return move
+        return None
 
     def _budget_list(
-        self, cost: Callable[[tuple[int, ...]], float], goal: float
-    ) -> list[tuple[tuple[int, ...], list[np.ndarray]]]:
-        """The single moves from the best that reach ``goal``, and the pairs of the
-        :attr:`PAIR_POOL` most cutting single moves that do (a ResNet stage's channels are two
+        self, cost: Callable[[tuple[int, ...]], float]
+    ) -> list[tuple[float, tuple[tuple[int, ...], list[np.ndarray]]]]:
+        """(cost, move) for the single moves from the best that cut its cost, and for the
+        pairs of the :attr:`PAIR_POOL` most cutting ones (a ResNet stage's channels are two
         positions: its inner convolution and the residual group), least drastic first: the
         smallest cut that meets the target is the likeliest to keep the accuracy. With a
         ``disruption`` (decisions -> how much of the model's function they replace), the least
@@ -313,27 +317,25 @@ class LocalSearch(_AskTell):
         def identity(decisions: tuple[int, ...]) -> Any:
             return plan(decisions).key() if plan is not None else decisions
 
+        base = cost(self.best)
         singles: dict[Any, tuple[float, int, int, Any]] = {}
         for t, size in enumerate(self.sizes):
             for choice in range(size):
                 move = None if choice == self.best[t] else self._moved({t: choice})
-                if move is not None:
-                    singles.setdefault(identity(move[0]), (cost(move[0]), t, choice, move))
-        ranked = {key: (s[0], s[3]) for key, s in singles.items() if s[0] <= goal}
-        base = cost(self.best)
-        cutting = sorted((s for s in singles.values() if s[0] < base), key=lambda s: s[0])
-        for a, b in itertools.combinations(cutting[: self.PAIR_POOL], 2):
+                if move is not None and (value := cost(move[0])) < base:
+                    singles.setdefault(identity(move[0]), (value, t, choice, move))
+        found = {key: (s[0], s[3]) for key, s in singles.items()}
+        cutting = sorted(singles.values(), key=lambda s: s[0])[: self.PAIR_POOL]
+        for a, b in itertools.combinations(cutting, 2):
             move = None if a[1] == b[1] else self._moved({a[1]: a[2], b[1]: b[2]})
-            if move is None or (key := identity(move[0])) in ranked:
-                continue
-            if (value := cost(move[0])) <= goal:
-                ranked[key] = (value, move)
-        found = list(ranked.values())
+            if move is not None and (key := identity(move[0])) not in found:
+                found[key] = (cost(move[0]), move)
+        moves = list(found.values())
         disruption = self.disruption or (lambda decisions: 0.0)
         order = sorted(
-            range(len(found)), key=lambda i: (disruption(found[i][1][0]), -found[i][0], i)
+            range(len(moves)), key=lambda i: (disruption(moves[i][1][0]), -moves[i][0], i)
         )
-        return [found[i][1] for i in order]
+        return [moves[i] for i in order]
 
     def _moved(self, changes: dict[int, int]) -> tuple[tuple[int, ...], list[np.ndarray]] | None:
         """The best with ``changes`` ({position: choice}) made (None where one is not valid);
