@@ -314,7 +314,10 @@ def search_architecture(
     executor.start(evaluate_trial, context, on_error=lambda task, msg: failed_outcome(task, msg))
     start = time.perf_counter()
     try:
-        original = executor.map([TrialTask(0, EditPlan(model=model.name), options.seed, False)])[0]
+        # Its plan says "not fine-tuned", so that its YAML rebuilds trial 0 itself when the
+        # original is the suggestion (a plan without a recorded fine-tune gets the default).
+        reference = EditPlan(model=model.name, meta={"trial": 0, "fine_tune": {"epochs": 0}})
+        original = executor.map([TrialTask(0, reference, options.seed, False)])[0]
         result = _run(
             space, proposer, executor, original, dataset, targets, options, progress, start
         )
