@@ -618,12 +618,9 @@ def _shrink_goal(
             return None
         if float(value) <= limit:
             continue
+        values = [(c, r.figures().get(name)) for c, r in measured]
         points = np.array(
-            [
-                (c, float(r.figures()[name]))
-                for c, r in measured
-                if r.figures().get(name) is not None and math.isfinite(float(r.figures()[name]))
-            ]
+            [(c, float(v)) for c, v in values if v is not None and math.isfinite(float(v))]
         )
         slope = None
         if len(points) >= 2 and np.ptp(points[:, 0]) > 0:
@@ -698,12 +695,13 @@ def _fresh_proposals(
 def _compresses(record: TrialRecord, original: TrialRecord) -> bool:
     """Whether ``record`` is smaller or faster than ``original`` (True when no resource figure
     of theirs can be compared)."""
+    mine, theirs = record.figures(), original.figures()
     pairs = [
-        (record.figures()[name], original.figures()[name])
+        (float(mine[name]), float(theirs[name]))
         for name, _ in DEFAULT_OBJECTIVES[1:]
-        if record.figures()[name] is not None and original.figures()[name] is not None
+        if mine[name] is not None and theirs[name] is not None
     ]
-    return not pairs or any(float(mine) < float(theirs) for mine, theirs in pairs)
+    return not pairs or any(a < b for a, b in pairs)
 
 
 def _told(record: TrialRecord) -> float | None:

@@ -205,17 +205,17 @@ class LocalSearch(_AskTell):
     kept:
 
     - Given a ``goal`` (the cost at which the best would meet its target), the single moves
-      and pairs of moves from the best that reach it come first, each once, the least drastic
-      (highest cost) first, after the least ``disruption`` when that is given. A target that one or two well-placed
-      cuts can meet (a ResNet's last stage pruned to 3/8 of its channels: its inner
-      convolution and its residual group) is tried at once instead of waiting for random
-      draws to find it.
+      and pairs of moves from the best that reach it come first, each once: the least
+      ``disruption`` first when that is given, then the least drastic (highest cost). A target
+      that one or two well-placed cuts can meet (a ResNet's last stage pruned to 3/8 of its
+      channels: its inner convolution and its residual group) is tried at once instead of
+      waiting for random draws to find it.
     - Then, or without a goal, ``draws`` moves are drawn and one of those that cost less than
       the best is taken, uniformly. Without a cheaper draw, the first draw is taken.
     """
 
-    #: How many of the most cutting single moves are paired when no single move reaches the
-    #: goal (24 make 276 pairs: about a second to cost on ResNet-8).
+    #: How many of the most cutting single moves are paired into two-move proposals (24 make
+    #: 276 pairs: a few seconds to cost on ResNet-8, once per base).
     PAIR_POOL = 24
 
     def __init__(
