@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -13,20 +14,38 @@ from zenml.config.base_settings import BaseSettings
 from zenml.io import fileio
 from zenml.utils import io_utils
 
-# A containerised orchestrator builds its image from these: the plugin's TF stack, pinned as in
-# pyproject.toml. The plugin's own code reaches the image with the project's source files.
-DOCKER_SETTINGS = DockerSettings(
-    requirements=[
-        "tensorflow==2.21.0",
-        "tf-keras==2.21.0",
-        "tensorflow-model-optimization==0.8.1",
-        "ai-edge-litert==2.3.0",
-        "pandas>=2.1",
-        "scikit-learn>=1.4",
-        "pillow>=10",
-        "matplotlib>=3.8",
-    ]
+#: The plugin's dependencies that its steps import (pyproject.toml's, less ZenML, which the image
+#: already has, and the command line's and studio's click, fastapi and uvicorn).
+STEP_LIBRARIES = (
+    "tensorflow",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "ai-edge-litert",
+    "ai-edge-quantizer",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "pillow",
+    "matplotlib",
+    "rich",
+    "pyyaml",
+    "paramiko",
 )
+
+
+def image_requirements() -> list[str]:
+    """The step libraries pinned to the versions running here.
+
+    pyproject.toml takes ranges so the plugin can join a user's environment; an image built for a
+    containerised orchestrator should run what the pipeline was tried with, so it gets exact pins.
+    """
+    return [f"{name}=={version(name)}" for name in STEP_LIBRARIES]
+
+
+# A containerised orchestrator builds its image from these; the plugin's own code reaches the
+# image with the project's source files.
+DOCKER_SETTINGS = DockerSettings(requirements=image_requirements())
 STEP_SETTINGS: dict[str, BaseSettings | dict[str, Any]] = {"docker": DOCKER_SETTINGS}
 
 
