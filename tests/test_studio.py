@@ -8,7 +8,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
+from _studio_client import page_client
 
 from zenml_quant.errors import InvalidOptionError
 from zenml_quant.search import trial as trial_module
@@ -17,6 +17,7 @@ from zenml_quant.search.edits import Edit, EditPlan
 from zenml_quant.search.trial import load_keras_bytes
 from zenml_quant.search.types import Targets
 from zenml_quant.studio import Studio, StudioServer, Suggestion, create_app
+from zenml_quant.studio import session as studio_module
 from zenml_quant.studio.suggestions import load_suggestions
 
 TARGETS = Targets(max_size_bytes=14_300, max_quality_drop=0.05)
@@ -29,7 +30,7 @@ EDITED = [
 @pytest.fixture()
 def client(digits, digits_model):
     studio = Studio(digits_model, digits, targets=TARGETS)
-    with TestClient(create_app(studio)) as c:
+    with page_client(create_app(studio)) as c:
         assert _wait(c, 0)["status"] == "done"  # the original model, evaluated at start
         yield c
 
@@ -116,8 +117,10 @@ def test_evaluate_shows_new_figures_beside_the_original_and_export_rebuilds_it(
     assert shown["figures"]["accuracy"] != base["accuracy"]  # relu6 and a fine-tuned epoch
     assert {r["layer"]: r["precision"] for r in shown["layers"]}["conv1"] == "float32"
     targets = {t["target"]: t for t in shown["targets"]}
-    assert targets["size_bytes"]["met"] is False and targets["accuracy"]["met"] is True
-    assert shown["missed"] == [m for m in shown["missed"] if m.startswith("size")]
+    assert targets["size"]["met"] is False and targets["quality_drop"]["met"] is True
+    assert shown["missed"] == [targets["size"]["reason"]]
+    assert "> limit 14,300 B" in shown["missed"][0]
+    assert shown["fine_tune_epochs"] == 1 and shown["fine_tune_seconds"] > 0
     history = client.get("/api/state").json()["history"]
     assert [h["id"] for h in history] == [0, 1] and history[0]["lines"] == []
 
@@ -165,7 +168,7 @@ def test_a_running_evaluation_can_be_cancelled_and_a_failing_one_is_reported(cli
     while client.get(f"/api/jobs/{job['id']}").json()["phase"] != "fine-tuning":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    client.post(f"/api/jobs/{job['id']}/cancel")
+    client.post(f"/api/jobs/{job['id']}/cancel", json={})
     assert _wait(client, job["id"])["status"] == "cancelled"
 
     def refuse(*args, **kwargs):
@@ -200,7 +203,7 @@ def test_suggestions_from_a_search_summary_and_plan_files(tmp_path, digits, digi
         load_suggestions(tmp_path / "other.json")
 
     studio = Studio(digits_model, digits, suggestions=from_json)
-    state = TestClient(create_app(studio, baseline=False)).get("/api/state").json()
+    state = page_client(create_app(studio, baseline=False)).get("/api/state").json()
     assert state["suggestions"][0]["lines"] == ["scale conv2's filters/units by 0.5"]
     wrong = Suggestion("other model", EditPlan((Edit("dense_9", "remove"),)))
     with pytest.raises(InvalidOptionError, match="does not fit this model"):
@@ -220,7 +223,7 @@ def test_server_binds_localhost_on_a_free_port_and_refuses_a_taken_one(digits, d
 
 
 def test_sensitivity_fills_the_table_and_float_modes_convert_the_whole_model(client):
-    job = client.post("/api/sensitivity").json()
+    job = client.post("/api/sensitivity", json={}).json()
     assert _wait(client, job["id"])["status"] == "done"
     rows = client.post("/api/layers", json={"plan": []}).json()["layers"]
     profiled = {r["layer"]: r["sensitivity_pts"] for r in rows if r["sensitivity_pts"] is not None}
@@ -249,3 +252,40 @@ def test_an_int4_layer_from_the_menu_shrinks_the_file_and_shows_in_the_table(cli
     assert precisions["conv2"] == "int4" and precisions["conv1"] == "int8"
     # conv2 holds most of the weights: int4 there takes thousands of bytes off.
     assert shown["figures"]["size_bytes"] < shown["baseline"]["figures"]["size_bytes"] - 1000
+
+
+def test_met_means_what_the_gate_means_in_the_history_the_table_and_the_gate(digits, digits_model):
+    """The original is judged too (it was once "all met" in the history because it was
+    evaluated before there was a baseline), and an edit is fine-tuned by default."""
+    from zenml_quant.gate import CandidateMeasurements, check_candidate
+
+    targets = Targets(max_size_bytes=1_000, max_quality_drop=0.05)
+    studio = Studio(digits_model, digits, targets=targets)
+    with page_client(create_app(studio)) as client:
+        assert _wait(client, 0)["status"] == "done"
+        edit = [{"layer": "conv2", "op": "scale", "value": 0.5}]
+        job = client.post("/api/evaluate", json={"plan": edit}).json()
+        assert _wait(client, job["id"])["status"] == "done"
+        history = client.get("/api/state").json()["history"]
+        for row in history:
+            shown = client.get(f"/api/evaluations/{row['id']}").json()
+            failed = [t["reason"] for t in shown["targets"] if not t["met"]]
+            assert row["missed"] == failed and any("limit 1,000 B" in m for m in failed)
+            figures = shown["figures"]
+            gate = check_candidate(
+                targets,
+                CandidateMeasurements(
+                    "x",
+                    figures["accuracy"],
+                    history[0]["figures"]["accuracy"],
+                    figures["size_bytes"],
+                    n_examples=len(digits.y_val),
+                ),
+            )
+            assert [c.reason for c in gate if not c.passed] == failed
+        original, edited = history
+        assert original["fine_tune_epochs"] == 0 and original["fine_tune_seconds"] is None
+        assert edited["fine_tune_epochs"] == studio_module.DEFAULT_FINE_TUNE_EPOCHS > 0
+        assert edited["fine_tune_seconds"] > 0
+        state = client.get("/api/state").json()
+        assert state["default_fine_tune_epochs"] == studio_module.DEFAULT_FINE_TUNE_EPOCHS

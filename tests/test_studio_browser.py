@@ -114,7 +114,7 @@ def test_edit_two_layers_evaluate_and_export_in_a_browser(browser, digits, digit
         assert new_size != base_size and new_accuracy != base_accuracy
         assert _cell(wait, "size_bytes", "change").startswith("+")
         # 14,300 B: the int8 original passes, with conv1 in float32 it does not.
-        assert _text(wait, 'tr[data-target="size_bytes"]').endswith("fail")
+        assert _text(wait, 'tr[data-target="size"]').endswith("fail")
         assert "relu6" in _text(wait, 'tr[data-evaluation="1"]')
         assert _text(wait, 'tr[data-layer="conv1"] td[data-col="precision"]') == "float32"
         if os.environ.get("ZQ_STUDIO_SCREENSHOT"):

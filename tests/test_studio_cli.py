@@ -82,7 +82,7 @@ def test_bad_studio_options_say_what_to_do(digits_model_path, tmp_path):
 
 
 def test_the_studio_shows_the_summary_of_the_run_its_model_came_from(digits_model_path):
-    from fastapi.testclient import TestClient
+    from _studio_client import page_client
     from zenml import Model
 
     from zenml_quant.integration.pipelines import compress_pipeline
@@ -99,7 +99,7 @@ def test_the_studio_shows_the_summary_of_the_run_its_model_came_from(digits_mode
     )
     studio = _prepare_studio(model_version="zq-test-studio-run")
     assert studio.run_summary is not None and studio.run_summary.names == ("int8",)
-    state = TestClient(create_app(studio, baseline=False)).get("/api/state").json()
+    state = page_client(create_app(studio, baseline=False)).get("/api/state").json()
     (row,) = state["run"]["candidates"]
     assert row["name"] == "int8" and row["status"] == "ok" and "1,000 B" in row["reason"]
     assert state["run"]["gate"]["passed"] is False

@@ -12,14 +12,16 @@ from importlib import resources
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ZenmlQuantError
 from ..search.edits import Edit, EditPlan
 from ..summary import RunSummary
-from .jobs import JobRunner
-from .session import MAX_FINE_TUNE_EPOCHS, MODES, Evaluation, Studio
+from .guard import Guard, allowed_hosts, new_token
+from .jobs import JobQueueFull, JobRunner
+from .session import DEFAULT_FINE_TUNE_EPOCHS, MAX_FINE_TUNE_EPOCHS, MODES, Evaluation, Studio
 
 __all__ = ["create_app"]
 
@@ -46,19 +48,51 @@ class PlanIn(_Strict):
 
 
 class EvaluateIn(PlanIn):
-    fine_tune_epochs: int = Field(default=0, ge=0, le=MAX_FINE_TUNE_EPOCHS)
+    #: None: the studio's default (a few epochs after an edit, none for the original).
+    fine_tune_epochs: int | None = Field(default=None, ge=0, le=MAX_FINE_TUNE_EPOCHS)
     label: str | None = Field(default=None, max_length=100)
 
 
-def create_app(studio: Studio, *, runner: JobRunner | None = None, baseline: bool = True) -> Any:
-    """The FastAPI app for ``studio``; with ``baseline`` the original model is evaluated first."""
+#: Stands in index.html for the session token the page sends back on every POST.
+TOKEN_SLOT = "__STUDIO_TOKEN__"
+
+
+def create_app(
+    studio: Studio,
+    *,
+    runner: JobRunner | None = None,
+    baseline: bool = True,
+    port: int | None = None,
+    token: str | None = None,
+) -> Any:
+    """The FastAPI app for ``studio``; with ``baseline`` the original model is evaluated first.
+
+    Only requests for 127.0.0.1 or localhost on ``port`` (any port when None) are answered, and
+    every POST must carry ``token`` (fresh when None; ``app.state.token``), which the page gets
+    embedded in its HTML: see :mod:`.guard`.
+    """
     app = FastAPI(title="zenml-quant studio", docs_url=None, redoc_url=None, openapi_url=None)
     jobs = runner or JobRunner()
-    app.state.studio, app.state.jobs = studio, jobs
+    token = token or new_token()
+    app.state.studio, app.state.jobs, app.state.token = studio, jobs, token
+    app.add_middleware(Guard, token=token, hosts=allowed_hosts(port))
 
     @app.exception_handler(ZenmlQuantError)
     async def _our_error(request: Request, exc: ZenmlQuantError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(JobQueueFull)
+    async def _queue_full(request: Request, exc: JobQueueFull) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=429)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer repeats the input; say where and what only.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()[:5]
+        )
+        return JSONResponse({"error": f"Invalid request: {problems}."}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _any_error(request: Request, exc: Exception) -> JSONResponse:
@@ -71,7 +105,7 @@ def create_app(studio: Studio, *, runner: JobRunner | None = None, baseline: boo
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return _asset("index.html")
+        return _asset("index.html").replace(TOKEN_SLOT, token)
 
     @app.get("/static/{name}")
     def asset(name: str) -> Response:
@@ -91,6 +125,7 @@ def create_app(studio: Studio, *, runner: JobRunner | None = None, baseline: boo
             "threads": studio.threads,
             "modes": list(MODES),
             "max_fine_tune_epochs": MAX_FINE_TUNE_EPOCHS,
+            "default_fine_tune_epochs": DEFAULT_FINE_TUNE_EPOCHS,
             "targets": _clean(
                 {k: v for k, v in vars(studio.targets).items() if v not in (None, False)}
             ),
@@ -105,7 +140,7 @@ def create_app(studio: Studio, *, runner: JobRunner | None = None, baseline: boo
                 }
                 for i, s in enumerate(studio.suggestions)
             ],
-            "history": [_summary(e) for e in studio.history],
+            "history": [_summary(studio, e) for e in studio.history],
             "active_job": jobs.active(),
             "sensitivity": bool(studio.sensitivity),
             "run": _run(studio.run_summary),
@@ -170,11 +205,10 @@ def create_app(studio: Studio, *, runner: JobRunner | None = None, baseline: boo
         base = studio.baseline()
         return _clean(
             {
-                **_summary(e),
+                **_summary(studio, e),
                 "layers": e.layers,
-                "missed": e.missed,
                 "targets": studio.check_targets(e.figures) if e.ok else [],
-                "baseline": None if base is None else _summary(base),
+                "baseline": None if base is None else _summary(studio, base),
             }
         )
 
@@ -223,7 +257,9 @@ def _run(summary: RunSummary | None) -> dict[str, Any] | None:
     )
 
 
-def _summary(e: Evaluation) -> dict[str, Any]:
+def _summary(studio: Studio, e: Evaluation) -> dict[str, Any]:
+    """An evaluation for the page; ``missed`` is judged now, by the gate's checks (so an
+    evaluation made before the baseline existed is judged against it once it does)."""
     return _clean(
         {
             "id": e.id,
@@ -232,10 +268,11 @@ def _summary(e: Evaluation) -> dict[str, Any]:
             "error": e.error,
             "mode": e.mode,
             "fine_tune_epochs": e.fine_tune_epochs,
+            "fine_tune_seconds": e.fine_tune_seconds,
             "edits": [x.to_dict() for x in e.plan.edits],
             "lines": [x.describe() for x in e.plan.edits],
             "figures": e.figures,
-            "missed": e.missed,
+            "missed": studio.missed(e) if e.ok else [],
             "seconds": e.seconds,
         }
     )

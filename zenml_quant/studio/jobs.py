@@ -11,14 +11,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidOptionError
+from ..errors import InvalidOptionError, ZenmlQuantError
 from ..search.trial import Cancelled
 
-__all__ = ["Job", "JobRunner"]
+__all__ = ["MAX_PENDING", "Job", "JobQueueFull", "JobRunner"]
 
 logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+
+#: Jobs queued or running at once; one more is refused (each evaluation can take minutes, so a
+#: longer queue only hides that the page is far behind its user).
+MAX_PENDING = 8
+
+
+class JobQueueFull(ZenmlQuantError):
+    """The runner already holds its limit of unfinished jobs."""
+
 
 #: ``fn(progress)``: the work; ``progress(phase, fraction)`` reports and raises on cancel.
 Work = Callable[[Callable[[str, "float | None"], None]], Any]
@@ -59,7 +68,10 @@ class Job:
 class JobRunner:
     """Runs submitted work in order on one thread (TensorFlow work is not run side by side)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_pending: int = MAX_PENDING) -> None:
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise InvalidOptionError(f"max_pending must be an int >= 1, got {max_pending!r}.")
+        self.max_pending = max_pending
         self._jobs: dict[int, Job] = {}
         self._work: dict[int, Work] = {}
         self._ids = itertools.count()
@@ -69,8 +81,17 @@ class JobRunner:
         self._thread.start()
 
     def submit(self, kind: str, work: Work) -> Job:
-        """Queue ``work``; its return value becomes the job's ``result`` (JSON-ready)."""
+        """Queue ``work``; its return value becomes the job's ``result`` (JSON-ready).
+
+        Raises :class:`JobQueueFull` when ``max_pending`` jobs are already queued or running.
+        """
         with self._lock:
+            pending = sum(j.status in (QUEUED, RUNNING) for j in self._jobs.values())
+            if pending >= self.max_pending:
+                raise JobQueueFull(
+                    f"{pending} studio jobs are already waiting or running (the limit is "
+                    f"{self.max_pending}): wait for one to finish, or cancel one."
+                )
             job = Job(next(self._ids), kind)
             self._jobs[job.id] = job
             self._work[job.id] = work
@@ -102,6 +123,11 @@ class JobRunner:
             return next((j.id for j in self._jobs.values() if j.status in (QUEUED, RUNNING)), None)
 
     def close(self) -> None:
+        """Stop: queued jobs are cancelled, a running one at its next progress report."""
+        with self._lock:
+            unfinished = [j.id for j in self._jobs.values() if j.status in (QUEUED, RUNNING)]
+        for job_id in unfinished:
+            self.cancel(job_id)
         self._queue.put(None)
 
     def _loop(self) -> None:

@@ -46,7 +46,7 @@ class StudioServer:
         self.socket = _bind(port)
         self.port = self.socket.getsockname()[1]
         self.url = f"http://{HOST}:{self.port}/"
-        self.app = create_app(studio, baseline=baseline)
+        self.app = create_app(studio, baseline=baseline, port=self.port)
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
