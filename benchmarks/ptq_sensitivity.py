@@ -28,21 +28,22 @@ import numpy as np
 import pandas as pd
 from _sections import write_section  # beside this script
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's zoo
 from zenml_quant import evaluate, selective, sensitivity
 from zenml_quant._compat import tf, tf_keras  # sets TF_USE_LEGACY_KERAS before TensorFlow
 from zenml_quant.conform import conform_to_model
 from zenml_quant.convert import convert_model
 from zenml_quant.datasets import load_npz
 from zenml_quant.evaluate import evaluate_keras
-from zenml_quant.hard_case import build_hard_case_model
 from zenml_quant.layermap import keras_layers
 from zenml_quant.models import load_model, save_model
 from zenml_quant.ptq import quantize_with_accuracy_budget
-from zenml_quant.report import attempts_table
+from zenml_quant.report.compress import attempts_table
 from zenml_quant.selective import SelectiveQuantizer
 from zenml_quant.sensitivity import profile_sensitivity, tflite_accuracy
 from zenml_quant.targets import Targets
 from zenml_quant.types import LabeledDataset
+from zoo.hard_case import build_hard_case_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALE, OFFSET, SEED = 2 / 255, -1.0, 0

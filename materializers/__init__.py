@@ -3,7 +3,13 @@
 from zenml_quant.integration.materializers import (
     KerasModelMaterializer,
     LabeledDatasetMaterializer,
+    SearchResultMaterializer,
     TFLiteModelMaterializer,
 )
 
-__all__ = ["KerasModelMaterializer", "LabeledDatasetMaterializer", "TFLiteModelMaterializer"]
+__all__ = [
+    "KerasModelMaterializer",
+    "LabeledDatasetMaterializer",
+    "SearchResultMaterializer",
+    "TFLiteModelMaterializer",
+]

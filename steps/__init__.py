@@ -6,6 +6,8 @@ from zenml_quant.integration import (
     benchmark_on_device,
     deployment_gate,
     gate_inputs,
+    int4_aware_qat,
+    recalibrate_batchnorm,
     search_architecture,
     search_candidate,
 )
@@ -32,6 +34,8 @@ __all__ = [
     "benchmark_on_device",
     "deployment_gate",
     "gate_inputs",
+    "int4_aware_qat",
+    "recalibrate_batchnorm",
     "compare_candidates",
     "convert_to_tflite",
     "evaluate_baseline",

@@ -82,6 +82,8 @@ def wide_digits():
 @pytest.fixture(scope="session")
 def hard_case(wide_digits):
     """A CNN whose bottleneck has one outlier activation channel: full int8 loses > 1 point."""
-    from zenml_quant.hard_case import build_hard_case_model
+    import _zoo_path  # noqa: F401  (the repository root, for `zoo`)
+
+    from zoo.hard_case import build_hard_case_model
 
     return build_hard_case_model(wide_digits, seed=0)

@@ -62,3 +62,65 @@ def test_any_submodule_import_gets_tf_keras_as_tf_keras():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_gate_and_its_step_load_without_tensorflow_tfmot_or_matplotlib():
+    # A user's own pipeline may use only the gate: it must not pay for the rest.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, zenml_quant.gate, zenml_quant.report.gate, "
+        "zenml_quant.integration.gate_step, zenml_quant.integration.device_steps; "
+        "heavy = [m for m in ('tensorflow', 'tensorflow_model_optimization', 'matplotlib') "
+        "if m in sys.modules]; assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_repository_project_re_exports_every_plugin_step_and_materializer():
+    import importlib
+    import sys
+
+    from zenml_quant import integration
+
+    root = str(PACKAGE.parent)
+    sys.path.insert(0, root)
+    try:
+        steps = importlib.import_module("steps")
+        materializers = importlib.import_module("materializers")
+    finally:
+        sys.path.remove(root)
+    plugin = set(integration.__all__)
+    shipped_materializers = {n for n in plugin if n.endswith("Materializer")}
+    pipelines = {n for n in plugin if "pipeline" in n or n.endswith("retrain_and_compress")}
+    assert plugin - shipped_materializers - pipelines <= set(steps.__all__)
+    assert shipped_materializers == set(materializers.__all__)
+
+
+def test_no_public_name_is_defined_in_two_modules():
+    """A class, function or constant defined at the top of two package modules is one name
+    meaning two things (``Evaluation``, ``MODES``, ``Suggestion`` once were). Private names may
+    repeat, and so may a ZenML step named after the core function it runs (the steps' modules
+    are left out), and ``main``, the entry point of each script."""
+    where: dict[str, list[str]] = {}
+    steps = {"steps.py", "search_steps.py", "precision_steps.py", "device_steps.py"}
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent.name == "integration" and path.name in steps:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names = [node.target.id]
+            else:
+                continue
+            for name in names:
+                if not name.startswith("_") and name not in ("logger", "main", "__all__"):
+                    where.setdefault(name, []).append(str(path.relative_to(PACKAGE)))
+    twice = {name: files for name, files in where.items() if len(files) > 1}
+    assert twice == {}

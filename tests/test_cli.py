@@ -10,15 +10,22 @@ from click.testing import CliRunner
 from zenml_quant.integration.cli import main
 
 
-def _compress_ok(tmp_path: Path, *args: str) -> tuple[object, dict]:
-    """Run ``zenml-quant compress ARGS`` into ``tmp_path``; its result and JSON summary."""
+def _compress_ok(tmp_path: Path, *args: str, columns: int | None = None) -> tuple[object, dict]:
+    """Run ``zenml-quant compress ARGS`` into ``tmp_path`` (on a terminal ``columns`` wide, or
+    piped: 80); its result and JSON summary."""
     summary_path = tmp_path / "summary.json"
     result = CliRunner().invoke(
         main,
         ["compress", *args, "--output-dir", str(tmp_path / "out"), "--json", str(summary_path)],
+        env={"COLUMNS": str(columns)} if columns else None,
     )
     assert result.exit_code == 0, result.output
     return result, json.loads(summary_path.read_text())
+
+
+def _table_lines(output: str) -> list[str]:
+    """The lines of the printed table (rich draws it with box characters)."""
+    return [line for line in output.splitlines() if line[:1] in "┏┃┡│└"]
 
 
 def test_compress_writes_tflite_files_and_summary(digits_model_path, tmp_path):
@@ -46,6 +53,9 @@ def test_compress_writes_tflite_files_and_summary(digits_model_path, tmp_path):
         assert path.is_absolute() and path.stat().st_size == candidate["size_bytes"]
         assert candidate["threads"] == 1 and candidate["latency_ms_p50"] > 0
     assert "int8" in result.output and "float32" in result.output
+    # Piped (no terminal): the table fits 80 columns instead of forcing 100.
+    table = _table_lines(result.output)
+    assert any("float32" in line for line in table) and max(map(len, table)) <= 80
 
 
 def test_compress_reports_a_missing_model_without_traceback(tmp_path):
@@ -145,12 +155,14 @@ def test_mixed_candidate_with_budget_and_float_layers_in_the_table(hard_case, tm
         "0.01",
         "--precisions",
         "int8,float",  # the converter's int8 with float layers (quantize_mixed)
+        columns=160,
     )
     rows = {c["name"]: c for c in summary["candidates"]}
     assert set(rows["mixed"]["float_layers"]) == {"bottleneck", "logits"}
     assert rows["mixed"]["accuracy"] - rows["int8"]["accuracy"] > 0.3
-    # the "layers not int8" column of the printed table
+    # the "layers not int8" column of the printed table, on one line at this width
     assert "bottleneck float, logits" in result.output
+    assert max(map(len, _table_lines(result.output))) > 100  # the table took the width
 
 
 def test_precisions_are_checked_before_anything_runs(digits_model_path):

@@ -23,8 +23,8 @@ from zenml_quant.gate import (
     check_candidate,
     decide,
 )
-from zenml_quant.gate_report import decision_html, decision_table
 from zenml_quant.metrics import METRICS
+from zenml_quant.report.gate import decision_html, decision_table
 from zenml_quant.targets import Targets
 
 TARGETS = Targets(

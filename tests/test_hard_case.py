@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import _zoo_path  # noqa: F401  (puts the repository root on sys.path for `zoo`)
 import numpy as np
 import pytest
 
@@ -11,8 +12,8 @@ from zenml_quant._compat import keras3, tf_keras
 from zenml_quant.convert import convert_model
 from zenml_quant.errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
 from zenml_quant.evaluate import accuracy_from_outputs
-from zenml_quant.hard_case import DEFAULT_FACTOR, add_activation_outlier, build_hard_case_model
 from zenml_quant.interpreter import run_tflite
+from zoo.hard_case import DEFAULT_FACTOR, add_activation_outlier, build_hard_case_model
 
 layers = tf_keras.layers
 

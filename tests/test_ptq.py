@@ -7,7 +7,7 @@ import pytest
 from zenml_quant.convert import convert_model
 from zenml_quant.errors import InvalidOptionError
 from zenml_quant.ptq import quantize_post_training, quantize_with_accuracy_budget
-from zenml_quant.report import attempts_table, ptq_html
+from zenml_quant.report.compress import attempts_table, ptq_html
 from zenml_quant.selective import SelectiveQuantizer
 from zenml_quant.sensitivity import tflite_accuracy
 from zenml_quant.targets import Targets

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from zenml_quant.report import comparison_html, comparison_table, summary_dict
+from zenml_quant.report.compress import comparison_html, comparison_table, summary_dict
 from zenml_quant.types import BaselineSummary, CandidateResult
 
 

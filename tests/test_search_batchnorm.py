@@ -102,7 +102,7 @@ def test_apply_plan_rebuilds_the_candidate_with_its_new_statistics(stale_bn_mode
 
 
 def test_a_trial_says_where_its_time_went(stale_bn_model, digits):
-    from zenml_quant.search.report import PHASE_COLUMNS, history_frame
+    from zenml_quant.report.search import PHASE_COLUMNS, history_frame
     from zenml_quant.search.serialize import record_from_dict, record_to_dict
 
     record = _trial(stale_bn_model, digits, reestimate=True)

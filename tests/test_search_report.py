@@ -9,9 +9,7 @@ import pandas as pd
 import pytest
 
 from zenml_quant.errors import InvalidOptionError
-from zenml_quant.search.edits import EditPlan
-from zenml_quant.search.pareto import dominates, pareto_front
-from zenml_quant.search.report import (
+from zenml_quant.report.search import (
     HISTORY_COLUMNS,
     SUGGESTION_COLUMNS,
     history_frame,
@@ -19,6 +17,8 @@ from zenml_quant.search.report import (
     search_html,
     suggestions_frame,
 )
+from zenml_quant.search.edits import EditPlan
+from zenml_quant.search.pareto import dominates, pareto_front
 from zenml_quant.search.types import Targets, TrialRecord
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -169,7 +169,7 @@ def test_history_frame_columns_dtypes_and_rows(records):
     row = frame.set_index("trial").loc[1]
     assert row["edits"] == "replace conv<1> by sepconv3; set conv<1>'s activation to relu6"
     assert row["n_edits"] == 2
-    assert row["size_kb"] == pytest.approx(20_000 / 1024)
+    assert row["size_kb"] == pytest.approx(20_000 / 1000)
     assert row["energy_uj"] == 1.25 and row["macs"] == 56789 and row["error"] == ""
     bad = frame.set_index("trial").loc[3]
     assert bad["status"] == "failed" and bad["error"] == "shape mismatch <b>"
@@ -226,7 +226,7 @@ def test_pareto_svg_draws_each_group_once_per_panel(records, original):
         "accuracy (%)",
         "original model",
         "Pareto trial",
-        "size limit 29.3 KB",
+        "size limit 30.0 KB",
         "latency limit 1 ms",
         "accuracy floor 96.50 %",  # 98.5 % original minus the 2-point drop
         "1 failed (not drawn)",
@@ -266,7 +266,7 @@ def test_search_html_has_the_sections_and_escapes_everything(records, original):
         page
     )
     assert "Best trial meeting every target: trial #1" in page
-    assert "Targets: accuracy ≥ 96.50 %, size ≤ 29.3 KB" in page
+    assert "Targets: accuracy ≥ 96.50 %, size ≤ 30.0 KB" in page
     assert "Stopped: no improvement in 3 rounds &lt;early&gt;" in page
     assert "seed 0 &amp; 2 workers" in page
     # Edit text and errors are escaped wherever they appear; the raw markup never does.

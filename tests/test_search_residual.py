@@ -190,7 +190,7 @@ def test_the_weight_count_from_shapes_is_the_built_models(model):
 
 
 def test_weight_bytes_count_each_layer_at_its_precision(model):
-    from zenml_quant.search.edits import PRECISIONS
+    from zenml_quant.search.edits import EDIT_PRECISIONS as PRECISIONS
     from zenml_quant.search.space import WEIGHT_BYTES
 
     assert set(WEIGHT_BYTES) == set(PRECISIONS)

@@ -43,13 +43,17 @@ def test_search_step_outputs(searched):
     assert "<svg" in report
 
 
-def test_search_candidate_ranks_and_repeats_the_best_when_short(searched):
+def test_search_candidates_are_each_suggestion_once_and_a_missing_rank_fails(searched):
     result = searched[0]
-    best = search_candidate.entrypoint(result, rank=0)
-    assert best.content == result.models[result.best_trial][0]
-    beyond = search_candidate.entrypoint(result, rank=50)
-    assert beyond.content == best.content
-    assert any("repeats the best" in n for n in beyond.notes)
+    order = result.candidate_order()
+    assert order[0] == result.best_trial and len(set(order)) == len(order)
+    assert set(order) <= {result.best_trial} | {s.trial for s in result.suggestions}
+    picked = [search_candidate.entrypoint(result, rank=r) for r in range(len(order))]
+    assert [p.content for p in picked] == [result.models[t][0] for t in order]
+    assert [p.source_model for p in picked] == [f"search_{r + 1}" for r in range(len(order))]
+    beyond = search_candidate.entrypoint(result, rank=len(order))
+    assert beyond.content == b"" and beyond.source_model == f"search_{len(order) + 1}"
+    assert f"no candidate ranked {len(order) + 1}" in beyond.error
 
 
 def test_apply_edits_step_reproduces_the_suggestion_from_its_yaml(

@@ -69,7 +69,7 @@ def test_search_on_a_regression_scores_trials_by_mae(tmp_path):
     for trial in result.pareto:
         assert result.record(trial).accuracy <= floor + 1e-9
     # The report speaks MAE, not percent.
-    from zenml_quant.search.report import search_html
+    from zenml_quant.report.search import search_html
 
     page = search_html(result.records, result.pareto, original=original, targets=result.targets)
     assert "mae, lower is better" in page and f"mae {original.accuracy:.4g}" in page

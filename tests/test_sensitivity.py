@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from zenml_quant.errors import InvalidOptionError
-from zenml_quant.report import sensitivity_html
+from zenml_quant.report.compress import sensitivity_html
 from zenml_quant.selective import SelectiveQuantizer
 from zenml_quant.sensitivity import profile_sensitivity
 

@@ -12,11 +12,10 @@ from _studio_client import page_client
 
 from zenml_quant.errors import InvalidOptionError
 from zenml_quant.search import trial as trial_module
-from zenml_quant.search.edits import PRECISIONS as EDIT_PRECISIONS
-from zenml_quant.search.edits import Edit, EditPlan
+from zenml_quant.search.edits import EDIT_PRECISIONS, Edit, EditPlan
 from zenml_quant.search.trial import load_keras_bytes
 from zenml_quant.search.types import Targets
-from zenml_quant.studio import Studio, StudioServer, Suggestion, create_app
+from zenml_quant.studio import PlanSuggestion, Studio, StudioServer, create_app
 from zenml_quant.studio import session as studio_module
 from zenml_quant.studio.suggestions import load_suggestions
 
@@ -205,7 +204,7 @@ def test_suggestions_from_a_search_summary_and_plan_files(tmp_path, digits, digi
     studio = Studio(digits_model, digits, suggestions=from_json)
     state = page_client(create_app(studio, baseline=False)).get("/api/state").json()
     assert state["suggestions"][0]["lines"] == ["scale conv2's filters/units by 0.5"]
-    wrong = Suggestion("other model", EditPlan((Edit("dense_9", "remove"),)))
+    wrong = PlanSuggestion("other model", EditPlan((Edit("dense_9", "remove"),)))
     with pytest.raises(InvalidOptionError, match="does not fit this model"):
         Studio(digits_model, digits, suggestions=[wrong])
 

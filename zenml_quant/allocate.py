@@ -35,7 +35,7 @@ from .interpreter import measure_latency, run_tflite
 from .mixed_precision import PrecisionQuantizer
 from .paired import paired_gain
 from .precision_profile import PrecisionProfile, profile_precisions
-from .precisions import PRECISIONS, parse_precisions
+from .precisions import OBJECTIVES, PRECISIONS, parse_precisions
 from .targets import Targets
 from .tasks import dataset_metric
 from .types import ConversionOptions, LabeledDataset, TFLiteModel
@@ -50,16 +50,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: What the allocator minimises (the file's bytes, the measured latency, the energy estimate or
-#: the peak activation memory) and the profile column that predicts it move by move. The peak
-#: is a maximum over the inference, not a sum of moves: it gets constraints of its own.
-OBJECTIVES: dict[str, str | None] = {
-    "bytes": "bytes_delta",
-    "latency": "latency_delta_ms",
-    "energy": "energy_delta_uj",
-    "peak_memory": None,
-}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from .errors import InvalidOptionError
 
 __all__ = [
     "DEFAULT_PRECISIONS",
+    "OBJECTIVES",
     "PRECISIONS",
     "WEIGHTED_OPS",
     "Precision",
@@ -174,3 +175,14 @@ def layer_precision(observed: Sequence[str]) -> str:
     if not kinds:
         return "none"
     return "+".join(sorted(kinds, key=lambda k: PRECISIONS[k].fidelity if k in PRECISIONS else 9))
+
+
+#: What the allocator minimises (the file's bytes, the measured latency, the energy estimate or
+#: the peak activation memory) and the profile column that predicts it move by move. The peak
+#: is a maximum over the inference, not a sum of moves: it gets constraints of its own.
+OBJECTIVES: dict[str, str | None] = {
+    "bytes": "bytes_delta",
+    "latency": "latency_delta_ms",
+    "energy": "energy_delta_uj",
+    "peak_memory": None,
+}

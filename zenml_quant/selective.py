@@ -264,7 +264,7 @@ def _noise_to_signal(
     # Dividing by a near-zero RMS (a softmax class at probability 1e-20 that int8 moves by one
     # step) gives ratios of 1e17 and more. A channel under 1 % of a quantization step
     # is silent to int8 and is measured against that floor; an outlier-squeezed channel sits
-    # at a few % of a step or more (3-7 % in hard_case.py) and still counts. Past 1 the whole
+    # at a few % of a step or more (3-7 % in the zoo's hard case) and still counts. Past 1 the whole
     # channel is lost, so each channel's share is capped there: the result lies in [0, 1].
     reference = np.maximum(signal[alive], _SILENT_STEPS * scale)
     # NaN (not 0) when no channel carries a value: the debugger averages with nanmean.

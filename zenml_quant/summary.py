@@ -15,8 +15,8 @@ import pandas as pd
 
 from .benchmark.types import BenchmarkResult
 from .gate import GateDecision
-from .html_page import render_html
 from .metrics import Metric, metric_named
+from .report.html import render_html
 from .types import BaselineSummary, CandidateResult
 
 __all__ = ["CANDIDATE_STATUSES", "CandidateSummary", "RunSummary", "build_summary", "summary_html"]

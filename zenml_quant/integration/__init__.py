@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "allocate_precisions": "precision_steps",
     "apply_edits": "search_steps",
     "int4_aware_qat": "precision_steps",
+    "recalibrate_batchnorm": "batchnorm_steps",
     "search_architecture": "search_steps",
     "search_candidate": "search_steps",
     "compare_candidates": "steps",

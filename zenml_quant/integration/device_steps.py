@@ -12,7 +12,6 @@ from zenml import ArtifactConfig, step
 from zenml.client import Client
 from zenml.types import HTMLString
 
-from .. import report as _report
 from ..benchmark import (
     Benchmarker,
     BenchmarkOptions,
@@ -25,6 +24,7 @@ from ..errors import InvalidOptionError
 from ..gate import CandidateMeasurements
 from ..inputs import input_names, is_multi
 from ..measurements import candidate_measurements
+from ..report.html import render_html
 from ..types import BaselineSummary, CandidateResult, LabeledDataset, TFLiteModel
 from ._runtime import STEP_SETTINGS, record_metadata
 
@@ -67,7 +67,7 @@ def benchmark_on_device(
     if not tflite_model.ok:  # a candidate that failed upstream has nothing to measure
         why = f"not benchmarked: the candidate failed ({tflite_model.error})"
         results = [failed_result(device, t, why) for t in options.threads]
-        page = _report.render_html(benchmark_table(results), title=f"{name}: {why}")
+        page = render_html(benchmark_table(results), title=f"{name}: {why}")
         return results, HTMLString(page)
     x = y = None
     if accuracy_split is not None:
@@ -103,7 +103,7 @@ def benchmark_on_device(
     )
     table = benchmark_table(results)
     title = f"Benchmark of {name or tflite_model.mode} ({tflite_model.size_bytes:,} B) on {device}"
-    return results, HTMLString(_report.render_html(table, title=title))
+    return results, HTMLString(render_html(table, title=title))
 
 
 def _ssh_benchmarker(device: str, secret_name: str | None, python: str) -> Benchmarker:

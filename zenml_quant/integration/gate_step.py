@@ -21,12 +21,12 @@ from zenml.types import HTMLString
 from .._validate import as_finite
 from ..errors import ConstraintNotMetError
 from ..gate import CandidateMeasurements, Champion, GateDecision, GateOptions, decide
-from ..gate_report import decision_html
 from ..metrics import metric_named
+from ..report.gate import decision_html
 from ..targets import Targets
 from ..types import TFLiteModel
 from ._runtime import STEP_SETTINGS, _plain, record_metadata
-from .materializers import TFLiteModelMaterializer
+from .materializers.tflite_model import TFLiteModelMaterializer
 
 if TYPE_CHECKING:
     from zenml import Model

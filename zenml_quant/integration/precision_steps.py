@@ -10,9 +10,9 @@ from zenml import ArtifactConfig, step
 from zenml.types import HTMLString
 
 from .. import candidates as _candidates
-from .. import precision_report as _report
-from ..html_page import render_html
 from ..qat import QATOptions
+from ..report import precision as _report
+from ..report.html import render_html
 from ..targets import Targets
 from ..tasks import dataset_metric
 from ..types import ConversionOptions, LabeledDataset, TFLiteModel

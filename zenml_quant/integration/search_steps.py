@@ -201,24 +201,26 @@ def search_architecture(
 def search_candidate(
     result: _loop.SearchResult, rank: int = 0
 ) -> Annotated[TFLiteModel, ArtifactConfig(name="zq_tflite_{candidate}")]:
-    """The ``rank``-th searched candidate: 0 is the best, then the other Pareto suggestions by
-    reward. When the search found fewer, the best is returned again (noted on the model)."""
-    others = sorted(
-        (t for t in result.pareto if t != result.best_trial and t in result.models),
-        key=lambda t: -(result.record(t).reward or 0.0),
-    )
-    order: list[int] = ([result.best_trial] if result.best_trial is not None else []) + others
-    if not order:
-        reason = "the search returned no candidate: " + (" ".join(result.notes) or "none ran")
-        record_metadata({"error": reason})
-        return failed_model(f"search_{rank + 1}", reason)
-    trial = order[rank] if rank < len(order) else order[0]
-    tflite = result.tflite(trial)
-    notes = [f"search trial {trial}: " + "; ".join(result.record(trial).plan.describe())]
+    """The ``rank``-th candidate of the search (:meth:`SearchResult.candidate_order`: 0 is the
+    best, then the other suggestions by reward). A rank the search has no candidate for is a
+    failed candidate that says so, never the best again under another name."""
+    name = f"search_{rank + 1}"
+    order = result.candidate_order()
     if rank >= len(order):
-        notes.append(f"the search found {len(order)} candidate(s); rank {rank} repeats the best")
+        if order:
+            reason = (
+                f"no candidate ranked {rank + 1}: the search suggested {len(order)} "
+                f"(trial(s) {', '.join(map(str, order))}, gated as search_1..search_{len(order)})"
+            )
+        else:
+            reason = "the search returned no candidate: " + (" ".join(result.notes) or "none ran")
+        record_metadata({"error": reason})
+        return failed_model(name, reason, source_model=name)
+    trial = order[rank]
+    tflite = result.tflite(trial)
+    notes = (f"search trial {trial}: " + "; ".join(result.record(trial).plan.describe()),)
     record_metadata({"trial": trial, "edits": list(result.record(trial).plan.describe())})
-    return replace(tflite, notes=tuple(tflite.notes) + tuple(notes), source_model=f"search_{rank}")
+    return replace(tflite, notes=tuple(tflite.notes) + notes, source_model=name)
 
 
 @step(output_materializers={"zq_edited_model": KerasModelMaterializer}, settings=STEP_SETTINGS)

@@ -18,13 +18,13 @@ from .. import datasets as _datasets
 from .. import evaluate as _evaluate
 from .. import models as _models
 from .. import qat as _qat
-from .. import report as _report
 from .. import sensitivity as _sensitivity
 from .. import summary as _summary
 from ..benchmark.types import BenchmarkResult
 from ..errors import InvalidOptionError
 from ..gate import GateDecision
-from ..html_page import render_html
+from ..report import compress as _report
+from ..report.html import render_html
 from ..targets import Targets
 from ..tasks import dataset_metric
 from ..types import (

@@ -30,7 +30,7 @@ __all__ = [
     "ACTIVATIONS",
     "OPERATIONS",
     "PLAN_FORMAT",
-    "PRECISIONS",
+    "EDIT_PRECISIONS",
     "REPLACEMENTS",
     "Edit",
     "EditPlan",
@@ -45,7 +45,7 @@ REPLACEMENTS = ("conv1", "conv3", "conv5", "dilconv3", "sepconv3", "sepconv5", "
 ACTIVATIONS = ("relu", "relu6", "hard_swish", "tanh")
 #: A layer's precision in the converted model: ``int8`` (the default), ``float32``, or any other
 #: per-layer precision of :mod:`zenml_quant.precisions` (built through ai-edge-quantizer).
-PRECISIONS = (
+EDIT_PRECISIONS = (
     "int8",
     "float32",
     "int4",
@@ -61,7 +61,7 @@ _VALUES: dict[str, tuple[Any, ...]] = {
     "replace": REPLACEMENTS,
     "activation": ACTIVATIONS,
     "head": HEADS,
-    "precision": PRECISIONS,
+    "precision": EDIT_PRECISIONS,
 }
 _VERBS = {
     "replace": "replace {layer} by {value}",

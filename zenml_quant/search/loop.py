@@ -31,11 +31,10 @@ from .finetune import FineTuneOptions, outputs_are_logits
 from .pareto import DEFAULT_OBJECTIVES, objectives, pareto_front
 from .proposers import ControllerRNN, LocalSearch, Proposal, Proposer, RandomSearch
 from .recalibrate import distillation_teacher
-from .report import PHASE_COLUMNS, history_frame, pareto_svg, search_html, suggestions_frame
 from .reward import meets_targets, missed_targets, reward
 from .space import SearchSpace, SpaceOptions
 from .trial import EvaluationOptions, SearchContext, evaluate_trial, failed_outcome, keras_bytes
-from .types import RewardOptions, Targets, TrialOutcome, TrialRecord, TrialTask
+from .types import PHASE_COLUMNS, RewardOptions, Targets, TrialOutcome, TrialRecord, TrialTask
 
 __all__ = [
     "SearchOptions",
@@ -137,7 +136,9 @@ class SearchResult:
     """The history, the original model's figures, the best trial, the Pareto suggestions.
 
     ``records[0]`` is the original model (trial 0, empty plan, not fine-tuned). ``models``
-    holds ``(tflite, keras)`` bytes for the best and the Pareto trials only.
+    holds ``(tflite, keras)`` bytes for the best and the Pareto trials only. The tables and
+    charts come from :mod:`zenml_quant.report.search`, imported when asked for: the report
+    reads the search's types, so importing it as this module loads would be circular.
     """
 
     records: tuple[TrialRecord, ...]
@@ -169,6 +170,17 @@ class SearchResult:
     def best(self) -> TrialRecord | None:
         return self.record(self.best_trial) if self.best_trial is not None else None
 
+    def candidate_order(self) -> tuple[int, ...]:
+        """The trials a pipeline takes forward as candidates, each once: the best, then the
+        other suggestions by reward (highest first), those whose models were kept."""
+        others = sorted(
+            (s for s in self.suggestions if s.trial != self.best_trial),
+            key=lambda s: -(s.reward or 0.0),
+        )
+        order = [self.best_trial] if self.best_trial is not None else []
+        order += [s.trial for s in others]
+        return tuple(t for t in dict.fromkeys(order) if t in self.models)
+
     def record(self, trial: int) -> TrialRecord:
         for r in self.records:
             if r.trial == trial:
@@ -176,9 +188,13 @@ class SearchResult:
         raise KeyError(trial)
 
     def history(self) -> pd.DataFrame:
+        from ..report.search import history_frame
+
         return history_frame(self.records, self.pareto)
 
     def suggestions_table(self) -> pd.DataFrame:
+        from ..report.search import suggestions_frame
+
         return suggestions_frame(self.records, self.pareto)
 
     @property
@@ -187,6 +203,8 @@ class SearchResult:
         return tuple(t for t in self.pareto if t != 0)
 
     def pareto_svg(self) -> str:
+        from ..report.search import pareto_svg
+
         return pareto_svg(
             self.trials,
             self._searched_front,
@@ -196,6 +214,8 @@ class SearchResult:
         )
 
     def html(self) -> str:
+        from ..report.search import search_html
+
         return search_html(
             self.trials,
             self._searched_front,
@@ -819,7 +839,7 @@ def _figures(record: TrialRecord | None) -> str:
     if record.accuracy is not None:
         parts.append(f"acc {100 * record.accuracy:.2f} %")
     if record.size_bytes is not None:
-        parts.append(f"{record.size_bytes / 1024:.1f} KB")
+        parts.append(f"{record.size_bytes:,} B")
     if record.latency_ms is not None:
         parts.append(f"{1000 * record.latency_ms:.0f} us")
     if record.reward is not None:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..errors import InvalidOptionError
 from ..profile import layer_macs
-from .edits import ACTIVATIONS, PRECISIONS, REPLACEMENTS, SCALES, Edit, EditPlan
+from .edits import ACTIVATIONS, EDIT_PRECISIONS, REPLACEMENTS, SCALES, Edit, EditPlan
 from .graph import ModelGraph, Node, Shape, model_graph
 from .operators import (
     ACTIVATION_TYPES,
@@ -51,7 +51,7 @@ ELEMENTWISE_COST = 24
 
 #: Position kinds in the order they are decided within a layer.
 ASPECTS = ("op", "scale", "activation", "head", "precision")
-#: Bytes a weight takes at each precision (``PRECISIONS``), for :meth:`SearchSpace.weight_bytes`.
+#: Bytes a weight takes at each precision (``EDIT_PRECISIONS``), for :meth:`SearchSpace.weight_bytes`.
 WEIGHT_BYTES = {
     "int8": 1.0,
     "float32": 4.0,
@@ -89,7 +89,7 @@ class SpaceOptions:
         for name, given, valid in (
             ("replacements", self.replacements, REPLACEMENTS),
             ("activations", self.activations, ACTIVATIONS),
-            ("precisions", self.precisions, PRECISIONS),
+            ("precisions", self.precisions, EDIT_PRECISIONS),
         ):
             unknown = [v for v in given if v not in valid]
             if isinstance(given, str) or unknown:

@@ -191,7 +191,7 @@ def evaluate_trial(
     try:
         return _evaluate(context, task, start, progress or _no_progress)
     except Exception as exc:  # every failure is a result: the search goes on
-        return failed_outcome(task, describe_failure(exc), time.perf_counter() - start)
+        return failed_outcome(task, describe_trial_failure(exc), time.perf_counter() - start)
 
 
 def failed_outcome(task: TrialTask, error: str, seconds: float = 0.0) -> TrialOutcome:
@@ -202,7 +202,7 @@ def failed_outcome(task: TrialTask, error: str, seconds: float = 0.0) -> TrialOu
     return TrialOutcome(record)
 
 
-def describe_failure(exc: BaseException) -> str:
+def describe_trial_failure(exc: BaseException) -> str:
     """One line: what went wrong and, where we know it, what to do."""
     first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
     if isinstance(exc, (MemoryError, tf.errors.ResourceExhaustedError)):

@@ -18,6 +18,7 @@ from .edits import EditPlan
 __all__ = [
     "FAILED",
     "OK",
+    "PHASE_COLUMNS",
     "REWARD_MODES",
     "RewardOptions",
     "Targets",
@@ -29,6 +30,16 @@ __all__ = [
 OK = "ok"
 FAILED = "failed"
 REWARD_MODES = ("soft", "hard", "forgiving")
+
+
+#: A trial's phases and the history column holding the seconds spent in each.
+PHASE_COLUMNS = {
+    "building": "build_s",
+    "fine-tuning": "fine_tune_s",
+    "converting": "convert_s",
+    "evaluating": "evaluate_s",
+    "benchmarking": "benchmark_s",
+}
 
 
 @dataclass(frozen=True)

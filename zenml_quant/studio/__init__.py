@@ -7,14 +7,14 @@
 
 from .app import create_app
 from .server import StudioServer, serve
-from .session import MODES, Evaluation, Studio, Suggestion
+from .session import STUDIO_MODES, PlanEvaluation, PlanSuggestion, Studio
 
 __all__ = [
-    "MODES",
-    "Evaluation",
+    "STUDIO_MODES",
+    "PlanEvaluation",
     "Studio",
     "StudioServer",
-    "Suggestion",
+    "PlanSuggestion",
     "create_app",
     "serve",
 ]

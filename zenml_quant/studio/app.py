@@ -21,7 +21,13 @@ from ..search.edits import Edit, EditPlan
 from ..summary import RunSummary
 from .guard import Guard, allowed_hosts, new_token
 from .jobs import JobQueueFull, JobRunner
-from .session import DEFAULT_FINE_TUNE_EPOCHS, MAX_FINE_TUNE_EPOCHS, MODES, Evaluation, Studio
+from .session import (
+    DEFAULT_FINE_TUNE_EPOCHS,
+    MAX_FINE_TUNE_EPOCHS,
+    STUDIO_MODES,
+    PlanEvaluation,
+    Studio,
+)
 
 __all__ = ["create_app"]
 
@@ -123,7 +129,7 @@ def create_app(
                 "validation": int(len(studio.dataset.y_val)),
             },
             "threads": studio.threads,
-            "modes": list(MODES),
+            "modes": list(STUDIO_MODES),
             "max_fine_tune_epochs": MAX_FINE_TUNE_EPOCHS,
             "default_fine_tune_epochs": DEFAULT_FINE_TUNE_EPOCHS,
             "targets": _clean(
@@ -257,7 +263,7 @@ def _run(summary: RunSummary | None) -> dict[str, Any] | None:
     )
 
 
-def _summary(studio: Studio, e: Evaluation) -> dict[str, Any]:
+def _summary(studio: Studio, e: PlanEvaluation) -> dict[str, Any]:
     """An evaluation for the page; ``missed`` is judged now, by the gate's checks (so an
     evaluation made before the baseline existed is judged against it once it does)."""
     return _clean(

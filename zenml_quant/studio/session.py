@@ -22,8 +22,7 @@ from ..errors import InvalidOptionError
 from ..gate import CandidateMeasurements, check_candidate
 from ..profile import layer_table
 from ..search.apply import plan_meta
-from ..search.edits import PRECISIONS as EDIT_PRECISIONS
-from ..search.edits import Edit, EditPlan
+from ..search.edits import EDIT_PRECISIONS, Edit, EditPlan
 from ..search.finetune import FineTuneOptions
 from ..search.rebuild import apply_edits
 from ..search.space import SearchSpace, SpaceOptions
@@ -39,10 +38,10 @@ from ..summary import RunSummary
 from ..tasks import dataset_metric, dataset_task
 from ..types import LabeledDataset
 
-__all__ = ["MODES", "Evaluation", "Studio", "Suggestion"]
+__all__ = ["STUDIO_MODES", "PlanEvaluation", "Studio", "PlanSuggestion"]
 
 #: Whole-model conversion modes: int8 (with the plan's float32 layers), float16 or float32.
-MODES = ("int8", "float16", "float32")
+STUDIO_MODES = ("int8", "float16", "float32")
 
 #: The most fine-tuning epochs an evaluation may ask for (it runs while the person waits).
 MAX_FINE_TUNE_EPOCHS = 20
@@ -53,7 +52,7 @@ DEFAULT_FINE_TUNE_EPOCHS = 3
 
 
 @dataclass(frozen=True)
-class Suggestion:
+class PlanSuggestion:
     """A plan offered to the person, e.g. a Pareto candidate of a search."""
 
     label: str
@@ -62,7 +61,7 @@ class Suggestion:
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class PlanEvaluation:
     """One evaluated plan: its figures, the edited model's layer table, and the models (``.keras`` and ``.tflite`` bytes; None when it failed)."""
 
     id: int
@@ -102,7 +101,7 @@ class Studio:
         dataset: LabeledDataset,
         *,
         targets: Targets | None = None,
-        suggestions: Sequence[Suggestion] = (),
+        suggestions: Sequence[PlanSuggestion] = (),
         sensitivity: dict[str, float] | None = None,
         fine_tune: FineTuneOptions | None = None,
         threads: int = 1,
@@ -125,7 +124,7 @@ class Studio:
         self.seed = seed
         self._model_bytes = keras_bytes(model)
         self._lock = threading.Lock()
-        self._evaluations: list[Evaluation] = []
+        self._evaluations: list[PlanEvaluation] = []
         self.suggestions = [self._checked_suggestion(s) for s in suggestions]
         self._layer_names = {n.name for n in self.space.graph.nodes if not n.is_input}
         self._precision = {
@@ -221,7 +220,7 @@ class Studio:
             )
         return rows
 
-    def missed(self, evaluation: Evaluation) -> list[str]:
+    def missed(self, evaluation: PlanEvaluation) -> list[str]:
         """The reason of every failed check of ``evaluation`` ([] when all are met); a failed
         evaluation's own error is its one reason."""
         if not evaluation.ok:
@@ -237,7 +236,7 @@ class Studio:
         fine_tune_epochs: int | None = None,
         label: str | None = None,
         progress: Callable[[str, float | None], None] | None = None,
-    ) -> Evaluation:
+    ) -> PlanEvaluation:
         """Build, fine-tune, convert, evaluate and benchmark.
 
         ``fine_tune_epochs`` (0 for none) defaults to :data:`DEFAULT_FINE_TUNE_EPOCHS` for a
@@ -282,7 +281,7 @@ class Studio:
         if record.ok and outcome.keras is not None:
             figures = {**record.figures(), "params": record.params, "macs": record.macs}
             layers = self._layer_rows(load_keras_bytes(outcome.keras), plan, mode)
-        evaluation = Evaluation(
+        evaluation = PlanEvaluation(
             id=number,
             label=label or ("original model" if not plan.edits else f"plan {number}"),
             plan=plan,
@@ -303,12 +302,12 @@ class Studio:
         return evaluation
 
     @property
-    def history(self) -> list[Evaluation]:
+    def history(self) -> list[PlanEvaluation]:
         """Every evaluation of this session, oldest first (the first is the original model)."""
         with self._lock:
             return list(self._evaluations)
 
-    def evaluation(self, evaluation_id: int) -> Evaluation:
+    def evaluation(self, evaluation_id: int) -> PlanEvaluation:
         """The evaluation with this id; InvalidOptionError if there is none."""
         history = self.history
         if not 0 <= evaluation_id < len(history):
@@ -321,7 +320,7 @@ class Studio:
         """The evaluated plan as YAML, with the seed and fine-tuning that rebuild it exactly."""
         return self.evaluation(evaluation_id).plan.to_yaml()
 
-    def baseline(self) -> Evaluation | None:
+    def baseline(self) -> PlanEvaluation | None:
         """The original model's evaluation, once it has run."""
         return next((e for e in self.history if not e.plan.edits and e.ok), None)
 
@@ -386,7 +385,7 @@ class Studio:
             return False
         return True
 
-    def _checked_suggestion(self, suggestion: Suggestion) -> Suggestion:
+    def _checked_suggestion(self, suggestion: PlanSuggestion) -> PlanSuggestion:
         try:
             self.space.validate(suggestion.plan)
         except InvalidOptionError as exc:
@@ -397,8 +396,8 @@ class Studio:
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise InvalidOptionError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
+    if mode not in STUDIO_MODES:
+        raise InvalidOptionError(f"Unknown mode {mode!r}: use one of {', '.join(STUDIO_MODES)}.")
 
 
 def _plain(value: Any) -> Any:

@@ -9,22 +9,22 @@ from typing import Any
 
 from ..errors import InvalidOptionError
 from ..search.edits import EditPlan
-from .session import Suggestion
+from .session import PlanSuggestion
 
 __all__ = ["load_suggestions", "suggestions_from_result"]
 
 _FIGURES = ("accuracy", "size_bytes", "peak_memory_bytes", "latency_ms", "energy_uj")
 
 
-def suggestions_from_result(result: Any) -> list[Suggestion]:
+def suggestions_from_result(result: Any) -> list[PlanSuggestion]:
     """The Pareto suggestions of a :class:`~zenml_quant.search.loop.SearchResult`."""
     return [
-        Suggestion(f"trial {s.trial}", s.plan, {k: getattr(s, k, None) for k in _FIGURES})
+        PlanSuggestion(f"trial {s.trial}", s.plan, {k: getattr(s, k, None) for k in _FIGURES})
         for s in result.suggestions
     ]
 
 
-def load_suggestions(path: str | Path) -> list[Suggestion]:
+def load_suggestions(path: str | Path) -> list[PlanSuggestion]:
     """Suggestions from ``path``: the JSON of ``zenml-quant search --json`` or of a saved search
     result (its Pareto candidates), an edit-plan YAML file, or a folder of them."""
     source = Path(path).expanduser()
@@ -51,15 +51,15 @@ def load_suggestions(path: str | Path) -> list[Suggestion]:
     )
 
 
-def _from_yaml(path: Path) -> Suggestion:
+def _from_yaml(path: Path) -> PlanSuggestion:
     try:
         plan = EditPlan.from_yaml(path.read_text())
     except InvalidOptionError as exc:
         raise InvalidOptionError(f"{path.name}: {exc}") from None
-    return Suggestion(path.stem, plan)
+    return PlanSuggestion(path.stem, plan)
 
 
-def _from_json(data: Any, source: Path) -> list[Suggestion]:
+def _from_json(data: Any, source: Path) -> list[PlanSuggestion]:
     if isinstance(data, Mapping) and isinstance(data.get("candidates"), list):
         rows = [r for r in data["candidates"] if isinstance(r, Mapping) and r.get("pareto")]
     elif isinstance(data, Mapping) and isinstance(data.get("records"), list):
@@ -79,5 +79,5 @@ def _from_json(data: Any, source: Path) -> list[Suggestion]:
                 f"{source.name}: trial {row.get('trial')} has no readable plan ({exc})."
             ) from None
         figures = {k: row.get(k) for k in _FIGURES}
-        suggestions.append(Suggestion(f"trial {row.get('trial')}", plan, figures))
+        suggestions.append(PlanSuggestion(f"trial {row.get('trial')}", plan, figures))
     return suggestions

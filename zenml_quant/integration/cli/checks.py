@@ -17,7 +17,7 @@ from ..._validate import check_integer, check_number, check_writable_dir, check_
 from ...errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
 from ...metrics import METRICS, TASK_METRICS, UNSETTLED, Metric, get_metric
 from ...model_file import input_layer_names, layer_names, read_model_config
-from ...precisions import parse_precisions
+from ...precisions import OBJECTIVES, parse_precisions
 from ...targets import Targets
 from ...types import MODES
 
@@ -28,7 +28,7 @@ __all__ = [
     "RETRAIN_PARAMETERS",
     "check_config",
     "check_cron",
-    "check_data",
+    "check_data_source",
     "check_layer_names",
     "check_metric",
     "check_modes",
@@ -242,7 +242,7 @@ def _check_source(option: str, source: str) -> None:
             )
 
 
-def check_data(
+def check_data_source(
     source: str,
     *,
     scale: float | None,
@@ -543,11 +543,6 @@ def check_threads(threads: tuple[int, ...] | list[int]) -> None:
         whole("--threads", t, minimum=1, maximum=_MAX_THREADS)
     if len(set(threads)) != len(threads):
         raise usage_error("--threads", "a thread count is given twice", "give each count once")
-
-
-#: What the per-layer precision allocation can minimise (``zenml_quant.allocate.OBJECTIVES``,
-#: repeated here so option checks do not import TensorFlow).
-OBJECTIVES = ("bytes", "latency", "energy", "peak_memory")
 
 
 def check_precisions(value: str) -> tuple[str, ...]:

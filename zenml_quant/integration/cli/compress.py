@@ -275,7 +275,7 @@ def compress(
         # Auto: a model with BatchNorm gets the zero-training candidate.
         if has_batchnorm(model_config):
             overrides["bn_reestimate"] = True
-    checks.check_data(
+    checks.check_data_source(
         data_source,
         scale=scale,
         offset=offset,

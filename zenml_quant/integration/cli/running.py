@@ -148,7 +148,7 @@ def print_summary(summary: Any) -> None:
             "" if c.latency_ms_p50 is None else f"{c.latency_ms_p50 * 1000:.0f} µs",
             c.not_int8,
         )
-    Console(width=max(100, Console().width)).print(table)
+    Console().print(table)  # the terminal's width; 80 columns when piped
     if b.validation_source:
         click.echo(f"Decisions were taken on {b.validation_source}.")
     for c in summary.candidates:

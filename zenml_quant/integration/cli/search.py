@@ -63,26 +63,26 @@ def _print_search(result: Any) -> None:
         f"original {100 * result.original_accuracy:.2f} % (Keras, validation)"
     )
     metric = result.targets.metric
-    for column in ("trial", metric.label, "KB", "latency", "reward", "met", "edits"):
-        table.add_column(column, justify="left" if column == "edits" else "right")
-    shown = [result.original] + [result.record(t) for t in result.pareto]
-    if result.best is not None and result.best_trial not in result.pareto:
-        shown.append(result.best)
+    for column in ("trial", "gated as", metric.label, "bytes", "latency", "reward", "met", "edits"):
+        table.add_column(column, justify="left" if column in ("edits", "gated as") else "right")
+    order = result.candidate_order()
+    shown = [result.original] + [result.record(t) for t in order if t != 0]
     for r in shown:
         if not r.ok:
             continue
-        star = " *" if r.trial == result.best_trial else ""
+        gated = f"search_{order.index(r.trial) + 1}" if r.trial in order else ""
         table.add_row(
-            "original" if r.trial == 0 else f"{r.trial}{star}",
+            "original" if r.trial == 0 else str(r.trial),
+            gated,
             metric.format(r.accuracy),
-            f"{r.size_bytes / 1000:.1f}",
+            f"{r.size_bytes:,}",
             "" if r.latency_ms is None else f"{1000 * r.latency_ms:.0f} µs",
             "" if r.reward is None else f"{r.reward:.3f}",
             "yes" if r.meets_targets else "no",
             "; ".join(r.plan.describe()),
         )
-    Console(width=max(140, Console().width)).print(table)
-    click.echo("Rows: the original model, then the Pareto suggestions; * is the best.")
+    Console().print(table)  # the terminal's width; 80 columns when piped
+    click.echo("Rows: the original model, then the suggestions in the order they are gated.")
     for note in result.notes:
         click.echo(note, err=True)
 
@@ -205,7 +205,7 @@ def search(
             "give --max-size-kb, --max-latency-ms, --max-peak-memory-kb, --max-quality-drop or "
             "--min-quality (or 'targets:' in the --config)",
         )
-    checks.check_data(
+    checks.check_data_source(
         data_source,
         scale=scale,
         offset=offset,
@@ -299,7 +299,7 @@ def retrain(
         config, allowed=checks.RETRAIN_PARAMETERS, validate=checks.parameter_checks()
     )
     if config is None:
-        checks.check_data(data_source, scale=scale, offset=offset)
+        checks.check_data_source(data_source, scale=scale, offset=offset)
     from zenml import Model
 
     from ..pipelines import retrain_and_compress, schedule_retrain_and_compress

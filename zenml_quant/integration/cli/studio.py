@@ -96,7 +96,7 @@ def _prepare_studio(
     if model_path:
         checks.check_model_path(model_path)
     if data_source is not None:
-        checks.check_data(data_source, scale=scale, offset=offset)
+        checks.check_data_source(data_source, scale=scale, offset=offset)
     from ... import conform as _conform
     from ... import datasets as _datasets
     from ... import models as _models

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.materializers.base_materializer import BaseMaterializer
 
-from ...html_page import render_html
+from ...report.html import render_html
 from ...types import ConversionOptions, TensorDetails, TFLiteModel
 
 _MODEL_FILE = "model.tflite"

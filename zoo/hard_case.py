@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from ._compat import is_keras3_model, tf_keras
-from ._validate import as_finite
-from .demo import compile_classifier, fit_classifier
-from .errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
-from .types import LabeledDataset
+from zenml_quant._compat import is_keras3_model, tf_keras
+from zenml_quant._validate import as_finite
+from zenml_quant.demo import compile_classifier, fit_classifier
+from zenml_quant.errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
+from zenml_quant.types import LabeledDataset
 
 __all__ = [
     "DEFAULT_FACTOR",

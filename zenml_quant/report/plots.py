@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .metrics import metric_named  # noqa: E402
-from .types import BaselineSummary, CandidateResult  # noqa: E402
+from ..metrics import metric_named  # noqa: E402
+from ..types import BaselineSummary, CandidateResult  # noqa: E402
 
 __all__ = ["sensitivity_bars_svg", "size_accuracy_svg", "svg_of"]
 
@@ -30,10 +30,10 @@ def size_accuracy_svg(baseline: BaselineSummary, candidates: Sequence[CandidateR
     for c in candidates:
         if c.accuracy is None:
             continue
-        ax.scatter(c.size_bytes / 1024, scale * c.accuracy, s=36)
+        ax.scatter(c.size_bytes / 1000, scale * c.accuracy, s=36)
         ax.annotate(
             c.name,
-            (c.size_bytes / 1024, scale * c.accuracy),
+            (c.size_bytes / 1000, scale * c.accuracy),
             textcoords="offset points",
             xytext=(5, 4),
             fontsize=9,
@@ -48,7 +48,7 @@ def size_accuracy_svg(baseline: BaselineSummary, candidates: Sequence[CandidateR
         fontsize=9,
         color="grey",
     )
-    ax.set_xlabel("TFLite file size (KiB)")
+    ax.set_xlabel("TFLite file size (KB, 1 KB = 1000 B)")
     unit = " (%)" if metric.fraction else ""
     ax.set_ylabel(f"{metric.label} on {baseline.split}{unit}, {metric.direction}")
     ax.margins(x=0.12, y=0.3)  # room for the point labels

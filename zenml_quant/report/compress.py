@@ -7,15 +7,18 @@ dashboard shows.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .html_page import render_html
-from .metrics import Metric, metric_named
+from ..metrics import Metric, metric_named
+from ..types import BaselineSummary, CandidateResult, PTQResult
+from .html import render_html
 from .plots import sensitivity_bars_svg, size_accuracy_svg
-from .qat import QATResult
-from .sensitivity import SensitivityReport
-from .types import BaselineSummary, CandidateResult, PTQResult
+
+if TYPE_CHECKING:  # tfmot and TensorFlow: not needed to render a page
+    from ..qat import QATResult
+    from ..sensitivity import SensitivityReport
 
 __all__ = [
     "attempts_table",
@@ -24,7 +27,6 @@ __all__ = [
     "layer_table_html",
     "ptq_html",
     "qat_html",
-    "render_html",
     "sensitivity_html",
     "summary_dict",
 ]

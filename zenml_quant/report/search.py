@@ -19,11 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..errors import InvalidOptionError  # noqa: E402
-from ..html_page import _STYLE  # noqa: E402
 from ..metrics import METRICS, Metric  # noqa: E402
-from ..plots import svg_of as _svg  # noqa: E402
-from .pareto import objectives, pareto_front  # noqa: E402
-from .types import Targets, TrialRecord  # noqa: E402
+from ..search.pareto import objectives, pareto_front  # noqa: E402
+from ..search.types import PHASE_COLUMNS, Targets, TrialRecord  # noqa: E402
+from .html import _STYLE  # noqa: E402
+from .plots import svg_of as _svg  # noqa: E402
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -34,15 +34,6 @@ __all__ = [
     "search_html",
     "suggestions_frame",
 ]
-
-#: A trial's phases and the history column holding the seconds spent in each.
-PHASE_COLUMNS = {
-    "building": "build_s",
-    "fine-tuning": "fine_tune_s",
-    "converting": "convert_s",
-    "evaluating": "evaluate_s",
-    "benchmarking": "benchmark_s",
-}
 
 #: Columns of :func:`history_frame`, in order.
 HISTORY_COLUMNS: tuple[str, ...] = (
@@ -104,7 +95,7 @@ _DTYPES: dict[str, Any] = {
     **dict.fromkeys(PHASE_COLUMNS.values(), "float64"),
     "rung": "float64",  # NaN without successive halving
 }
-_KB = 1024
+_KB = 1000  # one unit everywhere: the CLI's --max-size-kb, the tables and the plots
 _FRONT_COLOR = "tab:blue"
 _TARGET_COLOR = "tab:red"
 
@@ -139,7 +130,7 @@ def history_frame(records: Sequence[TrialRecord], pareto: Collection[int] = ()) 
     """One row per record in trial order, with the columns of :data:`HISTORY_COLUMNS`.
 
     ``edits`` joins the plan's readable lines with ``"; "``; ``size_kb`` is ``size_bytes /
-    1024``; ``pareto`` flags the trials in ``pareto``; ``rung`` is the successive-halving
+    1000``; ``pareto`` flags the trials in ``pareto``; ``rung`` is the successive-halving
     rung (0: the short fine-tune, 1: in full; NaN without halving). Figures are float64 with NaN where a
     trial did not measure them (every figure of a failed trial); ``error`` is ``""`` for a
     successful trial.
@@ -547,7 +538,7 @@ def search_html(
         _shown(history_frame(ordered, pareto), _metric(targets)), "Every trial, in order"
     )
     legend = (
-        "Sizes in KB are the .tflite file (1 KB = 1024 B); quality is the converted model's "
+        "Sizes in KB are the .tflite file (1 KB = 1000 B); quality is the converted model's "
         f"{_metric(targets).label} on validation; latency is the batch-1 median; energy is the "
         "per-inference estimate."
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .allocate import Allocation
-from .html_page import render_html
-from .metrics import metric_named
+from ..allocate import Allocation
+from ..metrics import metric_named
+from .html import render_html
 from .plots import plt, svg_of
 
 __all__ = ["allocation_attempts_table", "allocation_html", "precision_profile_svg"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .gate import GateDecision
-from .html_page import render_html
+from ..gate import GateDecision
+from .html import render_html
 
 __all__ = ["decision_html", "decision_table"]
 
