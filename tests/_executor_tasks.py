@@ -76,6 +76,15 @@ def trial(context: Context, task: tuple) -> object:
         if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
             native_crash(arg)
         return ("without oneDNN", os.getpid())
+    # A result that reports native trouble (see `troubled`), as TensorFlow's AbortedError does:
+    if op == "aborted_unless_first":  # only in a worker that ran something before
+        return ("aborted", os.getpid()) if STARTED > 1 else ("first", os.getpid())
+    if op == "aborted_with_onednn":  # only where oneDNN's kernels are on
+        if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+            return ("aborted", os.getpid())
+        return ("without oneDNN", os.getpid())
+    if op == "aborted":  # wherever it runs
+        return ("aborted", os.getpid())
     if op == "info":
         from zenml_quant._compat import tf
 
@@ -98,6 +107,13 @@ def trial(context: Context, task: tuple) -> object:
 
 def on_error(task: tuple, message: str) -> tuple:
     return ("error", task, message)
+
+
+def troubled(result: object) -> str | None:
+    """The executor's ``native_failure`` for these toys: an ``("aborted", pid)`` result."""
+    if isinstance(result, tuple) and result[:1] == ("aborted",):
+        return "AbortedError from the toy's runtime"
+    return None
 
 
 def native_crash(how: str) -> None:

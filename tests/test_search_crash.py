@@ -151,3 +151,21 @@ def test_a_native_crash_fails_one_trial_of_a_search_and_the_search_goes_on(digit
     assert "SIGSEGV" in history.loc[history["trial"] == 2, "error"].item()
     page = result.html()
     assert "3 trial(s) run: 2 succeeded, 1 failed" in page and "SIGSEGV" in page
+
+
+def test_a_tensorflow_runtime_abort_is_described_by_its_own_message_and_flagged_native():
+    from zenml_quant._compat import tf
+    from zenml_quant.search.edits import EditPlan
+    from zenml_quant.search.trial import describe_trial_failure, failed_outcome, native_failure
+    from zenml_quant.search.types import TrialTask
+
+    exc = tf.errors.AbortedError(
+        None, None, "Graph execution error:\n\nDetected at node 'x'\n\nCompute aborted [Op:fit]"
+    )
+    text = describe_trial_failure(exc)
+    assert text == "AbortedError: Graph execution error: Compute aborted [Op:fit]"
+    task = TrialTask(1, EditPlan(), 0)
+    assert native_failure(failed_outcome(task, text)) == "AbortedError from TensorFlow's runtime"
+    # A candidate's own failure (a shape that does not build) is not native trouble.
+    assert native_failure(failed_outcome(task, "ValueError: negative dimension")) is None
+    assert native_failure(None) is None

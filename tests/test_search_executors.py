@@ -276,6 +276,43 @@ def test_a_trial_that_crashes_in_onednn_runs_without_it_and_so_does_the_rest(cap
     assert after["onednn"] == "0"
 
 
+def test_a_result_reporting_native_trouble_is_rerun_in_fresh_workers(caplog, monkeypatch):
+    # MobileNetV2's fine-tuning raised AbortedError in one worker for several trials in a row:
+    # the worker lived, but its state did not. Such a result is handled like a crash.
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    with ProcessPoolExecutor(workers=1) as executor, caplog.at_level(logging.WARNING):
+        executor.start(toy.trial, _context(), on_error=toy.on_error, native_failure=toy.troubled)
+        results = executor.map([("square", 2), ("aborted_unless_first", 0), ("square", 3)])
+        assert results[0] == 4 and results[2] == 9
+        # Rerun alone in a fresh worker, it ran clean: that result stands, oneDNN stays on.
+        assert results[1][0] == "first" and not executor.onednn_off
+        assert "reported native trouble (AbortedError" in caplog.text
+        assert "running it again alone in a fresh worker" in caplog.text
+
+        caplog.clear()
+        results = executor.map([("aborted_with_onednn", 0), ("square", 5)])
+        # In a fresh worker it failed again; without oneDNN it held, so the rest runs so.
+        assert results == [("without oneDNN", results[0][1]), 25] and executor.onednn_off
+        assert "the rest of this search runs without them" in caplog.text
+
+
+def test_native_trouble_that_follows_the_trial_everywhere_is_its_own_result(monkeypatch):
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    with ProcessPoolExecutor(workers=1) as executor:
+        executor.start(toy.trial, _context(), on_error=toy.on_error, native_failure=toy.troubled)
+        results = executor.map([("aborted", 0), ("square", 4)])
+        pids = {results[0][1]}
+        # The task's own result (not "the worker died"), after a fresh worker and a run
+        # without oneDNN; that run failed too, so the default kernels come back.
+        assert results[0][0] == "aborted" and results[1] == 16
+        assert not executor.onednn_off
+        assert executor.map([("aborted", 0)])[0][1] not in pids  # a fresh worker each time
+        with pytest.raises(InvalidOptionError, match="native_failure must be a callable"):
+            ProcessPoolExecutor(workers=1).start(
+                toy.trial, _context(), on_error=toy.on_error, native_failure="yes"
+            )
+
+
 def test_no_onednn_rerun_when_the_caller_turned_onednn_off(monkeypatch):
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     assert not onednn_enabled()

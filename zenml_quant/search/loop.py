@@ -33,7 +33,14 @@ from .proposers import ControllerRNN, LocalSearch, Proposal, Proposer, RandomSea
 from .recalibrate import distillation_teacher
 from .reward import meets_targets, missed_targets, reward
 from .space import SearchSpace, SpaceOptions
-from .trial import EvaluationOptions, SearchContext, evaluate_trial, failed_outcome, keras_bytes
+from .trial import (
+    EvaluationOptions,
+    SearchContext,
+    evaluate_trial,
+    failed_outcome,
+    keras_bytes,
+    native_failure,
+)
 from .types import PHASE_COLUMNS, RewardOptions, Targets, TrialOutcome, TrialRecord, TrialTask
 
 __all__ = [
@@ -331,7 +338,12 @@ def search_architecture(
     context = _context(model, dataset, options, teacher)
     own_executor = executor is None
     executor = executor or default_executor(model, batch_size=options.batch_size)
-    executor.start(evaluate_trial, context, on_error=lambda task, msg: failed_outcome(task, msg))
+    executor.start(
+        evaluate_trial,
+        context,
+        on_error=lambda task, msg: failed_outcome(task, msg),
+        native_failure=native_failure,
+    )
     start = time.perf_counter()
     try:
         # Its plan says "not fine-tuned", so that its YAML rebuilds trial 0 itself when the

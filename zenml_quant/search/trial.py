@@ -42,6 +42,7 @@ __all__ = [
     "evaluate_trial",
     "keras_bytes",
     "load_keras_bytes",
+    "native_failure",
 ]
 
 logger = logging.getLogger(__name__)
@@ -204,10 +205,32 @@ def failed_outcome(task: TrialTask, error: str, seconds: float = 0.0) -> TrialOu
 
 def describe_trial_failure(exc: BaseException) -> str:
     """One line: what went wrong and, where we know it, what to do."""
-    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    first = lines[0][:300] if lines else ""
     if isinstance(exc, (MemoryError, tf.errors.ResourceExhaustedError)):
         return f"out of memory ({type(exc).__name__}): narrow the space's scales or batch size"
+    if isinstance(exc, tf.errors.OpError) and len(lines) > 1:
+        # "Graph execution error:" says nothing; the runtime's own message comes last.
+        first = f"{first} {lines[-1][:300]}"
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+#: TensorFlow errors that say its runtime went wrong rather than the candidate: the process
+#: that raised them may be left corrupted (see :func:`native_failure`).
+NATIVE_ERRORS = ("AbortedError", "InternalError")
+
+
+def native_failure(outcome: Any) -> str | None:
+    """Why ``outcome`` (a :class:`TrialOutcome`) reports native trouble, or None.
+
+    Passed to the executor, so a process pool runs such a trial again in a fresh worker, and
+    then without oneDNN, as it does a trial whose worker crashed.
+    """
+    record = getattr(outcome, "record", None)
+    error = getattr(record, "error", None) or ""
+    if getattr(record, "status", None) == FAILED and error.startswith(NATIVE_ERRORS):
+        return error.split(":", 1)[0] + " from TensorFlow's runtime"
+    return None
 
 
 def _no_progress(phase: str, fraction: float | None) -> None:

@@ -20,6 +20,9 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_
 
 TrialFn = Callable[[Any, Any], Any]
 ErrorFn = Callable[[Any, str], Any]
+#: ``native_failure(result)``: why a result says native code went wrong in the process that
+#: made it (TensorFlow aborted), so that process may be corrupted; None for a sound result.
+NativeFailureFn = Callable[[Any], "str | None"]
 ProgressFn = Callable[[int, Any], None]
 _Self = TypeVar("_Self")
 
@@ -28,8 +31,20 @@ _Self = TypeVar("_Self")
 class TrialExecutor(Protocol):
     """Runs ``fn(context, task)`` for batches of tasks; see the module docstring."""
 
-    def start(self, fn: TrialFn, context: Any, *, on_error: ErrorFn) -> None:
-        """Fix the trial function and the shared context, and get the workers going."""
+    def start(
+        self,
+        fn: TrialFn,
+        context: Any,
+        *,
+        on_error: ErrorFn,
+        native_failure: NativeFailureFn | None = None,
+    ) -> None:
+        """Fix the trial function and the shared context, and get the workers going.
+
+        ``native_failure`` lets an executor whose workers are separate processes treat a
+        result that reports native trouble like a crash (run again in a fresh worker); the
+        others ignore it, since they cannot replace the process.
+        """
         ...
 
     def map(self, tasks: Sequence[Any], *, callback: ProgressFn | None = None) -> list[Any]:
@@ -191,7 +206,14 @@ class InProcessExecutor(_ExecutorBase):
         self.threads = _thread_options("threads", threads)
         self._context: Any = None
 
-    def start(self, fn: TrialFn, context: Any, *, on_error: ErrorFn) -> None:
+    def start(
+        self,
+        fn: TrialFn,
+        context: Any,
+        *,
+        on_error: ErrorFn,
+        native_failure: NativeFailureFn | None = None,  # one process: nothing to replace
+    ) -> None:
         self._check_start(fn, on_error)
         if not callable(fn):
             raise InvalidOptionError(f"fn must be a callable fn(context, task), got {fn!r}")

@@ -49,6 +49,7 @@ from typing import Any
 from ...errors import InvalidOptionError
 from .base import (
     ErrorFn,
+    NativeFailureFn,
     ProgressFn,
     TrialFn,
     _call,
@@ -598,6 +599,9 @@ class _Crash:
     other: str = ""  # the deaths outside any trial
     #: Suspects whose worker had finished other tasks before this one.
     after_others: set[int] = field(default_factory=set)
+    #: Suspects whose worker lived but whose result reported native trouble: that result,
+    #: which stands if the trouble follows the task to a fresh worker and past oneDNN.
+    results: dict[int, Any] = field(default_factory=dict)
 
 
 class ProcessPoolExecutor(_ExecutorBase):
@@ -651,13 +655,32 @@ class ProcessPoolExecutor(_ExecutorBase):
         #: kernels crash on this search's models.
         self._env: dict[str, str] = {}
         self._task_ids = itertools.count()
+        self._native_failure: NativeFailureFn | None = None
 
-    def start(self, fn: TrialFn, context: Any, *, on_error: ErrorFn) -> None:
+    def start(
+        self,
+        fn: TrialFn,
+        context: Any,
+        *,
+        on_error: ErrorFn,
+        native_failure: NativeFailureFn | None = None,
+    ) -> None:
+        """Start the workers. A result for which ``native_failure`` gives a reason is handled
+        like a crash of its worker: the workers are replaced and the task runs again alone in a
+        fresh one, then without oneDNN (MobileNetV2's fine-tuning raised TensorFlow's
+        ``AbortedError`` in one worker for several trials running, between two native crashes,
+        and ran clean once the workers were new)."""
         self._check_start(fn, on_error)
+        if native_failure is not None and not callable(native_failure):
+            raise InvalidOptionError(
+                f"native_failure must be a callable (result) -> reason or None, got "
+                f"{native_failure!r}"
+            )
         blob = _pickle_payload(fn, context, pickle.dumps)
         payload = multiprocessing.get_context("spawn").RawArray(ctypes.c_ubyte, len(blob))
         ctypes.memmove(payload, blob, len(blob))
         self._payload, self._fn, self._on_error = payload, fn, on_error
+        self._native_failure = native_failure
         self._pool = self._new_pool(prestart=True)
 
     def _live_pool(self) -> _Pool:
@@ -766,9 +789,9 @@ class ProcessPoolExecutor(_ExecutorBase):
                 how, quote = crash.how.get(culprit) or (crash.other, "")
                 if culprit in crash.after_others and culprit not in retried:
                     _LOG.warning(
-                        "the worker that died had run other trials before this one (task %d "
-                        "of %d in this batch): running it again alone in a fresh worker before "
-                        "blaming it",
+                        "the worker behind task %d of %d in this batch had run other trials "
+                        "before it, or may be corrupted: running it again alone in a fresh "
+                        "worker before blaming it",
                         culprit + 1,
                         len(tasks),
                     )
@@ -776,7 +799,7 @@ class ProcessPoolExecutor(_ExecutorBase):
                     isolate.append(culprit)
                 elif culprit not in plain and not self.onednn_off:
                     _LOG.warning(
-                        "task %d of %d crashed its worker: running it once more alone, with "
+                        "task %d of %d failed natively again: running it once more alone, with "
                         "TensorFlow's oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0), before "
                         "blaming it",
                         culprit + 1,
@@ -784,6 +807,8 @@ class ProcessPoolExecutor(_ExecutorBase):
                     )
                     plain.add(culprit)
                     isolate.insert(0, culprit)
+                elif culprit in crash.results:  # the task's own failure, wherever it runs
+                    finish(culprit, crash.results[culprit])
                 else:
                     message = _worker_died(
                         how, quote, again=culprit in retried, without_onednn=culprit in plain
@@ -836,6 +861,7 @@ class ProcessPoolExecutor(_ExecutorBase):
                 if attempt == 1:
                     return _Crash(unfinished=list(batch), suspects=[], other=how)
         finished: set[int] = set()
+        troubled: dict[int, tuple[str, Any]] = {}  # index -> (reason, result): native trouble
         broken = False
         try:
             for future in cf.as_completed(futures):
@@ -853,13 +879,33 @@ class ProcessPoolExecutor(_ExecutorBase):
                             f"({_describe_exception(exc)}): use plain picklable values"
                         ),
                     )
+                reason = self._native_failure(value) if ok and self._native_failure else None
+                if reason:
+                    troubled[index] = (reason, value)
+                    continue
                 finished.add(index)
                 finish(index, value if ok else on_error(tasks[index], value))
         finally:
             for future in futures:
                 future.cancel()  # only if the caller's callback raised: drop what is queued
         if not broken:
-            return None
+            if not troubled:
+                return None
+            # The workers lived, but native code went wrong in one of them: replace them all
+            # (which one is not known here) and run the task again as if it had crashed.
+            self._discard_pool()
+            _LOG.warning(
+                "%d trial(s) reported native trouble (%s): replacing the worker processes",
+                len(troubled),
+                "; ".join(reason for reason, _ in troubled.values()),
+            )
+            return _Crash(
+                unfinished=sorted(troubled),
+                suspects=sorted(troubled),
+                how={i: (f"it reported {reason}", "") for i, (reason, _) in troubled.items()},
+                after_others=set(troubled),
+                results={i: value for i, (_, value) in troubled.items()},
+            )
         # Let the pool finish terminating its workers, so "running" is a settled snapshot and
         # the exit codes are known.
         pool.shutdown()

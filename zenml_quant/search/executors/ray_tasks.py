@@ -14,6 +14,7 @@ from typing import Any
 from ...errors import InvalidOptionError
 from .base import (
     ErrorFn,
+    NativeFailureFn,
     ProgressFn,
     TrialFn,
     _call,
@@ -165,7 +166,14 @@ class RayExecutor(_ExecutorBase):
         self._context_ref: Any = None
         self._remote: Any = None
 
-    def start(self, fn: TrialFn, context: Any, *, on_error: ErrorFn) -> None:
+    def start(
+        self,
+        fn: TrialFn,
+        context: Any,
+        *,
+        on_error: ErrorFn,
+        native_failure: NativeFailureFn | None = None,  # Ray replaces its workers itself
+    ) -> None:
         self._check_start(fn, on_error)
         ray = _import_ray()
         blob = _pickle_payload(fn, context, ray.cloudpickle.dumps)
