@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -57,6 +58,7 @@ __all__ = [
     "make_converter",
     "recurrent_layers",
     "remapper_disabled",
+    "run_converter",
     "scored_output_first",
     "scored_output_name",
     "tie_lstm_hidden_quantization",
@@ -68,6 +70,16 @@ MIN_CALIBRATION_SAMPLES = 100
 _QUANTIZED_IO_TYPE = {"int8": tf.int8, "int16x8": tf.int16}
 #: Modes whose calibration runs the float TFLite model, which crashes on a WHILE loop.
 _CALIBRATING = ("int8", "int16x8")
+
+
+def run_converter(converter: Any) -> bytes:
+    """``converter.convert()``, without its warning that the int8 inputs' statistics were not
+    given: the representative data calibrates them, so the warning is never news."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Statistics for quantized inputs were expected", category=UserWarning
+        )
+        return bytes(converter.convert())
 
 
 def convert_model(
@@ -97,7 +109,7 @@ def convert_model(
     converter, notes = make_converter(model, mode)
     notes += configure_converter(converter, mode, representative_data, options)
     try:
-        content = converter.convert()
+        content = run_converter(converter)
     except Exception as exc:  # the converter raises ConverterError, but also plain errors
         raise ConversionError(explain_failure(exc, model, mode)) from None
     content = finish_content(
@@ -476,7 +488,7 @@ def _time_steps(layer: Any) -> int | None:
 def _refuse_loops(probe: Any, model: Any, mode: str) -> None:
     """Raise if ``probe``'s float conversion still loops: calibrating it would kill the process."""
     try:
-        graph = tflite_graph(bytes(probe.convert()))
+        graph = tflite_graph(run_converter(probe))
     except Exception as exc:
         raise ConversionError(explain_failure(exc, model, mode)) from None
     if any(op.op_name == "WHILE" for op in graph.operators):

@@ -35,6 +35,7 @@ from .convert import (
     finish_content,
     inspect_tflite,
     make_converter,
+    run_converter,
     scored_output_name,
 )
 from .errors import ConversionError, InvalidOptionError
@@ -180,7 +181,7 @@ class PrecisionQuantizer:
         converter, self.notes = make_converter(model, "int8")
         configure_converter(converter, "float32", None, self.options)
         try:
-            self.float_content = bytes(converter.convert())
+            self.float_content = run_converter(converter)
         except Exception as exc:  # ConverterError, or plain errors from inside TensorFlow
             raise ConversionError(explain_failure(exc, model, "float32")) from None
         graph = tflite_graph(self.float_content)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,10 @@ from .options import (
     target_options,
     task_options,
 )
+from .quiet import quiet_run
 from .running import (
     find_output,
+    print_files,
     print_gate,
     print_summary,
     run_tracked,
@@ -32,18 +32,25 @@ from .running import (
 __all__ = ["compress", "demo"]
 
 
-def _finish(run: Any, model_path: str, output_dir: str, json_path: str | None) -> None:
-    """Show and write what the run produced; exit 1 when the gate failed."""
+def _finish(
+    run: Any,
+    model_path: str,
+    output_dir: str,
+    json_path: str | None,
+    written: dict[str, str] | None = None,
+) -> None:
+    """Show and write what the run produced; exit 1 when the gate failed. ``written`` names
+    files the command wrote before the run (the demo's trained model)."""
     summary = find_output(run, "zq_run_summary")
     if summary is None:
         raise click.ClickException("the run produced no summary: see the ZenML run's step logs")
     stem = Path(model_path.rstrip("/")).stem or "model"
     paths = write_candidate_files(run, summary, stem, Path(output_dir))
     print_summary(summary)
-    click.echo(f"TFLite files written to {Path(output_dir).resolve()}")
     if json_path:
         write_json(json_path, summary.to_dict(paths))
-        click.echo(f"Summary written to {json_path}")
+    shown = {**(written or {}), **{f"{name} candidate": p for name, p in paths.items()}}
+    print_files(Path(output_dir), shown, json_path)
     gate = summary.gate
     if gate is not None:
         print_gate(gate)
@@ -171,6 +178,7 @@ def compress(
     replace_unreadable_champion: bool,
     output_dir: str,
     json_path: str | None,
+    verbose: bool,
 ) -> None:
     """Profile MODEL on DATA, convert and quantize it, benchmark and gate the candidates."""
     # Check everything before anything runs: a mistake costs a second, not a pipeline run.
@@ -289,7 +297,9 @@ def compress(
     overrides["raise_on_fail"] = False
     if stage and not model_name:
         model_name = Path(model_path.rstrip("/")).stem or "model"
-    _run_compress(model_path, data_source, config, overrides, output_dir, json_path, model_name)
+    _run_compress(
+        model_path, data_source, config, overrides, output_dir, json_path, model_name, verbose
+    )
 
 
 def _run_compress(
@@ -300,42 +310,54 @@ def _run_compress(
     output_dir: str,
     json_path: str | None,
     model_name: str | None,
+    verbose: bool,
+    written: dict[str, str] | None = None,
 ) -> None:
-    from ..pipelines import compress_pipeline
+    with quiet_run(verbose):  # loading the pipelines loads TensorFlow, which talks
+        from ..pipelines import compress_pipeline
 
-    runnable = compress_pipeline.with_options(config_path=config) if config else compress_pipeline
-    if model_name:  # promotion needs a ZenML model; each run becomes one of its versions
-        from zenml import Model
+        runnable = (
+            compress_pipeline.with_options(config_path=config) if config else compress_pipeline
+        )
+        if model_name:  # promotion needs a ZenML model; each run becomes one of its versions
+            from zenml import Model
 
-        runnable = runnable.with_options(model=Model(name=model_name))
-    run = run_tracked(
-        runnable, "compress", model_path=model_path, data_source=data_source, **overrides
-    )
-    _finish(run, model_path, output_dir, json_path)
+            runnable = runnable.with_options(model=Model(name=model_name))
+        run = run_tracked(
+            runnable,
+            "compress",
+            verbose=verbose,
+            model_path=model_path,
+            data_source=data_source,
+            **overrides,
+        )
+        _finish(run, model_path, output_dir, json_path, written)
 
 
 @click.command()
 @click.option("--epochs", default=15, show_default=True, type=int, help="Training epochs.")
 @output_options()
-def demo(epochs: int, output_dir: str, json_path: str | None) -> None:
+def demo(epochs: int, output_dir: str, json_path: str | None, verbose: bool) -> None:
     """Train a small CNN on the bundled 8x8 digits and compress it: float32, int8, the
     accuracy-controlled mixed model and quantization-aware training."""
     checks.whole("--epochs", epochs, minimum=1, maximum=10_000)
     checks.check_outputs(output_dir, json_path)
-    from ...datasets import load_digits
-    from ...demo import train_demo_model
+    click.echo("Training the demo CNN on scikit-learn's 8x8 digits, then compressing it ...")
+    with quiet_run(verbose):
+        from ...datasets import load_digits
+        from ...demo import train_demo_model
+        from ...models import save_model
 
-    click.echo("Training the demo CNN on scikit-learn's 8x8 digits ...")
-    model = train_demo_model(load_digits(), epochs=epochs)
-    model_path = os.path.join(tempfile.mkdtemp(prefix="zenml-quant-demo-"), "demo_cnn.keras")
-    model.save(model_path)
-    click.echo(f"Trained model saved to {model_path}")
+        model = train_demo_model(load_digits(), epochs=epochs)
+        model_path = save_model(model, Path(output_dir).resolve() / "demo_cnn.keras")
     _run_compress(
-        model_path,
+        str(model_path),
         "digits",
         None,
         {"qat": True, "raise_on_fail": False},
         output_dir,
         json_path,
         None,
+        verbose,
+        written={"the trained model": str(model_path)},
     )

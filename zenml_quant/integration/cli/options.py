@@ -14,6 +14,7 @@ __all__ = [
     "promotion_options",
     "target_options",
     "task_options",
+    "verbose_option",
 ]
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -185,10 +186,22 @@ def promotion_options() -> Decorator:
 
 
 def output_options() -> Decorator:
-    """``--output-dir`` and ``--json``."""
+    """``--output-dir``, ``--json`` and ``-v``/``--verbose``."""
     return _stack(
         click.option("--output-dir", default="zenml-quant-output", show_default=True),
         click.option(
             "--json", "json_path", default=None, help="Also write the summary as JSON here."
         ),
+        verbose_option(),
+    )
+
+
+def verbose_option() -> Decorator:
+    """``-v``/``--verbose``: the libraries' log lines on the console (see ``quiet.py``)."""
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Show every log line of ZenML, TensorFlow and the steps while it runs "
+        "(they are always recorded with the run).",
     )

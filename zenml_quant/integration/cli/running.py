@@ -19,6 +19,7 @@ from ...errors import ZenmlQuantError
 __all__ = [
     "find_output",
     "our_error",
+    "print_files",
     "print_gate",
     "print_summary",
     "run_tracked",
@@ -40,8 +41,11 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def run_tracked(runnable: Any, command: str, **parameters: Any) -> Any:
+def run_tracked(runnable: Any, command: str, *, verbose: bool = False, **parameters: Any) -> Any:
     """Run ``runnable(**parameters)`` as a named, tracked run; our errors become one line.
+
+    Unless ``verbose``, the libraries' log lines are kept off the console while it runs (see
+    :mod:`.quiet`); the run records them all.
 
     The store is initialised under a lock (several commands may start together on a fresh
     store), runs that a dead process left "running" are marked failed first (and said so), and
@@ -49,13 +53,15 @@ def run_tracked(runnable: Any, command: str, **parameters: Any) -> Any:
     if this process dies.
     """
     from ..runs import initialize_store, reap_stale_runs, tracked_run
+    from .quiet import quiet_run
 
-    initialize_store()
+    with quiet_run(verbose):
+        initialize_store()
     for message in reap_stale_runs():
         click.echo(message, err=True)
     name = f"zq-{command}-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
     try:
-        with tracked_run(name):
+        with quiet_run(verbose), tracked_run(name):
             run = runnable.with_options(run_name=name)(**parameters)
     except Exception as exc:  # our errors, raised directly or inside a failed step
         cause = our_error(exc)
@@ -100,6 +106,15 @@ def write_candidate_files(run: Any, summary: Any, stem: str, output_dir: Path) -
         atomic_write_bytes(target, tflite.content)
         paths[candidate.name] = str(target)
     return paths
+
+
+def print_files(directory: Path, paths: dict[str, str], json_path: str | None = None) -> None:
+    """Where every written file went: the folder, then each file in it (the JSON apart)."""
+    click.echo(f"Files written to {directory.resolve()}:")
+    for what, path in paths.items():
+        click.echo(f"  {Path(path).name}  ({what})")
+    if json_path:
+        click.echo(f"Summary written to {Path(json_path).resolve()}")
 
 
 def write_json(path: str, payload: dict[str, Any]) -> None:

@@ -16,8 +16,10 @@ from .options import (
     promotion_options,
     target_options,
     task_options,
+    verbose_option,
 )
-from .running import find_output, our_error, print_gate, run_tracked, write_json
+from .quiet import quiet_run
+from .running import find_output, our_error, print_files, print_gate, run_tracked, write_json
 
 __all__ = ["retrain", "search"]
 
@@ -144,6 +146,7 @@ def search(
     replace_unreadable_champion: bool,
     output_dir: str,
     json_path: str | None,
+    verbose: bool,
 ) -> None:
     """Search edits of MODEL that meet the targets on DATA, then benchmark and gate the best.
 
@@ -216,20 +219,27 @@ def search(
     )
     overrides["raise_on_fail"] = False
 
-    from zenml import Model
+    with quiet_run(verbose):  # loading the pipelines loads TensorFlow, which talks
+        from zenml import Model
 
+        from ..pipelines import nas_pipeline
+
+        runnable = nas_pipeline.with_options(config_path=config) if config else nas_pipeline
+        if stage:
+            name = model_name or Path(model_path.rstrip("/")).stem or "model"
+            runnable = runnable.with_options(model=Model(name=name))
+        run = run_tracked(
+            runnable,
+            "search",
+            verbose=verbose,
+            model_path=model_path,
+            data_source=data_source,
+            **overrides,
+        )
+        result = find_output(run, "zq_search_result")
+        summary = find_output(run, "zq_run_summary")
     from ..._atomic import atomic_write_bytes, atomic_write_text
-    from ..pipelines import nas_pipeline
 
-    runnable = nas_pipeline.with_options(config_path=config) if config else nas_pipeline
-    if stage:
-        name = model_name or Path(model_path.rstrip("/")).stem or "model"
-        runnable = runnable.with_options(model=Model(name=name))
-    run = run_tracked(
-        runnable, "search", model_path=model_path, data_source=data_source, **overrides
-    )
-    result = find_output(run, "zq_search_result")
-    summary = find_output(run, "zq_run_summary")
     if result is None:
         raise click.ClickException("the run produced no search result: see its step logs")
     out = Path(output_dir)
@@ -245,10 +255,12 @@ def search(
         atomic_write_text(plan, s.plan.to_yaml())
         paths[f"plan_trial_{s.trial}"] = str(plan.resolve())
     _print_search(result)
-    click.echo(f"Best model and edit plans written to {out.resolve()}")
     if json_path:
         write_json(json_path, _search_summary(result, summary, paths))
-        click.echo(f"Summary written to {json_path}")
+    shown = {
+        "the best model" if k == "best_tflite" else k.replace("_", " "): p for k, p in paths.items()
+    }
+    print_files(out, shown, json_path)
     gate = summary.gate if summary is not None else None
     if gate is not None:
         print_gate(gate)
@@ -271,6 +283,7 @@ def search(
     default=None,
     help="ZenML run config, e.g. pipelines/configs/retrain.yaml; its parameters replace the flags.",
 )
+@verbose_option()
 @click.option(
     "--schedule",
     "cron",
@@ -286,6 +299,7 @@ def retrain(
     model_name: str,
     stage: str,
     config: str | None,
+    verbose: bool,
     cron: str | None,
 ) -> None:
     """Retrain the demo CNN, compress, benchmark and promote what passes the gate."""
@@ -300,9 +314,10 @@ def retrain(
     )
     if config is None:
         checks.check_data_source(data_source, scale=scale, offset=offset)
-    from zenml import Model
+    with quiet_run(verbose):  # loading the pipelines loads TensorFlow, which talks
+        from zenml import Model
 
-    from ..pipelines import retrain_and_compress, schedule_retrain_and_compress
+        from ..pipelines import retrain_and_compress, schedule_retrain_and_compress
 
     runnable = retrain_and_compress.with_options(model=Model(name=model_name))
     params: dict[str, Any] = {"data_source": data_source, "epochs": epochs, "stage": stage}
@@ -320,6 +335,6 @@ def retrain(
             raise click.ClickException(" ".join(str(cause).split())) from None
         click.echo(f"retrain_and_compress scheduled: {cron}")
         return
-    run = run_tracked(runnable, "retrain", **params)
+    run = run_tracked(runnable, "retrain", verbose=verbose, **params)
     decision = find_output(run, "zq_gate_decision")
     print_gate(decision)
