@@ -29,6 +29,7 @@ __all__ = [
     "check_config",
     "check_cron",
     "check_data_source",
+    "one_model_source",
     "check_layer_names",
     "check_metric",
     "check_modes",
@@ -240,6 +241,17 @@ def _check_source(option: str, source: str) -> None:
                 f"{source!r} is not an .npz or .csv file",
                 'give an .npz (Keras keys), a .csv with a label column, an image folder, or "digits"',
             )
+
+
+def one_model_source(
+    model_path: str | None, model_version: str | None, artifact: str | None
+) -> None:
+    """Exactly one of ``--model``, ``--model-version`` and ``--artifact``."""
+    given = [v for v in (model_path, model_version, artifact) if v]
+    if len(given) != 1:
+        raise click.UsageError(
+            "Give the model with exactly one of --model, --model-version or --artifact."
+        )
 
 
 def check_data_source(

@@ -15,12 +15,14 @@ from .options import (
     model_options,
     output_options,
     promotion_options,
+    source_options,
     target_options,
     task_options,
 )
 from .quiet import quiet_run
 from .running import (
     find_output,
+    model_from_zenml,
     print_files,
     print_gate,
     print_summary,
@@ -59,7 +61,8 @@ def _finish(
 
 
 @click.command()
-@model_options()
+@model_options(required=False)
+@source_options()
 @data_options()
 @click.option(
     "--config",
@@ -141,7 +144,9 @@ def _finish(
 @promotion_options()
 @output_options()
 def compress(
-    model_path: str,
+    model_path: str | None,
+    model_version: str | None,
+    artifact: str | None,
     data_source: str,
     config: str | None,
     scale: float | None,
@@ -180,8 +185,12 @@ def compress(
     json_path: str | None,
     verbose: bool,
 ) -> None:
-    """Profile MODEL on DATA, convert and quantize it, benchmark and gate the candidates."""
+    """Profile MODEL on DATA, convert and quantize it, benchmark and gate the candidates.
+
+    The model is a file (--model) or one already in ZenML (--model-version, --artifact).
+    """
     # Check everything before anything runs: a mistake costs a second, not a pipeline run.
+    checks.one_model_source(model_path, model_version, artifact)
     checks.number("--scale", scale)
     checks.number("--offset", offset)
     checks.check_modes(modes)
@@ -273,6 +282,15 @@ def compress(
         given=[*overrides, "model_path", "data_source", "raise_on_fail"],
         validate=checks.parameter_checks(),
     )
+    written: dict[str, str] = {}
+    if not model_path:  # from ZenML: written out for the pipeline's load step
+        model_path, written = model_from_zenml(
+            model_version,
+            artifact,
+            allow_unsafe=allow_unsafe,
+            output_dir=output_dir,
+            verbose=verbose,
+        )
     model_config = checks.check_model_path(model_path)
     checks.check_layer_names("--qat-skip", qat_skip, model_config)
     if bn_reestimate and model_config is not None and not has_batchnorm(model_config):
@@ -298,7 +316,15 @@ def compress(
     if stage and not model_name:
         model_name = Path(model_path.rstrip("/")).stem or "model"
     _run_compress(
-        model_path, data_source, config, overrides, output_dir, json_path, model_name, verbose
+        model_path,
+        data_source,
+        config,
+        overrides,
+        output_dir,
+        json_path,
+        model_name,
+        verbose,
+        written=written,
     )
 
 

@@ -13,6 +13,7 @@ __all__ = [
     "output_options",
     "promotion_options",
     "target_options",
+    "source_options",
     "task_options",
     "verbose_option",
 ]
@@ -42,6 +43,24 @@ def model_options(required: bool = True) -> Decorator:
             "--allow-unsafe",
             is_flag=True,
             help="Load Lambda layers of this model (runs code from the file).",
+        ),
+    )
+
+
+def source_options() -> Decorator:
+    """``--model-version`` and ``--artifact``: a model already in ZenML, instead of ``--model``."""
+    return _stack(
+        click.option(
+            "--model-version",
+            default=None,
+            help="A ZenML model version, NAME or NAME:VERSION (number, name or stage): its Keras "
+            "model, instead of --model.",
+        ),
+        click.option(
+            "--artifact",
+            default=None,
+            help="A ZenML artifact holding a Keras model (NAME, NAME:VERSION or its id), "
+            "instead of --model.",
         ),
     )
 

@@ -18,6 +18,7 @@ from ...errors import ZenmlQuantError
 
 __all__ = [
     "find_output",
+    "model_from_zenml",
     "our_error",
     "print_files",
     "print_gate",
@@ -77,6 +78,44 @@ def run_tracked(runnable: Any, command: str, *, verbose: bool = False, **paramet
             "write: drop the schedule to run immediately."
         )
     return run
+
+
+def model_from_zenml(
+    model_version: str | None,
+    artifact: str | None,
+    *,
+    allow_unsafe: bool,
+    output_dir: str,
+    verbose: bool,
+) -> tuple[str, dict[str, str]]:
+    """The Keras model of a ZenML model version (or artifact), written to ``output_dir`` as
+    ``<reference>.keras`` for the pipeline to load: ``(path, {what: path})``.
+
+    A reference that does not resolve is a bad option (exit 2), said before anything runs.
+    """
+    import re
+
+    from ...errors import ZenmlQuantError
+    from .quiet import quiet_run
+
+    reference = model_version or artifact or ""
+    try:
+        with quiet_run(verbose):
+            from ...models import save_model
+            from ..studio_sources import from_artifact, from_model_version
+
+            found = (
+                from_model_version(reference, allow_unsafe=allow_unsafe)
+                if model_version
+                else from_artifact(reference, allow_unsafe=allow_unsafe)
+            )
+            stem = re.sub(r"[^\w.-]+", "_", reference).strip("._") or "model"
+            path = save_model(found.model, Path(output_dir).resolve() / f"{stem}.keras")
+    except ZenmlQuantError as exc:
+        option = "--model-version" if model_version else "--artifact"
+        raise click.UsageError(f"{option}: {one_line(str(exc))}") from None
+    click.echo(f"Loaded {found.description}")
+    return str(path), {f"the model from {found.description}": str(path)}
 
 
 def find_output(run: Any, artifact: str) -> Any | None:

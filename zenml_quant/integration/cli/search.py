@@ -14,12 +14,21 @@ from .options import (
     model_options,
     output_options,
     promotion_options,
+    source_options,
     target_options,
     task_options,
     verbose_option,
 )
 from .quiet import quiet_run
-from .running import find_output, our_error, print_files, print_gate, run_tracked, write_json
+from .running import (
+    find_output,
+    model_from_zenml,
+    our_error,
+    print_files,
+    print_gate,
+    run_tracked,
+    write_json,
+)
 
 __all__ = ["retrain", "search"]
 
@@ -90,7 +99,8 @@ def _print_search(result: Any) -> None:
 
 
 @click.command()
-@model_options()
+@model_options(required=False)
+@source_options()
 @data_options()
 @click.option(
     "--config",
@@ -117,7 +127,9 @@ def _print_search(result: Any) -> None:
 @promotion_options()
 @output_options()
 def search(
-    model_path: str,
+    model_path: str | None,
+    model_version: str | None,
+    artifact: str | None,
     data_source: str,
     config: str | None,
     scale: float | None,
@@ -152,8 +164,10 @@ def search(
 
     Nothing below the accuracy floor (your accuracy target, or at most 1 point lost by
     default) is returned or suggested. Writes the best model's .tflite and every suggestion's
-    edit plan (YAML, for the apply_edits step) to --output-dir.
+    edit plan (YAML, for the apply_edits step) to --output-dir. The model is a file (--model)
+    or one already in ZenML (--model-version, --artifact).
     """
+    checks.one_model_source(model_path, model_version, artifact)
     checks.number("--scale", scale)
     checks.number("--offset", offset)
     checks.whole("--max-trials", max_trials, minimum=1, maximum=100_000)
@@ -208,6 +222,15 @@ def search(
             "give --max-size-kb, --max-latency-ms, --max-peak-memory-kb, --max-quality-drop or "
             "--min-quality (or 'targets:' in the --config)",
         )
+    written: dict[str, str] = {}
+    if not model_path:  # from ZenML: written out for the pipeline's load step
+        model_path, written = model_from_zenml(
+            model_version,
+            artifact,
+            allow_unsafe=allow_unsafe,
+            output_dir=output_dir,
+            verbose=verbose,
+        )
     checks.check_data_source(
         data_source,
         scale=scale,
@@ -257,7 +280,7 @@ def search(
     _print_search(result)
     if json_path:
         write_json(json_path, _search_summary(result, summary, paths))
-    shown = {
+    shown = written | {
         "the best model" if k == "best_tflite" else k.replace("_", " "): p for k, p in paths.items()
     }
     print_files(out, shown, json_path)

@@ -8,20 +8,14 @@ import click
 
 from ...errors import ZenmlQuantError
 from . import checks
-from .options import data_options, model_options, target_options
+from .options import data_options, model_options, source_options, target_options
 
 __all__ = ["studio"]
 
 
 @click.command()
 @model_options(required=False)
-@click.option(
-    "--model-version",
-    default=None,
-    help="A ZenML model version, NAME or NAME:VERSION: its Keras model (and dataset, search "
-    "result and run summary, when the pipeline linked them).",
-)
-@click.option("--artifact", default=None, help="A ZenML artifact holding a Keras model.")
+@source_options()
 @data_options(required=False)
 @click.option(
     "--suggestions",
@@ -71,15 +65,7 @@ def _prepare_studio(
     threads: int = 1,
 ) -> Any:
     """The Studio for the ``studio`` command's options (model, data, suggestions, targets)."""
-    sources = (
-        ("--model", model_path),
-        ("--model-version", model_version),
-        ("--artifact", artifact),
-    )
-    if sum(1 for _, value in sources if value) != 1:
-        raise click.UsageError(
-            "Give the model with exactly one of --model, --model-version or --artifact."
-        )
+    checks.one_model_source(model_path, model_version, artifact)
     checks.whole("--threads", threads, minimum=1, maximum=256)
     checks.number("--scale", scale)
     checks.number("--offset", offset)
