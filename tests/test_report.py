@@ -80,3 +80,38 @@ def test_html_report_embeds_a_size_accuracy_chart_of_the_scored_candidates():
     assert page.count("<svg") == 1 and "<?xml" not in page
     svg = page[page.index("<svg") :]
     assert "int8" in svg and "int16x8" not in svg  # failed rows are only in the table
+
+
+def test_chart_labels_never_overprint_and_accuracy_stops_at_100_percent():
+    from zenml_quant.report.plots import cap_percent, plt, separate_labels
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    points = [(9.1, 99.95), (9.128, 99.95), (9.13, 99.9), (14.0, 98.0)]  # near-twins
+    ax.scatter(*zip(*points))
+    labels = [
+        ax.annotate(name, xy, textcoords="offset points", xytext=(5, 4), fontsize=9)
+        for name, xy in zip(("mixed", "mixed_qat", "int4", "int8"), points)
+    ]
+    ax.margins(y=0.3)  # room for the labels: it would reach 100.5 %
+    assert ax.get_ylim()[1] > 100.0
+    cap_percent(ax)
+    assert ax.get_ylim()[1] == 100.0
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    before = [label.get_window_extent(renderer) for label in labels]
+    assert before[0].overlaps(before[1])  # what matplotlib does alone
+    separate_labels(fig, labels)
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    assert not any(boxes[i].overlaps(boxes[j]) for i in range(4) for j in range(i))
+    plt.close(fig)
+
+
+def test_charts_fit_the_dashboard_frame():
+    import re
+
+    from zenml_quant.report.plots import size_accuracy_svg
+
+    candidates = [_candidate(f"c{i}", 0.999 - i * 1e-4, 9_100 + 10 * i) for i in range(6)]
+    svg = size_accuracy_svg(_baseline(), candidates)
+    width = float(re.search(r'width="([\d.]+)pt"', svg).group(1))
+    assert width * 100 / 72 <= 958  # pt at 72 per inch, drawn at 100 dpi

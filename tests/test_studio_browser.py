@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +130,73 @@ def test_edit_two_layers_evaluate_and_export_in_a_browser(browser, digits, digit
     assert rebuilt.to_json() == kept.to_json()
     for a, b in zip(rebuilt.get_weights(), kept.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dashboard_pages_fit_the_frame_the_dashboard_gives_them(browser, tmp_path):
+    """ZenML shows a visualization in a frame about 958x384 px: our pages must not need
+    sideways scrolling there, and their charts must keep readable labels. A screenshot of
+    each is kept (``ZQ_DASHBOARD_SCREENSHOTS=folder`` keeps them for a person to look at)."""
+    from zenml_quant.report.compress import comparison_html
+    from zenml_quant.types import BaselineSummary, CandidateResult
+
+    baseline = BaselineSummary(
+        "resnet8",
+        "tf_keras",
+        "test",
+        5000,
+        0.731,
+        {},
+        78_666,
+        77_946,
+        12_000_000,
+        314_664,
+        65_536,
+        320_000,
+    )
+    names = [
+        "float32",
+        "dynamic_range",
+        "float16",
+        "int8",
+        "int16x8",
+        "mixed",
+        "mixed_qat",
+        "qat",
+        "bn_int8",
+        "search_1",
+        "search_2",
+    ]
+    candidates = [
+        CandidateResult(
+            name,
+            name,
+            45_000 + 300 * i,
+            0.726 + 0.0004 * i,
+            "test",
+            {},
+            0.14,
+            1,
+            40_000,
+            ("CONV_2D",),
+            float_layers=("stage3_conv1", "stage3_shortcut", "logits"),
+        )
+        for i, name in enumerate(names)
+    ]
+    page = tmp_path / "comparison.html"
+    page.write_text(comparison_html(baseline, candidates))
+    browser.set_window_size(958, 384)
+    browser.get(page.as_uri())
+    inner = browser.execute_script("return window.innerWidth")
+    scroll = browser.execute_script("return document.documentElement.scrollWidth")
+    assert scroll <= inner, (scroll, inner)
+    from selenium.webdriver.common.by import By
+
+    chart = browser.find_element(By.TAG_NAME, "svg")  # the size-accuracy chart
+    assert 0 < chart.size["width"] <= inner
+    folder = Path(os.environ.get("ZQ_DASHBOARD_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(folder / "comparison.png"))
+    browser.set_window_size(958, 900)  # the whole chart in view for its picture
+    browser.execute_script("arguments[0].scrollIntoView()", chart)
+    assert chart.screenshot(str(folder / "comparison_chart.png"))
+    assert (folder / "comparison_chart.png").stat().st_size > 1000

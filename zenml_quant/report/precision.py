@@ -7,7 +7,7 @@ import pandas as pd
 from ..allocate import Allocation
 from ..metrics import metric_named
 from .html import render_html
-from .plots import plt, svg_of
+from .plots import FRAME_WIDTH_IN, plt, svg_of
 
 __all__ = ["allocation_attempts_table", "allocation_html", "precision_profile_svg"]
 
@@ -36,7 +36,7 @@ def precision_profile_svg(table: pd.DataFrame, metric_name: str, fraction: bool)
     layers = list(dict.fromkeys(table["layer"]))[::-1]  # barh draws bottom-up
     precisions = list(dict.fromkeys(rows["precision"]))
     height = max(2.6, 0.38 * len(layers) + 1.4)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, height), dpi=100, sharey=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FRAME_WIDTH_IN, height), dpi=100, sharey=True)
     width = 0.8 / max(len(precisions), 1)
     scale = 100 if fraction else 1
     for k, precision in enumerate(precisions):

@@ -23,6 +23,7 @@ from ..metrics import METRICS, Metric  # noqa: E402
 from ..search.pareto import objectives, pareto_front  # noqa: E402
 from ..search.types import PHASE_COLUMNS, Targets, TrialRecord  # noqa: E402
 from .html import _STYLE  # noqa: E402
+from .plots import FRAME_WIDTH_IN, cap_percent, separate_labels
 from .plots import svg_of as _svg  # noqa: E402
 
 __all__ = [
@@ -235,8 +236,10 @@ def _panel(
     original: TrialRecord | None,
     floor: float | None,
     metric: Metric,
-) -> None:
+) -> list[Any]:
+    """Draw one panel; returns its point labels (for :func:`separate_labels`)."""
     unit = 100.0 if metric.fraction else 1.0  # fractions are drawn in percent
+    labels: list[Any] = []
 
     def x_of(r: TrialRecord) -> float | None:
         value = getattr(r, figure)
@@ -281,12 +284,14 @@ def _panel(
             gid=f"pareto-{figure}",
         )
         for r in best:
-            ax.annotate(
-                f"#{r.trial}",
-                (x_of(r), unit * (r.accuracy or 0)),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=8,
+            labels.append(
+                ax.annotate(
+                    f"#{r.trial}",
+                    (x_of(r), unit * (r.accuracy or 0)),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=8,
+                )
             )
     if original is not None and original.accuracy is not None and x_of(original) is not None:
         ax.scatter(
@@ -321,8 +326,11 @@ def _panel(
     ax.set_ylabel(f"{metric.label}{' (%)' if metric.fraction else ''}, {metric.direction}")
     ax.grid(alpha=0.3)
     ax.margins(x=0.1, y=0.12)
+    if metric.fraction:
+        cap_percent(ax)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
+    return labels
 
 
 def pareto_svg(
@@ -371,10 +379,15 @@ def pareto_svg(
         )
     floor = _floor(targets, original, original_accuracy)
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(5.6 * len(panels), 4.0), dpi=100, squeeze=False
+        1,
+        len(panels),
+        figsize=(min(5.6 * len(panels), FRAME_WIDTH_IN), 4.0),
+        dpi=100,
+        squeeze=False,
     )
+    labels = []
     for ax, panel in zip(axes[0], panels):
-        _panel(
+        labels += _panel(
             ax,
             trials=trials,
             front=front,
@@ -390,6 +403,8 @@ def pareto_svg(
         fontsize=10,
     )
     fig.tight_layout()
+    for ax in axes[0]:  # labels overprint only within one panel
+        separate_labels(fig, [label for label in labels if label.axes is ax])
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         return _svg(fig)
 
