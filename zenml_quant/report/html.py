@@ -36,7 +36,7 @@ def render_html(
     # Headers may break after an underscore (a zero-width space), never inside a word; a
     # missing value (None or NaN) shows as an empty cell.
     shown = frame.rename(columns=lambda c: str(c).replace("_", "_\u200b"))
-    for column in shown.columns[shown.dtypes == object]:
+    for column in shown.select_dtypes(include="object").columns:
         shown[column] = shown[column].map(lambda v: "" if v is None else v)
     table = shown.to_html(index=False, na_rep="", float_format=lambda v: f"{v:,.4g}", border=0)
     opening_end = table.index(">") + 1  # the caption must sit right inside <table ...>
