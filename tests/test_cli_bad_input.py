@@ -106,7 +106,7 @@ CASES: list[tuple[list[str], str]] = [
         ],
         "keyed x_train_image, x_train_meta",
     ),
-    (["compress", "--data", "digits"], "Missing option '--model'"),
+    (["compress", "--data", "digits"], "exactly one of --model, --model-version or --artifact"),
     (_compress("--output-dir", "{root}/a_file"), "is a file"),
     (_compress("--output-dir", "{root}/a_file/sub"), "cannot be created"),
     (_compress("--json", "{root}/missing/summary.json"), "does not exist"),

@@ -57,12 +57,18 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 @click.version_option(package_name="zenml-quant")
 def main() -> None:
-    """Make a trained Keras model fit an edge device, with ZenML tracking every step."""
+    """Make a trained Keras model fit an edge device, with ZenML tracking every step.
+
+    Sizes are in bytes (written 12,345) or KB, and a KB is 1000 bytes everywhere: in options,
+    tables, charts and reports.
+    """
 
 
 def _register() -> None:
-    from .compress import compress, demo
-    from .search import retrain, search
+    from .compress import compress
+    from .demo import demo
+    from .retrain import retrain
+    from .search import search
     from .studio import studio
 
     for command in (demo, compress, search, retrain, studio):

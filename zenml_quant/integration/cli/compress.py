@@ -1,4 +1,4 @@
-"""``zenml-quant compress`` and ``zenml-quant demo``: every candidate, the gate, the summary."""
+"""``zenml-quant compress``: every candidate, the gate, the summary."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ...model_file import has_batchnorm
 from ...types import MODES
 from . import checks
 from .options import (
+    config_option,
     data_options,
     model_options,
     output_options,
@@ -31,7 +32,7 @@ from .running import (
     write_json,
 )
 
-__all__ = ["compress", "demo"]
+__all__ = ["compress", "run_compress"]
 
 
 def _finish(
@@ -64,11 +65,7 @@ def _finish(
 @model_options(required=False)
 @source_options()
 @data_options()
-@click.option(
-    "--config",
-    default=None,
-    help="ZenML YAML run config (pipeline parameters and per-step options).",
-)
+@config_option("pipeline parameters and per-step options")
 @click.option(
     "--mode",
     "modes",
@@ -315,7 +312,7 @@ def compress(
     overrides["raise_on_fail"] = False
     if stage and not model_name:
         model_name = Path(model_path.rstrip("/")).stem or "model"
-    _run_compress(
+    run_compress(
         model_path,
         data_source,
         config,
@@ -328,7 +325,7 @@ def compress(
     )
 
 
-def _run_compress(
+def run_compress(
     model_path: str,
     data_source: str,
     config: str | None,
@@ -358,32 +355,3 @@ def _run_compress(
             **overrides,
         )
         _finish(run, model_path, output_dir, json_path, written)
-
-
-@click.command()
-@click.option("--epochs", default=15, show_default=True, type=int, help="Training epochs.")
-@output_options()
-def demo(epochs: int, output_dir: str, json_path: str | None, verbose: bool) -> None:
-    """Train a small CNN on the bundled 8x8 digits and compress it: float32, int8, the
-    accuracy-controlled mixed model and quantization-aware training."""
-    checks.whole("--epochs", epochs, minimum=1, maximum=10_000)
-    checks.check_outputs(output_dir, json_path)
-    click.echo("Training the demo CNN on scikit-learn's 8x8 digits, then compressing it ...")
-    with quiet_run(verbose):
-        from ...datasets import load_digits
-        from ...demo import train_demo_model
-        from ...models import save_model
-
-        model = train_demo_model(load_digits(), epochs=epochs)
-        model_path = save_model(model, Path(output_dir).resolve() / "demo_cnn.keras")
-    _run_compress(
-        str(model_path),
-        "digits",
-        None,
-        {"qat": True, "raise_on_fail": False},
-        output_dir,
-        json_path,
-        None,
-        verbose,
-        written={"the trained model": str(model_path)},
-    )

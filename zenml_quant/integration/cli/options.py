@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 __all__ = [
+    "config_option",
     "data_options",
     "model_options",
     "output_options",
@@ -45,6 +46,11 @@ def model_options(required: bool = True) -> Decorator:
             help="Load Lambda layers of this model (runs code from the file).",
         ),
     )
+
+
+def config_option(what: str) -> Decorator:
+    """``--config``: a ZenML YAML run config holding ``what``."""
+    return click.option("--config", default=None, help=f"ZenML YAML run config ({what}).")
 
 
 def source_options() -> Decorator:
@@ -132,13 +138,13 @@ def target_options(verb: str = "Gate") -> Decorator:
             "--max-size-kb",
             type=float,
             default=None,
-            help=f"{verb}: largest .tflite, in KB (1000 B).",
+            help=f"{verb}: largest .tflite, in KB.",
         ),
         click.option(
             "--max-peak-memory-kb",
             type=float,
             default=None,
-            help=f"{verb}: largest activation arena, in KB (1000 B).",
+            help=f"{verb}: largest activation arena, in KB.",
         ),
         click.option(
             "--max-latency-ms",

@@ -10,6 +10,7 @@ import click
 
 from . import checks
 from .options import (
+    config_option,
     data_options,
     model_options,
     output_options,
@@ -17,20 +18,18 @@ from .options import (
     source_options,
     target_options,
     task_options,
-    verbose_option,
 )
 from .quiet import quiet_run
 from .running import (
     find_output,
     model_from_zenml,
-    our_error,
     print_files,
     print_gate,
     run_tracked,
     write_json,
 )
 
-__all__ = ["retrain", "search"]
+__all__ = ["search"]
 
 _MAX_CANDIDATES = 5  # = pipelines.MAX_SEARCH_CANDIDATES (not imported: it loads ZenML)
 
@@ -102,11 +101,7 @@ def _print_search(result: Any) -> None:
 @model_options(required=False)
 @source_options()
 @data_options()
-@click.option(
-    "--config",
-    default=None,
-    help="ZenML YAML run config (nas_pipeline parameters and search_architecture options).",
-)
+@config_option("nas_pipeline parameters and search_architecture options")
 @click.option("--max-trials", type=int, default=None, help="Candidates to evaluate [30].")
 @click.option("--time-budget-min", type=float, default=None, help="Stop after this many minutes.")
 @click.option("--seed", type=int, default=None, help="Seed of the controller and fine-tuning [0].")
@@ -289,75 +284,3 @@ def search(
         print_gate(gate)
         if not gate.passed:
             raise click.ClickException("the deployment gate failed: nothing was promoted.")
-
-
-@click.command()
-@data_options(required=False, default="digits")
-@click.option("--epochs", default=15, show_default=True, type=int)
-@click.option("--model-name", default="zenml-quant-demo", show_default=True)
-@click.option(
-    "--stage",
-    type=click.Choice(["staging", "production"]),
-    default="staging",
-    show_default=True,
-)
-@click.option(
-    "--config",
-    default=None,
-    help="ZenML run config, e.g. pipelines/configs/retrain.yaml; its parameters replace the flags.",
-)
-@verbose_option()
-@click.option(
-    "--schedule",
-    "cron",
-    default=None,
-    help='Register a cron schedule (e.g. "0 3 * * 1") instead of running now; needs an '
-    "orchestrator that schedules (not the local one).",
-)
-def retrain(
-    data_source: str,
-    scale: float | None,
-    offset: float | None,
-    epochs: int,
-    model_name: str,
-    stage: str,
-    config: str | None,
-    verbose: bool,
-    cron: str | None,
-) -> None:
-    """Retrain the demo CNN, compress, benchmark and promote what passes the gate."""
-    checks.whole("--epochs", epochs, minimum=1, maximum=10_000)
-    checks.number("--scale", scale)
-    checks.number("--offset", offset)
-    checks.check_cron(cron)
-    if not model_name.strip():
-        raise checks.usage_error("--model-name", "it is empty", "give the ZenML model a name")
-    checks.check_config(
-        config, allowed=checks.RETRAIN_PARAMETERS, validate=checks.parameter_checks()
-    )
-    if config is None:
-        checks.check_data_source(data_source, scale=scale, offset=offset)
-    with quiet_run(verbose):  # loading the pipelines loads TensorFlow, which talks
-        from zenml import Model
-
-        from ..pipelines import retrain_and_compress, schedule_retrain_and_compress
-
-    runnable = retrain_and_compress.with_options(model=Model(name=model_name))
-    params: dict[str, Any] = {"data_source": data_source, "epochs": epochs, "stage": stage}
-    params.update({k: v for k, v in {"scale": scale, "offset": offset}.items() if v is not None})
-    if config:  # ZenML refuses a parameter set twice: the config's parameters win
-        runnable = runnable.with_options(config_path=config)
-        params = {}
-    if cron:
-        try:
-            schedule_retrain_and_compress(cron, pipeline_=runnable, **params)
-        except Exception as exc:
-            cause = our_error(exc)
-            if cause is None:
-                raise
-            raise click.ClickException(" ".join(str(cause).split())) from None
-        click.echo(f"retrain_and_compress scheduled: {cron}")
-        return
-    run = run_tracked(runnable, "retrain", verbose=verbose, **params)
-    decision = find_output(run, "zq_gate_decision")
-    print_gate(decision)
