@@ -325,12 +325,20 @@ class CnnSurrogate:
 
 def test_controller_reaches_the_target_much_sooner_than_random_search():
     """Over three surrogate spaces, the controller's median trials-to-target (5 seeds each) is
-    at most 0.6x random search's (60 seeds each, a steadier estimate of its median)."""
+    at most 0.6x random search's (60 seeds each, a steadier estimate of its median).
+
+    The surrogate's targets need many layers shrunk at once (2 % of uniform candidates meet
+    them, almost none of the few-edit ones), so it measures the learning itself from a uniform
+    start (``keep_bias=0``), where the divergence from the prior is the entropy bonus. From
+    the default few-edit prior the question is whether learning beats that prior, which the
+    ResNet-8 comparison in BENCHMARKS.md measures (``search-proposers-resnet8``)."""
     random_runs, controller_runs = [], []
     for space_seed in CnnSurrogate.SIZE_TARGETS:
         space = CnnSurrogate(space_seed)
         random_runs += [space.trials_to_target(RandomSearch(space, seed=s)) for s in range(60)]
-        controller_runs += [space.trials_to_target(ControllerRNN(space, seed=s)) for s in range(5)]
+        controller_runs += [
+            space.trials_to_target(ControllerRNN(space, seed=s, keep_bias=0.0)) for s in range(5)
+        ]
     # The surrogate is as hard as intended: random search meets the targets 1.5-4 % of trials.
     hit_rate = sum(r <= 80 for r in random_runs) / sum(min(r, 80) for r in random_runs)
     assert 0.015 < hit_rate < 0.04, hit_rate
@@ -545,3 +553,19 @@ def test_local_search_climbs_from_where_it_is_rebased():
     assert local.best == start
     with pytest.raises(InvalidOptionError, match="8 decisions"):
         local.rebase((0,), 1.0)
+
+
+def test_rewards_that_favour_nothing_leave_the_policy_near_its_prior():
+    """On ResNet-8 (35 positions) the controller went from 3 edits a proposal to 16-20 in 16
+    trials whose rewards were small and noisy: its entropy bonus, scaled up by Adam, pulled
+    every position towards uniform. The regulariser is now the divergence from the prior, so
+    rewards that favour no edit leave the edit count where the prior puts it."""
+    space = FullSpace((6,) * 35)
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        controller = ControllerRNN(space, seed=seed)
+        for _ in range(16):
+            proposal = controller.ask()
+            controller.tell(proposal.id, float(rng.uniform(0.0, 0.2)))
+        edits = [sum(d != 0 for d in controller.ask().decisions) for _ in range(300)]
+        assert np.mean(edits) < 6, (seed, np.mean(edits))
