@@ -264,7 +264,7 @@ def test_a_killed_run_leaves_no_partial_file_and_is_marked_failed_next_time(
     out.mkdir()
     records = config_dir / "zenml-quant-runs"
     proc = subprocess.Popen(
-        _command(digits_model_path, out),
+        _command(digits_model_path, out, "-v"),  # -v: the converter's line marks the progress
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -110,10 +110,12 @@ def test_a_native_crash_fails_one_trial_of_a_search_and_the_search_goes_on(digit
     started = []
     real_start = ProcessPoolExecutor.start
 
-    def crashing_start(self, fn, context, *, on_error):
+    def crashing_start(self, fn, context, *, on_error, native_failure=None):
         started.append((self.workers, self.threads_per_worker, self.import_main))
         wrapped = (fn, context, 2, "segfault")
-        real_start(self, toy.crash_in_trial, wrapped, on_error=on_error)
+        real_start(
+            self, toy.crash_in_trial, wrapped, on_error=on_error, native_failure=native_failure
+        )
 
     monkeypatch.setattr(ProcessPoolExecutor, "start", crashing_start)
     monkeypatch.setattr(choice, "_usable_cpus", lambda: 1)  # one worker: a sure order
