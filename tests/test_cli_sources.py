@@ -73,3 +73,4 @@ def test_a_model_source_is_checked_before_anything_runs(digits_model_path, tmp_p
             )
             assert result.exit_code == 2, (command, args, result.output)
             assert message in result.output and "Traceback" not in result.output
+            assert list(tmp_path.iterdir()) == []  # nothing written

@@ -132,6 +132,14 @@ def test_a_chunked_oversize_body_is_refused_too(server):
         connection.close()
 
 
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8"])
+def test_a_bad_queue_bound_is_refused(bad):
+    from zenml_quant.errors import InvalidOptionError
+
+    with pytest.raises(InvalidOptionError, match="max_pending must be an int >= 1"):
+        JobRunner(max_pending=bad)
+
+
 def test_a_full_job_queue_answers_429(digits, digits_model):
     release = threading.Event()
     runner = JobRunner(max_pending=2)

@@ -23,10 +23,10 @@ from .options import (
 from .quiet import quiet_run
 from .running import (
     find_output,
-    model_from_zenml,
     print_files,
     print_gate,
     print_summary,
+    resolve_model,
     run_tracked,
     write_candidate_files,
     write_json,
@@ -279,15 +279,14 @@ def compress(
         given=[*overrides, "model_path", "data_source", "raise_on_fail"],
         validate=checks.parameter_checks(),
     )
-    written: dict[str, str] = {}
-    if not model_path:  # from ZenML: written out for the pipeline's load step
-        model_path, written = model_from_zenml(
-            model_version,
-            artifact,
-            allow_unsafe=allow_unsafe,
-            output_dir=output_dir,
-            verbose=verbose,
-        )
+    model_path, written = resolve_model(  # a model from ZenML is written out for the run
+        model_path,
+        model_version,
+        artifact,
+        allow_unsafe=allow_unsafe,
+        output_dir=output_dir,
+        verbose=verbose,
+    )
     model_config = checks.check_model_path(model_path)
     checks.check_layer_names("--qat-skip", qat_skip, model_config)
     if bn_reestimate and model_config is not None and not has_batchnorm(model_config):

@@ -18,7 +18,7 @@ from ...errors import ZenmlQuantError
 
 __all__ = [
     "find_output",
-    "model_from_zenml",
+    "resolve_model",
     "our_error",
     "print_files",
     "print_gate",
@@ -80,7 +80,8 @@ def run_tracked(runnable: Any, command: str, *, verbose: bool = False, **paramet
     return run
 
 
-def model_from_zenml(
+def resolve_model(
+    model_path: str | None,
     model_version: str | None,
     artifact: str | None,
     *,
@@ -88,11 +89,14 @@ def model_from_zenml(
     output_dir: str,
     verbose: bool,
 ) -> tuple[str, dict[str, str]]:
-    """The Keras model of a ZenML model version (or artifact), written to ``output_dir`` as
-    ``<reference>.keras`` for the pipeline to load: ``(path, {what: path})``.
+    """The model file a pipeline loads, and the files written to get it: ``model_path`` as
+    given (nothing written), or the Keras model of a ZenML model version (or artifact) written
+    to ``output_dir`` as ``<reference>.keras``: ``(path, {what: path})``.
 
     A reference that does not resolve is a bad option (exit 2), said before anything runs.
     """
+    if model_path:
+        return model_path, {}
     import re
 
     from ...errors import ZenmlQuantError

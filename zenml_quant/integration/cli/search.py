@@ -22,9 +22,9 @@ from .options import (
 from .quiet import quiet_run
 from .running import (
     find_output,
-    model_from_zenml,
     print_files,
     print_gate,
+    resolve_model,
     run_tracked,
     write_json,
 )
@@ -217,15 +217,14 @@ def search(
             "give --max-size-kb, --max-latency-ms, --max-peak-memory-kb, --max-quality-drop or "
             "--min-quality (or 'targets:' in the --config)",
         )
-    written: dict[str, str] = {}
-    if not model_path:  # from ZenML: written out for the pipeline's load step
-        model_path, written = model_from_zenml(
-            model_version,
-            artifact,
-            allow_unsafe=allow_unsafe,
-            output_dir=output_dir,
-            verbose=verbose,
-        )
+    model_path, written = resolve_model(  # a model from ZenML is written out for the run
+        model_path,
+        model_version,
+        artifact,
+        allow_unsafe=allow_unsafe,
+        output_dir=output_dir,
+        verbose=verbose,
+    )
     checks.check_data_source(
         data_source,
         scale=scale,
