@@ -16,12 +16,12 @@ from zenml.enums import ExecutionMode, ModelStages
 
 from zenml_quant.errors import ConstraintNotMetError
 from zenml_quant.gate import CandidateMeasurements, GateDecision
-from zenml_quant.integration.gate_step import (
+from zenml_quant.integration.materializers import TFLiteModelMaterializer
+from zenml_quant.integration.steps.gate import (
     CHAMPION_ACCURACY_KEY,
     DEPLOYMENT_ARTIFACT,
     deployment_gate,
 )
-from zenml_quant.integration.materializers import TFLiteModelMaterializer
 from zenml_quant.types import ConversionOptions, TFLiteModel
 
 TARGETS = {"max_size_bytes": 50_000, "max_latency_ms": 1.0, "min_quality": 0.98}
@@ -107,7 +107,7 @@ def test_missed_target_fails_the_run_and_promotes_nothing():
     version, run = _last_run(name)
     assert run.status.value == "failed"
     assert version.stage is None  # not promoted
-    gate = run.steps["deployment_gate"]
+    gate = run.steps["zq_deployment_gate"]
     assert gate.status.value == "failed"
     assert gate.exception_info is not None
     assert "int8: size 60,632 B > limit 50,000 B" in (gate.exception_info.message or "")
@@ -128,11 +128,11 @@ def test_pass_promotes_and_a_worse_challenger_does_not_replace_the_champion():
     name = f"zq-gate-{uuid.uuid4().hex[:8]}"
     first = _run(name, accuracy=0.99, size_bytes=40_632, champion_margin=0.0)
     assert first.status.value == "completed"
-    decision = first.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    decision = first.steps["zq_deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert isinstance(decision, GateDecision)
     assert decision.passed and decision.selected == "int8" and decision.stage == "production"
     assert "promoted to production" in decision.promotion and decision.champion is None
-    report = first.steps["deployment_gate"].outputs["zq_gate_report"][0]
+    report = first.steps["zq_deployment_gate"].outputs["zq_gate_report"][0]
     assert report.visualizations
 
     champion = Client().get_model_version(name, ModelStages.PRODUCTION)
@@ -147,7 +147,7 @@ def test_pass_promotes_and_a_worse_challenger_does_not_replace_the_champion():
     # A challenger that meets every fixed target but is less accurate than the champion.
     second = _run(name, accuracy=0.985, size_bytes=30_000, champion_margin=0.0, raise_on_fail=False)
     assert second.status.value == "completed"
-    decision = second.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    decision = second.steps["zq_deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert not decision.passed and decision.stage is None
     assert decision.champion_accuracy == pytest.approx(0.99)
     assert any("worse than the champion" in r for r in decision.reasons)
@@ -187,13 +187,13 @@ def test_an_unreadable_champion_blocks_promotion_unless_replacing_is_asked():
         resources=[_resource(champion.id)],
     )
     blocked = _run(name, accuracy=0.995, size_bytes=30_000, raise_on_fail=False)
-    decision = blocked.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    decision = blocked.steps["zq_deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert not decision.passed and decision.stage is None
     assert any("replace-unreadable-champion" in r for r in decision.reasons)
     assert Client().get_model_version(name, ModelStages.PRODUCTION).number == champion.number
 
     replaced = _run(name, accuracy=0.995, size_bytes=30_000, replace_unreadable_champion=True)
-    decision = replaced.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    decision = replaced.steps["zq_deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert decision.passed and decision.stage == "production"
     assert Client().get_model_version(name, ModelStages.PRODUCTION).number == 3
 

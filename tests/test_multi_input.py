@@ -126,7 +126,7 @@ def test_tflite_inputs_are_fed_by_name(two_input, mode):
 def test_compress_and_search_run_a_two_input_model_end_to_end(two_input, tmp_path):
     model, path, _ = two_input
     run = compress_run(path.with_suffix(".keras"), path)
-    summary = run.steps["summarize_run"].outputs["zq_run_summary"][0].load()
+    summary = run.steps["zq_summarize_run"].outputs["zq_run_summary"][0].load()
     assert summary.baseline.accuracy > 0.7  # both inputs are used: one alone caps at 50 %
     rows = {c.name: c for c in summary.candidates}
     assert set(rows) == {"float32", "int8", "mixed", "qat"}
@@ -134,7 +134,7 @@ def test_compress_and_search_run_a_two_input_model_end_to_end(two_input, tmp_pat
         assert row.ok, (name, row.reason)
         assert row.accuracy > 0.6 and row.size_bytes > 0
     assert rows["float32"].accuracy == pytest.approx(summary.baseline.accuracy, abs=1e-9)
-    sensitivity = run.steps["profile_sensitivity"].outputs["zq_sensitivity"][0].load()
+    sensitivity = run.steps["zq_profile_sensitivity"].outputs["zq_sensitivity"][0].load()
     assert len(sensitivity) > 0 and {"image_conv1", "meta_dense"} <= set(sensitivity["layer"])
 
     data = fit_to_model(model, load_npz(path))

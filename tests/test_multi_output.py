@@ -89,7 +89,7 @@ def test_qat_trains_the_scored_head_and_keeps_the_other(two_heads):
 def test_compress_and_search_run_a_two_output_model(two_heads, tmp_path):
     model, path, _ = two_heads
     run = compress_run(path.with_name("two_heads.keras"), path)
-    summary = run.steps["summarize_run"].outputs["zq_run_summary"][0].load()
+    summary = run.steps["zq_summarize_run"].outputs["zq_run_summary"][0].load()
     rows = {c.name: c for c in summary.candidates}
     assert set(rows) == {"float32", "int8", "mixed", "qat"}
     for name, row in rows.items():

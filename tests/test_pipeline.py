@@ -21,51 +21,52 @@ def test_pipeline_tracks_every_artifact(run):
     assert run.status.value == "completed"
     steps = run.steps
     expected = {
-        "load_keras_model",
-        "load_labeled_dataset",
-        "evaluate_baseline",
-        "convert_float32",
-        "convert_int8",
-        "evaluate_float32",
-        "evaluate_int8",
-        "profile_sensitivity",
-        "allocate_mixed",
-        "evaluate_mixed",
-        "quantization_aware_training",
-        "evaluate_qat",
-        "compare_candidates",
-        "benchmark_float32",
-        "benchmark_int8",
-        "benchmark_mixed",
-        "benchmark_qat",
-        "gate_inputs",
-        "deployment_gate",
-        "summarize_run",
+        "zq_load_keras_model",
+        "zq_load_labeled_dataset",
+        "zq_evaluate_baseline",
+        "zq_convert_float32",
+        "zq_convert_int8",
+        "zq_evaluate_float32",
+        "zq_evaluate_int8",
+        "zq_profile_sensitivity",
+        "zq_allocate_mixed",
+        "zq_evaluate_mixed",
+        "zq_quantization_aware_training",
+        "zq_evaluate_qat",
+        "zq_compare_candidates",
+        "zq_benchmark_float32",
+        "zq_benchmark_int8",
+        "zq_benchmark_mixed",
+        "zq_benchmark_qat",
+        "zq_gate_inputs",
+        "zq_deployment_gate",
+        "zq_summarize_run",
     }
     assert expected <= set(steps)
-    table = steps["compare_candidates"].outputs["zq_comparison"][0].load()
+    table = steps["zq_compare_candidates"].outputs["zq_comparison"][0].load()
     assert list(table["name"]) == ["keras", "float32", "int8", "mixed", "qat"]
     assert "float_layers" in table.columns
-    int8 = steps["convert_int8"].outputs["zq_tflite_int8"][0].load()
+    int8 = steps["zq_convert_int8"].outputs["zq_tflite_int8"][0].load()
     assert int8.mode == "int8" and int8.inputs[0].dtype == "int8"
     # Each candidate's outputs carry its name, so the dashboard tells them apart.
     for name in ("float32", "int8", "mixed", "qat"):
-        producer = {"float32": "convert_float32", "int8": "convert_int8"}.get(name)
+        producer = {"float32": "zq_convert_float32", "int8": "zq_convert_int8"}.get(name)
         producer = (
-            producer or {"mixed": "allocate_mixed", "qat": "quantization_aware_training"}[name]
+            producer
+            or {"mixed": "zq_allocate_mixed", "qat": "zq_quantization_aware_training"}[name]
         )
         assert f"zq_tflite_{name}" in steps[producer].outputs
-        assert f"zq_evaluation_{name}" in steps[f"evaluate_{name}"].outputs
-        assert f"zq_benchmark_{name}" in steps[f"benchmark_{name}"].outputs
+        assert f"zq_evaluation_{name}" in steps[f"zq_evaluate_{name}"].outputs
+        assert f"zq_benchmark_{name}" in steps[f"zq_benchmark_{name}"].outputs
     # Our materializers were used, not a pickle fallback.
-    artifact = steps["convert_int8"].outputs["zq_tflite_int8"][0]
+    artifact = steps["zq_convert_int8"].outputs["zq_tflite_int8"][0]
     assert artifact.materializer.import_path.endswith("TFLiteModelMaterializer")
-    model_artifact = steps["load_keras_model"].outputs["zq_keras_model"][0]
+    model_artifact = steps["zq_load_keras_model"].outputs["zq_keras_model"][0]
     assert model_artifact.materializer.import_path.endswith("KerasModelMaterializer")
 
 
 def test_pipeline_logs_metadata_and_visualizations(run):
-    step = run.steps["evaluate_baseline"]
+    step = run.steps["zq_evaluate_baseline"]
     assert step.run_metadata["params"] > 0
     report = step.outputs["zq_baseline_report"][0]
     assert report.visualizations, "the HTML report has no dashboard visualization"
@@ -74,34 +75,34 @@ def test_pipeline_logs_metadata_and_visualizations(run):
 def test_quantization_steps_report_and_log(run):
     steps = run.steps
     for step, report in (
-        ("profile_sensitivity", "zq_sensitivity_report"),
-        ("allocate_mixed", "zq_precision_report"),
-        ("quantization_aware_training", "zq_qat_report"),
+        ("zq_profile_sensitivity", "zq_sensitivity_report"),
+        ("zq_allocate_mixed", "zq_precision_report"),
+        ("zq_quantization_aware_training", "zq_qat_report"),
     ):
         assert steps[step].outputs[report][0].visualizations, f"{report} has no visualization"
-    assert steps["allocate_mixed"].run_metadata["status"] in ("budget met", "budget not met")
-    assert "int8_accuracy" in steps["profile_sensitivity"].run_metadata
-    assert steps["quantization_aware_training"].run_metadata["epochs_run"] >= 1
-    ranked = steps["profile_sensitivity"].outputs["zq_sensitivity"][0].load()
+    assert steps["zq_allocate_mixed"].run_metadata["status"] in ("budget met", "budget not met")
+    assert "int8_accuracy" in steps["zq_profile_sensitivity"].run_metadata
+    assert steps["zq_quantization_aware_training"].run_metadata["epochs_run"] >= 1
+    ranked = steps["zq_profile_sensitivity"].outputs["zq_sensitivity"][0].load()
     assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
     # The per-layer precision step keeps its profile, every model it scored and the recipe.
-    profile = steps["allocate_mixed"].outputs["zq_precision_profile"][0].load()
+    profile = steps["zq_allocate_mixed"].outputs["zq_precision_profile"][0].load()
     assert {"int4", "int8", "float"} <= set(profile["precision"])
-    mixed = steps["allocate_mixed"].outputs["zq_tflite_mixed"][0].load()
+    mixed = steps["zq_allocate_mixed"].outputs["zq_tflite_mixed"][0].load()
     assert dict(mixed.precisions).keys() == {"conv1", "conv2", "logits"}
     assert mixed.recipe.startswith("[") and '"regex": ".*"' in mixed.recipe
 
 
 def test_every_candidate_is_benchmarked_and_gated(run):
     steps = run.steps
-    results = steps["benchmark_int8"].outputs["zq_benchmark_int8"][0].load()
+    results = steps["zq_benchmark_int8"].outputs["zq_benchmark_int8"][0].load()
     assert [r.threads for r in results] == [1] and results[0].ok
     assert results[0].p50_ms <= results[0].p90_ms <= results[0].p99_ms
-    assert steps["benchmark_int8"].outputs["zq_benchmark_report_int8"][0].visualizations
-    measurements = steps["gate_inputs"].outputs["zq_gate_inputs"][0].load()
+    assert steps["zq_benchmark_int8"].outputs["zq_benchmark_report_int8"][0].visualizations
+    measurements = steps["zq_gate_inputs"].outputs["zq_gate_inputs"][0].load()
     assert [m.name for m in measurements] == ["float32", "int8", "mixed", "qat"]
     assert "p99@1" in measurements[1].latency_ms and measurements[1].peak_memory_bytes > 0
-    decision = steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    decision = steps["zq_deployment_gate"].outputs["zq_gate_decision"][0].load()
     # No targets were set: the default floor (1 point) holds, and the most accurate passing
     # candidate is selected, the smallest among equals.
     assert decision.passed
@@ -115,9 +116,9 @@ def test_every_candidate_is_benchmarked_and_gated(run):
 
 
 def test_the_summary_holds_every_candidate_and_the_gate(run):
-    summary = run.steps["summarize_run"].outputs["zq_run_summary"][0].load()
+    summary = run.steps["zq_summarize_run"].outputs["zq_run_summary"][0].load()
     assert summary.names == ("float32", "int8", "mixed", "qat")
-    decision = run.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    decision = run.steps["zq_deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert summary.gate == decision
     assert [c.status for c in summary.candidates].count("selected") == 1
     assert all(c.artifact == f"zq_tflite_{c.name}" for c in summary.candidates)
@@ -125,7 +126,7 @@ def test_the_summary_holds_every_candidate_and_the_gate(run):
     payload = summary.to_dict()
     assert payload["gate"]["selected"] == decision.selected
     assert all(row["benchmark"] for row in payload["candidates"])
-    assert run.steps["summarize_run"].outputs["zq_run_report"][0].visualizations
+    assert run.steps["zq_summarize_run"].outputs["zq_run_report"][0].visualizations
 
 
 def _gated_run(model_path, model_name, **gate):
@@ -148,7 +149,7 @@ def test_compress_gate_promotes_only_a_candidate_that_meets_the_targets(digits_m
 
     name = "zq-test-compress-gate"
     missed = _gated_run(digits_model_path, name, targets={"max_size_bytes": 5_000}, stage="staging")
-    decision = missed.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    decision = missed.steps["zq_deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert not decision.passed
     assert any("size" in reason and "5,000 B" in reason for reason in decision.reasons)
     first = Client().get_model_version(name, 1)
@@ -157,7 +158,7 @@ def test_compress_gate_promotes_only_a_candidate_that_meets_the_targets(digits_m
     met = _gated_run(
         digits_model_path, name, targets={"max_size_bytes": 50_000}, stage="production"
     )
-    decision = met.steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    decision = met.steps["zq_deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert decision.passed and decision.selected == "int8"
     second = Client().get_model_version(name, 2)
     assert str(second.stage) in ("production", "ModelStages.PRODUCTION")
@@ -181,8 +182,8 @@ def test_retrain_and_compress_promotes_to_staging():
         targets={"max_quality_drop": 0.03},
     )
     steps = run.steps
-    assert {"load_training_data", "train_demo_model_step", "deployment_gate"} <= set(steps)
-    decision = steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
+    assert {"zq_load_training_data", "zq_train_demo_model", "zq_deployment_gate"} <= set(steps)
+    decision = steps["zq_deployment_gate"].outputs["zq_gate_decision"][0].load()
     assert decision.passed and decision.stage == "staging"
     version = Client().get_model_version(name, 1)
     assert str(version.stage) in ("staging", "ModelStages.STAGING")

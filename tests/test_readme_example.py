@@ -38,7 +38,7 @@ def test_the_own_pipeline_example_runs_and_promotes_the_file_it_fetches(digits_m
     check = (
         "from zenml.client import Client\n"
         "run = Client().get_pipeline('my_pipeline').runs[0]\n"
-        "print(run.steps['convert_to_tflite'].outputs['zq_tflite_model'][0].uri)\n"
+        "print(run.steps['zq_convert_to_tflite'].outputs['zq_tflite_model'][0].uri)\n"
     )
     uri = subprocess.run(
         [sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True

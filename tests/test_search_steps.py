@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from zenml_quant.errors import InvalidOptionError
 from zenml_quant.integration.cli import main
 from zenml_quant.integration.materializers import SearchResultMaterializer
-from zenml_quant.integration.search_steps import apply_edits, search_architecture, search_candidate
+from zenml_quant.integration.steps.search import apply_edits, search_architecture, search_candidate
 from zenml_quant.search.loop import SearchResult
 
 FAST = {
@@ -175,11 +175,13 @@ def test_compress_pipeline_search_stage_feeds_the_gate(digits_model_path, tmp_pa
         search_candidates=2,
     )
     steps = run.steps
-    assert {"search_architecture", "search_candidate_1", "search_candidate_2"} <= set(steps)
-    assert {"evaluate_search_1", "evaluate_search_2", "evaluate_int8"} <= set(steps)
-    decision = steps["deployment_gate"].outputs["zq_gate_decision"][0].load()
-    names = {c.name for c in steps["gate_inputs"].outputs["zq_gate_inputs"][0].load()}
+    assert {"zq_search_architecture", "zq_search_candidate_1", "zq_search_candidate_2"} <= set(
+        steps
+    )
+    assert {"zq_evaluate_search_1", "zq_evaluate_search_2", "zq_evaluate_int8"} <= set(steps)
+    decision = steps["zq_deployment_gate"].outputs["zq_gate_decision"][0].load()
+    names = {c.name for c in steps["zq_gate_inputs"].outputs["zq_gate_inputs"][0].load()}
     assert names == {"int8", "search_1", "search_2"}
     assert decision.passed
-    metadata = steps["search_architecture"].run_metadata
+    metadata = steps["zq_search_architecture"].run_metadata
     assert metadata["trials"] == 2 and "trial_figures" in metadata

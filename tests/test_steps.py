@@ -166,7 +166,9 @@ def test_a_failed_sensitivity_profile_leaves_the_candidates_a_ranking_free_run(
     def broken(*args, **kwargs):
         raise RuntimeError("Cannot set tensor: Got value of type FLOAT32 but expected type INT8")
 
-    monkeypatch.setattr(steps._sensitivity, "profile_sensitivity", broken)
+    from zenml_quant.integration.steps import sensitivity as sensitivity_step
+
+    monkeypatch.setattr(sensitivity_step._sensitivity, "profile_sensitivity", broken)
     table, page = steps.profile_sensitivity.entrypoint(digits_model, digits)
     assert table.empty and list(table.columns) == ["rank", "layer"]
     assert "Sensitivity profiling failed" in page and "expected type INT8" in page

@@ -102,7 +102,7 @@ def test_edits_that_would_not_build_are_not_offered(digits):
 def test_evaluate_shows_new_figures_beside_the_original_and_export_rebuilds_it(
     client, digits, digits_model
 ):
-    from zenml_quant.integration.search_steps import apply_edits
+    from zenml_quant.integration.steps.search import apply_edits
 
     job = client.post("/api/evaluate", json={"plan": EDITED, "fine_tune_epochs": 1}).json()
     assert _wait(client, job["id"])["result"] == {"evaluation": 1}

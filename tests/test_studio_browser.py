@@ -77,7 +77,7 @@ def test_edit_two_layers_evaluate_and_export_in_a_browser(browser, digits, digit
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from zenml_quant.integration.search_steps import apply_edits
+    from zenml_quant.integration.steps.search import apply_edits
 
     studio = Studio(digits_model, digits, targets=Targets(max_size_bytes=14_300))
     with StudioServer(studio) as server:

@@ -68,7 +68,7 @@ def autoencoder_files(tmp_path_factory):
 
 def _run(model_path, data_path, **options):
     run = compress_run(model_path, data_path, **options)
-    return run.steps["summarize_run"].outputs["zq_run_summary"][0].load()
+    return run.steps["zq_summarize_run"].outputs["zq_run_summary"][0].load()
 
 
 def test_regression_is_scored_budgeted_and_gated_by_mae(regression_files):

@@ -3,7 +3,7 @@
 Pure functions over plain figures (no ZenML, no TensorFlow). :func:`decide` checks every
 candidate against the :class:`~zenml_quant.targets.Targets` and, when a model is already in the
 stage asked for, against that "champion", and picks the one to promote. The ZenML step
-:func:`zenml_quant.integration.gate_step.deployment_gate` reads the champion, calls
+:func:`zenml_quant.integration.steps.gate.deployment_gate` reads the champion, calls
 :func:`decide`, and promotes the model version when the decision passes.
 
 The gate fails closed and never raises:

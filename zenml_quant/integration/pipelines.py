@@ -11,21 +11,24 @@ from zenml.enums import ExecutionMode
 
 from ..errors import InvalidOptionError
 from ..precisions import DEFAULT_PRECISIONS
-from .batchnorm_steps import recalibrate_batchnorm
-from .device_steps import benchmark_on_device, gate_inputs
-from .gate_step import deployment_gate
-from .precision_steps import allocate_precisions, int4_aware_qat
-from .search_steps import search_architecture, search_candidate
 from .steps import (
+    allocate_precisions,
+    benchmark_on_device,
     compare_candidates,
     convert_to_tflite,
+    deployment_gate,
     evaluate_baseline,
     evaluate_tflite_model,
+    gate_inputs,
+    int4_aware_qat,
     load_keras_model,
     load_labeled_dataset,
     profile_sensitivity,
     quantization_aware_training,
     quantize_post_training,
+    recalibrate_batchnorm,
+    search_architecture,
+    search_candidate,
     summarize_run,
     train_demo_model_step,
 )
@@ -80,7 +83,7 @@ def _compress_and_gate(
     # The baseline needs the float32 file (size, peak memory) and so does the float32
     # candidate: convert once and share it.
     float_model = _named(convert_to_tflite, "float32")(
-        model, dataset, mode="float32", id="convert_float32"
+        model, dataset, mode="float32", id="zq_convert_float32"
     )
     baseline, _, _ = evaluate_baseline(model, dataset, float_model=float_model, split=split)
     tflite_models = {}
@@ -88,7 +91,7 @@ def _compress_and_gate(
         tflite_models[mode] = (
             float_model
             if mode == "float32"
-            else _named(convert_to_tflite, mode)(model, dataset, mode=mode, id=f"convert_{mode}")
+            else _named(convert_to_tflite, mode)(model, dataset, mode=mode, id=f"zq_convert_{mode}")
         )
     sensitivity = None
     if sensitivity_mode is not None:
@@ -101,7 +104,7 @@ def _compress_and_gate(
             sensitivity=sensitivity,
             max_quality_drop=max_quality_drop,
             relative_drop=relative_drop,
-            id="quantize_mixed",
+            id="zq_quantize_mixed",
         )
     elif max_quality_drop is not None:
         tflite_models["mixed"], _, _, _ = _named(allocate_precisions, "mixed")(
@@ -111,7 +114,7 @@ def _compress_and_gate(
             objective=precision_objective,
             max_quality_drop=max_quality_drop,
             relative_drop=relative_drop,
-            id="allocate_mixed",
+            id="zq_allocate_mixed",
         )
     if mixed_qat:
         tflite_models["mixed_qat"], _ = _named(int4_aware_qat, "mixed_qat")(
@@ -121,7 +124,7 @@ def _compress_and_gate(
             objective=precision_objective,
             max_quality_drop=0.01 if max_quality_drop is None else max_quality_drop,
             relative_drop=relative_drop,
-            id="int4_aware_qat",
+            id="zq_int4_aware_qat",
         )
     if bn_reestimate:
         tflite_models["bn_int8"] = recalibrate_batchnorm(model, dataset)
@@ -138,18 +141,22 @@ def _compress_and_gate(
         for rank in range(count):
             name = f"search_{rank + 1}"
             tflite_models[name] = _named(search_candidate, name)(
-                result, rank=rank, id=f"search_candidate_{rank + 1}"
+                result, rank=rank, id=f"zq_search_candidate_{rank + 1}"
             )
     candidates, benchmarks = [], []
     for name, tflite in tflite_models.items():
         candidates.append(
             _named(evaluate_tflite_model, name)(
-                tflite, dataset, split=split, name=name, id=f"evaluate_{name}"
+                tflite, dataset, split=split, name=name, id=f"zq_evaluate_{name}"
             )
         )
         if benchmark_threads:
             results, _ = _named(benchmark_on_device, name)(
-                tflite, dataset, name=name, threads=list(benchmark_threads), id=f"benchmark_{name}"
+                tflite,
+                dataset,
+                name=name,
+                threads=list(benchmark_threads),
+                id=f"zq_benchmark_{name}",
             )
             benchmarks.append(results)
     compare_candidates(baseline, candidates)
@@ -398,7 +405,9 @@ def build_retrain_and_compress(trainer: Any = train_demo_model_step) -> Any:
         ``champion_margin``). Run it with a ZenML model (``.with_options(model=Model(...))``)
         for the promotion to happen.
         """
-        raw = load_labeled_dataset(data_source, scale=scale, offset=offset, id="load_training_data")
+        raw = load_labeled_dataset(
+            data_source, scale=scale, offset=offset, id="zq_load_training_data"
+        )
         model = trainer(raw, epochs=epochs)
         dataset = load_labeled_dataset(data_source, model=model, scale=scale, offset=offset)
         _compress_and_gate(

@@ -6,18 +6,18 @@ from typing import Annotated, Any
 
 from zenml import ArtifactConfig, step
 
-from .. import candidates as _candidates
-from ..types import ConversionOptions, LabeledDataset, TFLiteModel
-from ._runtime import STEP_SETTINGS, record_metadata
-from .materializers import TFLiteModelMaterializer
+from ... import candidates as _candidates
+from ...types import ConversionOptions, LabeledDataset, TFLiteModel
+from .._runtime import STEP_SETTINGS, record_metadata
+from ..materializers import TFLiteModelMaterializer
+from ._names import TFLITE_OUTPUT
 
 __all__ = ["recalibrate_batchnorm"]
 
-_TFLITE_OUTPUT = "zq_tflite_{candidate}"
-
 
 @step(
-    output_materializers={_TFLITE_OUTPUT: TFLiteModelMaterializer},
+    name="zq_recalibrate_batchnorm",
+    output_materializers={TFLITE_OUTPUT: TFLiteModelMaterializer},
     settings=STEP_SETTINGS,
     substitutions={"candidate": "bn_int8"},
 )
@@ -28,7 +28,7 @@ def recalibrate_batchnorm(
     split: str = "validation",
     calibration_samples: int = 500,
     seed: int = 0,
-) -> Annotated[TFLiteModel, ArtifactConfig(name=_TFLITE_OUTPUT)]:
+) -> Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)]:
     """The ``bn_int8`` candidate: BatchNorm statistics re-estimated on (at most
     ``max_examples`` of) the train split, no training, then plain int8. Its notes and metadata
     say how the Keras model scores on ``split`` before and after; the gate judges the file like

@@ -12,22 +12,22 @@ from zenml import ArtifactConfig, step
 from zenml.io import fileio
 from zenml.types import HTMLString
 
-from ..candidates import failed_model
-from ..errors import InvalidOptionError
-from ..precisions import parse_precisions
-from ..search import apply as _apply
-from ..search import executors as _executors
-from ..search import loop as _loop
-from ..search.edits import EditPlan
-from ..search.finetune import FineTuneOptions
-from ..search.space import SpaceOptions
-from ..search.trial import EvaluationOptions
-from ..search.types import RewardOptions
-from ..targets import Targets
-from ..tasks import dataset_metric
-from ..types import LabeledDataset, TFLiteModel
-from ._runtime import STEP_SETTINGS, record_metadata
-from .materializers import (
+from ...candidates import failed_model
+from ...errors import InvalidOptionError
+from ...precisions import parse_precisions
+from ...search import apply as _apply
+from ...search import executors as _executors
+from ...search import loop as _loop
+from ...search.edits import EditPlan
+from ...search.finetune import FineTuneOptions
+from ...search.space import SpaceOptions
+from ...search.trial import EvaluationOptions
+from ...search.types import RewardOptions
+from ...targets import Targets
+from ...tasks import dataset_metric
+from ...types import LabeledDataset, TFLiteModel
+from .._runtime import STEP_SETTINGS, record_metadata
+from ..materializers import (
     KerasModelMaterializer,
     SearchResultMaterializer,
     TFLiteModelMaterializer,
@@ -37,6 +37,7 @@ __all__ = ["apply_edits", "search_architecture", "search_candidate"]
 
 
 @step(
+    name="zq_search_architecture",
     output_materializers={
         "zq_search_result": SearchResultMaterializer,
         "zq_search_best_model": KerasModelMaterializer,
@@ -194,6 +195,7 @@ def search_architecture(
 
 
 @step(
+    name="zq_search_candidate",
     output_materializers=TFLiteModelMaterializer,
     settings=STEP_SETTINGS,
     substitutions={"candidate": "search"},
@@ -223,7 +225,11 @@ def search_candidate(
     return replace(tflite, notes=tuple(tflite.notes) + notes, source_model=name)
 
 
-@step(output_materializers={"zq_edited_model": KerasModelMaterializer}, settings=STEP_SETTINGS)
+@step(
+    name="zq_apply_edits",
+    output_materializers={"zq_edited_model": KerasModelMaterializer},
+    settings=STEP_SETTINGS,
+)
 def apply_edits(
     model: Any,
     plan: str,

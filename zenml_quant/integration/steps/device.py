@@ -12,26 +12,31 @@ from zenml import ArtifactConfig, step
 from zenml.client import Client
 from zenml.types import HTMLString
 
-from ..benchmark import (
+from ...benchmark import (
     Benchmarker,
     BenchmarkOptions,
     BenchmarkResult,
     LocalBenchmarker,
     benchmark_table,
 )
-from ..benchmark.local import failed_result
-from ..errors import InvalidOptionError
-from ..gate import CandidateMeasurements
-from ..inputs import input_names, is_multi
-from ..measurements import candidate_measurements
-from ..report.html import render_html
-from ..types import BaselineSummary, CandidateResult, LabeledDataset, TFLiteModel
-from ._runtime import STEP_SETTINGS, record_metadata
+from ...benchmark.local import failed_result
+from ...errors import InvalidOptionError
+from ...gate import CandidateMeasurements
+from ...inputs import input_names, is_multi
+from ...measurements import candidate_measurements
+from ...report.html import render_html
+from ...types import BaselineSummary, CandidateResult, LabeledDataset, TFLiteModel
+from .._runtime import STEP_SETTINGS, record_metadata
 
 __all__ = ["benchmark_on_device", "gate_inputs"]
 
 
-@step(enable_cache=False, settings=STEP_SETTINGS, substitutions={"candidate": "model"})
+@step(
+    name="zq_benchmark_on_device",
+    enable_cache=False,
+    settings=STEP_SETTINGS,
+    substitutions={"candidate": "model"},
+)
 def benchmark_on_device(
     tflite_model: TFLiteModel,
     dataset: LabeledDataset | None = None,
@@ -107,7 +112,7 @@ def benchmark_on_device(
 
 
 def _ssh_benchmarker(device: str, secret_name: str | None, python: str) -> Benchmarker:
-    from ..benchmark.remote import SSHBenchmarker, SSHCredentials, SSHTarget
+    from ...benchmark.remote import SSHBenchmarker, SSHCredentials, SSHTarget
 
     url = urlparse(device)
     if url.scheme != "ssh" or not url.hostname:
@@ -141,7 +146,7 @@ def _ssh_benchmarker(device: str, secret_name: str | None, python: str) -> Bench
     return SSHBenchmarker(target, credentials)
 
 
-@step(enable_cache=False, settings=STEP_SETTINGS)
+@step(name="zq_gate_inputs", enable_cache=False, settings=STEP_SETTINGS)
 def gate_inputs(
     baseline: BaselineSummary,
     candidates: list[CandidateResult],

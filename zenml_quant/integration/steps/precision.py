@@ -9,25 +9,25 @@ import pandas as pd
 from zenml import ArtifactConfig, step
 from zenml.types import HTMLString
 
-from .. import candidates as _candidates
-from ..qat import QATOptions
-from ..report import precision as _report
-from ..report.html import render_html
-from ..targets import Targets
-from ..tasks import dataset_metric
-from ..types import ConversionOptions, LabeledDataset, TFLiteModel
-from ._runtime import STEP_SETTINGS, record_metadata
-from .materializers import TFLiteModelMaterializer
+from ... import candidates as _candidates
+from ...qat import QATOptions
+from ...report import precision as _report
+from ...report.html import render_html
+from ...targets import Targets
+from ...tasks import dataset_metric
+from ...types import ConversionOptions, LabeledDataset, TFLiteModel
+from .._runtime import STEP_SETTINGS, record_metadata
+from ..materializers import TFLiteModelMaterializer
+from ._names import TFLITE_OUTPUT
 
 __all__ = ["allocate_precisions", "int4_aware_qat"]
 
 logger = logging.getLogger(__name__)
 
-_TFLITE_OUTPUT = "zq_tflite_{candidate}"
-
 
 @step(
-    output_materializers={_TFLITE_OUTPUT: TFLiteModelMaterializer},
+    name="zq_allocate_precisions",
+    output_materializers={TFLITE_OUTPUT: TFLiteModelMaterializer},
     settings=STEP_SETTINGS,
     substitutions={"candidate": "mixed"},
 )
@@ -44,7 +44,7 @@ def allocate_precisions(
     calibration_samples: int = 500,
     seed: int = 0,
 ) -> tuple[
-    Annotated[TFLiteModel, ArtifactConfig(name=_TFLITE_OUTPUT)],
+    Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)],
     Annotated[pd.DataFrame, "zq_precision_profile"],
     Annotated[pd.DataFrame, "zq_precision_attempts"],
     Annotated[HTMLString, "zq_precision_report"],
@@ -97,7 +97,8 @@ def allocate_precisions(
 
 
 @step(
-    output_materializers={_TFLITE_OUTPUT: TFLiteModelMaterializer},
+    name="zq_int4_aware_qat",
+    output_materializers={TFLITE_OUTPUT: TFLiteModelMaterializer},
     settings=STEP_SETTINGS,
     substitutions={"candidate": "mixed_qat"},
 )
@@ -117,7 +118,7 @@ def int4_aware_qat(
     calibration_samples: int = 500,
     seed: int = 0,
 ) -> tuple[
-    Annotated[TFLiteModel, ArtifactConfig(name=_TFLITE_OUTPUT)],
+    Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)],
     Annotated[HTMLString, "zq_mixed_qat_report"],
 ]:
     """The ``mixed_qat`` candidate: a per-layer plan chosen within ``relax`` times the budget,

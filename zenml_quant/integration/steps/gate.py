@@ -18,15 +18,15 @@ from zenml.client import Client
 from zenml.enums import ArtifactType
 from zenml.types import HTMLString
 
-from .._validate import as_finite
-from ..errors import ConstraintNotMetError
-from ..gate import CandidateMeasurements, Champion, GateDecision, GateOptions, decide
-from ..metrics import metric_named
-from ..report.gate import decision_html
-from ..targets import Targets
-from ..types import TFLiteModel
-from ._runtime import STEP_SETTINGS, _plain, record_metadata
-from .materializers.tflite_model import TFLiteModelMaterializer
+from ..._validate import as_finite
+from ...errors import ConstraintNotMetError
+from ...gate import CandidateMeasurements, Champion, GateDecision, GateOptions, decide
+from ...metrics import metric_named
+from ...report.gate import decision_html
+from ...targets import Targets
+from ...types import TFLiteModel
+from .._runtime import STEP_SETTINGS, _plain, record_metadata
+from ..materializers.tflite_model import TFLiteModelMaterializer
 
 if TYPE_CHECKING:
     from zenml import Model
@@ -135,7 +135,7 @@ def _promote(
     return decision.promoted(stage, str(model.version))
 
 
-@step(enable_cache=False, settings=STEP_SETTINGS)
+@step(name="zq_deployment_gate", enable_cache=False, settings=STEP_SETTINGS)
 def deployment_gate(
     candidates: list[CandidateMeasurements],
     # Any, not list[TFLiteModel] | None: ZenML 0.98 cannot parse an optional list annotation

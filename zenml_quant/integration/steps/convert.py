@@ -1,0 +1,59 @@
+"""The conversion step: one TFLite file per candidate."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from zenml import ArtifactConfig, step
+
+from ... import candidates as _candidates
+from ...types import (
+    ConversionOptions,
+    LabeledDataset,
+    TFLiteModel,
+)
+from .._runtime import STEP_SETTINGS, record_metadata
+from ..materializers import (
+    TFLiteModelMaterializer,
+)
+from ._names import TFLITE_OUTPUT
+
+__all__ = ["convert_to_tflite"]
+
+logger = logging.getLogger(__name__)
+
+
+@step(
+    name="zq_convert_to_tflite",
+    output_materializers=TFLiteModelMaterializer,
+    settings=STEP_SETTINGS,
+    substitutions={"candidate": "model"},
+)
+def convert_to_tflite(
+    model: Any,
+    dataset: LabeledDataset,
+    mode: str = "float32",
+    calibration_samples: int = 500,
+    quantized_io: bool = True,
+    seed: int = 0,
+    compact_names: bool = True,
+) -> Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)]:
+    """Convert to TFLite in ``mode``; ``int8``/``int16x8`` calibrate on the train split.
+
+    A conversion that fails returns a model with ``error`` set (the candidate fails alone).
+    The output is ``zq_tflite_<candidate>`` (substitution ``candidate``, default ``model``).
+    """
+    options = ConversionOptions(
+        calibration_samples=calibration_samples,
+        quantized_io=quantized_io,
+        seed=seed,
+        compact_names=compact_names,
+    )
+    tflite = _candidates.convert_candidate(
+        model, mode, representative_data=dataset.x_train, options=options
+    )
+    record_metadata(
+        {"mode": mode, "size_bytes": tflite.size_bytes, "ok": tflite.ok, "error": tflite.error}
+    )
+    return tflite
