@@ -78,6 +78,40 @@ def test_compress_reports_a_bad_dataset_without_traceback(digits_model_path, tmp
     assert ".npz" in result.output  # the message lists the supported sources
 
 
+def test_one_conversion_config_reaches_every_candidate(digits_model_path, tmp_path):
+    """``conversion`` under ``parameters`` is built once and given to every converting step:
+    with ``quantized_io: false`` int8, the mixed model and bn_int8 all take float input."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    config = tmp_path / "float_io.yaml"
+    config.write_text(
+        "parameters:\n  conversion:\n    quantized_io: false\n    calibration_samples: 64\n"
+    )
+    _, summary = _compress_ok(
+        tmp_path,
+        "--model",
+        str(digits_model_path),
+        "--data",
+        "digits",
+        "--mode",
+        "int8",
+        "--precisions",
+        "int8,float",
+        "--sensitivity",
+        "off",
+        "--threads",
+        "1",
+        "--config",
+        str(config),
+    )
+    names = {c["name"] for c in summary["candidates"]}
+    assert {"int8", "mixed", "bn_int8"} <= names
+    for name in ("int8", "mixed", "bn_int8"):
+        interpreter = Interpreter(model_path=str(tmp_path / "out" / f"demo_cnn_{name}.tflite"))
+        dtypes = [d["dtype"].__name__ for d in interpreter.get_input_details()]
+        assert dtypes == ["float32"], (name, dtypes)
+
+
 def test_yaml_config_sets_modes_and_step_options(digits_model_path, tmp_path):
     config = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "compress.yaml"
     _, summary = _compress_ok(

@@ -62,6 +62,9 @@ def files(tmp_path_factory, digits_model):
         "precisions.yaml": "parameters:\n  precisions: [int3, int8]\n",
         "objective.yaml": "parameters:\n  precision_objective: speed\n",
         "bn.yaml": "parameters:\n  bn_reestimate: true\n",
+        "calibration.yaml": "parameters:\n  conversion:\n    calibration_samples: 0\n",
+        "conversion_key.yaml": "parameters:\n  conversion:\n    samples: 100\n",
+        "quantized_io.yaml": "parameters:\n  conversion:\n    quantized_io: 'yes'\n",
     }
     for name, text in configs.items():
         (root / name).write_text(text)
@@ -191,6 +194,9 @@ CASES: list[tuple[list[str], str]] = [
         "--bn-reestimate: the model has no BatchNormalization layer",
     ),
     (_compress("--config", "{root}/bn.yaml", "--no-bn-reestimate"), "bn_reestimate"),
+    (_compress("--config", "{root}/calibration.yaml"), "calibration_samples"),
+    (_compress("--config", "{root}/conversion_key.yaml"), "unknown key(s) samples"),
+    (_compress("--config", "{root}/quantized_io.yaml"), "quantized_io: 'yes' is not a bool"),
     # search
     (["search", "--model", "{root}/model.keras", "--data", "digits"], "needs a target"),
     (

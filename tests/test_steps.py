@@ -7,6 +7,7 @@ import pytest
 
 from zenml_quant.errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
 from zenml_quant.integration import steps
+from zenml_quant.types import ConversionOptions
 
 
 def test_load_steps(digits_model_path):
@@ -44,7 +45,7 @@ def test_baseline_convert_evaluate_compare(digits_model, digits):
     candidates = []
     for mode in ("float32", "int8"):
         tflite = steps.convert_to_tflite.entrypoint(
-            digits_model, digits, mode=mode, calibration_samples=50
+            digits_model, digits, mode=mode, conversion=ConversionOptions(calibration_samples=50)
         )
         assert tflite.mode == mode and tflite.ok
         candidates.append(
@@ -120,7 +121,9 @@ def test_keras3_model_through_the_steps(digits, tmp_path):
     summary, layers, _ = steps.evaluate_baseline.entrypoint(loaded, data)
     assert summary.flavour == "keras3" and summary.accuracy > 0.6
     assert layers["macs"].sum() == 6 * 6 * 8 * 9 + 288 * 10
-    int8 = steps.convert_to_tflite.entrypoint(loaded, data, mode="int8", calibration_samples=100)
+    int8 = steps.convert_to_tflite.entrypoint(
+        loaded, data, mode="int8", conversion=ConversionOptions(calibration_samples=100)
+    )
     result = steps.evaluate_tflite_model.entrypoint(int8, data, name="int8", latency_runs=5)
     assert int8.inputs[0].dtype == "int8"
     assert abs(result.accuracy - summary.accuracy) < 0.05
@@ -153,7 +156,7 @@ def test_ptq_step_plain_and_selective(digits_model, digits):
 
 def test_qat_step(digits_model, digits):
     tflite, history, page = steps.quantization_aware_training.entrypoint(
-        digits_model, digits, epochs=1, calibration_samples=100
+        digits_model, digits, epochs=1, conversion=ConversionOptions(calibration_samples=100)
     )
     assert tflite.mode == "int8" and tflite.inputs[0].dtype == "int8"
     assert len(history) == 1 and "accuracy" in history.columns

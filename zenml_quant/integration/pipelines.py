@@ -11,6 +11,7 @@ from zenml.enums import ExecutionMode
 
 from ..errors import InvalidOptionError
 from ..precisions import DEFAULT_PRECISIONS
+from ..types import ConversionOptions
 from .steps import (
     allocate_precisions,
     benchmark_on_device,
@@ -70,6 +71,7 @@ def _compress_and_gate(
     precision_objective: str = "bytes",
     mixed_qat: bool = False,
     bn_reestimate: bool = False,
+    conversion: ConversionOptions | None = None,
 ) -> None:
     """The steps the pipelines share, from a loaded model and dataset to the gate and summary.
 
@@ -79,11 +81,14 @@ def _compress_and_gate(
     ``search`` (the ``search_architecture`` parameters plus ``candidates``) adds the
     architecture search; its targets are the gate's, and its best ``candidates`` models join
     the others as ``search_1``, ``search_2``, ...
+    ``conversion`` (calibration samples and seed, integer I/O, compact names) is built once
+    and given to every step that converts, so every candidate is calibrated alike.
     """
+    conversion = conversion or ConversionOptions()
     # The baseline needs the float32 file (size, peak memory) and so does the float32
     # candidate: convert once and share it.
     float_model = _named(convert_to_tflite, "float32")(
-        model, dataset, mode="float32", id="zq_convert_float32"
+        model, dataset, mode="float32", conversion=conversion, id="zq_convert_float32"
     )
     baseline, _, _ = evaluate_baseline(model, dataset, float_model=float_model, split=split)
     tflite_models = {}
@@ -91,11 +96,15 @@ def _compress_and_gate(
         tflite_models[mode] = (
             float_model
             if mode == "float32"
-            else _named(convert_to_tflite, mode)(model, dataset, mode=mode, id=f"zq_convert_{mode}")
+            else _named(convert_to_tflite, mode)(
+                model, dataset, mode=mode, conversion=conversion, id=f"zq_convert_{mode}"
+            )
         )
     sensitivity = None
     if sensitivity_mode is not None:
-        sensitivity, _ = profile_sensitivity(model, dataset, mode=sensitivity_mode)
+        sensitivity, _ = profile_sensitivity(
+            model, dataset, mode=sensitivity_mode, conversion=conversion
+        )
     if max_quality_drop is not None and set(precisions) <= {"int8", "float"}:
         # int8 with float layers only: the converter's debugger, with its paired noise test.
         tflite_models["mixed"], _, _ = _named(quantize_post_training, "mixed")(
@@ -104,6 +113,7 @@ def _compress_and_gate(
             sensitivity=sensitivity,
             max_quality_drop=max_quality_drop,
             relative_drop=relative_drop,
+            conversion=conversion,
             id="zq_quantize_mixed",
         )
     elif max_quality_drop is not None:
@@ -114,6 +124,7 @@ def _compress_and_gate(
             objective=precision_objective,
             max_quality_drop=max_quality_drop,
             relative_drop=relative_drop,
+            conversion=conversion,
             id="zq_allocate_mixed",
         )
     if mixed_qat:
@@ -124,13 +135,14 @@ def _compress_and_gate(
             objective=precision_objective,
             max_quality_drop=0.01 if max_quality_drop is None else max_quality_drop,
             relative_drop=relative_drop,
+            conversion=conversion,
             id="zq_int4_aware_qat",
         )
     if bn_reestimate:
-        tflite_models["bn_int8"] = recalibrate_batchnorm(model, dataset)
+        tflite_models["bn_int8"] = recalibrate_batchnorm(model, dataset, conversion=conversion)
     if qat:
         tflite_models["qat"], _, _ = _named(quantization_aware_training, "qat")(
-            model, dataset, skip_layers=list(qat_skip_layers) or None
+            model, dataset, skip_layers=list(qat_skip_layers) or None, conversion=conversion
         )
     if search:
         search = dict(search)
@@ -218,6 +230,7 @@ def compress_pipeline(
     precision_objective: str = "bytes",
     mixed_qat: bool = False,
     bn_reestimate: bool = False,
+    conversion: ConversionOptions | None = None,
 ) -> None:
     """load -> sensitivity -> convert / quantize / QAT / search -> evaluate, benchmark -> compare
     -> gate -> summary.
@@ -247,7 +260,9 @@ def compress_pipeline(
     held out from the test split (``validation_from="train"`` carves it from train).
     ``search_trials`` > 0 adds the architecture search and its best ``search_candidates``
     (at most 5) models as candidates ``search_1``, ...; other search options are set on the
-    ``search_architecture`` step in the YAML config.
+    ``search_architecture`` step in the YAML config. ``conversion``
+    (:class:`zenml_quant.types.ConversionOptions`: ``calibration_samples``, ``quantized_io``,
+    ``seed``, ``compact_names``) applies to every candidate alike.
     """
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     dataset = load_labeled_dataset(
@@ -289,6 +304,7 @@ def compress_pipeline(
         precision_objective=precision_objective,
         mixed_qat=mixed_qat,
         bn_reestimate=bn_reestimate,
+        conversion=conversion,
     )
 
 
@@ -397,6 +413,7 @@ def build_retrain_and_compress(trainer: Any = train_demo_model_step) -> Any:
         stage: str | None = "staging",
         champion_margin: float = 0.0,
         replace_unreadable_champion: bool = False,
+        conversion: ConversionOptions | None = None,
     ) -> None:
         """Retrain on fresh data, compress, benchmark, and promote only what passes the gate.
 
@@ -423,6 +440,7 @@ def build_retrain_and_compress(trainer: Any = train_demo_model_step) -> Any:
             gate=_gate_parameters(
                 targets, stage, champion_margin, replace_unreadable_champion, raise_on_fail=True
             ),
+            conversion=conversion,
         )
 
     return retrain_and_compress

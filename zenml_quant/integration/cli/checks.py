@@ -87,6 +87,7 @@ COMPRESS_PARAMETERS = (
     "precision_objective",
     "mixed_qat",
     "bn_reestimate",
+    "conversion",
 )
 NAS_PARAMETERS = (
     "model_path",
@@ -127,6 +128,7 @@ RETRAIN_PARAMETERS = (
     "stage",
     "champion_margin",
     "replace_unreadable_champion",
+    "conversion",
 )
 #: Top-level keys of a ZenML run configuration that our commands accept.
 _CONFIG_KEYS = {
@@ -616,6 +618,26 @@ def parameter_checks() -> dict[str, Any]:
     def finite(value: Any) -> None:
         number("value", value)
 
+    def conversion(value: Any) -> None:
+        fields = {
+            "calibration_samples": int,
+            "quantized_io": bool,
+            "seed": int,
+            "compact_names": bool,
+        }
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            raise click.UsageError(f"{value!r}: give a mapping, e.g. calibration_samples: 500")
+        unknown = sorted(set(map(str, value)) - set(fields))
+        if unknown:
+            raise click.UsageError(f"unknown key(s) {', '.join(unknown)}: use {', '.join(fields)}")
+        for key, kind in fields.items():
+            if key in value and type(value[key]) is not kind:
+                raise click.UsageError(f"{key}: {value[key]!r} is not a {kind.__name__}")
+        whole("calibration_samples", value.get("calibration_samples", 1), minimum=1)
+        whole("seed", value.get("seed", 0), minimum=0)
+
     def count(minimum: int, maximum: int | None = None) -> Any:
         return lambda value: whole("value", value, minimum=minimum, maximum=maximum)
 
@@ -636,4 +658,5 @@ def parameter_checks() -> dict[str, Any]:
         "champion_margin": margin,
         "scale": finite,
         "offset": finite,
+        "conversion": conversion,
     }

@@ -26,8 +26,7 @@ def recalibrate_batchnorm(
     dataset: LabeledDataset,
     max_examples: int = 4096,
     split: str = "validation",
-    calibration_samples: int = 500,
-    seed: int = 0,
+    conversion: ConversionOptions | None = None,
 ) -> Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)]:
     """The ``bn_int8`` candidate: BatchNorm statistics re-estimated on (at most
     ``max_examples`` of) the train split, no training, then plain int8. Its notes and metadata
@@ -40,7 +39,7 @@ def recalibrate_batchnorm(
         dataset,
         split=split,
         max_examples=max_examples,
-        options=ConversionOptions(calibration_samples=calibration_samples, seed=seed),
+        options=conversion,
     )
     if isinstance(result, TFLiteModel):
         record_metadata({"status": "failed", "error": result.error})

@@ -34,24 +34,15 @@ def convert_to_tflite(
     model: Any,
     dataset: LabeledDataset,
     mode: str = "float32",
-    calibration_samples: int = 500,
-    quantized_io: bool = True,
-    seed: int = 0,
-    compact_names: bool = True,
+    conversion: ConversionOptions | None = None,
 ) -> Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)]:
     """Convert to TFLite in ``mode``; ``int8``/``int16x8`` calibrate on the train split.
 
     A conversion that fails returns a model with ``error`` set (the candidate fails alone).
     The output is ``zq_tflite_<candidate>`` (substitution ``candidate``, default ``model``).
     """
-    options = ConversionOptions(
-        calibration_samples=calibration_samples,
-        quantized_io=quantized_io,
-        seed=seed,
-        compact_names=compact_names,
-    )
     tflite = _candidates.convert_candidate(
-        model, mode, representative_data=dataset.x_train, options=options
+        model, mode, representative_data=dataset.x_train, options=conversion
     )
     record_metadata(
         {"mode": mode, "size_bytes": tflite.size_bytes, "ok": tflite.ok, "error": tflite.error}

@@ -41,8 +41,7 @@ def allocate_precisions(
     profile_mode: str = "fast",
     weight_algorithm: str = "gptq",
     split: str = "validation",
-    calibration_samples: int = 500,
-    seed: int = 0,
+    conversion: ConversionOptions | None = None,
 ) -> tuple[
     Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)],
     Annotated[pd.DataFrame, "zq_precision_profile"],
@@ -54,7 +53,7 @@ def allocate_precisions(
     lost on ``split``. A budget that cannot be met gives the best model tried, marked in its
     notes; an error gives a failed model with the reason. Output ``zq_tflite_mixed``.
     """
-    options = ConversionOptions(calibration_samples=calibration_samples, seed=seed)
+    options = conversion or ConversionOptions()
     budget = Targets(
         max_quality_drop=max_quality_drop,
         relative_drop=relative_drop,
@@ -115,8 +114,8 @@ def int4_aware_qat(
     learning_rate: float = 1e-4,
     early_stopping_patience: int = 2,
     split: str = "validation",
-    calibration_samples: int = 500,
     seed: int = 0,
+    conversion: ConversionOptions | None = None,
 ) -> tuple[
     Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)],
     Annotated[HTMLString, "zq_mixed_qat_report"],
@@ -143,7 +142,7 @@ def int4_aware_qat(
             early_stopping_patience=early_stopping_patience,
             seed=seed,
         ),
-        conversion=ConversionOptions(calibration_samples=calibration_samples, seed=seed),
+        conversion=conversion,
         split=split,
     )
     if isinstance(result, TFLiteModel):

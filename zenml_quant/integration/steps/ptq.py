@@ -48,9 +48,7 @@ def quantize_post_training(
     search: str = "greedy",
     max_float_layers: int | None = None,
     split: str = "validation",
-    calibration_samples: int = 500,
-    quantized_io: bool = True,
-    seed: int = 0,
+    conversion: ConversionOptions | None = None,
 ) -> tuple[
     Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)],
     Annotated[pd.DataFrame, "zq_ptq_attempts"],
@@ -82,9 +80,7 @@ def quantize_post_training(
         search=search,
         max_float_layers=max_float_layers,
         split=split,
-        options=ConversionOptions(
-            calibration_samples=calibration_samples, quantized_io=quantized_io, seed=seed
-        ),
+        options=conversion,
     )
     if not result.model.ok:
         record_metadata({"status": result.status, "error": result.model.error})

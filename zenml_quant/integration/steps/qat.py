@@ -45,9 +45,8 @@ def quantization_aware_training(
     learning_rate: float = 1e-4,
     early_stopping_patience: int = 2,
     split: str = "validation",
-    calibration_samples: int = 500,
-    quantized_io: bool = True,
     seed: int = 0,
+    conversion: ConversionOptions | None = None,
 ) -> tuple[
     Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)],
     Annotated[pd.DataFrame, "zq_qat_history"],
@@ -73,9 +72,7 @@ def quantization_aware_training(
             early_stopping_patience=early_stopping_patience,
             seed=seed,
         ),
-        conversion=ConversionOptions(
-            calibration_samples=calibration_samples, quantized_io=quantized_io, seed=seed
-        ),
+        conversion=conversion,
         split=split,
     )
     if isinstance(result, TFLiteModel):  # QAT failed: the reason is in the model's error

@@ -32,9 +32,7 @@ def profile_sensitivity(
     top_k: int = 3,
     split: str = "validation",
     debug_samples: int = 200,
-    calibration_samples: int = 500,
-    quantized_io: bool = True,
-    seed: int = 0,
+    conversion: ConversionOptions | None = None,
 ) -> tuple[
     Annotated[pd.DataFrame, "zq_sensitivity"], Annotated[HTMLString, "zq_sensitivity_report"]
 ]:
@@ -51,9 +49,7 @@ def profile_sensitivity(
             top_k=top_k,
             split=split,
             debug_samples=debug_samples,
-            options=ConversionOptions(
-                calibration_samples=calibration_samples, quantized_io=quantized_io, seed=seed
-            ),
+            options=conversion,
         )
     except InvalidOptionError:
         raise
