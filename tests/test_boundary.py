@@ -124,3 +124,21 @@ def test_no_public_name_is_defined_in_two_modules():
                     where.setdefault(name, []).append(str(path.relative_to(PACKAGE)))
     twice = {name: files for name, files in where.items() if len(files) > 1}
     assert twice == {}
+
+
+def test_every_plugin_step_and_step_id_carries_the_prefix():
+    """Inside a user's larger pipeline the plugin's steps must stand out: ``zq_`` on every step
+    name, and on every step id the pipelines give."""
+    import re
+
+    from zenml.steps import BaseStep
+
+    from zenml_quant.integration import steps
+
+    found = [getattr(steps, name) for name in steps.__all__]
+    assert found and all(isinstance(step_, BaseStep) for step_ in found)
+    unprefixed = [s.name for s in found if not s.name.startswith("zq_")]
+    assert not unprefixed, unprefixed
+    source = (PACKAGE / "integration" / "pipelines.py").read_text()
+    ids = re.findall(r"\bid=f?\"([^\"]+)\"", source)
+    assert ids and all(i.startswith("zq_") for i in ids), ids
