@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from zenml_quant.integration.cli import _prepare_studio, main
+from zenml_quant.integration.cli.options import TargetFlags
 from zenml_quant.search.edits import Edit, EditPlan
 
 
@@ -17,7 +18,7 @@ def test_studio_from_files_with_suggestions_and_targets(digits_model_path, tmp_p
         model_path=str(digits_model_path),
         data_source="digits",
         suggestions=str(tmp_path / "plan.yaml"),
-        max_size_kb=12,
+        target_flags=TargetFlags(max_size_kb=12),
         threads=2,
     )
     assert studio.dataset.x_train.shape[1:] == (8, 8, 1)  # conformed to the model

@@ -20,6 +20,7 @@ from ...model_file import input_layer_names, layer_names, read_model_config
 from ...precisions import OBJECTIVES, parse_precisions
 from ...targets import Targets
 from ...types import MODES
+from .options import Promotion, TargetFlags
 
 __all__ = [
     "COMPRESS_PARAMETERS",
@@ -371,16 +372,7 @@ def cli_metric(task: str | None, metric: str | None, higher_is_better: bool | No
 
 
 def targets_from_flags(
-    *,
-    max_size_kb: float | None = None,
-    max_peak_memory_kb: float | None = None,
-    max_latency_ms: float | None = None,
-    max_quality_drop: float | None = None,
-    min_quality: float | None = None,
-    max_accuracy_drop: float | None = None,
-    min_accuracy: float | None = None,
-    threads: int = 1,
-    metric: Metric | None = None,
+    flags: TargetFlags, *, threads: int = 1, metric: Metric | None = None
 ) -> Targets:
     """The :class:`Targets` of the target flags (KB are 1000 bytes), checked as they are made.
 
@@ -389,6 +381,8 @@ def targets_from_flags(
     spellings are checked in ``metric``'s units when it is known, else for sign and finiteness
     only (the run checks them again once it has read the model and settled the metric).
     """
+    max_quality_drop, max_accuracy_drop = flags.max_quality_drop, flags.max_accuracy_drop
+    min_quality, min_accuracy = flags.min_quality, flags.min_accuracy
     metric = metric or UNSETTLED
     for quality, accuracy in (
         (("--max-quality-drop", max_quality_drop), ("--max-accuracy-drop", max_accuracy_drop)),
@@ -408,12 +402,12 @@ def targets_from_flags(
                 f"the metric is {metric.name}, not an accuracy",
                 "use --min-quality / --max-quality-drop in its units",
             )
-    flags = {
-        "max_size_bytes": ("--max-size-kb", max_size_kb),
-        "max_peak_memory_bytes": ("--max-peak-memory-kb", max_peak_memory_kb),
+    sizes = {
+        "max_size_bytes": ("--max-size-kb", flags.max_size_kb),
+        "max_peak_memory_bytes": ("--max-peak-memory-kb", flags.max_peak_memory_kb),
     }
     values: dict[str, Any] = {}
-    for field, (option, value) in flags.items():
+    for field, (option, value) in sizes.items():
         checked = number(option, value, minimum=0, min_inclusive=False)
         if checked is not None:
             values[field] = checked * 1000
@@ -424,7 +418,7 @@ def targets_from_flags(
     if min_quality is not None:
         floor = ("--min-quality", min_quality)
     others = {
-        "max_latency_ms": ("--max-latency-ms", max_latency_ms),
+        "max_latency_ms": ("--max-latency-ms", flags.max_latency_ms),
         "max_quality_drop": drop,
         "min_quality": floor,
     }
@@ -438,10 +432,10 @@ def targets_from_flags(
         raise _reword(option, exc) from None
 
 
-def check_promotion(
-    stage: str | None, champion_margin: float | None, replace_unreadable: bool
-) -> None:
+def check_promotion(promotion: Promotion) -> None:
     """``--champion-margin`` and ``--replace-unreadable-champion`` need a ``--stage``."""
+    stage, champion_margin = promotion.stage, promotion.champion_margin
+    replace_unreadable = promotion.replace_unreadable_champion
     if stage is None and champion_margin is not None:
         raise usage_error(
             "--champion-margin",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,9 @@ from ...model_file import has_batchnorm
 from ...types import MODES
 from . import checks
 from .options import (
+    Promotion,
+    TargetFlags,
+    TaskFlags,
     config_option,
     data_options,
     model_options,
@@ -150,11 +154,7 @@ def compress(
     offset: float | None,
     modes: tuple[str, ...],
     allow_unsafe: bool,
-    task: str | None,
-    metric: str | None,
-    higher_is_better: bool | None,
-    val_data: str | None,
-    validation_from: str | None,
+    task_flags: TaskFlags,
     sensitivity: str | None,
     quality_budget: float | None,
     accuracy_budget: float | None,
@@ -167,17 +167,8 @@ def compress(
     bn_reestimate: bool | None,
     qat_skip: tuple[str, ...],
     benchmark_threads: tuple[int, ...],
-    max_size_kb: float | None,
-    max_peak_memory_kb: float | None,
-    max_latency_ms: float | None,
-    max_quality_drop: float | None,
-    max_accuracy_drop: float | None,
-    min_quality: float | None,
-    min_accuracy: float | None,
-    stage: str | None,
-    model_name: str | None,
-    champion_margin: float | None,
-    replace_unreadable_champion: bool,
+    target_flags: TargetFlags,
+    promotion: Promotion,
     output_dir: str,
     json_path: str | None,
     verbose: bool,
@@ -192,6 +183,7 @@ def compress(
     checks.number("--offset", offset)
     checks.check_modes(modes)
     checks.check_threads(benchmark_threads)
+    task, metric, higher_is_better = task_flags.task, task_flags.metric, task_flags.higher_is_better
     checks.check_metric(task, metric, higher_is_better)
     if quality_budget is not None and accuracy_budget is not None:
         raise checks.usage_error(
@@ -221,17 +213,12 @@ def compress(
     if qat_skip and not qat:
         raise checks.usage_error("--qat-skip", "it applies to QAT only", "add --qat")
     targets = checks.targets_from_flags(
-        max_size_kb=max_size_kb,
-        max_peak_memory_kb=max_peak_memory_kb,
-        max_latency_ms=max_latency_ms,
-        max_quality_drop=max_quality_drop,
-        min_quality=min_quality,
-        max_accuracy_drop=max_accuracy_drop,
-        min_accuracy=min_accuracy,
+        target_flags,
         metric=checks.cli_metric(task, metric, higher_is_better),
         threads=benchmark_threads[0] if benchmark_threads else 1,
     )
-    checks.check_promotion(stage, champion_margin, replace_unreadable_champion)
+    checks.check_promotion(promotion)
+    stage, model_name = promotion.stage, promotion.model_name
     checks.check_outputs(output_dir, json_path)
 
     # Only options given on the command line are passed: ZenML refuses a parameter set both
@@ -241,16 +228,12 @@ def compress(
         "scale": scale,
         "offset": offset,
         "modes": tuple(modes) or None,
-        "task": task,
-        "metric": metric,
-        "higher_is_better": higher_is_better,
-        "val_data": val_data,
-        "validation_from": validation_from,
+        **asdict(task_flags),
         "sensitivity_mode": sensitivity,
         "max_quality_drop": accuracy_budget,
         "benchmark_threads": tuple(benchmark_threads) or None,
         "stage": stage,
-        "champion_margin": champion_margin,
+        "champion_margin": promotion.champion_margin,
         "precisions": tuple(precisions.split(",")) if precisions else None,
         "precision_objective": objective,
     }
@@ -262,7 +245,7 @@ def compress(
         "relative_drop": relative_budget,
         "qat": qat,
         "mixed_qat": mixed_qat,
-        "replace_unreadable_champion": replace_unreadable_champion,
+        "replace_unreadable_champion": promotion.replace_unreadable_champion,
     }
     overrides.update({k: True for k, v in flags.items() if v})
     if no_mixed:
@@ -301,8 +284,8 @@ def compress(
         data_source,
         scale=scale,
         offset=offset,
-        val_data=val_data,
-        validation_from=validation_from,
+        val_data=task_flags.val_data,
+        validation_from=task_flags.validation_from,
         task=task,
         model_config=model_config,
     )

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
 __all__ = [
+    "Promotion",
+    "TargetFlags",
+    "TaskFlags",
     "config_option",
     "data_options",
     "model_options",
@@ -27,6 +33,57 @@ def _stack(*decorators: Decorator) -> Decorator:
         for decorator in reversed(decorators):
             function = decorator(function)
         return function
+
+    return apply
+
+
+@dataclass(frozen=True)
+class TaskFlags:
+    """``--task``, ``--metric``, its direction, and where validation comes from."""
+
+    task: str | None = None
+    metric: str | None = None
+    higher_is_better: bool | None = None
+    val_data: str | None = None
+    validation_from: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetFlags:
+    """The target flags as given (sizes in KB of 1000 B): ``checks.targets_from_flags`` makes
+    them one :class:`~zenml_quant.targets.Targets`."""
+
+    max_size_kb: float | None = None
+    max_peak_memory_kb: float | None = None
+    max_latency_ms: float | None = None
+    max_quality_drop: float | None = None
+    max_accuracy_drop: float | None = None
+    min_quality: float | None = None
+    min_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Where a passing candidate's model version goes, and against what."""
+
+    stage: str | None = None
+    model_name: str | None = None
+    champion_margin: float | None = None
+    replace_unreadable_champion: bool = False
+
+
+def _grouped(name: str, group: type, *decorators: Decorator) -> Decorator:
+    """``decorators``' options handed to the command as one ``group`` object called ``name``,
+    so a command's signature names the group, not each of its options again."""
+    fields = [field.name for field in dataclasses.fields(group)]
+
+    def apply(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def collect(*args: Any, **kwargs: Any) -> Any:
+            kwargs[name] = group(**{field: kwargs.pop(field) for field in fields})
+            return function(*args, **kwargs)
+
+        return _stack(*decorators)(collect)
 
     return apply
 
@@ -94,8 +151,11 @@ def data_options(required: bool = True, default: str | None = None) -> Decorator
 
 
 def task_options() -> Decorator:
-    """``--task``, ``--metric`` and its direction, and where validation comes from."""
-    return _stack(
+    """``--task``, ``--metric`` and its direction, and where validation comes from: the
+    command's ``task_flags`` (:class:`TaskFlags`)."""
+    return _grouped(
+        "task_flags",
+        TaskFlags,
         click.option(
             "--task",
             type=click.Choice(["classification", "binary", "regression", "reconstruction"]),
@@ -132,8 +192,10 @@ def task_options() -> Decorator:
 
 
 def target_options(verb: str = "Gate") -> Decorator:
-    """The quality and resource targets (one :class:`~zenml_quant.targets.Targets`)."""
-    return _stack(
+    """The quality and resource targets: the command's ``target_flags`` (:class:`TargetFlags`)."""
+    return _grouped(
+        "target_flags",
+        TargetFlags,
         click.option(
             "--max-size-kb",
             type=float,
@@ -182,8 +244,11 @@ def target_options(verb: str = "Gate") -> Decorator:
 
 
 def promotion_options() -> Decorator:
-    """``--stage``, ``--model-name`` and the champion/challenger options."""
-    return _stack(
+    """``--stage``, ``--model-name`` and the champion/challenger options: the command's
+    ``promotion`` (:class:`Promotion`)."""
+    return _grouped(
+        "promotion",
+        Promotion,
         click.option(
             "--stage",
             type=click.Choice(["staging", "production"]),

@@ -10,6 +10,9 @@ import click
 
 from . import checks
 from .options import (
+    Promotion,
+    TargetFlags,
+    TaskFlags,
     config_option,
     data_options,
     model_options,
@@ -130,27 +133,14 @@ def search(
     scale: float | None,
     offset: float | None,
     allow_unsafe: bool,
-    task: str | None,
-    metric: str | None,
-    higher_is_better: bool | None,
-    val_data: str | None,
-    validation_from: str | None,
+    task_flags: TaskFlags,
     max_trials: int | None,
     time_budget_min: float | None,
     seed: int | None,
     candidates: int | None,
     executor: str | None,
-    max_size_kb: float | None,
-    max_peak_memory_kb: float | None,
-    max_latency_ms: float | None,
-    max_quality_drop: float | None,
-    max_accuracy_drop: float | None,
-    min_quality: float | None,
-    min_accuracy: float | None,
-    stage: str | None,
-    model_name: str | None,
-    champion_margin: float | None,
-    replace_unreadable_champion: bool,
+    target_flags: TargetFlags,
+    promotion: Promotion,
     output_dir: str,
     json_path: str | None,
     verbose: bool,
@@ -169,18 +159,14 @@ def search(
     checks.number("--time-budget-min", time_budget_min, minimum=0, min_inclusive=False)
     checks.whole("--seed", seed, minimum=0)
     checks.whole("--candidates", candidates, minimum=1, maximum=_MAX_CANDIDATES)
+    task, metric, higher_is_better = task_flags.task, task_flags.metric, task_flags.higher_is_better
     checks.check_metric(task, metric, higher_is_better)
     targets = checks.targets_from_flags(
-        max_size_kb=max_size_kb,
-        max_peak_memory_kb=max_peak_memory_kb,
-        max_latency_ms=max_latency_ms,
-        max_quality_drop=max_quality_drop,
-        min_quality=min_quality,
-        max_accuracy_drop=max_accuracy_drop,
-        min_accuracy=min_accuracy,
+        target_flags,
         metric=checks.cli_metric(task, metric, higher_is_better),
     )
-    checks.check_promotion(stage, champion_margin, replace_unreadable_champion)
+    checks.check_promotion(promotion)
+    stage, model_name = promotion.stage, promotion.model_name
     checks.check_outputs(output_dir, json_path)
     given = {
         "scale": scale,
@@ -190,19 +176,15 @@ def search(
         "seed": seed,
         "candidates": candidates,
         "executor": executor,
-        "task": task,
-        "metric": metric,
-        "higher_is_better": higher_is_better,
-        "val_data": val_data,
-        "validation_from": validation_from,
+        **asdict(task_flags),
         "stage": stage,
-        "champion_margin": champion_margin,
+        "champion_margin": promotion.champion_margin,
         "targets": None if targets.empty else targets.to_dict(),
     }
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if allow_unsafe:
         overrides["allow_unsafe"] = True
-    if replace_unreadable_champion:
+    if promotion.replace_unreadable_champion:
         overrides["replace_unreadable_champion"] = True
     parameters = checks.check_config(
         config,
@@ -229,8 +211,8 @@ def search(
         data_source,
         scale=scale,
         offset=offset,
-        val_data=val_data,
-        validation_from=validation_from,
+        val_data=task_flags.val_data,
+        validation_from=task_flags.validation_from,
         task=task,
         model_config=checks.check_model_path(model_path),
     )

@@ -8,7 +8,13 @@ import click
 
 from ...errors import ZenmlQuantError
 from . import checks
-from .options import data_options, model_options, source_options, target_options
+from .options import (
+    TargetFlags,
+    data_options,
+    model_options,
+    source_options,
+    target_options,
+)
 
 __all__ = ["studio"]
 
@@ -55,13 +61,7 @@ def _prepare_studio(
     offset: float | None = None,
     allow_unsafe: bool = False,
     suggestions: str | None = None,
-    max_size_kb: float | None = None,
-    max_peak_memory_kb: float | None = None,
-    max_latency_ms: float | None = None,
-    max_quality_drop: float | None = None,
-    min_quality: float | None = None,
-    max_accuracy_drop: float | None = None,
-    min_accuracy: float | None = None,
+    target_flags: TargetFlags | None = None,
     threads: int = 1,
 ) -> Any:
     """The Studio for the ``studio`` command's options (model, data, suggestions, targets)."""
@@ -69,16 +69,7 @@ def _prepare_studio(
     checks.whole("--threads", threads, minimum=1, maximum=256)
     checks.number("--scale", scale)
     checks.number("--offset", offset)
-    targets = checks.targets_from_flags(
-        max_size_kb=max_size_kb,
-        max_peak_memory_kb=max_peak_memory_kb,
-        max_latency_ms=max_latency_ms,
-        max_quality_drop=max_quality_drop,
-        min_quality=min_quality,
-        max_accuracy_drop=max_accuracy_drop,
-        min_accuracy=min_accuracy,
-        threads=threads,
-    )
+    targets = checks.targets_from_flags(target_flags or TargetFlags(), threads=threads)
     if model_path:
         checks.check_model_path(model_path)
     if data_source is not None:
