@@ -6,19 +6,20 @@ from pathlib import Path
 from typing import Any
 
 
-def compress_run(model_path: Path, data_path: Path, **options: Any) -> Any:
-    """``compress_pipeline`` with float32, int8, mixed and QAT (no benchmark) and ``options``;
-    the run."""
-    from zenml_quant.integration import compress_pipeline
+def compress_run(model_path: Path, data_path: Path, targets: dict | None = None) -> Any:
+    """``compress_pipeline`` with float32, int8, mixed and QAT (no benchmark) and the gate's
+    ``targets``; the run."""
+    from zenml_quant.integration import CompressConfig, DataConfig, GateConfig, compress_pipeline
 
-    return compress_pipeline.with_options(enable_cache=False)(
-        model_path=str(model_path),
-        data_source=str(data_path),
+    config = CompressConfig(
         modes=("float32", "int8"),
         qat=True,
         benchmark_threads=None,
-        raise_on_fail=False,
-        **options,
+        data=DataConfig(source=str(data_path)),
+        gate=GateConfig(targets=targets, raise_on_fail=False),
+    )
+    return compress_pipeline.with_options(enable_cache=False)(
+        model_path=str(model_path), config=config
     )
 
 

@@ -85,7 +85,7 @@ def test_one_conversion_config_reaches_every_candidate(digits_model_path, tmp_pa
 
     config = tmp_path / "float_io.yaml"
     config.write_text(
-        "parameters:\n  conversion:\n    quantized_io: false\n    calibration_samples: 64\n"
+        "parameters:\n  config:\n    conversion:\n      quantized_io: false\n      calibration_samples: 64\n"
     )
     _, summary = _compress_ok(
         tmp_path,
@@ -276,6 +276,33 @@ def test_retrain_schedule_on_the_local_stack_says_what_to_do():
     assert result.exit_code == 1
     assert "cannot run pipelines on a schedule" in result.output
     assert "nothing was scheduled" in result.output and "Traceback" not in result.output
+
+
+def test_retrain_runs_the_config_file_with_the_flags_given_over_it():
+    """``retrain --config``: the file's RetrainConfig and step options, a flag given on the
+    command line over them (``--epochs``), its unset defaults not."""
+    from zenml.client import Client
+
+    config = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "retrain.yaml"
+    result = CliRunner().invoke(
+        main,
+        [
+            "retrain",
+            "--config",
+            str(config),
+            "--epochs",
+            "4",
+            "--model-name",
+            "zq-test-retrain-cli",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    run = Client().list_pipeline_runs(sort_by="desc:created", size=1)[0]
+    parameters = run.config.parameters["config"]
+    assert parameters["epochs"] == 4  # the flag
+    assert parameters["gate"]["targets"]["max_size_bytes"] == 50_000  # the file
+    assert parameters["data"]["source"] == "digits" and parameters["gate"]["stage"] == "staging"
+    assert run.steps["zq_benchmark_int8"].config.parameters["min_runs"] == 100  # file's steps:
 
 
 def test_mixed_qat_is_a_candidate_of_its_own_with_each_layers_precision(

@@ -50,21 +50,23 @@ def files(tmp_path_factory, digits_model):
         "broken.yaml": "parameters: [unclosed\n",
         "list.yaml": "- modes\n- int8\n",
         "top.yaml": "parametres:\n  modes: [int8]\n",
-        "unknown_param.yaml": "parameters:\n  mode: int8\n",
-        "modes.yaml": "parameters:\n  modes: [int8]\n",
-        "int4.yaml": "parameters:\n  modes: [int4]\n",
-        "neg_target.yaml": "parameters:\n  targets:\n    max_size_bytes: -1\n",
-        "kb_target.yaml": "parameters:\n  targets:\n    max_size_kb: 3\n",
-        "threads.yaml": "parameters:\n  benchmark_threads: [0]\n",
-        "budget.yaml": "parameters:\n  max_quality_drop: -3\n",
+        "flat.yaml": "parameters:\n  modes: [int8]\n",
+        "unknown_param.yaml": "parameters:\n  config:\n    mode: int8\n",
+        "gate_key.yaml": "parameters:\n  config:\n    gate:\n      stages: staging\n",
+        "int4.yaml": "parameters:\n  config:\n    modes: [int4]\n",
+        "neg_target.yaml": "parameters:\n  config:\n    gate:\n      targets:\n"
+        "        max_size_bytes: -1\n",
+        "kb_target.yaml": "parameters:\n  config:\n    gate:\n      targets:\n        max_size_kb: 3\n",
+        "threads.yaml": "parameters:\n  config:\n    benchmark_threads: [0]\n",
+        "budget.yaml": "parameters:\n  config:\n    max_quality_drop: -3\n",
         "steps.yaml": "steps:\n  - convert_int8\n",
-        "stage.yaml": "parameters:\n  stage: prod\n",
-        "precisions.yaml": "parameters:\n  precisions: [int3, int8]\n",
-        "objective.yaml": "parameters:\n  precision_objective: speed\n",
-        "bn.yaml": "parameters:\n  bn_reestimate: true\n",
-        "calibration.yaml": "parameters:\n  conversion:\n    calibration_samples: 0\n",
-        "conversion_key.yaml": "parameters:\n  conversion:\n    samples: 100\n",
-        "quantized_io.yaml": "parameters:\n  conversion:\n    quantized_io: 'yes'\n",
+        "stage.yaml": "parameters:\n  config:\n    gate:\n      stage: prod\n",
+        "precisions.yaml": "parameters:\n  config:\n    precisions: [int3, int8]\n",
+        "objective.yaml": "parameters:\n  config:\n    precision_objective: speed\n",
+        "candidates.yaml": "parameters:\n  config:\n    search:\n      candidates: 9\n",
+        "calibration.yaml": "parameters:\n  config:\n    conversion:\n      calibration_samples: 0\n",
+        "conversion_key.yaml": "parameters:\n  config:\n    conversion:\n      samples: 100\n",
+        "quantized_io.yaml": "parameters:\n  config:\n    conversion:\n      quantized_io: 'yes'\n",
     }
     for name, text in configs.items():
         (root / name).write_text(text)
@@ -174,8 +176,10 @@ CASES: list[tuple[list[str], str]] = [
     (_compress("--config", "{root}/broken.yaml"), "not valid YAML"),
     (_compress("--config", "{root}/list.yaml"), "not a YAML mapping"),
     (_compress("--config", "{root}/top.yaml"), "parametres"),
-    (_compress("--config", "{root}/unknown_param.yaml"), "unknown parameter(s) mode"),
-    (_compress("--config", "{root}/modes.yaml", "--mode", "int8"), "set both"),
+    (_compress("--config", "{root}/flat.yaml"), "put the pipeline's options under"),
+    (_compress("--config", "{root}/unknown_param.yaml"), "unknown key(s) mode: use modes"),
+    (_compress("--config", "{root}/gate_key.yaml"), "unknown key(s) gate.stages"),
+    (_compress("--config", "{root}/candidates.yaml"), "search.candidates"),
     (_compress("--config", "{root}/int4.yaml"), "modes"),
     (_compress("--config", "{root}/neg_target.yaml"), "max_size_bytes"),
     (_compress("--config", "{root}/kb_target.yaml"), "max_size_kb"),
@@ -193,7 +197,6 @@ CASES: list[tuple[list[str], str]] = [
         ["compress", "--model", "{root}/two.keras", "--data", "digits", "--bn-reestimate"],
         "--bn-reestimate: the model has no BatchNormalization layer",
     ),
-    (_compress("--config", "{root}/bn.yaml", "--no-bn-reestimate"), "bn_reestimate"),
     (_compress("--config", "{root}/calibration.yaml"), "calibration_samples"),
     (_compress("--config", "{root}/conversion_key.yaml"), "unknown key(s) samples"),
     (_compress("--config", "{root}/quantized_io.yaml"), "quantized_io: 'yes' is not a bool"),
@@ -301,10 +304,14 @@ def test_bad_input_is_refused_before_anything_runs(files, tmp_path, args, words)
     assert not config_dir.exists() or not any(config_dir.rglob("*")), list(config_dir.rglob("*"))
 
 
-def test_the_config_checks_know_every_pipeline_parameter():
-    """The CLI checks YAML parameters without importing the pipelines: keep the lists true."""
+def test_each_pipeline_takes_one_typed_config_and_its_checks_name_real_keys():
+    """A pipeline is configured by one frozen config object; every dotted key the CLI checks in
+    a YAML config is a field of some pipeline's config, so no check is for a key that cannot
+    be set."""
+    import dataclasses
     import inspect
 
+    from zenml_quant.integration import CompressConfig, NasConfig, RetrainConfig
     from zenml_quant.integration.cli import checks
     from zenml_quant.integration.pipelines import (
         compress_pipeline,
@@ -312,9 +319,44 @@ def test_the_config_checks_know_every_pipeline_parameter():
         retrain_and_compress,
     )
 
-    for pipeline_, names in (
-        (compress_pipeline, checks.COMPRESS_PARAMETERS),
-        (nas_pipeline, checks.NAS_PARAMETERS),
-        (retrain_and_compress, checks.RETRAIN_PARAMETERS),
+    for pipeline_, kind, inputs in (
+        (compress_pipeline, CompressConfig, ("model_path", "config")),
+        (nas_pipeline, NasConfig, ("model_path", "config")),
+        (retrain_and_compress, RetrainConfig, ("config",)),
     ):
-        assert tuple(inspect.signature(pipeline_.entrypoint).parameters) == names
+        parameters = inspect.signature(pipeline_.entrypoint).parameters
+        assert tuple(parameters) == inputs
+        assert isinstance(parameters["config"].default, kind)
+
+    def keys(kind, prefix=""):
+        for field in dataclasses.fields(kind):
+            yield prefix + field.name
+            factory = field.default_factory
+            default = field.default if factory is dataclasses.MISSING else factory()
+            if dataclasses.is_dataclass(default):
+                yield from keys(type(default), f"{prefix}{field.name}.")
+
+    settable = {k for kind in (CompressConfig, NasConfig, RetrainConfig) for k in keys(kind)}
+    assert set(checks.parameter_checks()) <= settable, set(checks.parameter_checks()) - settable
+
+
+def test_a_flag_wins_over_the_config_file_and_the_rest_of_the_file_stays(tmp_path):
+    from zenml_quant.integration import CompressConfig
+    from zenml_quant.integration.cli.run_config import pipeline_config, zenml_run_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "parameters:\n  config:\n    modes: [int8, float16]\n    qat: true\n"
+        "    gate:\n      targets: {max_size_bytes: 9000}\n      champion_margin: 0.01\n"
+        "steps:\n  zq_convert_int8:\n    parameters: {mode: int8}\n"
+    )
+    flags = {"modes": ("float32",), "gate": {"targets": {"min_quality": 0.9}}}
+    config, in_file = pipeline_config(str(path), CompressConfig, flags)
+    assert config.modes == ("float32",) and config.qat is True
+    assert config.gate.targets == {"max_size_bytes": 9000, "min_quality": 0.9}
+    assert config.gate.champion_margin == 0.01 and in_file["modes"] == ["int8", "float16"]
+    # ZenML reads the steps' options from a copy without the parameters (given in code).
+    with zenml_run_config(str(path)) as copy:
+        text = open(copy).read()
+        assert "zq_convert_int8" in text and "parameters:\n  config" not in text
+    assert not __import__("os").path.exists(copy)

@@ -23,15 +23,18 @@ QUICK = [
 def test_compress_from_a_model_version_and_from_an_artifact(digits_model_path, tmp_path):
     from zenml import Model
 
+    from zenml_quant.integration import CompressConfig, GateConfig
     from zenml_quant.integration.pipelines import compress_pipeline
 
     compress_pipeline.with_options(model=Model(name="zq-test-cli-source"), enable_cache=False)(
         model_path=str(digits_model_path),
-        modes=("int8",),
-        sensitivity_mode=None,
-        max_quality_drop=None,
-        benchmark_threads=None,
-        raise_on_fail=False,
+        config=CompressConfig(
+            modes=("int8",),
+            sensitivity_mode=None,
+            max_quality_drop=None,
+            benchmark_threads=None,
+            gate=GateConfig(raise_on_fail=False),
+        ),
     )
     for flag, reference in (
         ("--model-version", "zq-test-cli-source:1"),

@@ -7,13 +7,11 @@ import pytest
 
 @pytest.fixture(scope="module")
 def run(digits_model_path):
-    from zenml_quant.integration import compress_pipeline
+    from zenml_quant.integration import CompressConfig, compress_pipeline
 
     return compress_pipeline.with_options(enable_cache=False)(
         model_path=str(digits_model_path),
-        data_source="digits",
-        modes=("float32", "int8"),
-        qat=True,
+        config=CompressConfig(modes=("float32", "int8"), qat=True),
     )
 
 
@@ -132,15 +130,16 @@ def test_the_summary_holds_every_candidate_and_the_gate(run):
 def _gated_run(model_path, model_name, **gate):
     from zenml import Model
 
-    from zenml_quant.integration import compress_pipeline
+    from zenml_quant.integration import CompressConfig, GateConfig, compress_pipeline
 
-    return compress_pipeline.with_options(model=Model(name=model_name), enable_cache=False)(
-        model_path=str(model_path),
+    config = CompressConfig(
         modes=("float32", "int8"),
         sensitivity_mode=None,
         max_quality_drop=None,
-        raise_on_fail=False,
-        **gate,
+        gate=GateConfig(raise_on_fail=False, **gate),
+    )
+    return compress_pipeline.with_options(model=Model(name=model_name), enable_cache=False)(
+        model_path=str(model_path), config=config
     )
 
 
@@ -170,16 +169,18 @@ def test_retrain_and_compress_promotes_to_staging():
     from zenml import Model
     from zenml.client import Client
 
-    from zenml_quant.integration import retrain_and_compress
+    from zenml_quant.integration import GateConfig, RetrainConfig, retrain_and_compress
 
     name = "zq-test-retrain"
-    run = retrain_and_compress.with_options(model=Model(name=name), enable_cache=False)(
-        data_source="digits",
+    config = RetrainConfig(
         epochs=3,
         modes=("int8",),
         sensitivity_mode=None,
         max_quality_drop=None,
-        targets={"max_quality_drop": 0.03},
+        gate=GateConfig(targets={"max_quality_drop": 0.03}, stage="staging"),
+    )
+    run = retrain_and_compress.with_options(model=Model(name=name), enable_cache=False)(
+        config=config
     )
     steps = run.steps
     assert {"zq_load_training_data", "zq_train_demo_model", "zq_deployment_gate"} <= set(steps)
@@ -191,7 +192,7 @@ def test_retrain_and_compress_promotes_to_staging():
 
 def test_a_schedule_on_the_local_orchestrator_is_refused_clearly():
     from zenml_quant.errors import InvalidOptionError
-    from zenml_quant.integration import schedule_retrain_and_compress
+    from zenml_quant.integration import RetrainConfig, schedule_retrain_and_compress
 
     with pytest.raises(InvalidOptionError, match="cannot run pipelines on a schedule"):
-        schedule_retrain_and_compress("0 3 * * 1", epochs=1)
+        schedule_retrain_and_compress("0 3 * * 1", config=RetrainConfig(epochs=1))

@@ -159,21 +159,17 @@ def test_cli_search_needs_a_target(digits_model_path):
 def test_compress_pipeline_search_stage_feeds_the_gate(digits_model_path, tmp_path):
     from zenml_quant.integration.pipelines import compress_pipeline
 
+    # The whole run from one YAML file: the pipeline's config and the search step's options.
     config = tmp_path / "compress.yaml"
     config.write_text(
-        "steps:\n  search_architecture:\n    parameters:\n"
+        "parameters:\n  config:\n    modes: [int8]\n    sensitivity_mode: null\n"
+        "    max_quality_drop: null\n    benchmark_threads: null\n"
+        "    gate:\n      targets: {max_quality_drop: 0.9, max_size_bytes: 100000}\n"
+        "    search:\n      trials: 2\n      candidates: 2\n"
+        "steps:\n  zq_search_architecture:\n    parameters:\n"
         "      fine_tune_steps: 4\n      measure_latency: false\n      batch_size: 2\n"
     )
-    run = compress_pipeline.with_options(config_path=str(config))(
-        model_path=str(digits_model_path),
-        modes=("int8",),
-        sensitivity_mode=None,
-        max_quality_drop=None,
-        benchmark_threads=None,
-        targets={"max_quality_drop": 0.9, "max_size_bytes": 100_000},
-        search_trials=2,
-        search_candidates=2,
-    )
+    run = compress_pipeline.with_options(config_path=str(config))(model_path=str(digits_model_path))
     steps = run.steps
     assert {"zq_search_architecture", "zq_search_candidate_1", "zq_search_candidate_2"} <= set(
         steps
@@ -185,3 +181,4 @@ def test_compress_pipeline_search_stage_feeds_the_gate(digits_model_path, tmp_pa
     assert decision.passed
     metadata = steps["zq_search_architecture"].run_metadata
     assert metadata["trials"] == 2 and "trial_figures" in metadata
+    assert steps["zq_search_architecture"].config.parameters["measure_latency"] is False

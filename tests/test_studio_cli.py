@@ -86,17 +86,20 @@ def test_the_studio_shows_the_summary_of_the_run_its_model_came_from(digits_mode
     from _studio_client import page_client
     from zenml import Model
 
+    from zenml_quant.integration import CompressConfig, GateConfig
     from zenml_quant.integration.pipelines import compress_pipeline
     from zenml_quant.studio.app import create_app
 
     compress_pipeline.with_options(model=Model(name="zq-test-studio-run"), enable_cache=False)(
         model_path=str(digits_model_path),
-        modes=("int8",),
-        sensitivity_mode=None,
-        max_quality_drop=None,
-        benchmark_threads=None,
-        targets={"max_size_bytes": 1_000},  # int8 cannot meet it: the gate refuses
-        raise_on_fail=False,
+        config=CompressConfig(
+            modes=("int8",),
+            sensitivity_mode=None,
+            max_quality_drop=None,
+            benchmark_threads=None,
+            # int8 cannot meet it: the gate refuses
+            gate=GateConfig(targets={"max_size_bytes": 1_000}, raise_on_fail=False),
+        ),
     )
     studio = _prepare_studio(model_version="zq-test-studio-run")
     assert studio.run_summary is not None and studio.run_summary.names == ("int8",)

@@ -66,8 +66,8 @@ def autoencoder_files(tmp_path_factory):
     return root / "autoencoder.keras", root / "data.npz"
 
 
-def _run(model_path, data_path, **options):
-    run = compress_run(model_path, data_path, **options)
+def _run(model_path, data_path, targets):
+    run = compress_run(model_path, data_path, targets)
     return run.steps["zq_summarize_run"].outputs["zq_run_summary"][0].load()
 
 
@@ -109,12 +109,14 @@ def test_autoencoder_reports_reconstruction_auc_and_gates_on_it(autoencoder_file
 
 
 def test_a_target_in_the_wrong_units_stops_the_run_at_loading(regression_files):
-    from zenml_quant.integration import compress_pipeline
+    from zenml_quant.integration import CompressConfig, DataConfig, GateConfig, compress_pipeline
 
+    config = CompressConfig(
+        modes=("float32",),
+        data=DataConfig(source=str(regression_files[1])),
+        gate=GateConfig(targets={"min_quality": -1.0}),
+    )
     with pytest.raises(Exception, match="min_quality"):
         compress_pipeline.with_options(enable_cache=False)(
-            model_path=str(regression_files[0]),
-            data_source=str(regression_files[1]),
-            modes=("float32",),
-            targets={"min_quality": -1.0},
+            model_path=str(regression_files[0]), config=config
         )

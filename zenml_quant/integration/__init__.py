@@ -10,6 +10,12 @@ from __future__ import annotations
 from .._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
+    "CompressConfig": "configs",
+    "DataConfig": "configs",
+    "GateConfig": "configs",
+    "NasConfig": "configs",
+    "RetrainConfig": "configs",
+    "SearchConfig": "configs",
     "benchmark_on_device": "steps",
     "gate_inputs": "steps",
     "deployment_gate": "steps",

@@ -7,7 +7,7 @@ what is wrong with it and how to fix it. Nothing here writes a file.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,11 @@ from ...model_file import input_layer_names, layer_names, read_model_config
 from ...precisions import OBJECTIVES, parse_precisions
 from ...targets import Targets
 from ...types import MODES
+from ..configs import MAX_SEARCH_CANDIDATES
 from .options import Promotion, TargetFlags
 
 __all__ = [
-    "COMPRESS_PARAMETERS",
     "MODEL_SUFFIXES",
-    "NAS_PARAMETERS",
-    "RETRAIN_PARAMETERS",
     "check_config",
     "check_cron",
     "check_data_source",
@@ -55,82 +53,6 @@ _MAX_THREADS = 256
 
 #: The parameters of the pipelines a ``parameters:`` block of a YAML config may set (a test
 #: keeps these equal to the pipelines' signatures, so the check works without importing them).
-COMPRESS_PARAMETERS = (
-    "model_path",
-    "data_source",
-    "modes",
-    "split",
-    "scale",
-    "offset",
-    "allow_unsafe",
-    "task",
-    "metric",
-    "higher_is_better",
-    "val_data",
-    "validation_from",
-    "sensitivity_mode",
-    "max_quality_drop",
-    "relative_drop",
-    "qat",
-    "qat_skip_layers",
-    "benchmark_threads",
-    "targets",
-    "stage",
-    "champion_margin",
-    "replace_unreadable_champion",
-    "raise_on_fail",
-    "search_trials",
-    "search_candidates",
-    "search_time_budget_min",
-    "search_seed",
-    "search_executor",
-    "precisions",
-    "precision_objective",
-    "mixed_qat",
-    "bn_reestimate",
-    "conversion",
-)
-NAS_PARAMETERS = (
-    "model_path",
-    "data_source",
-    "split",
-    "scale",
-    "offset",
-    "allow_unsafe",
-    "task",
-    "metric",
-    "higher_is_better",
-    "val_data",
-    "validation_from",
-    "max_trials",
-    "candidates",
-    "time_budget_min",
-    "seed",
-    "executor",
-    "benchmark_threads",
-    "targets",
-    "stage",
-    "champion_margin",
-    "replace_unreadable_champion",
-    "raise_on_fail",
-)
-RETRAIN_PARAMETERS = (
-    "data_source",
-    "epochs",
-    "modes",
-    "split",
-    "scale",
-    "offset",
-    "sensitivity_mode",
-    "max_quality_drop",
-    "qat",
-    "benchmark_threads",
-    "targets",
-    "stage",
-    "champion_margin",
-    "replace_unreadable_champion",
-    "conversion",
-)
 #: Top-level keys of a ZenML run configuration that our commands accept.
 _CONFIG_KEYS = {
     "parameters",
@@ -469,19 +391,14 @@ def _load_yaml(path: str) -> Any:
         ) from None
 
 
-def check_config(
-    path: str | None,
-    *,
-    allowed: Iterable[str],
-    given: Iterable[str] = (),
-    validate: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The YAML run config's ``parameters`` (checked), or {} without a config.
+def check_config(path: str | None, *, validate: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The YAML run config's ``parameters: config:`` mapping (checked), or {} without one.
 
-    Refused: a file that is not a YAML mapping; unknown top-level keys; a ``parameters`` key
-    the pipeline does not take, or one also given as a flag (ZenML refuses a parameter set
-    twice); ``steps`` that are not mappings of ``parameters`` mappings; parameter values that
-    fail the same checks as the flags (``validate`` maps a parameter to a checking function).
+    Refused: a file that is not a YAML mapping; unknown top-level keys; anything under
+    ``parameters`` but ``config``; ``steps`` that are not mappings of ``parameters`` mappings;
+    values that fail the same checks as their flags (``validate`` maps a dotted key such as
+    ``gate.stage`` to a checking function). Unknown keys inside ``config`` are refused when the
+    config object is built (:func:`zenml_quant.integration.configs.config_from_dict`).
     """
     if path is None:
         return {}
@@ -501,23 +418,21 @@ def check_config(
         )
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, dict):
-        raise usage_error(
-            "--config", "'parameters' is not a mapping", "write 'name: value' lines under it"
-        )
-    allowed = set(allowed)
-    strange = sorted(set(map(str, parameters)) - allowed)
+        raise usage_error("--config", "'parameters' is not a mapping", "write 'config:' under it")
+    strange = sorted(set(map(str, parameters)) - {"config"})
     if strange:
         raise usage_error(
             "--config",
             f"unknown parameter(s) {', '.join(strange)}",
-            f"use any of {', '.join(sorted(allowed))}",
+            "put the pipeline's options under 'parameters: config:' "
+            "(see pipelines/configs/compress.yaml)",
         )
-    twice = sorted(set(parameters) & set(given))
-    if twice:
+    config = parameters.get("config") or {}
+    if not isinstance(config, dict):
         raise usage_error(
             "--config",
-            f"{', '.join(twice)} set both in {path!r} and on the command line",
-            "ZenML refuses a parameter set twice: remove it from one of them",
+            "'parameters: config:' is not a mapping",
+            "write 'name: value' lines under it",
         )
     steps = data.get("steps") or {}
     if not isinstance(steps, dict) or any(
@@ -529,15 +444,29 @@ def check_config(
             "'steps' must map step names to mappings with a 'parameters' mapping",
             "see pipelines/configs/compress.yaml",
         )
-    for name, check in (validate or {}).items():
-        if name in parameters:
-            try:
-                check(parameters[name])
-            except click.UsageError as exc:
-                raise click.UsageError(f"--config parameter {name}: {exc.message}") from None
-            except (InvalidOptionError, TypeError, ValueError) as exc:
-                raise click.UsageError(f"--config parameter {name}: {exc}") from None
-    return parameters
+    for name, value in _dotted(config):
+        check = (validate or {}).get(name)
+        if check is None:
+            continue
+        try:
+            check(value)
+        except click.UsageError as exc:
+            raise click.UsageError(f"--config {name}: {exc.message}") from None
+        except (InvalidOptionError, TypeError, ValueError) as exc:
+            raise click.UsageError(f"--config {name}: {exc}") from None
+    return config
+
+
+def _dotted(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` of every entry, groups included and walked into."""
+    for key, value in values.items():
+        yield prefix + str(key), value
+        if isinstance(value, Mapping) and str(key) in _GROUPS:
+            yield from _dotted(value, f"{prefix}{key}.")
+
+
+#: The config groups that hold further keys (``targets`` and ``conversion`` are checked whole).
+_GROUPS = {"data", "gate", "search"}
 
 
 def check_modes(modes: tuple[str, ...]) -> None:
@@ -636,21 +565,19 @@ def parameter_checks() -> dict[str, Any]:
         return lambda value: whole("value", value, minimum=minimum, maximum=maximum)
 
     return {
-        "max_trials": count(1),
-        "candidates": count(1, 5),
-        "search_trials": count(0),
-        "search_candidates": count(1, 5),
+        "search.trials": count(0),
+        "search.candidates": count(1, MAX_SEARCH_CANDIDATES),
         "epochs": count(1, 10_000),
         "modes": modes,
         "benchmark_threads": threads,
         "max_quality_drop": drop,
-        "targets": targets,
+        "gate.targets": targets,
         "sensitivity_mode": sensitivity,
-        "stage": stage,
+        "gate.stage": stage,
         "precisions": precisions,
         "precision_objective": objective,
-        "champion_margin": margin,
-        "scale": finite,
-        "offset": finite,
+        "gate.champion_margin": margin,
+        "data.scale": finite,
+        "data.offset": finite,
         "conversion": conversion,
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import click
 
 from ...model_file import has_batchnorm
 from ...types import MODES
+from ..configs import CompressConfig
 from . import checks
 from .options import (
     Promotion,
@@ -25,6 +26,13 @@ from .options import (
     task_options,
 )
 from .quiet import quiet_run
+from .run_config import (
+    data_flags,
+    gate_flags,
+    given_flags,
+    pipeline_config,
+    zenml_run_config,
+)
 from .running import (
     find_output,
     print_files,
@@ -69,7 +77,7 @@ def _finish(
 @model_options(required=False)
 @source_options()
 @data_options()
-@config_option("pipeline parameters and per-step options")
+@config_option("parameters: config: the CompressConfig; steps: each step's options")
 @click.option(
     "--mode",
     "modes",
@@ -218,50 +226,34 @@ def compress(
         threads=benchmark_threads[0] if benchmark_threads else 1,
     )
     checks.check_promotion(promotion)
-    stage, model_name = promotion.stage, promotion.model_name
+    model_name = promotion.model_name
     checks.check_outputs(output_dir, json_path)
 
-    # Only options given on the command line are passed: ZenML refuses a parameter set both
-    # in code and in the YAML config, so unset flags leave the config (or defaults) in charge.
-    overrides: dict[str, Any] = {}
-    given = {
-        "scale": scale,
-        "offset": offset,
+    # Only options given on the command line go over the --config file's (a flag wins);
+    # unset flags leave the file (or the defaults) in charge.
+    flags: dict[str, Any] = {
         "modes": tuple(modes) or None,
-        **asdict(task_flags),
         "sensitivity_mode": sensitivity,
         "max_quality_drop": accuracy_budget,
         "benchmark_threads": tuple(benchmark_threads) or None,
-        "stage": stage,
-        "champion_margin": promotion.champion_margin,
         "precisions": tuple(precisions.split(",")) if precisions else None,
         "precision_objective": objective,
+        "qat_skip_layers": tuple(qat_skip) or None,
+        "bn_reestimate": bn_reestimate,
+        "relative_drop": relative_budget or None,
+        "qat": qat or None,
+        "mixed_qat": mixed_qat or None,
+        "data": data_flags(data_source, scale, offset, allow_unsafe, task_flags),
+        "gate": gate_flags(
+            None if targets.empty and not benchmark_threads else targets.to_dict(), promotion
+        ),
     }
-    overrides.update({k: v for k, v in given.items() if v is not None})
-    if sensitivity == "off":
-        overrides["sensitivity_mode"] = None
-    flags = {
-        "allow_unsafe": allow_unsafe,
-        "relative_drop": relative_budget,
-        "qat": qat,
-        "mixed_qat": mixed_qat,
-        "replace_unreadable_champion": promotion.replace_unreadable_champion,
-    }
-    overrides.update({k: True for k, v in flags.items() if v})
+    given = given_flags(flags)
+    if sensitivity == "off":  # None is the choice here: no profiling
+        given["sensitivity_mode"] = None
     if no_mixed:
-        overrides["max_quality_drop"] = None
-    if qat_skip:
-        overrides["qat_skip_layers"] = tuple(qat_skip)
-    if not targets.empty or benchmark_threads:
-        overrides["targets"] = targets.to_dict()
-    if bn_reestimate is not None:
-        overrides["bn_reestimate"] = bn_reestimate
-    in_config = checks.check_config(
-        config,
-        allowed=checks.COMPRESS_PARAMETERS,
-        given=[*overrides, "model_path", "data_source", "raise_on_fail"],
-        validate=checks.parameter_checks(),
-    )
+        given["max_quality_drop"] = None
+    run_config, in_file = pipeline_config(config, CompressConfig, given)
     model_path, written = resolve_model(  # a model from ZenML is written out for the run
         model_path,
         model_version,
@@ -276,10 +268,10 @@ def compress(
         raise checks.usage_error(
             "--bn-reestimate", "the model has no BatchNormalization layer", "drop the flag"
         )
-    if bn_reestimate is None and "bn_reestimate" not in in_config and model_config is not None:
+    if bn_reestimate is None and "bn_reestimate" not in in_file and model_config is not None:
         # Auto: a model with BatchNorm gets the zero-training candidate.
         if has_batchnorm(model_config):
-            overrides["bn_reestimate"] = True
+            run_config = replace(run_config, bn_reestimate=True)
     checks.check_data_source(
         data_source,
         scale=scale,
@@ -289,16 +281,12 @@ def compress(
         task=task,
         model_config=model_config,
     )
-
-    # The CLI reports a failed gate itself, after writing the summary that says why.
-    overrides["raise_on_fail"] = False
-    if stage and not model_name:
+    if run_config.gate.stage and not model_name:  # the flag's stage, or the file's
         model_name = Path(model_path.rstrip("/")).stem or "model"
     run_compress(
         model_path,
-        data_source,
+        run_config,
         config,
-        overrides,
         output_dir,
         json_path,
         model_name,
@@ -309,31 +297,30 @@ def compress(
 
 def run_compress(
     model_path: str,
-    data_source: str,
+    run_config: CompressConfig,
     config: str | None,
-    overrides: dict[str, Any],
     output_dir: str,
     json_path: str | None,
     model_name: str | None,
     verbose: bool,
     written: dict[str, str] | None = None,
 ) -> None:
-    with quiet_run(verbose):  # loading the pipelines loads TensorFlow, which talks
+    """Run ``compress_pipeline`` on ``model_path`` with ``run_config`` (and the ``config``
+    file's step options), then write and print what it made."""
+    with quiet_run(verbose), zenml_run_config(config) as steps_config:
+        # loading the pipelines loads TensorFlow, which talks
         from ..pipelines import compress_pipeline
 
         runnable = (
-            compress_pipeline.with_options(config_path=config) if config else compress_pipeline
+            compress_pipeline.with_options(config_path=steps_config)
+            if steps_config
+            else compress_pipeline
         )
         if model_name:  # promotion needs a ZenML model; each run becomes one of its versions
             from zenml import Model
 
             runnable = runnable.with_options(model=Model(name=model_name))
         run = run_tracked(
-            runnable,
-            "compress",
-            verbose=verbose,
-            model_path=model_path,
-            data_source=data_source,
-            **overrides,
+            runnable, "compress", verbose=verbose, model_path=model_path, config=run_config
         )
         _finish(run, model_path, output_dir, json_path, written)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..configs import CompressConfig, GateConfig
 from . import checks
 from .compress import run_compress
 from .options import output_options
@@ -32,9 +33,8 @@ def demo(epochs: int, output_dir: str, json_path: str | None, verbose: bool) -> 
         model_path = save_model(model, Path(output_dir).resolve() / "demo_cnn.keras")
     run_compress(
         str(model_path),
-        "digits",
+        CompressConfig(qat=True, gate=GateConfig(raise_on_fail=False)),
         None,
-        {"qat": True, "raise_on_fail": False},
         output_dir,
         json_path,
         None,

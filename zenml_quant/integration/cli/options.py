@@ -107,7 +107,11 @@ def model_options(required: bool = True) -> Decorator:
 
 def config_option(what: str) -> Decorator:
     """``--config``: a ZenML YAML run config holding ``what``."""
-    return click.option("--config", default=None, help=f"ZenML YAML run config ({what}).")
+    return click.option(
+        "--config",
+        default=None,
+        help=f"ZenML YAML run config ({what}); a flag given on the command line wins over it.",
+    )
 
 
 def source_options() -> Decorator:

@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from ..configs import RetrainConfig
 from . import checks
 from .options import config_option, data_options, verbose_option
 from .quiet import quiet_run
+from .run_config import given_flags, pipeline_config, zenml_run_config
 from .running import find_output, our_error, print_gate, run_tracked
 
 __all__ = ["retrain"]
@@ -25,7 +28,7 @@ __all__ = ["retrain"]
     default="staging",
     show_default=True,
 )
-@config_option("e.g. pipelines/configs/retrain.yaml; its parameters replace the flags")
+@config_option("parameters: config: the RetrainConfig, e.g. pipelines/configs/retrain.yaml")
 @verbose_option()
 @click.option(
     "--schedule",
@@ -52,32 +55,44 @@ def retrain(
     checks.check_cron(cron)
     if not model_name.strip():
         raise checks.usage_error("--model-name", "it is empty", "give the ZenML model a name")
-    checks.check_config(
-        config, allowed=checks.RETRAIN_PARAMETERS, validate=checks.parameter_checks()
-    )
+    # A flag given on the command line wins over the --config file; its defaults do not.
+    context = click.get_current_context()
+
+    def given(name: str, value: Any) -> Any:
+        source = context.get_parameter_source(name)
+        return value if config is None or source is ParameterSource.COMMANDLINE else None
+
+    flags = {
+        "epochs": given("epochs", epochs),
+        "data": {
+            "source": given("data_source", data_source),
+            "scale": scale,
+            "offset": offset,
+        },
+        "gate": {"stage": given("stage", stage)},
+    }
+    run_config, _ = pipeline_config(config, RetrainConfig, given_flags(flags))
     if config is None:
         checks.check_data_source(data_source, scale=scale, offset=offset)
-    with quiet_run(verbose):  # loading the pipelines loads TensorFlow, which talks
-        from zenml import Model
+    with zenml_run_config(config) as steps_config:
+        with quiet_run(verbose):  # loading the pipelines loads TensorFlow, which talks
+            from zenml import Model
 
-        from ..pipelines import retrain_and_compress, schedule_retrain_and_compress
+            from ..pipelines import retrain_and_compress, schedule_retrain_and_compress
 
-    runnable = retrain_and_compress.with_options(model=Model(name=model_name))
-    params: dict[str, Any] = {"data_source": data_source, "epochs": epochs, "stage": stage}
-    params.update({k: v for k, v in {"scale": scale, "offset": offset}.items() if v is not None})
-    if config:  # ZenML refuses a parameter set twice: the config's parameters win
-        runnable = runnable.with_options(config_path=config)
-        params = {}
-    if cron:
-        try:
-            schedule_retrain_and_compress(cron, pipeline_=runnable, **params)
-        except Exception as exc:
-            cause = our_error(exc)
-            if cause is None:
-                raise
-            raise click.ClickException(" ".join(str(cause).split())) from None
-        click.echo(f"retrain_and_compress scheduled: {cron}")
-        return
-    run = run_tracked(runnable, "retrain", verbose=verbose, **params)
+        runnable = retrain_and_compress.with_options(model=Model(name=model_name))
+        if steps_config:
+            runnable = runnable.with_options(config_path=steps_config)
+        if cron:
+            try:
+                schedule_retrain_and_compress(cron, pipeline_=runnable, config=run_config)
+            except Exception as exc:
+                cause = our_error(exc)
+                if cause is None:
+                    raise
+                raise click.ClickException(" ".join(str(cause).split())) from None
+            click.echo(f"retrain_and_compress scheduled: {cron}")
+            return
+        run = run_tracked(runnable, "retrain", verbose=verbose, config=run_config)
     decision = find_output(run, "zq_gate_decision")
     print_gate(decision)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..configs import MAX_SEARCH_CANDIDATES, NasConfig
 from . import checks
 from .options import (
     Promotion,
@@ -23,6 +24,13 @@ from .options import (
     task_options,
 )
 from .quiet import quiet_run
+from .run_config import (
+    data_flags,
+    gate_flags,
+    given_flags,
+    pipeline_config,
+    zenml_run_config,
+)
 from .running import (
     find_output,
     print_files,
@@ -33,8 +41,6 @@ from .running import (
 )
 
 __all__ = ["search"]
-
-_MAX_CANDIDATES = 5  # = pipelines.MAX_SEARCH_CANDIDATES (not imported: it loads ZenML)
 
 
 def _search_summary(result: Any, run_summary: Any, paths: dict[str, str]) -> dict[str, Any]:
@@ -104,7 +110,7 @@ def _print_search(result: Any) -> None:
 @model_options(required=False)
 @source_options()
 @data_options()
-@config_option("nas_pipeline parameters and search_architecture options")
+@config_option("parameters: config: the NasConfig; steps: zq_search_architecture's options")
 @click.option("--max-trials", type=int, default=None, help="Candidates to evaluate [30].")
 @click.option("--time-budget-min", type=float, default=None, help="Stop after this many minutes.")
 @click.option("--seed", type=int, default=None, help="Seed of the controller and fine-tuning [0].")
@@ -158,7 +164,7 @@ def search(
     checks.whole("--max-trials", max_trials, minimum=1, maximum=100_000)
     checks.number("--time-budget-min", time_budget_min, minimum=0, min_inclusive=False)
     checks.whole("--seed", seed, minimum=0)
-    checks.whole("--candidates", candidates, minimum=1, maximum=_MAX_CANDIDATES)
+    checks.whole("--candidates", candidates, minimum=1, maximum=MAX_SEARCH_CANDIDATES)
     task, metric, higher_is_better = task_flags.task, task_flags.metric, task_flags.higher_is_better
     checks.check_metric(task, metric, higher_is_better)
     targets = checks.targets_from_flags(
@@ -166,38 +172,27 @@ def search(
         metric=checks.cli_metric(task, metric, higher_is_better),
     )
     checks.check_promotion(promotion)
-    stage, model_name = promotion.stage, promotion.model_name
+    model_name = promotion.model_name
     checks.check_outputs(output_dir, json_path)
-    given = {
-        "scale": scale,
-        "offset": offset,
-        "max_trials": max_trials,
-        "time_budget_min": time_budget_min,
-        "seed": seed,
-        "candidates": candidates,
-        "executor": executor,
-        **asdict(task_flags),
-        "stage": stage,
-        "champion_margin": promotion.champion_margin,
-        "targets": None if targets.empty else targets.to_dict(),
+    # Only options given on the command line go over the --config file's (a flag wins).
+    flags = {
+        "search": {
+            "trials": max_trials,
+            "time_budget_min": time_budget_min,
+            "seed": seed,
+            "candidates": candidates,
+            "executor": executor,
+        },
+        "data": data_flags(data_source, scale, offset, allow_unsafe, task_flags),
+        "gate": gate_flags(None if targets.empty else targets.to_dict(), promotion),
     }
-    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    if allow_unsafe:
-        overrides["allow_unsafe"] = True
-    if promotion.replace_unreadable_champion:
-        overrides["replace_unreadable_champion"] = True
-    parameters = checks.check_config(
-        config,
-        allowed=checks.NAS_PARAMETERS,
-        given=[*overrides, "model_path", "data_source", "raise_on_fail"],
-        validate=checks.parameter_checks(),
-    )
-    if targets.empty and not parameters.get("targets"):
+    run_config, _ = pipeline_config(config, NasConfig, given_flags(flags))
+    if not run_config.gate.targets:
         raise checks.usage_error(
             "targets",
             "the search needs a target",
             "give --max-size-kb, --max-latency-ms, --max-peak-memory-kb, --max-quality-drop or "
-            "--min-quality (or 'targets:' in the --config)",
+            "--min-quality (or 'gate: targets:' in the --config)",
         )
     model_path, written = resolve_model(  # a model from ZenML is written out for the run
         model_path,
@@ -216,24 +211,21 @@ def search(
         task=task,
         model_config=checks.check_model_path(model_path),
     )
-    overrides["raise_on_fail"] = False
 
-    with quiet_run(verbose):  # loading the pipelines loads TensorFlow, which talks
+    with quiet_run(verbose), zenml_run_config(config) as steps_config:
+        # loading the pipelines loads TensorFlow, which talks
         from zenml import Model
 
         from ..pipelines import nas_pipeline
 
-        runnable = nas_pipeline.with_options(config_path=config) if config else nas_pipeline
-        if stage:
+        runnable = (
+            nas_pipeline.with_options(config_path=steps_config) if steps_config else nas_pipeline
+        )
+        if run_config.gate.stage:  # the flag's stage, or the file's
             name = model_name or Path(model_path.rstrip("/")).stem or "model"
             runnable = runnable.with_options(model=Model(name=name))
         run = run_tracked(
-            runnable,
-            "search",
-            verbose=verbose,
-            model_path=model_path,
-            data_source=data_source,
-            **overrides,
+            runnable, "search", verbose=verbose, model_path=model_path, config=run_config
         )
         result = find_output(run, "zq_search_result")
         summary = find_output(run, "zq_run_summary")
