@@ -444,6 +444,15 @@ def check_config(path: str | None, *, validate: Mapping[str, Any] | None = None)
             "'steps' must map step names to mappings with a 'parameters' mapping",
             "see pipelines/configs/compress.yaml",
         )
+    # ZenML ignores options for a step the pipeline does not have: a config written before
+    # the steps took the plugin's prefix would silently configure nothing.
+    unprefixed = sorted(str(name) for name in steps if not str(name).startswith("zq_"))
+    if unprefixed:
+        raise usage_error(
+            "--config",
+            f"no step is called {', '.join(unprefixed)}",
+            f"the plugin's step ids start with zq_ (zq_{unprefixed[0]})",
+        )
     for name, value in _dotted(config):
         check = (validate or {}).get(name)
         if check is None:
