@@ -107,7 +107,7 @@ def test_search_result_materializer_round_trip(searched):
 def test_cli_search_runs_nas_pipeline_and_writes_every_candidate(digits_model_path, tmp_path):
     config = tmp_path / "nas.yaml"
     config.write_text(
-        "steps:\n  search_architecture:\n    parameters:\n"
+        "steps:\n  zq_search_architecture:\n    parameters:\n"
         "      fine_tune_steps: 4\n      measure_latency: false\n      batch_size: 3\n"
     )
     summary_path = tmp_path / "search.json"
