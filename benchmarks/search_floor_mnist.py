@@ -45,7 +45,7 @@ def main() -> None:
     _, train_note = train_or_reuse(args, x, y, keras_path)
     config = work / "search_floor.yaml"
     config.write_text(
-        "steps:\n  zq_search_architecture:\n    parameters:\n"
+        "parameters:\n  config:\n    search:\n"
         f"      fine_tune_epochs: 1\n      fine_tune_steps: {args.fine_tune_steps}\n"
         "      batch_size: 2\n"
     )

@@ -2,8 +2,8 @@
 
 ``python -m pipelines.nas MODEL [CONFIG]``, e.g.
 ``python -m pipelines.nas model.keras pipelines/configs/nas.yaml``.
-The config's ``parameters: config:`` is the pipeline's one ``NasConfig`` (targets, budget, data)
-and ``steps: zq_search_architecture:`` holds the search's own options.
+The config's ``parameters: config:`` is the pipeline's one ``NasConfig``: the targets, the data
+and, under ``search:``, every search setting (budget, proposer, fine-tuning, executor).
 """
 
 import sys

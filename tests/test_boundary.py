@@ -42,6 +42,8 @@ def test_the_package_and_the_cli_load_without_tensorflow_or_zenml():
 
     code = (
         "import sys, os, zenml_quant, zenml_quant.integration.cli; "
+        "import zenml_quant.integration.configs, zenml_quant.search.settings; "
+        "import zenml_quant.integration.cli.run_config, zenml_quant.integration.steps.ids; "
         "assert os.environ['TF_USE_LEGACY_KERAS'] == '1'; "
         "heavy = [m for m in ('tensorflow', 'zenml', 'tf_keras') if m in sys.modules]; "
         "assert not heavy, heavy"
@@ -143,3 +145,17 @@ def test_every_plugin_step_and_step_id_carries_the_prefix():
     source = (PACKAGE / "integration" / "pipelines.py").read_text()
     ids = re.findall(r"\bid=f?\"([^\"]+)\"", source)
     assert ids and all(i.startswith("zq_") for i in ids), ids
+
+
+def test_the_config_check_reads_every_steps_parameters_as_the_step_has_them():
+    """The --config check reads step parameters from source (no import): they must be exactly
+    what ZenML will see."""
+    import inspect
+
+    from zenml_quant.integration import steps
+    from zenml_quant.integration.steps.ids import step_for_id, step_parameters
+
+    for name in steps.__all__:
+        step_ = getattr(steps, name)
+        assert step_parameters(name) == list(inspect.signature(step_.entrypoint).parameters)
+        assert step_for_id(step_.name) == name

@@ -61,6 +61,11 @@ def files(tmp_path_factory, digits_model):
         "budget.yaml": "parameters:\n  config:\n    max_quality_drop: -3\n",
         "steps.yaml": "steps:\n  - convert_int8\n",
         "old_step.yaml": "steps:\n  convert_int8:\n    parameters: {quantized_io: false}\n",
+        "retired_param.yaml": "steps:\n  zq_quantization_aware_training:\n"
+        "    parameters: {epochs: 1}\n",
+        "search_settings.yaml": "parameters:\n  config:\n    search:\n"
+        "      proposer: best\n      fine_tune_epochs: -1\n",
+        "unknown_step.yaml": "steps:\n  zq_qat:\n    parameters: {training: {epochs: 1}}\n",
         "stage.yaml": "parameters:\n  config:\n    gate:\n      stage: prod\n",
         "precisions.yaml": "parameters:\n  config:\n    precisions: [int3, int8]\n",
         "objective.yaml": "parameters:\n  config:\n    precision_objective: speed\n",
@@ -188,6 +193,16 @@ CASES: list[tuple[list[str], str]] = [
     (_compress("--config", "{root}/budget.yaml"), "max_quality_drop"),
     (_compress("--config", "{root}/steps.yaml"), "'steps'"),
     (_compress("--config", "{root}/old_step.yaml"), "start with zq_ (zq_convert_int8)"),
+    (
+        _compress("--qat", "--config", "{root}/retired_param.yaml"),
+        "zq_quantization_aware_training has no parameter(s) epochs; its parameters are model, "
+        "dataset, layers, skip_layers, training",
+    ),
+    (_compress("--config", "{root}/unknown_step.yaml"), "'zq_qat' is not a step"),
+    (
+        _compress("--config", "{root}/search_settings.yaml"),
+        "fine_tune_epochs=-1 (must be an integer >= 0); proposer='best'",
+    ),
     (_compress("--config", "{root}/stage.yaml"), "stage"),
     (_compress("--config", "{root}/precisions.yaml"), "Unknown precision 'int3'"),
     (_compress("--config", "{root}/objective.yaml"), "'speed': use one of bytes, latency, energy"),

@@ -165,7 +165,7 @@ def test_search_with_only_a_size_target_returns_nothing_below_the_floor(
 ):
     config = tmp_path / "nas.yaml"
     config.write_text(
-        "steps:\n  zq_search_architecture:\n    parameters:\n"
+        "parameters:\n  config:\n    search:\n"
         "      fine_tune_steps: 2\n      measure_latency: false\n      batch_size: 2\n"
     )
     summary_path = tmp_path / "search.json"

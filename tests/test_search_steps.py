@@ -16,21 +16,17 @@ from zenml_quant.integration.cli import main
 from zenml_quant.integration.materializers import SearchResultMaterializer
 from zenml_quant.integration.steps.search import apply_edits, search_architecture, search_candidate
 from zenml_quant.search.loop import SearchResult
+from zenml_quant.search.settings import SearchSettings
 
-FAST = {
-    "max_trials": 3,
-    "batch_size": 3,
-    "seed": 2,
-    "fine_tune_epochs": 1,
-    "fine_tune_steps": 4,
-    "measure_latency": False,
-    "targets": {"max_quality_drop": 0.3, "max_size_bytes": 12_000},
-}
+FAST = SearchSettings(
+    trials=3, batch_size=3, seed=2, fine_tune_epochs=1, fine_tune_steps=4, measure_latency=False
+)
+TARGETS = {"max_quality_drop": 0.3, "max_size_bytes": 12_000}
 
 
 @pytest.fixture(scope="module")
 def searched(digits, digits_model):
-    return search_architecture.entrypoint(digits_model, digits, **FAST)
+    return search_architecture.entrypoint(digits_model, digits, targets=TARGETS, settings=FAST)
 
 
 def test_search_step_outputs(searched):
@@ -77,7 +73,7 @@ def test_apply_edits_step_reproduces_the_suggestion_from_its_yaml(
 
 def test_search_step_needs_a_target(digits, digits_model):
     with pytest.raises(InvalidOptionError, match="at least one target"):
-        search_architecture.entrypoint(digits_model, digits, max_trials=1)
+        search_architecture.entrypoint(digits_model, digits, settings=SearchSettings(trials=1))
 
 
 def test_search_result_materializer_round_trip(searched):
@@ -107,7 +103,7 @@ def test_search_result_materializer_round_trip(searched):
 def test_cli_search_runs_nas_pipeline_and_writes_every_candidate(digits_model_path, tmp_path):
     config = tmp_path / "nas.yaml"
     config.write_text(
-        "steps:\n  zq_search_architecture:\n    parameters:\n"
+        "parameters:\n  config:\n    search:\n"
         "      fine_tune_steps: 4\n      measure_latency: false\n      batch_size: 3\n"
     )
     summary_path = tmp_path / "search.json"
@@ -166,7 +162,6 @@ def test_compress_pipeline_search_stage_feeds_the_gate(digits_model_path, tmp_pa
         "    max_quality_drop: null\n    benchmark_threads: null\n"
         "    gate:\n      targets: {max_quality_drop: 0.9, max_size_bytes: 100000}\n"
         "    search:\n      trials: 2\n      candidates: 2\n"
-        "steps:\n  zq_search_architecture:\n    parameters:\n"
         "      fine_tune_steps: 4\n      measure_latency: false\n      batch_size: 2\n"
     )
     run = compress_pipeline.with_options(config_path=str(config))(model_path=str(digits_model_path))
@@ -181,4 +176,5 @@ def test_compress_pipeline_search_stage_feeds_the_gate(digits_model_path, tmp_pa
     assert decision.passed
     metadata = steps["zq_search_architecture"].run_metadata
     assert metadata["trials"] == 2 and "trial_figures" in metadata
-    assert steps["zq_search_architecture"].config.parameters["measure_latency"] is False
+    settings = steps["zq_search_architecture"].config.parameters["settings"]
+    assert settings["measure_latency"] is False and settings["fine_tune_steps"] == 4

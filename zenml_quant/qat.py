@@ -46,13 +46,12 @@ from .models import check_model, input_shapes, num_outputs, refresh_adapted_laye
 from .outputs import output_names
 from .tasks import dataset_metric, dataset_task
 from .training import TrainingData, keep_other_outputs, loss_for, training_data
-from .types import SPLITS, ConversionOptions, LabeledDataset, TFLiteModel
+from .types import SPLITS, ConversionOptions, LabeledDataset, QATOptions, TFLiteModel
 
 __all__ = ["QATOptions", "QATResult", "quantizable_layers", "quantization_aware_training"]
 
 logger = logging.getLogger(__name__)
 
-_MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
 # Activations tfmot 0.8.1's QuantizeAwareActivation can wrap inside a Dense/Conv layer (its
 # _PRE_QUANT_ACTIVATIONS and _POST_QUANT_ACTIVATIONS); any other raises in quantize_apply.
 _LAYER_ACTIVATIONS = frozenset({"linear", "relu", "swish", "gelu", "softmax", "sigmoid", "tanh"})
@@ -65,46 +64,6 @@ _BN_HOSTS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense")
 _SEPARABLE = ("SeparableConv2D",)
 # How many training examples check that a Keras 3 model's tf_keras rebuild computes the same.
 _PROBE_EXAMPLES = 32
-
-
-@dataclass(frozen=True)
-class QATOptions:
-    """How the QAT model is fine-tuned.
-
-    A few epochs at a small learning rate are enough: the weights start from the trained float
-    model and only need to adapt to int8 rounding. ``early_stopping_patience`` epochs without
-    improvement of ``monitor`` stop training and restore the best epoch's weights (0 turns it
-    off; then the last epoch's weights are kept). ``monitor`` is one of ``val_accuracy``,
-    ``val_loss``, ``accuracy``, ``loss``. ``seed`` seeds Python, NumPy and TensorFlow.
-    """
-
-    epochs: int = 3
-    batch_size: int = 64
-    learning_rate: float = 1e-4
-    early_stopping_patience: int = 2
-    monitor: str = "val_accuracy"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        # Checked on construction, so an unusable options object never exists.
-        problems = []
-        if not _is_int(self.epochs) or self.epochs < 1:
-            problems.append(f"epochs={self.epochs!r} (must be an integer >= 1)")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            problems.append(f"batch_size={self.batch_size!r} (must be an integer >= 1)")
-        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
-            problems.append(f"learning_rate={self.learning_rate!r} (must be > 0, e.g. 1e-4)")
-        if not _is_int(self.early_stopping_patience) or self.early_stopping_patience < 0:
-            problems.append(
-                f"early_stopping_patience={self.early_stopping_patience!r} "
-                "(must be an integer >= 0; 0 turns early stopping off)"
-            )
-        if self.monitor not in _MONITORS:
-            problems.append(f"monitor={self.monitor!r} (must be one of {', '.join(_MONITORS)})")
-        if not _is_int(self.seed):
-            problems.append(f"seed={self.seed!r} (must be an integer)")
-        if problems:
-            raise InvalidOptionError(f"Invalid QATOptions: {'; '.join(problems)}.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -294,10 +253,6 @@ def quantization_aware_training(
 
 
 # --- checks -------------------------------------------------------------------------------
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_data(model: Any, dataset: LabeledDataset) -> None:

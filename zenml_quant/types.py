@@ -12,12 +12,15 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .errors import InvalidOptionError
 from .targets import Targets
 
 __all__ = [
     "MIXED_MODE",
     "PTQ_STATUSES",
     "PTQResult",
+    "QATOptions",
+    "QAT_MONITORS",
     "QuantizationAttempt",
     "MODES",
     "SPLITS",
@@ -131,6 +134,54 @@ class ConversionOptions:
     quantized_io: bool = True
     seed: int = 0
     compact_names: bool = True
+
+
+# What early stopping may watch: Keras' names for the training and validation figures.
+QAT_MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class QATOptions:
+    """How the QAT model is fine-tuned.
+
+    A few epochs at a small learning rate are enough: the weights start from the trained float
+    model and only need to adapt to int8 rounding. ``early_stopping_patience`` epochs without
+    improvement of ``monitor`` stop training and restore the best epoch's weights (0 turns it
+    off; then the last epoch's weights are kept). ``monitor`` is one of ``val_accuracy``,
+    ``val_loss``, ``accuracy``, ``loss``. ``seed`` seeds Python, NumPy and TensorFlow.
+    """
+
+    epochs: int = 3
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    early_stopping_patience: int = 2
+    monitor: str = "val_accuracy"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Checked on construction, so an unusable options object never exists.
+        problems = []
+        if not _is_integer(self.epochs) or self.epochs < 1:
+            problems.append(f"epochs={self.epochs!r} (must be an integer >= 1)")
+        if not _is_integer(self.batch_size) or self.batch_size < 1:
+            problems.append(f"batch_size={self.batch_size!r} (must be an integer >= 1)")
+        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
+            problems.append(f"learning_rate={self.learning_rate!r} (must be > 0, e.g. 1e-4)")
+        if not _is_integer(self.early_stopping_patience) or self.early_stopping_patience < 0:
+            problems.append(
+                f"early_stopping_patience={self.early_stopping_patience!r} "
+                "(must be an integer >= 0; 0 turns early stopping off)"
+            )
+        if self.monitor not in QAT_MONITORS:
+            problems.append(f"monitor={self.monitor!r} (must be one of {', '.join(QAT_MONITORS)})")
+        if not _is_integer(self.seed):
+            problems.append(f"seed={self.seed!r} (must be an integer)")
+        if problems:
+            raise InvalidOptionError(f"Invalid QATOptions: {'; '.join(problems)}.")
 
 
 @dataclass(frozen=True)

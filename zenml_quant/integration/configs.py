@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from ..errors import InvalidOptionError
 from ..precisions import DEFAULT_PRECISIONS
+from ..search.settings import SearchSettings
 from ..types import ConversionOptions
 
 __all__ = [
@@ -72,25 +73,27 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """The architecture search stage: ``trials`` (0: none) and the best ``candidates`` searched
-    models passed on as ``search_1``, ... Its targets are the gate's; other search options are
-    the ``zq_search_architecture`` step's, set under ``steps:`` in a YAML config."""
+class SearchConfig(SearchSettings):
+    """The architecture search stage: every :class:`~zenml_quant.search.settings.SearchSettings`
+    field (``trials`` 0 here: no search), and the best ``candidates`` searched models passed on
+    as ``search_1``, ... Its targets are the gate's."""
 
     trials: int = 0
     candidates: int = 1
-    time_budget_min: float | None = None
-    seed: int = 0
-    executor: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 1 <= self.candidates <= MAX_SEARCH_CANDIDATES:
             raise InvalidOptionError(
                 f"search candidates must be between 1 and {MAX_SEARCH_CANDIDATES}, "
                 f"got {self.candidates}."
             )
-        if self.trials < 0:
-            raise InvalidOptionError(f"search trials must be 0 or more, got {self.trials}.")
+
+    def settings(self) -> SearchSettings:
+        """The search step's settings: these, without the stage's ``candidates``."""
+        return SearchSettings(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(SearchSettings)}
+        )
 
 
 @dataclass(frozen=True)

@@ -142,13 +142,7 @@ def _compress_and_gate(model: Any, dataset: Any, config: CompressConfig) -> None
         )
     if search.trials > 0:
         result, _, _, _, _, _ = search_architecture(
-            model,
-            dataset,
-            max_trials=search.trials,
-            time_budget_min=search.time_budget_min,
-            seed=search.seed,
-            executor=search.executor,
-            targets=gate.targets,
+            model, dataset, targets=gate.targets, settings=search.settings()
         )
         for rank in range(search.candidates):
             name = f"search_{rank + 1}"
@@ -215,10 +209,8 @@ def nas_pipeline(model_path: str, config: NasConfig = NasConfig()) -> None:  # n
     """load -> baseline -> architecture search -> the best ``config.search.candidates`` searched
     models -> evaluate on ``config.split``, benchmark -> compare -> gate -> summary.
 
-    ``config.gate.targets`` are both the search's targets and the gate's. Search options beyond
-    :class:`~zenml_quant.integration.configs.SearchConfig` (fine-tuning, proposer, batch size,
-    space narrowing, ...) are the ``zq_search_architecture`` step's, under ``steps:`` in a YAML
-    config.
+    ``config.gate.targets`` are both the search's targets and the gate's; ``config.search``
+    holds every search setting (budget, proposer, fine-tuning, where it may edit, executor).
     """
     model = load_keras_model(model_path, allow_unsafe=config.data.allow_unsafe)
     dataset = _load(model, config.data, targets=config.gate.targets)

@@ -12,63 +12,56 @@ The pieces, each usable alone:
 - Executors (``executors``): in-process, a process pool, or Ray.
 - :func:`search_architecture` (``loop``): the loop that joins them, returning a
   :class:`SearchResult` with the history, Pareto suggestions and the best model.
+- :class:`SearchSettings` / :func:`run_search` (``settings``): what a user sets for a whole
+  search, in one object a pipeline config can hold, and the call that runs it.
 """
 
-from .apply import apply_plan
-from .edits import Edit, EditPlan
-from .energy import EnergyEstimate, EnergyTable, estimate_energy
-from .executors import (
-    InProcessExecutor,
-    ProcessPoolExecutor,
-    RayExecutor,
-    TrialExecutor,
-    make_executor,
-)
-from .finetune import FineTuneOptions
-from .loop import SearchOptions, SearchResult, Suggestion, search_architecture
-from .pareto import pareto_front
-from .proposers import ControllerRNN, Proposal, Proposer, RandomSearch
-from .rebuild import EditedModel, apply_edits
-from .reward import meets_targets, missed_targets, reward
-from .space import SearchSpace, SpaceOptions
-from .trial import EvaluationOptions, SearchContext, evaluate_trial
-from .types import RewardOptions, Targets, TrialOutcome, TrialRecord, TrialTask
+from __future__ import annotations
 
-__all__ = [
-    "ControllerRNN",
-    "Edit",
-    "EditPlan",
-    "EditedModel",
-    "EnergyEstimate",
-    "EnergyTable",
-    "EvaluationOptions",
-    "FineTuneOptions",
-    "InProcessExecutor",
-    "ProcessPoolExecutor",
-    "Proposal",
-    "Proposer",
-    "RandomSearch",
-    "RayExecutor",
-    "RewardOptions",
-    "SearchContext",
-    "SearchOptions",
-    "SearchResult",
-    "SearchSpace",
-    "SpaceOptions",
-    "Suggestion",
-    "Targets",
-    "TrialExecutor",
-    "TrialOutcome",
-    "TrialRecord",
-    "TrialTask",
-    "apply_edits",
-    "apply_plan",
-    "estimate_energy",
-    "evaluate_trial",
-    "make_executor",
-    "meets_targets",
-    "missed_targets",
-    "pareto_front",
-    "reward",
-    "search_architecture",
-]
+from .._lazy import lazy_exports
+
+# Loaded on first use, so the light parts (settings, edit plans) load without TensorFlow.
+_EXPORTS: dict[str, str] = {
+    "apply_plan": "apply",
+    "Edit": "edits",
+    "EditPlan": "edits",
+    "EnergyEstimate": "energy",
+    "EnergyTable": "energy",
+    "estimate_energy": "energy",
+    "InProcessExecutor": "executors",
+    "ProcessPoolExecutor": "executors",
+    "RayExecutor": "executors",
+    "TrialExecutor": "executors",
+    "make_executor": "executors",
+    "FineTuneOptions": "finetune",
+    "SearchOptions": "loop",
+    "SearchResult": "loop",
+    "Suggestion": "loop",
+    "search_architecture": "loop",
+    "pareto_front": "pareto",
+    "ControllerRNN": "proposers",
+    "Proposal": "proposers",
+    "Proposer": "proposers",
+    "RandomSearch": "proposers",
+    "EditedModel": "rebuild",
+    "apply_edits": "rebuild",
+    "meets_targets": "reward",
+    "missed_targets": "reward",
+    "reward": "reward",
+    "SearchSpace": "space",
+    "SpaceOptions": "space",
+    "EvaluationOptions": "trial",
+    "SearchContext": "trial",
+    "evaluate_trial": "trial",
+    "RewardOptions": "types",
+    "Targets": "types",
+    "TrialOutcome": "types",
+    "TrialRecord": "types",
+    "TrialTask": "types",
+    "SearchSettings": "settings",
+    "run_search": "settings",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -41,7 +41,15 @@ from .trial import (
     keras_bytes,
     native_failure,
 )
-from .types import PHASE_COLUMNS, RewardOptions, Targets, TrialOutcome, TrialRecord, TrialTask
+from .types import (
+    PHASE_COLUMNS,
+    PROPOSERS,
+    RewardOptions,
+    Targets,
+    TrialOutcome,
+    TrialRecord,
+    TrialTask,
+)
 
 __all__ = [
     "SearchOptions",
@@ -53,7 +61,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PROPOSERS = ("controller", "random", "local")
 #: Proposals in a row that repeat evaluated candidates before the search stops: by then the
 #: space is exhausted (a narrowed space can be tiny) or the policy has settled on what it has.
 MAX_REPEATS_IN_A_ROW = 1000

@@ -19,6 +19,7 @@ __all__ = [
     "FAILED",
     "OK",
     "PHASE_COLUMNS",
+    "PROPOSERS",
     "REWARD_MODES",
     "RewardOptions",
     "Targets",
@@ -30,6 +31,7 @@ __all__ = [
 OK = "ok"
 FAILED = "failed"
 REWARD_MODES = ("soft", "hard", "forgiving")
+PROPOSERS = ("controller", "random", "local")
 
 
 #: A trial's phases and the history column holding the seconds spent in each.

@@ -463,7 +463,31 @@ def check_config(path: str | None, *, validate: Mapping[str, Any] | None = None)
             raise click.UsageError(f"--config {name}: {exc.message}") from None
         except (InvalidOptionError, TypeError, ValueError) as exc:
             raise click.UsageError(f"--config {name}: {exc}") from None
+    _check_steps(steps)
     return config
+
+
+def _check_steps(steps: Mapping[str, Any]) -> None:
+    """Every step id of the file is one the pipelines use and takes the parameters given: ZenML
+    would ignore an unknown id, and find an unknown parameter only once the run has started."""
+    from ..steps.ids import step_for_id, unknown_parameters
+
+    for step_id, options in steps.items():
+        if step_for_id(str(step_id)) is None:
+            raise usage_error(
+                "--config",
+                f"steps: {step_id!r} is not a step of the plugin's pipelines",
+                "use an id from the run's step list, e.g. zq_quantization_aware_training or "
+                "zq_convert_int8",
+            )
+        given = (options or {}).get("parameters") or {}
+        unknown, known = unknown_parameters(str(step_id), given)
+        if unknown:
+            raise usage_error(
+                "--config",
+                f"steps: {step_id} has no parameter(s) {', '.join(unknown)}",
+                f"its parameters are {', '.join(known)}",
+            )
 
 
 def _dotted(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -113,7 +114,7 @@ def zenml_run_config(path: str | None) -> Iterator[str | None]:
         return
     import yaml
 
-    data = yaml.safe_load(open(path).read()) or {}
+    data = yaml.safe_load(Path(path).read_text()) or {}
     data.pop("parameters", None)
     if not data:
         yield None

@@ -110,12 +110,21 @@ def _print_search(result: Any) -> None:
 @model_options(required=False)
 @source_options()
 @data_options()
-@config_option("parameters: config: the NasConfig; steps: zq_search_architecture's options")
+@config_option("parameters: config: the NasConfig (search: every search setting)")
 @click.option("--max-trials", type=int, default=None, help="Candidates to evaluate [30].")
 @click.option("--time-budget-min", type=float, default=None, help="Stop after this many minutes.")
 @click.option("--seed", type=int, default=None, help="Seed of the controller and fine-tuning [0].")
 @click.option(
     "--candidates", type=int, default=None, help="Searched models passed to the gate, 1-5 [3]."
+)
+@click.option(
+    "--proposer",
+    type=click.Choice(["controller", "local", "random"]),
+    default=None,
+    help=(
+        "How edits are proposed [controller]: the RNN policy; 'local', one or two changes "
+        "from the best so far (the better choice for large pre-trained models); 'random'."
+    ),
 )
 @click.option(
     "--executor",
@@ -144,6 +153,7 @@ def search(
     time_budget_min: float | None,
     seed: int | None,
     candidates: int | None,
+    proposer: str | None,
     executor: str | None,
     target_flags: TargetFlags,
     promotion: Promotion,
@@ -181,6 +191,7 @@ def search(
             "time_budget_min": time_budget_min,
             "seed": seed,
             "candidates": candidates,
+            "proposer": proposer,
             "executor": executor,
         },
         "data": data_flags(data_source, scale, offset, allow_unsafe, task_flags),

@@ -5,6 +5,17 @@ outputs and logs its key figures as metadata. Step and artifact names start with
 (``zq_convert_to_tflite``, ``zq_tflite_int8``), so they are recognisable inside a user's larger
 pipeline. Names load on first use: the gate step and its inputs load without TensorFlow.
 
+A step keeps the name of the core function it calls (``steps.quantization_aware_training``
+calls ``zenml_quant.qat.quantization_aware_training``), so the one name leads from a run's DAG
+to the code that did the work. The two differ on purpose: a step takes what ZenML can record
+(plain values and option dataclasses such as ``QATOptions``, ``ConversionOptions``,
+``SearchSettings``, and a ``targets`` mapping) and returns named artifacts with reports, while
+the core function takes Python objects and returns one result. Inside ZenML the step's name is
+prefixed (``zq_quantization_aware_training``), so it never clashes with a user's own steps;
+in Python the two live in different packages, and user code imports the one it needs.
+Where a step runs once per candidate, the pipeline's id names the candidate instead
+(``zq_convert_int8``); :mod:`.ids` maps each id back to its step.
+
 ========================  ==================================================================
 module                    steps
 ========================  ==================================================================

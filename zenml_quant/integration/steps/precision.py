@@ -10,12 +10,11 @@ from zenml import ArtifactConfig, step
 from zenml.types import HTMLString
 
 from ... import candidates as _candidates
-from ...qat import QATOptions
 from ...report import precision as _report
 from ...report.html import render_html
 from ...targets import Targets
 from ...tasks import dataset_metric
-from ...types import ConversionOptions, LabeledDataset, TFLiteModel
+from ...types import ConversionOptions, LabeledDataset, QATOptions, TFLiteModel
 from .._runtime import STEP_SETTINGS, record_metadata
 from ..materializers import TFLiteModelMaterializer
 from ._names import TFLITE_OUTPUT
@@ -109,19 +108,16 @@ def int4_aware_qat(
     max_quality_drop: float = 0.01,
     relative_drop: bool = False,
     relax: float = 3.0,
-    epochs: int = 3,
-    batch_size: int = 64,
-    learning_rate: float = 1e-4,
-    early_stopping_patience: int = 2,
+    training: QATOptions | None = None,
     split: str = "validation",
-    seed: int = 0,
     conversion: ConversionOptions | None = None,
 ) -> tuple[
     Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)],
     Annotated[HTMLString, "zq_mixed_qat_report"],
 ]:
     """The ``mixed_qat`` candidate: a per-layer plan chosen within ``relax`` times the budget,
-    its int4 layers fine-tuned on the int4 grid, exported with the trained int4 weights. An
+    its int4 layers fine-tuned on the int4 grid (``training``, None: ``QATOptions()``),
+    exported with the trained int4 weights. An
     error gives a failed model with the reason. Output ``zq_tflite_mixed_qat``.
     """
     result = _candidates.mixed_qat_candidate(
@@ -135,13 +131,7 @@ def int4_aware_qat(
         precisions=precisions,
         objective=objective,
         relax=relax,
-        options=QATOptions(
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            early_stopping_patience=early_stopping_patience,
-            seed=seed,
-        ),
+        options=training or QATOptions(),
         conversion=conversion,
         split=split,
     )

@@ -10,14 +10,9 @@ from zenml import ArtifactConfig, step
 from zenml.types import HTMLString
 
 from ... import candidates as _candidates
-from ... import qat as _qat
 from ...report import compress as _report
 from ...report.html import render_html
-from ...types import (
-    ConversionOptions,
-    LabeledDataset,
-    TFLiteModel,
-)
+from ...types import ConversionOptions, LabeledDataset, QATOptions, TFLiteModel
 from .._runtime import STEP_SETTINGS, record_metadata
 from ..materializers import (
     TFLiteModelMaterializer,
@@ -40,12 +35,8 @@ def quantization_aware_training(
     dataset: LabeledDataset,
     layers: list[str] | None = None,
     skip_layers: list[str] | None = None,
-    epochs: int = 3,
-    batch_size: int = 64,
-    learning_rate: float = 1e-4,
-    early_stopping_patience: int = 2,
+    training: QATOptions | None = None,
     split: str = "validation",
-    seed: int = 0,
     conversion: ConversionOptions | None = None,
 ) -> tuple[
     Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)],
@@ -55,9 +46,9 @@ def quantization_aware_training(
     """Fine-tune with fake quantization (tfmot, ``tf_keras`` models) and convert to int8.
 
     Whole model by default; ``layers`` quantizes only those, ``skip_layers`` all but those
-    (e.g. layers tfmot cannot quantize, or the most sensitive ones). Early stopping watches
-    the validation accuracy. Reports the Keras QAT and the int8 ``.tflite`` accuracy on ``split``.
-    Layers tfmot cannot annotate are skipped and listed. A failure returns a failed model with
+    (e.g. layers tfmot cannot quantize, or the most sensitive ones). ``training``: epochs,
+    batch size, learning rate, early stopping and seed (None: ``QATOptions()``, 3 epochs).
+    Reports the Keras QAT and the int8 ``.tflite`` accuracy on ``split``. Layers tfmot cannot annotate are skipped and listed. A failure returns a failed model with
     the reason (the candidate fails alone). Output ``zq_tflite_qat``.
     """
     result = _candidates.qat_candidate(
@@ -65,13 +56,7 @@ def quantization_aware_training(
         dataset,
         layers=layers,
         skip_layers=skip_layers or (),
-        options=_qat.QATOptions(
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            early_stopping_patience=early_stopping_patience,
-            seed=seed,
-        ),
+        options=training or QATOptions(),
         conversion=conversion,
         split=split,
     )

@@ -14,15 +14,11 @@ from zenml.types import HTMLString
 
 from ...candidates import failed_model
 from ...errors import InvalidOptionError
-from ...precisions import parse_precisions
 from ...search import apply as _apply
-from ...search import executors as _executors
 from ...search import loop as _loop
 from ...search.edits import EditPlan
 from ...search.finetune import FineTuneOptions
-from ...search.space import SpaceOptions
-from ...search.trial import EvaluationOptions
-from ...search.types import RewardOptions
+from ...search.settings import SearchSettings, run_search
 from ...targets import Targets
 from ...tasks import dataset_metric
 from ...types import LabeledDataset, TFLiteModel
@@ -48,27 +44,8 @@ __all__ = ["apply_edits", "search_architecture", "search_candidate"]
 def search_architecture(
     model: Any,
     dataset: LabeledDataset,
-    max_trials: int = 30,
-    time_budget_min: float | None = None,
-    seed: int = 0,
-    proposer: str = "controller",
-    halving: int = 1,
-    batch_size: int = 2,
-    patience: int = 10,
-    executor: str | None = None,
-    workers: int = 2,
-    ray_address: str | None = None,
-    fine_tune_epochs: int = 1,
-    fine_tune_steps: int | None = None,
-    learning_rate: float = 1e-3,
-    distill: bool | None = None,
-    measure_latency: bool = True,
     targets: dict[str, Any] | None = None,
-    reward_mode: str = "soft",
-    layers: list[str] | None = None,
-    frozen_layers: list[str] | None = None,
-    search_precision: bool = True,
-    precisions: list[str] | None = None,
+    settings: SearchSettings | None = None,
 ) -> tuple[
     Annotated[_loop.SearchResult, "zq_search_result"],
     Annotated[pd.DataFrame, "zq_search_history"],
@@ -77,69 +54,21 @@ def search_architecture(
     Annotated[TFLiteModel, "zq_search_best_tflite"],
     Annotated[HTMLString, "zq_search_report"],
 ]:
-    """Edit ``model`` with the RNN controller (or ``proposer="random"`` or ``"local"``) until the
-    targets hold; ``halving`` > 1 turns on successive halving (see ``SearchOptions``).
+    """Edit ``model`` until the targets hold, as ``settings`` say (a
+    :class:`~zenml_quant.search.settings.SearchSettings`: budget, proposer, fine-tuning, reward,
+    where it may edit, executor; None: its defaults, 30 trials of the RNN controller).
 
     ``targets`` holds :class:`zenml_quant.targets.Targets` fields: ``min_quality`` /
     ``max_quality_drop`` (from the original's validation accuracy; by default at most 1 point
     lost) and any of ``max_size_bytes``, ``max_latency_ms`` (p50, one thread, this machine),
     ``max_peak_memory_bytes``, ``max_energy_uj``. Nothing below the accuracy floor is returned
     or suggested: when no trial reaches it, the best model output is the original and the
-    ``.tflite`` output a failed model saying so. ``executor`` runs ``batch_size`` candidates
-    at a time: ``"inprocess"``, ``"process"`` (``workers`` processes, one TF thread each) or
-    ``"ray"`` (``ray_address``, or a local Ray); by default (None) a model of
-    ``PROCESS_MIN_PARAMS`` (50,000) parameters or more runs its trials in worker processes, so
-    a native crash fails one trial instead of the step, and a smaller one in the step's
-    process (see :mod:`zenml_quant.search.executors.choice`). Outputs the full result (models
-    of the best and Pareto trials), the history, the Pareto suggestions, the best model and its
-    ``.tflite``, and an HTML report with the Pareto plot. Each candidate's precision per
-    layer comes from the allocator (``precisions``, default int4, int8 and float; ``["int8"]``
-    turns it off, and then ``search_precision`` lets the controller keep layers in float32).
-    ``distill`` (default None: wherever it applies, a classifier with one output) fine-tunes
-    candidates on the original's soft labels as well as the true ones.
+    ``.tflite`` output a failed model saying so. Outputs the full result (models of the best
+    and Pareto trials), the history, the Pareto suggestions, the best model and its
+    ``.tflite``, and an HTML report with the Pareto plot.
     """
     goal = Targets.from_dict(targets, metric=dataset_metric(dataset))
-    allocated = parse_precisions(precisions)
-    if goal.empty:
-        raise InvalidOptionError(
-            "The search needs at least one target: set min_quality or max_quality_drop and a "
-            "resource limit such as max_size_bytes or max_latency_ms."
-        )
-    options = _loop.SearchOptions(
-        max_trials=max_trials,
-        time_budget_s=None if time_budget_min is None else 60.0 * time_budget_min,
-        patience=patience,
-        batch_size=batch_size,
-        seed=seed,
-        proposer=proposer,
-        halving=halving,
-        reward=RewardOptions(mode=reward_mode),
-        space=SpaceOptions(
-            layers=tuple(layers) if layers else None,
-            frozen_layers=tuple(frozen_layers or ()),
-            # None: the search proposes precisions only when the allocator is off
-            precision=None if search_precision else False,
-        ),
-        evaluation=EvaluationOptions(
-            fine_tune=FineTuneOptions(
-                epochs=fine_tune_epochs,
-                steps_per_epoch=fine_tune_steps,
-                learning_rate=learning_rate,
-                distill=distill,
-            ),
-            measure_latency=measure_latency or goal.max_latency_ms is not None,
-            precisions=allocated,
-        ),
-    )
-    kwargs: dict[str, Any] = {"workers": workers} if executor == "process" else {}
-    if executor == "ray":
-        kwargs = {"address": ray_address}
-    with _executors.resolve_executor(
-        executor, model, batch_size=batch_size, **kwargs
-    ) as runner:  # no executor named: the model's size picks it
-        result = _loop.search_architecture(
-            model, dataset, targets=goal, options=options, executor=runner
-        )
+    result = run_search(model, dataset, targets=goal, settings=settings or SearchSettings())
     best = result.best
     record_metadata(
         {
