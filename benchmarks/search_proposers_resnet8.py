@@ -4,6 +4,8 @@ The arms, each run with the same trial budget and seeds:
 
 - ``controller``: the LSTM policy, learning from the rewards (the default proposer);
 - ``prior``: the same policy with learning switched off, so the difference is what learning adds;
+- ``pqt``: the controller with priority-queue training (its 4 best proposals so far trained on
+  at a fixed advantage of 0.3 after every new reward; Abolafia et al., 2018);
 - ``random``: uniform among the valid choices at every position;
 - ``local``: hill climbing from the best so far, one or two changes at a time (NetAdapt's way).
 
@@ -38,6 +40,7 @@ from zenml_quant.tasks import dataset_metric
 ARMS = {
     "controller": ("controller", {}),
     "prior": ("controller", {"learning_rate": 1e-12, "bias_learning_rate": 0.0}),
+    "pqt": ("controller", {"elite": 4, "elite_weight": 0.3}),
     "random": ("random", {}),
     "local": ("local", {}),
 }
@@ -47,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--trials", type=int, default=16, help="the budget of every run")
-    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--arms", default="controller,prior,random,local")
     p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per candidate")
     p.add_argument("--max-drop", type=float, default=0.02, help="points/100 below the original")
     p.add_argument("--size-ratio", type=float, default=0.6, help="of the plain int8 bytes")
