@@ -7,7 +7,7 @@ import pytest
 
 from zenml_quant.errors import InvalidDatasetError, InvalidModelError, InvalidOptionError
 from zenml_quant.integration import steps
-from zenml_quant.types import ConversionOptions
+from zenml_quant.types import ConversionOptions, QATOptions
 
 
 def test_load_steps(digits_model_path):
@@ -156,11 +156,35 @@ def test_ptq_step_plain_and_selective(digits_model, digits):
 
 def test_qat_step(digits_model, digits):
     tflite, history, page = steps.quantization_aware_training.entrypoint(
-        digits_model, digits, epochs=1, conversion=ConversionOptions(calibration_samples=100)
+        digits_model,
+        digits,
+        training=QATOptions(epochs=1),
+        conversion=ConversionOptions(calibration_samples=100),
     )
     assert tflite.mode == "int8" and tflite.inputs[0].dtype == "int8"
     assert len(history) == 1 and "accuracy" in history.columns
     assert "Quantization-aware training" in page
+
+
+def test_int4_aware_qat_step_hands_its_training_options_to_the_core(
+    digits_model, digits, monkeypatch
+):
+    from zenml_quant.candidates import failed_model
+    from zenml_quant.integration.steps import precision as precision_step
+
+    seen = {}
+
+    def capture(model, dataset, **kwargs):
+        seen.update(kwargs)
+        return failed_model("mixed_qat", "stopped by the test", kwargs["conversion"])
+
+    monkeypatch.setattr(precision_step._candidates, "mixed_qat_candidate", capture)
+    options = QATOptions(epochs=2, early_stopping_patience=0, seed=5)
+    tflite, page = steps.int4_aware_qat.entrypoint(digits_model, digits, training=options)
+    assert seen["options"] == options and not tflite.ok
+    assert "stopped by the test" in page
+    steps.int4_aware_qat.entrypoint(digits_model, digits)
+    assert seen["options"] == QATOptions()  # no training options: the defaults
 
 
 def test_a_failed_sensitivity_profile_leaves_the_candidates_a_ranking_free_run(
