@@ -65,6 +65,8 @@ def files(tmp_path_factory, digits_model):
         "    parameters: {epochs: 1}\n",
         "search_settings.yaml": "parameters:\n  config:\n    search:\n"
         "      proposer: best\n      fine_tune_epochs: -1\n",
+        "qat_training.yaml": "steps:\n  zq_quantization_aware_training:\n"
+        "    parameters: {training: {epochs: 0}}\n",
         "unknown_step.yaml": "steps:\n  zq_qat:\n    parameters: {training: {epochs: 1}}\n",
         "stage.yaml": "parameters:\n  config:\n    gate:\n      stage: prod\n",
         "precisions.yaml": "parameters:\n  config:\n    precisions: [int3, int8]\n",
@@ -199,6 +201,14 @@ CASES: list[tuple[list[str], str]] = [
         "dataset, layers, skip_layers, training",
     ),
     (_compress("--config", "{root}/unknown_step.yaml"), "'zq_qat' is not a step"),
+    (
+        _compress("--qat", "--config", "{root}/qat_training.yaml"),
+        "zq_quantization_aware_training: training: Invalid QATOptions: epochs=0",
+    ),
+    (
+        ["search", "--model", "{root}/model.keras", "--data", "digits", "--proposer", "best"],
+        "Invalid value for '--proposer'",
+    ),
     (
         _compress("--config", "{root}/search_settings.yaml"),
         "fine_tune_epochs=-1 (must be an integer >= 0); proposer='best'",

@@ -488,6 +488,26 @@ def _check_steps(steps: Mapping[str, Any]) -> None:
                 f"steps: {step_id} has no parameter(s) {', '.join(unknown)}",
                 f"its parameters are {', '.join(known)}",
             )
+        for name, value in given.items():
+            _check_step_option(f"steps: {step_id}: {name}", name, value)
+
+
+def _check_step_option(where: str, name: str, value: Any) -> None:
+    """A step's option object given as a mapping is checked as the step would build it."""
+    from ...search.settings import SearchSettings
+    from ...types import QATOptions
+    from ..configs import config_from_dict
+
+    kinds = {"training": QATOptions, "settings": SearchSettings}
+    try:
+        if name == "conversion":
+            parameter_checks()["conversion"](value)
+        elif name in kinds and value is not None:
+            config_from_dict(kinds[name], value)
+    except click.UsageError as exc:
+        raise click.UsageError(f"--config {where}: {exc.message}") from None
+    except (InvalidOptionError, TypeError, ValueError) as exc:
+        raise click.UsageError(f"--config {where}: {exc}") from None
 
 
 def _dotted(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
