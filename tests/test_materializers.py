@@ -12,11 +12,12 @@ from zenml_quant._compat import keras3
 from zenml_quant.convert import convert_model, inspect_tflite
 from zenml_quant.datasets import validate_dataset
 from zenml_quant.integration.materializers import (
+    CalibratedModelMaterializer,
     KerasModelMaterializer,
     LabeledDatasetMaterializer,
     TFLiteModelMaterializer,
 )
-from zenml_quant.types import LabeledDataset, Preprocessing, TFLiteModel
+from zenml_quant.types import CalibratedModel, LabeledDataset, Preprocessing, TFLiteModel
 
 
 @pytest.fixture()
@@ -80,6 +81,32 @@ def test_failed_tflite_round_trip_keeps_error(tmp_path):
     failed = inspect_tflite(b"junk", mode="int16x8")
     loaded, _ = _round_trip(TFLiteModelMaterializer, failed, TFLiteModel, tmp_path)
     assert loaded.error == failed.error and not loaded.ok
+
+
+def test_calibrated_model_round_trip_still_quantizes_alike(tiny_dense, tiny_features, tmp_path):
+    from zenml_quant.calibration import calibrate, check_calibrated, int8_from_calibrated
+    from zenml_quant.candidates import calibrate_candidate
+
+    calibrated = calibrate(tiny_dense, tiny_features)
+    loaded, metadata = _round_trip(
+        CalibratedModelMaterializer, calibrated, CalibratedModel, tmp_path
+    )
+    assert (tmp_path / "calibrated.tflite").read_bytes() == calibrated.content
+    assert dataclasses.asdict(loaded) == dataclasses.asdict(calibrated)
+    assert metadata == {
+        "ok": True,
+        "samples": len(tiny_features),
+        "size_bytes": calibrated.size_bytes,
+    }
+    check_calibrated(loaded, tiny_dense, tiny_features)  # still recognised as this model's
+    assert int8_from_calibrated(loaded).content == int8_from_calibrated(calibrated).content
+
+    failed = calibrate_candidate(tiny_dense, representative_data=None, options=None)
+    (tmp_path / "failed").mkdir()
+    loaded, metadata = _round_trip(
+        CalibratedModelMaterializer, failed, CalibratedModel, tmp_path / "failed"
+    )
+    assert not loaded.ok and loaded.error == failed.error and metadata["ok"] is False
 
 
 def test_dataset_round_trip(digits, tmp_path):

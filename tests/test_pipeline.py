@@ -73,6 +73,23 @@ def test_pipeline_tracks_every_artifact(run):
     assert model_artifact.materializer.import_path.endswith("KerasModelMaterializer")
 
 
+def test_the_run_calibrates_once_for_every_int8_model(run):
+    from zenml_quant.types import CalibratedModel
+
+    steps = run.steps
+    produced = steps["zq_calibrate"].outputs["zq_calibrated_model"][0]
+    assert produced.materializer.import_path.endswith("CalibratedModelMaterializer")
+    calibrated = produced.load()
+    assert isinstance(calibrated, CalibratedModel) and calibrated.ok
+    assert calibrated.samples == 500 and calibrated.source_model == "demo_cnn"
+    # The int8 conversion and the sensitivity profile both quantize from that one artifact.
+    for consumer in ("zq_convert_int8", "zq_profile_sensitivity"):
+        assert steps[consumer].inputs["calibrated"][0].id == produced.id, consumer
+    assert "calibrated" not in steps["zq_convert_float32"].inputs
+    int8 = steps["zq_convert_int8"].outputs["zq_tflite_int8"][0].load()
+    assert int8.ok and steps["zq_profile_sensitivity"].run_metadata["int8_accuracy"] > 0.5
+
+
 def test_every_step_id_of_the_run_is_known_to_the_config_check(run):
     """The --config check maps a step id to the step it runs; a real run's ids agree."""
     from zenml_quant.integration.steps.ids import step_for_id

@@ -14,14 +14,16 @@ import logging
 from typing import Any
 
 from .allocate import Allocation, allocate_precisions
+from .calibration import calibrate, check_calibrated, int8_from_calibrated
 from .convert import convert_model
 from .errors import InvalidOptionError, ZenmlQuantError
 from .ptq import quantize_post_training
 from .qat import QATOptions, QATResult, quantization_aware_training
-from .types import ConversionOptions, LabeledDataset, PTQResult, TFLiteModel
+from .types import CalibratedModel, ConversionOptions, LabeledDataset, PTQResult, TFLiteModel
 
 __all__ = [
     "allocation_candidate",
+    "calibrate_candidate",
     "mixed_qat_candidate",
     "convert_candidate",
     "describe_failure",
@@ -75,15 +77,50 @@ def _guarded(what: str, work: Any, on_failure: Any) -> Any:
 
 
 def convert_candidate(
-    model: Any, mode: str, *, representative_data: Any, options: ConversionOptions
+    model: Any,
+    mode: str,
+    *,
+    representative_data: Any,
+    options: ConversionOptions | None,
+    calibrated: CalibratedModel | None = None,
 ) -> TFLiteModel:
-    """:func:`convert_model`, with a failure returned as a failed model."""
+    """:func:`convert_model`, with a failure returned as a failed model.
+
+    ``int8`` is quantized from ``calibrated`` when given (``model`` calibrated on
+    ``representative_data`` with ``options``), so the run calibrates once.
+    """
+
+    def convert() -> TFLiteModel:
+        if calibrated is not None and mode == "int8":
+            check_calibrated(calibrated, model, representative_data, options)
+            return int8_from_calibrated(calibrated)
+        return convert_model(model, mode, representative_data=representative_data, options=options)
+
     return _guarded(
         f"conversion to {mode}",
-        lambda: convert_model(
-            model, mode, representative_data=representative_data, options=options
-        ),
+        convert,
         lambda reason: failed_model(mode, reason, options, _model_name(model)),
+    )
+
+
+def calibrate_candidate(
+    model: Any, *, representative_data: Any, options: ConversionOptions | None
+) -> CalibratedModel:
+    """:func:`zenml_quant.calibration.calibrate`; a failure comes back as a calibrated model
+    with ``error`` set, so every int8 candidate quantized from it fails with the reason."""
+    options = options or ConversionOptions()
+    return _guarded(
+        "calibration",
+        lambda: calibrate(model, representative_data, options=options),
+        lambda reason: CalibratedModel(
+            content=b"",
+            options=options,
+            source_model=_model_name(model),
+            model_fingerprint="",
+            data_fingerprint="",
+            samples=0,
+            error=reason,
+        ),
     )
 
 

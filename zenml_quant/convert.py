@@ -48,6 +48,7 @@ from .types import MODES, ConversionOptions, TFLiteModel
 __all__ = [
     "MIN_CALIBRATION_SAMPLES",
     "calibration_batches",
+    "calibration_samples",
     "compact_tensor_names",
     "configure_converter",
     "convert_model",
@@ -520,11 +521,11 @@ def remapper_disabled() -> Iterator[None]:
         tf.config.optimizer.set_experimental_options({"remapping": before})
 
 
-def calibration_batches(
+def calibration_samples(
     data: np.ndarray | None, mode: str, options: ConversionOptions
-) -> tuple[Any, int]:
-    """A generator function of ``options.calibration_samples`` single examples drawn from
-    ``data`` with ``options.seed`` (each ``[x]``, or a dict by input name), and their count.
+) -> np.ndarray:
+    """The ``options.calibration_samples`` examples of ``data`` drawn with ``options.seed``, as
+    float32, in their order in ``data``: what ``mode`` calibrates on.
 
     Raises :class:`InvalidDatasetError` for no data or non-finite data.
     """
@@ -547,6 +548,19 @@ def calibration_batches(
             f"The calibration data for mode {mode!r} holds NaN or infinite values: clean the "
             "train split (or pass other representative_data) before quantizing."
         )
+    return samples
+
+
+def calibration_batches(
+    data: np.ndarray | None, mode: str, options: ConversionOptions
+) -> tuple[Any, int]:
+    """A generator function of the :func:`calibration_samples` one at a time (each ``[x]``, or
+    a dict by input name), and their count.
+
+    Raises :class:`InvalidDatasetError` for no data or non-finite data.
+    """
+    samples = calibration_samples(data, mode, options)
+    count = len(samples)
 
     def batches() -> Iterator[list[np.ndarray] | dict[str, np.ndarray]]:
         for i in range(count):

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from .calibration import check_calibrated, int8_from_calibrated
 from .convert import convert_model
 from .errors import InvalidOptionError
 from .evaluate import keras_outputs
@@ -32,6 +33,7 @@ from .targets import Targets
 from .tasks import dataset_metric
 from .types import (
     MODES,
+    CalibratedModel,
     ConversionOptions,
     LabeledDataset,
     PTQResult,
@@ -61,6 +63,7 @@ def quantize_post_training(
     max_float_layers: int | None = None,
     split: str = "validation",
     options: ConversionOptions | None = None,
+    calibrated: CalibratedModel | None = None,
 ) -> PTQResult:
     """Quantize ``model`` after training, in one of three ways.
 
@@ -70,7 +73,9 @@ def quantize_post_training(
     - ``budget``: accuracy control (:func:`quantize_with_accuracy_budget`), starting from the
       given float layers, if any.
 
-    The last two need ``mode="int8"``.
+    The last two need ``mode="int8"``. ``calibrated`` (``model`` already calibrated with
+    ``options`` on the train split, :func:`zenml_quant.calibration.calibrate`) saves calibrating
+    again in ``int8``.
     """
     if mode not in MODES:
         raise InvalidOptionError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
@@ -92,11 +97,18 @@ def quantize_post_training(
             max_float_layers=max_float_layers,
             split=split,
             options=options,
+            calibrated=calibrated,
         )
     if selective:
-        quantizer = SelectiveQuantizer(model, dataset.x_train, options=options)
+        quantizer = SelectiveQuantizer(
+            model, dataset.x_train, options=options, calibrated=calibrated
+        )
         tflite = quantizer.quantize(quantizer.resolve(float_layers, float_layer_types))
         reason = f"int8 with {len(tflite.float_layers)} layer(s) kept in float, as asked"
+    elif calibrated is not None and mode == "int8":
+        check_calibrated(calibrated, model, dataset.x_train, options)
+        tflite = int8_from_calibrated(calibrated)
+        reason = "plain int8 conversion (from the shared calibration)"
     else:
         tflite = convert_model(model, mode, representative_data=dataset.x_train, options=options)
         reason = f"plain {mode} conversion"
@@ -116,6 +128,7 @@ def quantize_with_accuracy_budget(
     split: str = "validation",
     options: ConversionOptions | None = None,
     quantizer: SelectiveQuantizer | None = None,
+    calibrated: CalibratedModel | None = None,
 ) -> PTQResult:
     """The int8 model with the fewest float layers whose quality drop on ``split`` fits ``budget``.
 
@@ -128,6 +141,8 @@ def quantize_with_accuracy_budget(
         search: ``"greedy"`` or ``"bisect"`` (see :data:`SEARCHES`).
         max_float_layers: at most this many layers beyond ``keep_float`` are kept in float.
         quantizer: a calibrated :class:`SelectiveQuantizer` to reuse.
+        calibrated: ``model`` already calibrated with ``options`` on the train split, to
+            quantize from without calibrating (when no ``quantizer`` is given).
     """
     if search not in SEARCHES:
         raise InvalidOptionError(f"Unknown search {search!r}: use 'greedy' or 'bisect'.")
@@ -136,7 +151,9 @@ def quantize_with_accuracy_budget(
     x, y = dataset.split(split)
     if len(y) == 0:
         raise InvalidOptionError(f"The {split!r} split is empty: accuracy control needs examples.")
-    quantizer = quantizer or SelectiveQuantizer(model, dataset.x_train, options=options)
+    quantizer = quantizer or SelectiveQuantizer(
+        model, dataset.x_train, options=options, calibrated=calibrated
+    )
     base = quantizer.resolve(keep_float, keep_float_types)
     if ranking is None:
         ranking = profile_sensitivity(model, dataset, split=split, quantizer=quantizer).ranking

@@ -1,10 +1,11 @@
 """Int8 models that keep chosen Keras layers in float, from one calibration.
 
-TensorFlow's quantization debugger (``tf.lite.experimental.QuantizationDebugger``) calibrates a
-model once and can then quantize it again and again with different operators left in float
-("denylisted nodes"), in milliseconds each. It only speaks TFLite tensor names; this module
-speaks Keras layer names (through :mod:`zenml_quant.layermap`), which is what sensitivity
-profiling and accuracy control iterate over.
+A calibrated model (:mod:`zenml_quant.calibration`) quantizes again and again with different
+operators left in float ("denylisted nodes"), in milliseconds each, as TensorFlow's
+quantization debugger (``tf.lite.experimental.QuantizationDebugger``) does inside. TensorFlow
+only speaks TFLite tensor names; this module speaks Keras layer names (through
+:mod:`zenml_quant.layermap`), which is what sensitivity profiling and accuracy control iterate
+over.
 """
 
 from __future__ import annotations
@@ -20,22 +21,14 @@ import numpy as np
 import pandas as pd
 
 from ._compat import tf
-from .convert import (
-    configure_converter,
-    explain_failure,
-    finish_content,
-    inspect_tflite,
-    make_converter,
-    recurrent_layers,
-    scored_output_name,
-    tie_lstm_hidden_quantization,
-)
-from .errors import ConversionError, InvalidOptionError
+from .calibration import calibrate, check_calibrated, quantize_calibrated
+from .convert import finish_content, inspect_tflite, tie_lstm_hidden_quantization
+from .errors import InvalidOptionError
 from .inputs import input_names, is_multi, tflite_input_order
 from .interpreter import make_interpreter
 from .layermap import LayerOps, map_layers
 from .profile import tflite_graph
-from .types import MIXED_MODE, ConversionOptions, TFLiteModel
+from .types import MIXED_MODE, CalibratedModel, ConversionOptions, TFLiteModel
 
 __all__ = ["SelectiveQuantizer", "convert_selective"]
 
@@ -59,10 +52,15 @@ class SelectiveQuantizer:
         representative_data: calibration examples (usually the train split's features);
             ``options.calibration_samples`` of them are drawn with ``options.seed``.
         options: conversion options; ``quantized_io`` gives int8 inputs and outputs.
+        calibrated: ``model`` already calibrated on ``representative_data`` with ``options``
+            (:func:`zenml_quant.calibration.calibrate`), to quantize from instead of
+            calibrating again; checked to be of this model, data and options.
 
     Raises:
         InvalidDatasetError: no, or non-finite, calibration data.
-        ConversionError: the converter refuses the model (names the op and layer).
+        ConversionError: the converter refuses the model (names the op and layer), or
+            ``calibrated`` carries a calibration failure.
+        InvalidOptionError: ``calibrated`` belongs to another model, data or options.
     """
 
     def __init__(
@@ -71,30 +69,20 @@ class SelectiveQuantizer:
         representative_data: np.ndarray | None,
         *,
         options: ConversionOptions | None = None,
+        calibrated: CalibratedModel | None = None,
     ) -> None:
         self.options = options or ConversionOptions()
         self.model_name = str(model.name)
-        self._recurrent = bool(recurrent_layers(model))
-        self._scored_output = scored_output_name(model)
-        converter, notes = make_converter(model, "int8")
-        self.notes = notes + configure_converter(
-            converter, "int8", representative_data, self.options
-        )
+        if calibrated is None:
+            calibrated = calibrate(model, representative_data, options=self.options)
+        else:
+            check_calibrated(calibrated, model, representative_data, self.options)
+        self.calibrated = calibrated
+        self.notes = calibrated.notes
         # One array per model input, in the quantized model's input order (as the debugger
         # feeds them).
         self._debug_samples: list[np.ndarray] = []
-        try:
-            with _quiet():
-                self._debugger = tf.lite.experimental.QuantizationDebugger(
-                    converter=converter,
-                    debug_dataset=self._debug_batches,
-                    debug_options=self._debug_options(()),
-                )
-        except Exception as exc:  # ConverterError, ValueError from inside TensorFlow
-            raise ConversionError(explain_failure(exc, model, "int8")) from None
-        self.layers: tuple[LayerOps, ...] = map_layers(
-            tflite_graph(self._debugger.calibrated_model), model
-        )
+        self.layers: tuple[LayerOps, ...] = map_layers(tflite_graph(calibrated.content), model)
         self._by_name = {layer.layer: layer for layer in self.layers}
 
     @property
@@ -135,21 +123,11 @@ class SelectiveQuantizer:
         """
         float_layers = self.resolve(float_layers)
         nodes = [node for name in float_layers for node in self._by_name[name].nodes]
-        with _quiet():
-            try:
-                # The options setter is the debugger's public way to change the denylist; it
-                # also rebuilds its debug model, which costs milliseconds on models this size.
-                self._debugger.options = self._debug_options(nodes)
-            except ValueError:
-                # With every operator in float there is nothing left to verify, and rebuilding
-                # the debug model fails; the options are already set for the plain model below.
-                pass
-            content = bytes(self._debugger.get_nondebug_quantized_model())
         content = finish_content(
-            content,
+            quantize_calibrated(self.calibrated, float_nodes=nodes),
             self.options,
-            has_recurrent=self._recurrent,
-            scored_output=self._scored_output,
+            has_recurrent=self.calibrated.recurrent,
+            scored_output=self.calibrated.scored_output,
         )
         mode = MIXED_MODE if float_layers else "int8"
         model = inspect_tflite(
@@ -171,21 +149,22 @@ class SelectiveQuantizer:
         layer's operators add to their (quantized) inputs. ``input_noise_to_signal`` is the
         ``noise_to_signal`` of the layer(s) that wrote what this layer reads.
         """
-        options = self._debug_options(())
-        options.layer_direct_compare_metrics = {
-            "rmse_over_scale": _rmse_over_scale,
-            "noise_to_signal": _noise_to_signal,
-        }
+        options = tf.lite.experimental.QuantizationDebugOptions(
+            fully_quantize=self.options.quantized_io,
+            layer_direct_compare_metrics={
+                "rmse_over_scale": _rmse_over_scale,
+                "noise_to_signal": _noise_to_signal,
+            },
+        )
+        content = quantize_calibrated(self.calibrated, debug=True)  # the full int8 model
+        if self.calibrated.recurrent:  # measure the file quantize() returns, with its LSTM fix
+            content = tie_lstm_hidden_quantization(content)
+        self._debug_samples = _representable(np.asarray(samples[:max_samples]), content)
         with _quiet():
-            self._debugger.options = self._debug_options(())  # the full int8 model
-            content = bytes(self._debugger.get_debug_quantized_model())
-            if self._recurrent:  # measure the file quantize() returns, with its LSTM fix
-                content = tie_lstm_hidden_quantization(content)
-            self._debug_samples = _representable(np.asarray(samples[:max_samples]), content)
-            # A second debugger, built from the model bytes: the interpreter the converter-built
-            # one makes whenever its options are set (TensorFlow 2.21) does not preserve
-            # intermediate tensors, so these metrics read buffers that later operators had
-            # already reused (rmse_over_scale up to 1e37 on a small Conv1D net).
+            # The debugger is built from the model bytes, with its interpreter preserving every
+            # intermediate tensor (a converter-built one does not after its options are set, in
+            # TensorFlow 2.21: the metrics then read buffers that later operators had already
+            # reused, rmse_over_scale up to 1e37 on a small Conv1D net).
             debugger = tf.lite.experimental.QuantizationDebugger(
                 quant_debug_model_content=content,
                 debug_dataset=self._debug_batches,
@@ -217,11 +196,6 @@ class SelectiveQuantizer:
                 }
             )
         return pd.DataFrame(rows)
-
-    def _debug_options(self, nodes: Sequence[str]) -> Any:
-        return tf.lite.experimental.QuantizationDebugOptions(
-            fully_quantize=self.options.quantized_io, denylisted_nodes=list(nodes) or None
-        )
 
     def _debug_batches(self) -> Iterator[list[np.ndarray]]:
         for i in range(len(self._debug_samples[0]) if self._debug_samples else 0):

@@ -34,7 +34,7 @@ from .evaluate import accuracy_from_outputs, keras_outputs
 from .interpreter import run_tflite
 from .selective import SelectiveQuantizer
 from .tasks import dataset_metric
-from .types import ConversionOptions, LabeledDataset, TFLiteModel
+from .types import CalibratedModel, ConversionOptions, LabeledDataset, TFLiteModel
 
 __all__ = ["SENSITIVITY_MODES", "SensitivityReport", "profile_sensitivity", "tflite_accuracy"]
 
@@ -85,6 +85,7 @@ def profile_sensitivity(
     debug_samples: int = 200,
     options: ConversionOptions | None = None,
     quantizer: SelectiveQuantizer | None = None,
+    calibrated: CalibratedModel | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> SensitivityReport:
     """Rank the quantizable layers of ``model`` by how much int8 costs them on ``split``.
@@ -98,6 +99,8 @@ def profile_sensitivity(
         debug_samples: examples of ``split`` the debugger runs.
         options: conversion options (calibration samples, seed, quantized I/O).
         quantizer: a calibrated :class:`SelectiveQuantizer` to reuse.
+        calibrated: ``model`` already calibrated with ``options`` on the train split
+            (:func:`zenml_quant.calibration.calibrate`), to quantize from without calibrating.
         progress: called as ``progress(done, total, message)`` after each evaluation.
     """
     if mode not in SENSITIVITY_MODES:
@@ -111,7 +114,9 @@ def profile_sensitivity(
     x, y = dataset.split(split)
     if len(y) == 0:
         raise InvalidOptionError(f"The {split!r} split is empty: sensitivity needs examples.")
-    quantizer = quantizer or SelectiveQuantizer(model, dataset.x_train, options=options)
+    quantizer = quantizer or SelectiveQuantizer(
+        model, dataset.x_train, options=options, calibrated=calibrated
+    )
     layers = list(quantizer.quantizable_layers)
     errors = quantizer.layer_errors(x, max_samples=debug_samples)
     errors = errors[errors["layer"].isin(layers)].reset_index(drop=True)

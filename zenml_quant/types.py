@@ -25,6 +25,7 @@ __all__ = [
     "MODES",
     "SPLITS",
     "BaselineSummary",
+    "CalibratedModel",
     "CandidateResult",
     "ConversionOptions",
     "Evaluation",
@@ -199,8 +200,25 @@ class TensorDetails:
         return self.scale != 0.0
 
 
+class _Flatbuffer:
+    """``size_bytes`` and ``ok`` of a dataclass holding ``content`` bytes and an ``error``."""
+
+    content: bytes
+    error: str | None
+
+    @property
+    def size_bytes(self) -> int:
+        """Length of the flatbuffer in bytes (0 for a failed one)."""
+        return len(self.content)
+
+    @property
+    def ok(self) -> bool:
+        """True unless ``error`` says why there is no usable file."""
+        return self.error is None
+
+
 @dataclass(frozen=True, eq=False)
-class TFLiteModel:
+class TFLiteModel(_Flatbuffer):
     """A converted model: the flatbuffer and what we know about it.
 
     ``error`` is set when the converter produced a file that the interpreter cannot allocate
@@ -226,13 +244,31 @@ class TFLiteModel:
     precisions: tuple[tuple[str, str], ...] = ()
     recipe: str = ""
 
-    @property
-    def size_bytes(self) -> int:
-        return len(self.content)
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+@dataclass(frozen=True, eq=False)
+class CalibratedModel(_Flatbuffer):
+    """A Keras model converted to float TFLite with the activation ranges it showed on the
+    calibration examples: what every int8 model of it is quantized from.
+
+    Calibration (running the float model on ``samples`` examples) costs about a whole int8
+    conversion; quantizing a calibrated model costs milliseconds. So the int8 conversion, the
+    sensitivity profile and the int8 model with float layers of one run share one of these
+    (:mod:`zenml_quant.calibration`). ``model_fingerprint`` and ``data_fingerprint`` identify
+    the Keras model (its layers and weights) and the examples it was calibrated on, so a
+    calibrated model is never used for another model or other data. ``error`` is set when
+    the model could not be calibrated: every model quantized from it fails with that reason.
+    """
+
+    content: bytes
+    options: ConversionOptions
+    source_model: str
+    model_fingerprint: str
+    data_fingerprint: str
+    samples: int
+    notes: tuple[str, ...] = ()
+    recurrent: bool = False
+    scored_output: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)

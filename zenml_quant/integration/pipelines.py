@@ -20,6 +20,7 @@ from .configs import (
 from .steps import (
     allocate_precisions,
     benchmark_on_device,
+    calibrate,
     compare_candidates,
     convert_to_tflite,
     deployment_gate,
@@ -78,10 +79,17 @@ def _compress_and_gate(model: Any, dataset: Any, config: CompressConfig) -> None
     ``zq_benchmark_int8``). A candidate that fails is a failed row; the others, the gate and the
     summary still run. The search's targets are the gate's; its best ``candidates`` models join
     the others as ``search_1``, ``search_2``, ... ``config.conversion`` is given to every step
-    that converts, so every candidate is calibrated alike.
+    that converts, so every candidate is calibrated alike. The int8 conversion, the sensitivity
+    profile and the int8 model with float layers quantize from one ``zq_calibrate`` output:
+    the model is calibrated once for all three.
     """
     conversion, gate, search = config.conversion, config.gate, config.search
     budget = {"max_quality_drop": config.max_quality_drop, "relative_drop": config.relative_drop}
+    precisions = list(config.precisions)
+    selective = config.max_quality_drop is not None and set(precisions) <= {"int8", "float"}
+    calibrated = None
+    if "int8" in config.modes or config.sensitivity_mode is not None or selective:
+        calibrated = calibrate(model, dataset, conversion=conversion)
     # The baseline needs the float32 file (size, peak memory) and so does the float32
     # candidate: convert once and share it.
     float_model = _named(convert_to_tflite, "float32")(
@@ -94,16 +102,24 @@ def _compress_and_gate(model: Any, dataset: Any, config: CompressConfig) -> None
             float_model
             if mode == "float32"
             else _named(convert_to_tflite, mode)(
-                model, dataset, mode=mode, conversion=conversion, id=f"zq_convert_{mode}"
+                model,
+                dataset,
+                mode=mode,
+                conversion=conversion,
+                calibrated=calibrated if mode == "int8" else None,
+                id=f"zq_convert_{mode}",
             )
         )
     sensitivity = None
     if config.sensitivity_mode is not None:
         sensitivity, _ = profile_sensitivity(
-            model, dataset, mode=config.sensitivity_mode, conversion=conversion
+            model,
+            dataset,
+            mode=config.sensitivity_mode,
+            conversion=conversion,
+            calibrated=calibrated,
         )
-    precisions = list(config.precisions)
-    if config.max_quality_drop is not None and set(precisions) <= {"int8", "float"}:
+    if selective:
         # int8 with float layers only: the converter's debugger, with its paired noise test.
         tflite_models["mixed"], _, _ = _named(quantize_post_training, "mixed")(
             model,
@@ -111,6 +127,7 @@ def _compress_and_gate(model: Any, dataset: Any, config: CompressConfig) -> None
             sensitivity=sensitivity,
             **budget,
             conversion=conversion,
+            calibrated=calibrated,
             id="zq_quantize_mixed",
         )
     elif config.max_quality_drop is not None:

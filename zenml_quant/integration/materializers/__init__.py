@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
+    "CalibratedModelMaterializer": "calibrated_model",
     "KerasModelMaterializer": "keras_model",
     "LabeledDatasetMaterializer": "dataset",
     "SearchResultMaterializer": "search_result",

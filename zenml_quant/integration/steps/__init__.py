@@ -21,6 +21,7 @@ module                    steps
 ========================  ==================================================================
 ``load``                  ``load_keras_model``, ``load_labeled_dataset``, ``train_demo_model_step``
 ``baseline``              ``evaluate_baseline``
+``calibrate``             ``calibrate``
 ``convert``               ``convert_to_tflite``
 ``evaluate``              ``evaluate_tflite_model``, ``compare_candidates``
 ``sensitivity``           ``profile_sensitivity``
@@ -44,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "load_labeled_dataset": "load",
     "train_demo_model_step": "load",
     "evaluate_baseline": "baseline",
+    "calibrate": "calibrate",
     "convert_to_tflite": "convert",
     "evaluate_tflite_model": "evaluate",
     "compare_candidates": "evaluate",

@@ -15,6 +15,7 @@ from ...report.html import render_html
 from ...targets import Targets
 from ...tasks import dataset_metric
 from ...types import (
+    CalibratedModel,
     ConversionOptions,
     LabeledDataset,
     TFLiteModel,
@@ -49,6 +50,7 @@ def quantize_post_training(
     max_float_layers: int | None = None,
     split: str = "validation",
     conversion: ConversionOptions | None = None,
+    calibrated: CalibratedModel | None = None,
 ) -> tuple[
     Annotated[TFLiteModel, ArtifactConfig(name=TFLITE_OUTPUT)],
     Annotated[pd.DataFrame, "zq_ptq_attempts"],
@@ -62,6 +64,8 @@ def quantize_post_training(
     :func:`profile_sensitivity`, else a fast profile). A budget that cannot be met gives the
     best model found, marked ``budget not met``; it does not fail the step, and neither does
     an error (the model comes back failed, with the reason). Output ``zq_tflite_mixed``.
+    ``int8`` models are quantized from ``calibrated`` (the output of :func:`calibrate`) when
+    given, instead of calibrating again.
     """
     result = _candidates.ptq_candidate(
         model,
@@ -81,6 +85,7 @@ def quantize_post_training(
         max_float_layers=max_float_layers,
         split=split,
         options=conversion,
+        calibrated=calibrated,
     )
     if not result.model.ok:
         record_metadata({"status": result.status, "error": result.model.error})

@@ -14,6 +14,7 @@ from ...errors import InvalidOptionError
 from ...report import compress as _report
 from ...report.html import render_html
 from ...types import (
+    CalibratedModel,
     ConversionOptions,
     LabeledDataset,
 )
@@ -33,10 +34,14 @@ def profile_sensitivity(
     split: str = "validation",
     debug_samples: int = 200,
     conversion: ConversionOptions | None = None,
+    calibrated: CalibratedModel | None = None,
 ) -> tuple[
     Annotated[pd.DataFrame, "zq_sensitivity"], Annotated[HTMLString, "zq_sensitivity_report"]
 ]:
     """Rank the layers by the accuracy int8 costs them (``mode`` ``"fast"`` or ``"exhaustive"``).
+
+    The int8 models are quantized from ``calibrated`` (the output of :func:`calibrate`) when
+    given, instead of calibrating again.
 
     The table is ranked, most sensitive first; feed it to :func:`quantize_post_training` so
     accuracy control tries the most sensitive layers first.
@@ -50,6 +55,7 @@ def profile_sensitivity(
             split=split,
             debug_samples=debug_samples,
             options=conversion,
+            calibrated=calibrated,
         )
     except InvalidOptionError:
         raise
