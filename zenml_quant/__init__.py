@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
     "profile_baseline": "baseline",
+    "calibrate": "calibration",
+    "int8_from_calibrated": "calibration",
     "convert_model": "convert",
     "inspect_tflite": "convert",
     "conform_to_model": "conform",
@@ -71,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "MODES": "types",
     "BaselineSummary": "types",
     "CandidateResult": "types",
+    "CalibratedModel": "types",
     "ConversionOptions": "types",
     "Evaluation": "types",
     "LabeledDataset": "types",

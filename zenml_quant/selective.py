@@ -51,7 +51,8 @@ class SelectiveQuantizer:
         model: a ``tf_keras`` or Keras 3 model.
         representative_data: calibration examples (usually the train split's features);
             ``options.calibration_samples`` of them are drawn with ``options.seed``.
-        options: conversion options; ``quantized_io`` gives int8 inputs and outputs.
+        options: conversion options; ``quantized_io`` gives int8 inputs and outputs (default:
+            ``calibrated``'s, else ``ConversionOptions()``).
         calibrated: ``model`` already calibrated on ``representative_data`` with ``options``
             (:func:`zenml_quant.calibration.calibrate`), to quantize from instead of
             calibrating again; checked to be of this model, data and options.
@@ -71,7 +72,8 @@ class SelectiveQuantizer:
         options: ConversionOptions | None = None,
         calibrated: CalibratedModel | None = None,
     ) -> None:
-        self.options = options or ConversionOptions()
+        # Without options, a calibrated model's own are the ones meant.
+        self.options = options or (calibrated.options if calibrated else ConversionOptions())
         self.model_name = str(model.name)
         if calibrated is None:
             calibrated = calibrate(model, representative_data, options=self.options)
