@@ -1,6 +1,7 @@
 """The plugin's materializers, as a user's project would import them."""
 
 from zenml_quant.integration.materializers import (
+    CalibratedModelMaterializer,
     KerasModelMaterializer,
     LabeledDatasetMaterializer,
     SearchResultMaterializer,
@@ -8,6 +9,7 @@ from zenml_quant.integration.materializers import (
 )
 
 __all__ = [
+    "CalibratedModelMaterializer",
     "KerasModelMaterializer",
     "LabeledDatasetMaterializer",
     "SearchResultMaterializer",

@@ -12,6 +12,7 @@ from zenml_quant.integration import (
     search_candidate,
 )
 from zenml_quant.integration.steps import (
+    calibrate,
     compare_candidates,
     convert_to_tflite,
     evaluate_baseline,
@@ -36,6 +37,7 @@ __all__ = [
     "gate_inputs",
     "int4_aware_qat",
     "recalibrate_batchnorm",
+    "calibrate",
     "compare_candidates",
     "convert_to_tflite",
     "evaluate_baseline",
