@@ -21,6 +21,7 @@ from zenml_quant.convert import convert_model
 from zenml_quant.errors import ConversionError, InvalidOptionError
 from zenml_quant.inputs import pack
 from zenml_quant.interpreter import run_tflite
+from zenml_quant.ptq import quantize_post_training
 from zenml_quant.selective import SelectiveQuantizer
 from zenml_quant.types import ConversionOptions
 from zoo import ZOO
@@ -103,6 +104,8 @@ def test_quantizing_a_calibrated_model_never_calibrates_again(digits_model, digi
         calibrated=calibrated,
     )
     assert tflite.ok and tflite.mode == "int8"
+    plain = quantize_post_training(digits_model, digits, calibrated=calibrated)
+    assert plain.model.content == tflite.content and "shared calibration" in plain.reason
     quantizer = SelectiveQuantizer(digits_model, digits.x_train, calibrated=calibrated)
     assert quantizer.quantize(["logits"]).float_layers == ("logits",)
     errors = quantizer.layer_errors(digits.x_val, max_samples=20)
