@@ -49,6 +49,7 @@ ARMS = {
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. +seeds-1")
     p.add_argument("--trials", type=int, default=16, help="the budget of every run")
     p.add_argument("--arms", default="controller,prior,random,local")
     p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per candidate")
@@ -98,7 +99,8 @@ def main() -> None:
     metric = dataset_metric(data)
     targets = Targets(max_quality_drop=args.max_drop, max_size_bytes=budget, metric=metric)
     runs: dict[str, list[dict]] = {arm: [] for arm in arms}
-    for seed in range(args.seeds):
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    for seed in seeds:
         for arm in arms:
             runs[arm].append(run(model, data, targets, arm, seed, args))
     rows = [
@@ -124,8 +126,8 @@ def main() -> None:
             f"{100 * args.max_drop:g} points below the original on validation and at most "
             f"{budget:,} B ({args.size_ratio:g}x its plain int8 file of {int8.size_bytes:,} B). "
             f"Every run: {args.trials} trials, batches of 2, each candidate fine-tuned "
-            f"{args.epochs} epoch(s) (distilled, BatchNorm re-estimated); seeds 0-"
-            f"{args.seeds - 1}, interleaved. A run that never meets the targets counts its "
+            f"{args.epochs} epoch(s) (distilled, BatchNorm re-estimated); seeds {seeds[0]}-"
+            f"{seeds[-1]}, interleaved. A run that never meets the targets counts its "
             "whole budget.",
             "",
             *rows,
