@@ -47,7 +47,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--models", default="resnet8,mobilenet_v2,ds_cnn")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--budget", type=float, default=0.01, help="quality drop for the mixed model")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
+    if not 0 <= args.budget < 1:
+        p.error("--budget must be in [0, 1)")
+    return args
 
 
 def run_arm(model: Any, data: Any, budget: Targets, shared: bool) -> tuple[dict, dict]:

@@ -62,7 +62,9 @@ def calibrate(
     options = options or ConversionOptions()
     samples = calibration_samples(representative_data, "int8", options)
     converter, notes = make_converter(model, "int8")
-    notes += configure_converter(converter, "int8", representative_data, options)
+    # The drawn samples, not the data: drawing all of them again with the seed keeps their
+    # order, so the converter calibrates on exactly the examples fingerprinted below.
+    notes += configure_converter(converter, "int8", samples, options)
     converter._experimental_calibrate_only = True  # private; see the module docstring
     try:
         content = run_converter(converter)
